@@ -1,0 +1,325 @@
+"""Typed, validated configuration.
+
+Settings come from ``conf/base.yaml``, then an environment overlay (``conf/env/<env>.yaml``),
+then ``--conf dotted.key=value`` overrides, merged in that order. ``${VAR}`` and
+``${VAR:-default}`` are taken from the environment. Every value remembers the file it came
+from, so a validation error names the file, the key path and what was expected.
+
+Example:
+    >>> settings = load_settings("conf", env="local", overrides=["spark.shuffle_partitions=4"])
+    >>> settings.lakehouse.table_path("gold", "customer_features")
+    './lakehouse/gold/customer_features'
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+__all__ = [
+    "ConfigError",
+    "DeltaSettings",
+    "LakehouseSettings",
+    "LoggingSettings",
+    "MlflowSettings",
+    "Settings",
+    "SparkSettings",
+    "load_settings",
+    "load_yaml_file",
+    "parse_model",
+]
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid.
+
+    The message names the file, the dotted key path and what was expected.
+    """
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        self.source = source
+        self.key = key
+        self.problem = problem
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"{where}: {problem}")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LakehouseSettings(_Frozen):
+    """Where tables live: ``<root>/<layer>/<table>``."""
+
+    root: str = "./lakehouse"
+    landing: str = "./lakehouse/landing"
+    layers: tuple[str, ...] = ("bronze", "silver", "gold", "features", "predictions", "ops")
+
+    def table_path(self, layer: str, table: str) -> str:
+        """Return the storage path of ``table`` in ``layer``.
+
+        Raises:
+            ValueError: ``layer`` is not one of the configured layers.
+        """
+        if layer not in self.layers:
+            raise ValueError(f"unknown layer {layer!r}; configured layers: {list(self.layers)}")
+        return f"{self.root.rstrip('/')}/{layer}/{table}"
+
+
+class SparkSettings(_Frozen):
+    """Spark session options; ``master`` is used only when spark-submit did not set one."""
+
+    master: str = "local[*]"
+    shuffle_partitions: int = Field(default=8, ge=1)
+    log_level: Literal["ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"] = "WARN"
+    ui_enabled: bool = False
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class DeltaSettings(_Frozen):
+    """Table I/O: ``auto`` uses delta-spark when its classes are loaded, else delta-rs."""
+
+    backend: Literal["auto", "native", "delta-rs"] = "auto"
+    vacuum_retention_hours: int = Field(default=168, ge=0)
+    compact_target_file_mb: int = Field(default=128, ge=1)
+
+
+class LoggingSettings(_Frozen):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "json"
+
+
+class MlflowSettings(_Frozen):
+    tracking_uri: str = "sqlite:///./lakehouse/mlflow/mlflow.db"
+    registry_uri: str | None = None
+    artifact_location: str = "./lakehouse/mlflow/artifacts"
+    experiment: str = "featurelake"
+
+
+class Settings(_Frozen):
+    """The whole run-time configuration, validated at start-up."""
+
+    env: str = "local"
+    conf_dir: str = "conf"
+    lakehouse: LakehouseSettings = Field(default_factory=LakehouseSettings)
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+    delta: DeltaSettings = Field(default_factory=DeltaSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+
+    def conf_path(self, *parts: str) -> Path:
+        """Return a path inside the configuration directory."""
+        return Path(self.conf_dir, *parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and merging with provenance
+# --------------------------------------------------------------------------------------------
+
+
+def _interpolate(value: Any, source: str, key: str) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in strings, recursively."""
+    if isinstance(value, str):
+
+        def repl(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(
+                source, key, f"environment variable {name} is not set and ${{{name}}} has no default"
+            )
+
+        return _VAR.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, source, _join(key, str(k))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def load_yaml_file(path: str | Path) -> dict[str, Any]:
+    """Read one YAML mapping with environment interpolation.
+
+    Raises:
+        ConfigError: the file is missing, is not valid YAML or is not a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(str(path), "", "file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), "", f"invalid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "", f"expected a mapping at top level, got {type(data).__name__}")
+    result = _interpolate(data, str(path), "")
+    assert isinstance(result, dict)
+    return result
+
+
+def _merge(
+    base: dict[str, Any], overlay: Mapping[str, Any], origin: dict[str, str], source: str, prefix: str = ""
+) -> None:
+    """Deep-merge ``overlay`` into ``base`` in place, recording each leaf's source."""
+    for key, value in overlay.items():
+        dotted = _join(prefix, str(key))
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value, origin, source, dotted)
+        else:
+            base[key] = dict(value) if isinstance(value, Mapping) else value
+            origin[dotted] = source
+            if isinstance(value, Mapping):
+                _record(value, origin, source, dotted)
+
+
+def _record(tree: Mapping[str, Any], origin: dict[str, str], source: str, prefix: str) -> None:
+    for key, value in tree.items():
+        dotted = _join(prefix, str(key))
+        origin[dotted] = source
+        if isinstance(value, Mapping):
+            _record(value, origin, source, dotted)
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError("--conf", text, "expected dotted.key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError("--conf", text, "expected dotted.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def _source_of(origin: Mapping[str, str], dotted: str, default: str) -> str:
+    """The file that set ``dotted`` or its closest ancestor."""
+    parts = dotted.split(".")
+    while parts:
+        found = origin.get(".".join(parts))
+        if found:
+            return found
+        parts.pop()
+    return default
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "missing required key"
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"value {error.get('input')!r} is not one of the allowed values: {expected}"
+    return f"{error.get('msg', 'invalid value')} (got {error.get('input')!r})"
+
+
+def _allowed_keys(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
+    """Field names at the parent of ``loc``, for 'unknown key' messages."""
+    current: Any = model
+    for part in loc[:-1]:
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        annotation = fields[part].annotation
+        current = annotation if isinstance(annotation, type) else None
+        if current is None:
+            return []
+    fields = getattr(current, "model_fields", None)
+    return sorted(fields) if fields else []
+
+
+def parse_model(
+    model: type[ModelT], data: Mapping[str, Any], origin: Mapping[str, str] | str
+) -> ModelT:
+    """Validate ``data`` into ``model``; errors name the source file and key path.
+
+    Args:
+        model: the pydantic model to build.
+        data: the merged mapping.
+        origin: the source file, or a map from dotted key to the file that set it.
+
+    Raises:
+        ConfigError: with every problem found, one per line.
+    """
+    default = origin if isinstance(origin, str) else "configuration"
+    origins: Mapping[str, str] = {} if isinstance(origin, str) else origin
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        first: tuple[str, str] | None = None
+        for error in exc.errors():
+            loc = list(error["loc"])
+            dotted = ".".join(str(p) for p in loc)
+            source = _source_of(origins, dotted, default)
+            problem = _describe(error)
+            if error.get("type") == "extra_forbidden":
+                allowed = _allowed_keys(model, loc)
+                if allowed:
+                    problem += f" (allowed: {', '.join(allowed)})"
+            problems.append(f"{source}: {dotted}: {problem}")
+            first = first or (source, dotted)
+        if len(problems) == 1 and first:
+            raise ConfigError(first[0], first[1], problems[0].split(": ", 2)[2]) from None
+        assert first is not None
+        raise ConfigError(first[0], first[1], "\n  " + "\n  ".join(problems)) from None
+
+
+def load_settings(
+    conf_dir: str | Path = "conf",
+    env: str | None = None,
+    overrides: Sequence[str] = (),
+) -> Settings:
+    """Load ``base.yaml``, the ``env`` overlay and ``--conf`` overrides into :class:`Settings`.
+
+    Args:
+        conf_dir: the configuration directory.
+        env: overlay name (``conf/env/<env>.yaml``); defaults to ``$FEATURELAKE_ENV`` or ``local``.
+        overrides: ``dotted.key=value`` strings; values are parsed as YAML scalars.
+
+    Raises:
+        ConfigError: a file is missing or invalid, or a value fails validation.
+    """
+    conf_dir = Path(conf_dir)
+    env = env or os.environ.get("FEATURELAKE_ENV", "local")
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    base_file = conf_dir / "base.yaml"
+    _merge(merged, load_yaml_file(base_file), origin, str(base_file))
+    env_file = conf_dir / "env" / f"{env}.yaml"
+    if not env_file.is_file():
+        available = sorted(p.stem for p in (conf_dir / "env").glob("*.yaml"))
+        raise ConfigError(str(env_file), "", f"no such environment {env!r}; available: {available}")
+    _merge(merged, load_yaml_file(env_file), origin, str(env_file))
+    for text in overrides:
+        path, value = _parse_override(text)
+        tree: dict[str, Any] = {}
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+        _merge(merged, tree, origin, f"--conf {text}")
+    merged["env"] = env
+    merged["conf_dir"] = str(conf_dir)
+    return parse_model(Settings, merged, origin)

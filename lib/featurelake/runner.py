@@ -1,0 +1,151 @@
+"""Job runner: the shared shell of every spark-submit entry point in jobs/.
+
+A job is a function ``body(ctx, args)``; :func:`run_job` parses the common options, loads and
+validates the configuration, builds the session once, times the run and logs its summary
+(rows read and written per table, duration, status).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+import uuid
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from featurelake.config import ConfigError, Settings, load_settings
+from featurelake.logs import configure_logging
+from featurelake.session import build_spark_session
+from featurelake.table_io import DeltaTables, Lineage, TableIOError
+
+__all__ = ["DataError", "JobContext", "run_job", "TransientError"]
+
+log = logging.getLogger(__name__)
+
+CONF_ARCHIVE = "featurelake-conf.zip"
+
+
+class DataError(RuntimeError):
+    """The input data breaks a rule that stops the job (retrying will not help)."""
+
+
+class TransientError(RuntimeError):
+    """A failure worth retrying (a lost executor, a busy service)."""
+
+
+@dataclass
+class JobContext:
+    """What a job body gets: its settings, session, table I/O and run identity."""
+
+    job: str
+    run_id: str
+    settings: Settings
+    spark: SparkSession
+    tables: DeltaTables
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def path(self, layer: str, table: str) -> str:
+        """The storage path of ``table`` in ``layer`` under the configured lakehouse root."""
+        return self.settings.lakehouse.table_path(layer, table)
+
+
+def _common_parser(job: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=job, description=f"featurelake job: {job}")
+    parser.add_argument("--env", default=None, help="configuration overlay conf/env/<ENV>.yaml")
+    parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a configuration value (repeatable)")
+    parser.add_argument("--conf-dir", default=os.environ.get("FEATURELAKE_CONF_DIR", "conf"),
+                        help="configuration directory (default: conf)")
+    parser.add_argument("--run-id", default=None, help="run id (default: a new one)")
+    return parser
+
+
+def _resolve_conf_dir(conf_dir: str) -> str:
+    """Use conf/ when present; on a cluster driver, unpack the archive spark-submit shipped."""
+    if Path(conf_dir, "base.yaml").is_file():
+        return conf_dir
+    for candidate in (Path(CONF_ARCHIVE), Path(os.environ.get("SPARK_FILES_DIR", "."), CONF_ARCHIVE)):
+        if candidate.is_file():
+            target = tempfile.mkdtemp(prefix="featurelake-conf-")
+            with zipfile.ZipFile(candidate) as archive:
+                archive.extractall(target)
+            return str(Path(target, "conf"))
+    return conf_dir
+
+
+def parse_job_args(
+    job: str,
+    argv: Sequence[str] | None,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.Namespace:
+    """Parse the common options plus the job's own."""
+    parser = _common_parser(job)
+    if add_arguments:
+        add_arguments(parser)
+    return parser.parse_args(list(argv) if argv is not None else None)
+
+
+def run_job(
+    job: str,
+    body: Callable[[JobContext, argparse.Namespace], Any],
+    argv: Sequence[str] | None = None,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    spark: SparkSession | None = None,
+) -> int:
+    """Run one job and return its exit code (0 ok, 2 configuration or data error, 1 failure).
+
+    Args:
+        job: the job name (app name, log field, lineage).
+        body: the job's extract-transform-load function.
+        argv: arguments (default: ``sys.argv[1:]``).
+        add_arguments: adds the job's own options to the parser.
+        spark: an existing session (tests, the pipeline runner); built from settings otherwise.
+    """
+    args = parse_job_args(job, argv, add_arguments)
+    run_id = args.run_id or uuid.uuid4().hex[:16]
+    try:
+        settings = load_settings(_resolve_conf_dir(args.conf_dir), args.env, args.conf)
+    except ConfigError as exc:
+        configure_logging(job, run_id)
+        log.error("config_error", extra={"fields": {"error": str(exc)}})
+        print(f"featurelake {job}: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(job, run_id, settings.logging.level, settings.logging.format)
+    started = time.monotonic()
+    status, code, error = "succeeded", 0, None
+    ctx = None
+    try:
+        session = spark or build_spark_session(f"featurelake-{job}", settings.spark)
+        tables = DeltaTables(session, settings.delta.backend, Lineage(job=job, run_id=run_id))
+        ctx = JobContext(job=job, run_id=run_id, settings=settings, spark=session, tables=tables)
+        log.info("job_started", extra={"fields": {"env": settings.env, "backend": tables.backend,
+                                                  "master": session.sparkContext.master}})
+        body(ctx, args)
+    except (ConfigError, DataError, TableIOError, ValueError) as exc:
+        status, code, error = "failed", 2, f"{type(exc).__name__}: {exc}"
+        print(f"featurelake {job}: {error}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - report every failure in the run summary
+        status, code, error = "failed", 1, f"{type(exc).__name__}: {exc}"
+        log.exception("job_failed")
+        print(f"featurelake {job}: {error}", file=sys.stderr)
+    fields: dict[str, Any] = {
+        "status": status,
+        "duration_s": round(time.monotonic() - started, 3),
+        "rows_read": ctx.tables.rows_read if ctx else {},
+        "rows_written": ctx.tables.rows_written if ctx else {},
+    }
+    if ctx:
+        fields.update(ctx.summary)
+    if error:
+        fields["error"] = error
+    log.log(logging.INFO if code == 0 else logging.ERROR, "run_summary", extra={"fields": fields})
+    return code

@@ -1,0 +1,47 @@
+"""The one place a SparkSession is built."""
+
+from __future__ import annotations
+
+from pyspark import SparkConf
+from pyspark.sql import SparkSession
+
+from featurelake.config import SparkSettings
+
+__all__ = ["build_spark_session"]
+
+
+def build_spark_session(app_name: str, settings: SparkSettings) -> SparkSession:
+    """Build (or return the running) SparkSession for a job.
+
+    The master comes from ``spark-submit --master`` when it set one; otherwise from
+    ``settings.master``. The session time zone is UTC and Parquet timestamps are written as
+    microseconds so that every Delta reader (delta-rs, polars, duckdb) can read them.
+
+    Args:
+        app_name: shown in the Spark UI and logs; the job name.
+        settings: the validated ``spark`` section of the configuration.
+
+    Returns:
+        The SparkSession.
+    """
+    submitted = SparkConf()  # picks up what spark-submit put in the JVM's system properties
+    builder = SparkSession.builder.appName(app_name)
+    if not submitted.contains("spark.master"):
+        builder = builder.master(settings.master)
+    options = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
+        "spark.ui.enabled": str(settings.ui_enabled).lower(),
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.sql.sources.partitionOverwriteMode": "static",
+        # Spark's _SUCCESS marker is not a data file; Delta's log is the commit record.
+        "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
+        "spark.sql.adaptive.enabled": "true",
+        "spark.driver.extraJavaOptions": "-Dlog4j2.level=WARN",
+    }
+    options.update(settings.conf)
+    for key, value in options.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(settings.log_level)
+    return spark

@@ -1,0 +1,910 @@
+"""Delta table I/O: the only code in featurelake that reads or writes tables.
+
+Two backends sit behind :class:`DeltaTables`:
+
+* **native** - delta-spark's ``format("delta")``, used when its JVM classes are on the
+  classpath (a cluster started with ``--packages io.delta:delta-spark_2.13:<v>``).
+* **delta-rs** - Spark writes Parquet data files in parallel into a staging folder inside the
+  table; they are moved beside the table's data and committed in one atomic transaction by
+  delta-rs (the ``deltalake`` package), with per-file statistics read from the Parquet footers.
+  Reads take the snapshot's file list (any version) and hand it to Spark.
+
+Either way the result is a real Delta table that ``deltalake``, polars and duckdb read. Nothing
+else in the code knows which backend is active.
+
+Example:
+    >>> tables = DeltaTables(spark)
+    >>> tables.write(df, "/lake/silver/transactions", mode="append", partition_by=["invoice_date"])
+    >>> tables.read("/lake/silver/transactions", version=0).count()
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlparse
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    BooleanType,
+    ByteType,
+    DataType,
+    DateType,
+    DoubleType,
+    FloatType,
+    IntegerType,
+    LongType,
+    ShortType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+__all__ = [
+    "ConcurrentWriteError",
+    "DeltaTables",
+    "SchemaMismatchError",
+    "TableIOError",
+    "TableNotFoundError",
+    "WriteResult",
+    "native_delta_available",
+]
+
+log = logging.getLogger(__name__)
+
+WriteMode = Literal["append", "overwrite"]
+_STAGING = "_staging"
+_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+# Delta's convention: string statistics are kept only for short prefixes; we keep exact
+# values only, so a longer string simply has no min/max (readers then cannot skip on it).
+_MAX_STRING_STAT = 32
+
+
+class TableIOError(RuntimeError):
+    """Base class for table I/O errors."""
+
+
+class TableNotFoundError(TableIOError):
+    """There is no Delta table at the path (or not at the requested version)."""
+
+
+class SchemaMismatchError(TableIOError, ValueError):
+    """A write's schema is incompatible with the table's schema."""
+
+
+class ConcurrentWriteError(TableIOError):
+    """Another writer committed a conflicting change first; nothing of this write was committed."""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one commit did.
+
+    Attributes:
+        path: the table path.
+        version: the table version this commit created.
+        rows_written: rows in the files this commit added.
+        files_added: number of data files added.
+        operation: append, overwrite, partition-overwrite, upsert or create.
+    """
+
+    path: str
+    version: int
+    rows_written: int
+    files_added: int
+    operation: str
+
+
+@dataclass
+class Lineage:
+    """Commit metadata: who wrote, in which run, after reading which table versions."""
+
+    job: str = "interactive"
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    reads: dict[str, int] = field(default_factory=dict)
+
+    def commit_metadata(self, extra: Mapping[str, Any] | None = None) -> dict[str, str]:
+        meta = {
+            "featurelake.job": self.job,
+            "featurelake.run_id": self.run_id,
+            "featurelake.reads": json.dumps(self.reads, sort_keys=True),
+        }
+        for key, value in (extra or {}).items():
+            meta[f"featurelake.{key}"] = value if isinstance(value, str) else json.dumps(value)
+        return meta
+
+
+def native_delta_available(spark: SparkSession) -> bool:
+    """True when delta-spark's JVM classes are loaded in this session."""
+    try:
+        jvm = spark.sparkContext._jvm  # noqa: SLF001 - the only way to probe the classpath
+        jvm.java.lang.Class.forName(
+            "io.delta.tables.DeltaTable", False, jvm.Thread.currentThread().getContextClassLoader()
+        )
+        return True
+    except Exception:  # noqa: BLE001 - any failure means the classes are not usable
+        return False
+
+
+def _local_path(path: str) -> str:
+    parsed = urlparse(path)
+    if parsed.scheme in ("", "file"):
+        return os.path.abspath(unquote(parsed.path) if parsed.scheme else path)
+    raise TableIOError(
+        f"{path}: the delta-rs backend supports local or mounted paths only; "
+        "use the native delta-spark backend (--packages io.delta:delta-spark_2.13:<v>) "
+        "for object stores"
+    )
+
+
+def _schema_diff(table: StructType, incoming: StructType) -> tuple[list[str], list[str], list[str]]:
+    """Columns (missing from incoming, extra in incoming, with a different type)."""
+    table_types = {f.name: f.dataType for f in table.fields}
+    incoming_types = {f.name: f.dataType for f in incoming.fields}
+    missing = [n for n in table_types if n not in incoming_types]
+    extra = [n for n in incoming_types if n not in table_types]
+    changed = [
+        f"{n} (table {table_types[n].simpleString()}, write {incoming_types[n].simpleString()})"
+        for n in incoming_types
+        if n in table_types and table_types[n] != incoming_types[n]
+    ]
+    return missing, extra, changed
+
+
+class DeltaTables:
+    """Reads and writes Delta tables; one instance per job (it carries the lineage).
+
+    Args:
+        spark: the job's session.
+        backend: ``auto`` (native when available, else delta-rs), ``native`` or ``delta-rs``.
+        lineage: job name, run id and the versions read so far, recorded on every commit.
+
+    Raises:
+        TableIOError: ``backend="native"`` but delta-spark is not on the classpath.
+    """
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        backend: Literal["auto", "native", "delta-rs"] = "auto",
+        lineage: Lineage | None = None,
+    ) -> None:
+        self.spark = spark
+        self.lineage = lineage or Lineage()
+        native = native_delta_available(spark)
+        if backend == "native" and not native:
+            raise TableIOError(
+                "delta.backend is 'native' but delta-spark's classes are not on the classpath; "
+                "start Spark with --packages io.delta:delta-spark_2.13:<version> or use 'auto'"
+            )
+        self.backend = "native" if (backend == "native" or (backend == "auto" and native)) else "delta-rs"
+        self.rows_read: dict[str, int] = {}
+        self.rows_written: dict[str, int] = {}
+
+    # ----------------------------------------------------------------------------------------
+    # Reads
+    # ----------------------------------------------------------------------------------------
+
+    def exists(self, path: str) -> bool:
+        """True when ``path`` holds a Delta table."""
+        if self.backend == "native":
+            from delta.tables import DeltaTable as SparkDeltaTable
+
+            return bool(SparkDeltaTable.isDeltaTable(self.spark, path))
+        from deltalake import DeltaTable
+
+        return bool(DeltaTable.is_deltatable(_local_path(path)))
+
+    def version(self, path: str) -> int:
+        """The latest version of the table at ``path``."""
+        return int(self.history(path, limit=1)[0]["version"])
+
+    def read(
+        self,
+        path: str,
+        version: int | None = None,
+        timestamp: datetime | str | None = None,
+        *,
+        record: bool = True,
+    ) -> DataFrame:
+        """Read the table at ``path``: the latest snapshot, or as of a version or a timestamp.
+
+        Args:
+            path: the table path.
+            version: read this version (time travel).
+            timestamp: read the latest version committed at or before this time (UTC when naive).
+            record: record the version read in the lineage of this job's later commits.
+
+        Returns:
+            A DataFrame with the table's columns in the table's order.
+
+        Raises:
+            TableNotFoundError: no table at ``path``, or no version at the requested point.
+            ValueError: both ``version`` and ``timestamp`` were given.
+        """
+        if version is not None and timestamp is not None:
+            raise ValueError("give version or timestamp, not both")
+        if self.backend == "native":
+            df, read_version, rows = self._read_native(path, version, timestamp)
+        else:
+            df, read_version, rows = self._read_rs(path, version, timestamp)
+        if record:
+            self.lineage.reads[path] = read_version
+            self.rows_read[path] = self.rows_read.get(path, 0) + rows
+        return df
+
+    def _open_rs(self, path: str, version: int | None, timestamp: datetime | str | None) -> Any:
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError as RsNotFound
+
+        local = _local_path(path)
+        try:
+            table = DeltaTable(local)
+        except RsNotFound as exc:
+            raise TableNotFoundError(f"no Delta table at {path}") from exc
+        try:
+            if version is not None:
+                table.load_as_version(version)
+            elif timestamp is not None:
+                table.load_as_version(_as_utc(timestamp))
+        except Exception as exc:  # delta-rs raises a generic error for a missing version
+            first = table.history()[-1]
+            raise TableNotFoundError(
+                f"{path}: no version at {version if version is not None else timestamp!r} "
+                f"(table created at version {first['version']}, "
+                f"{datetime.fromtimestamp(first['timestamp'] / 1000, timezone.utc).isoformat()}; "
+                f"latest version {DeltaTable(local).version()}): {exc}"
+            ) from exc
+        return table
+
+    def _read_rs(
+        self, path: str, version: int | None, timestamp: datetime | str | None
+    ) -> tuple[DataFrame, int, int]:
+        table = self._open_rs(path, version, timestamp)
+        schema = StructType.fromJson(json.loads(table.schema().to_json()))
+        files = table.file_uris()
+        rows = _total_rows(table)
+        if not files:
+            return self.spark.createDataFrame([], schema), table.version(), rows
+        root = _local_path(path)
+        df = (
+            self.spark.read.schema(schema)
+            .option("basePath", root)
+            .parquet(*files)
+            .select(*[F.col(f"`{f.name}`") for f in schema.fields])
+        )
+        return df, table.version(), rows
+
+    def _read_native(
+        self, path: str, version: int | None, timestamp: datetime | str | None
+    ) -> tuple[DataFrame, int, int]:
+        if not self.exists(path):
+            raise TableNotFoundError(f"no Delta table at {path}")
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        elif timestamp is not None:
+            reader = reader.option("timestampAsOf", _as_utc(timestamp).isoformat())
+        df = reader.load(path)
+        read_version = version if version is not None else self._native_version_at(path, timestamp)
+        return df, read_version, -1
+
+    def _native_version_at(self, path: str, timestamp: datetime | str | None) -> int:
+        entries = self.history(path)
+        if timestamp is None:
+            return int(entries[0]["version"])
+        limit = _as_utc(timestamp).timestamp() * 1000
+        return int(next(e["version"] for e in entries if e["timestamp"] <= limit))
+
+    # ----------------------------------------------------------------------------------------
+    # Writes
+    # ----------------------------------------------------------------------------------------
+
+    def write(
+        self,
+        df: DataFrame,
+        path: str,
+        mode: WriteMode = "append",
+        *,
+        partition_by: Sequence[str] | None = None,
+        replace_partitions: Literal["dynamic"] | Mapping[str, Any] | None = None,
+        schema_evolution: bool = False,
+        overwrite_schema: bool = False,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> WriteResult:
+        """Write ``df`` to the table at ``path`` in one atomic commit.
+
+        Args:
+            df: the rows to write.
+            path: the table path; the table is created when absent.
+            mode: ``append`` or ``overwrite``.
+            partition_by: partition columns when the table is created; must match later.
+            replace_partitions: with ``overwrite``, replace only some partitions: ``"dynamic"``
+                replaces the partitions present in ``df``; a mapping ``{column: value}`` replaces
+                that partition (every row of ``df`` must belong to it).
+            schema_evolution: allow new columns (added to the table schema).
+            overwrite_schema: with a full ``overwrite``, replace the table schema.
+            metadata: extra key/values for the commit info (besides job, run id and reads).
+
+        Returns:
+            The :class:`WriteResult` of the commit.
+
+        Raises:
+            SchemaMismatchError: columns missing, extra (without ``schema_evolution``) or retyped;
+                the message names them.
+            ConcurrentWriteError: a conflicting commit landed first; nothing was committed.
+            ValueError: inconsistent arguments.
+        """
+        if mode not in ("append", "overwrite"):
+            raise ValueError(f"mode must be 'append' or 'overwrite', got {mode!r}")
+        if replace_partitions is not None and mode != "overwrite":
+            raise ValueError("replace_partitions needs mode='overwrite'")
+        if overwrite_schema and (mode != "overwrite" or replace_partitions is not None):
+            raise ValueError("overwrite_schema needs a full overwrite (mode='overwrite')")
+        if self.backend == "native":
+            result = self._write_native(
+                df, path, mode, partition_by, replace_partitions, schema_evolution,
+                overwrite_schema, metadata,
+            )
+        else:
+            result = self._write_rs(
+                df, path, mode, partition_by, replace_partitions, schema_evolution,
+                overwrite_schema, metadata,
+            )
+        self.rows_written[path] = self.rows_written.get(path, 0) + result.rows_written
+        log.info(
+            "table_committed",
+            extra={"fields": {"table": path, "version": result.version,
+                              "rows": result.rows_written, "operation": result.operation}},
+        )
+        return result
+
+    def _prepare_schema(
+        self,
+        df: DataFrame,
+        table_schema: StructType | None,
+        schema_evolution: bool,
+        overwrite_schema: bool,
+        path: str,
+    ) -> tuple[DataFrame, StructType]:
+        """Check ``df`` against the table; return df aligned to the (possibly evolved) schema."""
+        incoming = _nullable(df.schema)
+        if table_schema is None or overwrite_schema:
+            return df, incoming
+        missing, extra, changed = _schema_diff(table_schema, incoming)
+        if changed or (extra and not schema_evolution) or missing:
+            parts = []
+            if changed:
+                parts.append(f"type changed: {', '.join(changed)}")
+            if extra and not schema_evolution:
+                parts.append(f"columns not in the table: {', '.join(extra)} "
+                             "(pass schema_evolution=True to add them)")
+            if missing:
+                parts.append(f"columns missing from the write: {', '.join(missing)}")
+            raise SchemaMismatchError(
+                f"cannot write to {path}: " + "; ".join(parts)
+                + f". Table columns: {', '.join(table_schema.fieldNames())}; "
+                f"write columns: {', '.join(incoming.fieldNames())}"
+            )
+        evolved = StructType(list(table_schema.fields) + [f for f in incoming.fields if f.name in extra])
+        return df.select(*[F.col(f"`{n}`") for n in evolved.fieldNames()]), evolved
+
+    def _write_rs(
+        self,
+        df: DataFrame,
+        path: str,
+        mode: WriteMode,
+        partition_by: Sequence[str] | None,
+        replace_partitions: Literal["dynamic"] | Mapping[str, Any] | None,
+        schema_evolution: bool,
+        overwrite_schema: bool,
+        metadata: Mapping[str, Any] | None,
+    ) -> WriteResult:
+        from deltalake import DeltaTable, Schema
+        from deltalake.exceptions import CommitFailedError
+        from deltalake.transaction import CommitProperties, create_table_with_add_actions
+
+        root = _local_path(path)
+        existing = DeltaTable(root) if DeltaTable.is_deltatable(root) else None
+        table_schema = (
+            StructType.fromJson(json.loads(existing.schema().to_json())) if existing else None
+        )
+        table_partitions = list(existing.metadata().partition_columns) if existing else None
+        partitions = list(partition_by or table_partitions or [])
+        if table_partitions is not None and partition_by is not None and not overwrite_schema \
+                and list(partition_by) != table_partitions:
+            raise SchemaMismatchError(
+                f"cannot write to {path}: partitioned by {table_partitions}, write asks for "
+                f"{list(partition_by)}"
+            )
+        if replace_partitions is not None and not partitions:
+            raise ValueError(f"{path} is not partitioned; replace_partitions needs partitions")
+        df, schema = self._prepare_schema(df, table_schema, schema_evolution, overwrite_schema, path)
+        missing_parts = [c for c in partitions if c not in schema.fieldNames()]
+        if missing_parts:
+            raise SchemaMismatchError(
+                f"cannot write to {path}: partition columns {missing_parts} are not in the write "
+                f"(columns: {', '.join(schema.fieldNames())})"
+            )
+
+        adds, staging = self._stage_files(df, root, partitions, schema)
+        try:
+            rows = sum(json.loads(a.stats)["numRecords"] for a in adds)
+            delta_schema = Schema.from_json(schema.json())
+            commit = CommitProperties(custom_metadata=self.lineage.commit_metadata(metadata))
+            if existing is None:
+                create_table_with_add_actions(
+                    root, delta_schema, adds, mode="error", partition_by=partitions or None,
+                    commit_properties=commit,
+                )
+                operation = "create"
+            else:
+                if table_schema is not None and schema != table_schema and not overwrite_schema:
+                    # Appends do not carry a new schema in delta-rs: evolve it first.
+                    from deltalake.schema import Field as DeltaField
+
+                    new_fields = [f for f in schema.fields if f.name not in table_schema.fieldNames()]
+                    existing.alter.add_columns(
+                        [DeltaField.from_json(json.dumps(f.jsonValue())) for f in new_fields],
+                        commit_properties=CommitProperties(
+                            custom_metadata=self.lineage.commit_metadata({"schema_evolution": "add"})
+                        ),
+                    )
+                    existing = DeltaTable(root)
+                filters = None
+                operation = mode
+                if mode == "overwrite" and replace_partitions is not None:
+                    filters = _partition_filters(replace_partitions, adds, partitions, path)
+                    operation = "partition-overwrite"
+                    if filters is None:  # dynamic overwrite with no rows: nothing to replace
+                        mode, operation = "append", "partition-overwrite"
+                existing.create_write_transaction(
+                    adds, mode=mode, schema=delta_schema, partition_by=partitions or None,
+                    partition_filters=filters, commit_properties=commit,
+                )
+            version = DeltaTable(root).version()
+        except CommitFailedError as exc:
+            raise ConcurrentWriteError(
+                f"{path}: a concurrent commit conflicted with this {mode}; nothing was committed "
+                f"(retry the job): {exc}"
+            ) from exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return WriteResult(path, version, rows, len(adds), operation)
+
+    def _stage_files(
+        self, df: DataFrame, root: str, partitions: Sequence[str], schema: StructType
+    ) -> tuple[list[Any], str]:
+        """Spark writes Parquet into a staging folder; files move beside the table's data.
+
+        Until the delta-rs commit lands, the moved files are referenced by no version, so a
+        crash leaves the table at its previous version (``vacuum`` removes the orphans).
+        """
+        from deltalake.transaction import AddAction
+
+        batch = uuid.uuid4().hex
+        staging = os.path.join(root, _STAGING, batch)
+        writer = df.write.mode("errorifexists")
+        if partitions:
+            writer = writer.partitionBy(*partitions)
+        writer.parquet(staging)
+        adds = []
+        types = {f.name: f.dataType for f in schema.fields}
+        for dirpath, _dirs, names in os.walk(staging):
+            for name in names:
+                if not name.endswith(".parquet"):
+                    continue
+                source = os.path.join(dirpath, name)
+                relative = os.path.relpath(source, staging)
+                values = _partition_values(relative, partitions)
+                stats = _file_stats(source, types, set(partitions))
+                if stats["numRecords"] == 0:
+                    continue  # Spark writes an empty file for an empty frame; Delta needs none
+                target = os.path.join(root, relative)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.replace(source, target)
+                adds.append(
+                    AddAction(
+                        relative.replace(os.sep, "/"),
+                        os.path.getsize(target),
+                        values,
+                        int(time.time() * 1000),
+                        True,
+                        json.dumps(stats),
+                    )
+                )
+        return adds, staging
+
+    def upsert(
+        self,
+        df: DataFrame,
+        path: str,
+        keys: Sequence[str],
+        *,
+        partition_by: Sequence[str] | None = None,
+        schema_evolution: bool = False,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> WriteResult:
+        """Insert rows of ``df`` whose keys are new; replace rows whose keys exist (MERGE).
+
+        On a partitioned table whose partition columns are among the keys, only the touched
+        partitions are rewritten.
+
+        Args:
+            df: the new rows; each key must appear at most once.
+            path: the table path; created when absent.
+            keys: the key columns.
+            partition_by: partition columns when the table is created.
+            schema_evolution: allow new columns.
+            metadata: extra commit metadata.
+
+        Raises:
+            ValueError: ``keys`` empty, not columns of ``df``, or duplicated in ``df``.
+            SchemaMismatchError: as :meth:`write`.
+        """
+        keys = list(keys)
+        if not keys:
+            raise ValueError("upsert needs at least one key column")
+        absent = [k for k in keys if k not in df.columns]
+        if absent:
+            raise ValueError(f"upsert keys {absent} are not columns of the data ({df.columns})")
+        dupes = df.groupBy(*keys).count().filter("count > 1").limit(3).collect()
+        if dupes:
+            shown = [{k: row[k] for k in keys} for row in dupes]
+            raise ValueError(f"upsert into {path}: keys {keys} repeat in the new rows, e.g. {shown}")
+        if not self.exists(path):
+            result = self.write(df, path, "overwrite", partition_by=partition_by, metadata=metadata)
+            return WriteResult(path, result.version, result.rows_written, result.files_added, "upsert")
+        if self.backend == "native":
+            return self._upsert_native(df, path, keys, schema_evolution, metadata)
+
+        current = self.read(path, record=False)
+        partitions = self.partition_columns(path)
+        replace: Literal["dynamic"] | None = None
+        if partitions and set(partitions) <= set(keys):
+            touched = df.select(*partitions).distinct()
+            current = current.join(touched, partitions, "left_semi")
+            replace = "dynamic"
+        kept = current.join(df.select(*keys), keys, "left_anti")
+        merged = kept.unionByName(df, allowMissingColumns=schema_evolution)
+        result = self.write(
+            merged, path, "overwrite", replace_partitions=replace,
+            schema_evolution=schema_evolution, metadata={"operation": "upsert", **(metadata or {})},
+        )
+        return WriteResult(path, result.version, result.rows_written, result.files_added, "upsert")
+
+    # ----------------------------------------------------------------------------------------
+    # Maintenance
+    # ----------------------------------------------------------------------------------------
+
+    def partition_columns(self, path: str) -> list[str]:
+        """The table's partition columns."""
+        if self.backend == "native":
+            detail = self.spark.sql(f"DESCRIBE DETAIL delta.`{path}`").collect()[0]
+            return list(detail["partitionColumns"])
+        return list(self._open_rs(path, None, None).metadata().partition_columns)
+
+    def history(self, path: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Commits, newest first: version, timestamp (ms), operation and featurelake lineage."""
+        if self.backend == "native":
+            from delta.tables import DeltaTable as SparkDeltaTable
+
+            rows = SparkDeltaTable.forPath(self.spark, path).history(limit or 1000).collect()
+            out = []
+            for row in rows:
+                entry = {"version": row["version"], "timestamp": int(row["timestamp"].timestamp() * 1000),
+                         "operation": row["operation"]}
+                if row["userMetadata"]:
+                    entry.update(json.loads(row["userMetadata"]))
+                out.append(entry)
+            return out
+        table = self._open_rs(path, None, None)
+        entries = sorted(table.history(limit), key=lambda e: -int(e["version"]))
+        return entries
+
+    def vacuum(self, path: str, retention_hours: int = 168, *, dry_run: bool = False) -> list[str]:
+        """Delete data files no version within ``retention_hours`` references.
+
+        Also removes staging folders left by crashed writes.
+
+        Returns:
+            The files deleted (or that would be, with ``dry_run``).
+        """
+        if self.backend == "native":
+            from delta.tables import DeltaTable as SparkDeltaTable
+
+            SparkDeltaTable.forPath(self.spark, path).vacuum(retention_hours)
+            return []
+        table = self._open_rs(path, None, None)
+        deleted = table.vacuum(
+            retention_hours=retention_hours, dry_run=dry_run,
+            enforce_retention_duration=False, full=True,
+            commit_properties=_commit(self.lineage.commit_metadata()),
+        )
+        if not dry_run:
+            staging = Path(_local_path(path), _STAGING)
+            cutoff = time.time() - retention_hours * 3600
+            if staging.is_dir():
+                for batch in staging.iterdir():
+                    if batch.stat().st_mtime <= cutoff:
+                        shutil.rmtree(batch, ignore_errors=True)
+        return list(deleted)
+
+    def compact(self, path: str, target_size_mb: int = 128) -> dict[str, Any]:
+        """Rewrite small files into files of about ``target_size_mb`` (no data change).
+
+        Returns:
+            Metrics of the compaction (files added and removed).
+        """
+        if self.backend == "native":
+            from delta.tables import DeltaTable as SparkDeltaTable
+
+            metrics = SparkDeltaTable.forPath(self.spark, path).optimize().executeCompaction()
+            return metrics.collect()[0].asDict(recursive=True)
+        table = self._open_rs(path, None, None)
+        return dict(table.optimize.compact(
+            target_size=target_size_mb * 1024 * 1024,
+            commit_properties=_commit(self.lineage.commit_metadata({"operation": "compact"})),
+        ))
+
+    # ----------------------------------------------------------------------------------------
+    # Native delta-spark backend
+    # ----------------------------------------------------------------------------------------
+
+    def _write_native(
+        self,
+        df: DataFrame,
+        path: str,
+        mode: WriteMode,
+        partition_by: Sequence[str] | None,
+        replace_partitions: Literal["dynamic"] | Mapping[str, Any] | None,
+        schema_evolution: bool,
+        overwrite_schema: bool,
+        metadata: Mapping[str, Any] | None,
+    ) -> WriteResult:
+        exists = self.exists(path)
+        if exists:
+            table_schema = self.read(path, record=False).schema
+            df, _ = self._prepare_schema(df, table_schema, schema_evolution, overwrite_schema, path)
+        writer = df.write.format("delta").mode(mode).option(
+            "userMetadata", json.dumps(self.lineage.commit_metadata(metadata))
+        )
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        if schema_evolution:
+            writer = writer.option("mergeSchema", "true")
+        if overwrite_schema:
+            writer = writer.option("overwriteSchema", "true")
+        operation = "create" if not exists else mode
+        if replace_partitions == "dynamic":
+            writer = writer.option("partitionOverwriteMode", "dynamic")
+            operation = "partition-overwrite"
+        elif isinstance(replace_partitions, Mapping):
+            condition = " AND ".join(
+                f"`{k}` = {_sql_literal(v)}" for k, v in replace_partitions.items()
+            )
+            writer = writer.option("replaceWhere", condition)
+            operation = "partition-overwrite"
+        writer.save(path)
+        last = self._native_last_commit(path)
+        return WriteResult(path, last[0], last[1], last[2], operation)
+
+    def _native_last_commit(self, path: str) -> tuple[int, int, int]:
+        from delta.tables import DeltaTable as SparkDeltaTable
+
+        row = SparkDeltaTable.forPath(self.spark, path).history(1).collect()[0]
+        metrics = row["operationMetrics"] or {}
+        return (
+            int(row["version"]),
+            int(metrics.get("numOutputRows", 0)),
+            int(metrics.get("numFiles", metrics.get("numAddedFiles", 0))),
+        )
+
+    def _upsert_native(
+        self,
+        df: DataFrame,
+        path: str,
+        keys: Sequence[str],
+        schema_evolution: bool,
+        metadata: Mapping[str, Any] | None,
+    ) -> WriteResult:
+        from delta.tables import DeltaTable as SparkDeltaTable
+
+        self.spark.conf.set(
+            "spark.databricks.delta.commitInfo.userMetadata",
+            json.dumps(self.lineage.commit_metadata(metadata)),
+        )
+        if schema_evolution:
+            self.spark.conf.set("spark.databricks.delta.schema.autoMerge.enabled", "true")
+        condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        try:
+            (SparkDeltaTable.forPath(self.spark, path).alias("t")
+             .merge(df.alias("s"), condition)
+             .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+        finally:
+            self.spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+        version, _, files = self._native_last_commit(path)
+        from delta.tables import DeltaTable as SDT
+
+        metrics = SDT.forPath(self.spark, path).history(1).collect()[0]["operationMetrics"] or {}
+        rows = int(metrics.get("numTargetRowsInserted", 0)) + int(metrics.get("numTargetRowsUpdated", 0))
+        return WriteResult(path, version, rows, files, "upsert")
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _commit(metadata: Mapping[str, str]) -> Any:
+    from deltalake.transaction import CommitProperties
+
+    return CommitProperties(custom_metadata=dict(metadata))
+
+
+def _as_utc(value: datetime | str) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def _nullable(schema: StructType) -> StructType:
+    """Delta columns are written nullable: a NOT NULL Spark column would block later appends."""
+    return StructType([StructField(f.name, f.dataType, True, f.metadata) for f in schema.fields])
+
+
+def _sql_literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _total_rows(table: Any) -> int:
+    import pyarrow as pa
+
+    actions = pa.table(table.get_add_actions(flatten=True))
+    if actions.num_rows == 0 or "num_records" not in actions.column_names:
+        return 0
+    return int(sum(v or 0 for v in actions.column("num_records").to_pylist()))
+
+
+def _partition_values(relative: str, partitions: Sequence[str]) -> dict[str, str | None]:
+    """Partition values from a Hive-style relative path (``a=1/b=x/part-0.parquet``)."""
+    values: dict[str, str | None] = {}
+    for segment in relative.split(os.sep)[:-1]:
+        key, _, raw = segment.partition("=")
+        value = unquote(raw)
+        values[unquote(key)] = None if value == _HIVE_NULL else value
+    return {p: values.get(p) for p in partitions}
+
+
+def _partition_filters(
+    replace: Literal["dynamic"] | Mapping[str, Any],
+    adds: Iterable[Any],
+    partitions: Sequence[str],
+    path: str,
+) -> list[tuple[str, str, Any]] | None:
+    """delta-rs partition filters selecting the partitions a partition overwrite replaces."""
+    if isinstance(replace, Mapping):
+        unknown = [k for k in replace if k not in partitions]
+        if unknown:
+            raise ValueError(f"{path}: {unknown} are not partition columns (partitions: {partitions})")
+        for add in adds:
+            for key, value in replace.items():
+                if add.partition_values.get(key) != _partition_string(value):
+                    raise ValueError(
+                        f"{path}: rows outside the partition being replaced "
+                        f"({key}={add.partition_values.get(key)!r}, replacing {key}={value!r})"
+                    )
+        return [(k, "=", _partition_string(v)) for k, v in replace.items()]
+    present = {tuple(a.partition_values.get(p) for p in partitions) for a in adds}
+    if not present:
+        return None
+    if len(partitions) == 1:
+        return [(partitions[0], "in", sorted(v[0] for v in present if v[0] is not None))] if all(
+            v[0] is not None for v in present
+        ) else _null_partition_error(path)
+    if len(present) == 1:
+        (only,) = present
+        return [(p, "=", v) for p, v in zip(partitions, only, strict=True)]
+    raise ValueError(
+        f"{path}: dynamic partition overwrite across several values of a multi-column partition "
+        f"is not supported by the delta-rs backend; write one partition at a time"
+    )
+
+
+def _null_partition_error(path: str) -> None:
+    raise ValueError(f"{path}: dynamic partition overwrite of a null partition is not supported")
+
+
+def _partition_string(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
+# Types whose Parquet statistics translate exactly into Delta statistics.
+_NUMERIC = (ByteType, ShortType, IntegerType, LongType, FloatType, DoubleType)
+
+
+def _file_stats(path: str, types: Mapping[str, DataType], skip: set[str]) -> dict[str, Any]:
+    """Delta per-file statistics (numRecords, minValues, maxValues, nullCount) from the footer."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    stats: dict[str, Any] = {"numRecords": meta.num_rows, "minValues": {}, "maxValues": {},
+                             "nullCount": {}}
+    if meta.num_rows == 0:
+        return stats
+    columns = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
+    for name, dtype in types.items():
+        if name in skip or name not in columns:
+            continue
+        index = columns[name]
+        lows, highs, nulls, complete = [], [], 0, True
+        for rg in range(meta.num_row_groups):
+            s = meta.row_group(rg).column(index).statistics
+            if s is None or not s.has_null_count:
+                complete = False
+                break
+            nulls += s.null_count
+            if s.has_min_max:
+                lows.append(s.min)
+                highs.append(s.max)
+        if not complete:
+            continue
+        stats["nullCount"][name] = nulls
+        if not lows:
+            continue
+        low, high = _stat_value(min(lows), dtype, "min"), _stat_value(max(highs), dtype, "max")
+        if low is not None and high is not None:
+            stats["minValues"][name] = low
+            stats["maxValues"][name] = high
+    return stats
+
+
+def _stat_value(value: Any, dtype: DataType, side: str) -> Any:
+    """A Parquet statistic as a Delta JSON statistic, or None when it cannot be exact."""
+    if isinstance(dtype, BooleanType):
+        return bool(value)
+    if isinstance(dtype, _NUMERIC):
+        if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+            return None
+        return value
+    if isinstance(dtype, DateType) and isinstance(value, date):
+        return value.isoformat()
+    if isinstance(dtype, TimestampType) and isinstance(value, datetime):
+        value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        # Delta timestamps statistics have millisecond precision: round outwards.
+        millis = value.replace(microsecond=value.microsecond // 1000 * 1000)
+        if side == "max" and millis != value:
+            millis += timedelta(milliseconds=1)
+        return millis.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + \
+            f"{millis.microsecond // 1000:03d}Z"
+    if isinstance(dtype, StringType) and isinstance(value, (str, bytes)):
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        return text if len(text) <= _MAX_STRING_STAT else None
+    if isinstance(value, Decimal):
+        return None  # exact decimals do not survive a JSON float; no skipping on them
+    return None

