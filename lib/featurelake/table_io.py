@@ -259,7 +259,12 @@ class DeltaTables:
             if version is not None:
                 table.load_as_version(version)
             elif timestamp is not None:
-                table.load_as_version(_as_utc(timestamp))
+                when = _as_utc(timestamp)
+                created = table.history()[-1]["timestamp"] / 1000
+                if when.timestamp() < created:
+                    # delta-rs would quietly load version 0; a time before the table is an error
+                    raise ValueError(f"{when.isoformat()} is before the table was created")
+                table.load_as_version(when)
         except Exception as exc:  # delta-rs raises a generic error for a missing version
             first = table.history()[-1]
             raise TableNotFoundError(
