@@ -1,0 +1,140 @@
+"""Configuration: merge order, interpolation, overrides, and errors that name file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from featurelake.config import ConfigError, load_settings
+
+BASE = """\
+lakehouse:
+  root: ${TEST_FL_ROOT:-./lakehouse}
+spark:
+  master: local[*]
+  shuffle_partitions: 8
+delta:
+  backend: auto
+"""
+
+
+def _conf(tmp_path: Path, base: str = BASE, local: str = "spark:\n  shuffle_partitions: 4\n",
+          **envs: str) -> Path:
+    conf = tmp_path / "conf"
+    (conf / "env").mkdir(parents=True)
+    (conf / "base.yaml").write_text(base)
+    (conf / "env" / "local.yaml").write_text(local)
+    for name, text in envs.items():
+        (conf / "env" / f"{name}.yaml").write_text(text)
+    return conf
+
+
+def test_overlay_then_overrides_win_in_order(tmp_path):
+    conf = _conf(tmp_path, cluster="spark:\n  shuffle_partitions: 64\n  master: yarn\n")
+    settings = load_settings(conf, "cluster", ["spark.shuffle_partitions=16"])
+    assert settings.spark.shuffle_partitions == 16
+    assert settings.spark.master == "yarn"
+    assert settings.delta.backend == "auto"
+
+
+def test_env_overlay_replaces_only_the_keys_it_sets(tmp_path):
+    settings = load_settings(_conf(tmp_path), "local")
+    assert (settings.spark.shuffle_partitions, settings.spark.master) == (4, "local[*]")
+
+
+def test_default_root_and_table_path(tmp_path, monkeypatch):
+    monkeypatch.delenv("TEST_FL_ROOT", raising=False)
+    settings = load_settings(_conf(tmp_path), "local")
+    assert settings.lakehouse.root == "./lakehouse"
+    assert settings.lakehouse.table_path("gold", "customers") == "./lakehouse/gold/customers"
+
+
+def test_variables_come_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_FL_ROOT", "/data/lake")
+    settings = load_settings(_conf(tmp_path), "local")
+    assert settings.lakehouse.table_path("silver", "t") == "/data/lake/silver/t"
+
+
+def test_unset_variable_without_default_names_file_key_and_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv("TEST_FL_MISSING", raising=False)
+    conf = _conf(tmp_path, base=BASE.replace("${TEST_FL_ROOT:-./lakehouse}", "${TEST_FL_MISSING}"))
+    with pytest.raises(ConfigError) as info:
+        load_settings(conf, "local")
+    assert info.value.source == str(conf / "base.yaml")
+    assert info.value.key == "lakehouse.root"
+    assert "TEST_FL_MISSING is not set" in str(info.value)
+
+
+def test_unknown_key_names_file_key_and_allowed_keys(tmp_path):
+    conf = _conf(tmp_path, local="spark:\n  shufle_partitions: 4\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(conf, "local")
+    message = str(info.value)
+    assert str(conf / "env" / "local.yaml") in message
+    assert "spark.shufle_partitions: unknown key" in message
+    assert "shuffle_partitions" in message.split("allowed:")[1]
+
+
+def test_wrong_type_names_file_key_and_expected_type(tmp_path):
+    conf = _conf(tmp_path, local="spark:\n  shuffle_partitions: lots\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(conf, "local")
+    assert info.value.source == str(conf / "env" / "local.yaml")
+    assert info.value.key == "spark.shuffle_partitions"
+    assert "valid integer" in str(info.value) and "'lots'" in str(info.value)
+
+
+def test_value_not_allowed_lists_the_allowed_values(tmp_path):
+    conf = _conf(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_settings(conf, "local", ["delta.backend=spark"])
+    assert info.value.source == "--conf delta.backend=spark"
+    assert info.value.key == "delta.backend"
+    assert "'auto', 'native' or 'delta-rs'" in str(info.value)
+
+
+def test_missing_required_key_names_file_and_key(tmp_path):
+    from pydantic import BaseModel, ConfigDict
+
+    from featurelake.config import parse_model
+
+    class Source(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        path: str
+        format: str
+
+    with pytest.raises(ConfigError) as info:
+        parse_model(Source, {"path": "x/*.csv"}, "conf/sources/retail.yaml")
+    assert str(info.value) == "conf/sources/retail.yaml: format: missing required key"
+
+
+def test_override_key_attributed_to_the_command_line(tmp_path):
+    conf = _conf(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_settings(conf, "local", ["spark.shuffle_partitions=0"])
+    assert info.value.source == "--conf spark.shuffle_partitions=0"
+    assert "greater than or equal to 1" in str(info.value)
+
+
+def test_malformed_override_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="expected dotted.key=value"):
+        load_settings(_conf(tmp_path), "local", ["spark.shuffle_partitions"])
+
+
+def test_unknown_environment_lists_the_available_ones(tmp_path):
+    with pytest.raises(ConfigError, match=r"no such environment 'prod'; available: \['local'\]"):
+        load_settings(_conf(tmp_path), "prod")
+
+
+def test_invalid_yaml_names_the_file(tmp_path):
+    conf = _conf(tmp_path, local="spark: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"local\.yaml: invalid YAML"):
+        load_settings(conf, "local")
+
+
+def test_the_shipped_configuration_is_valid_for_every_environment():
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    for env in sorted(p.stem for p in (conf / "env").glob("*.yaml")):
+        settings = load_settings(conf, env)
+        assert settings.env == env
