@@ -1,0 +1,294 @@
+"""Pure cleaning transformations for silver: trim, normalise codes, parse strictly.
+
+Three shapes, as everywhere in featurelake: Column -> Column functions (``trim_to_null``,
+``parse_int`` ...), DataFrame -> DataFrame functions named ``with_<thing>``, and the declarations
+(:class:`ColumnSpec`) that say which of them a silver column uses.
+
+Parsing is *strict*: a value that is present but does not parse to the declared type gives
+``null`` here, and :func:`with_parsed_columns` records a ``parse:<column>`` failure for it, so
+that silver quarantines the row instead of silently nulling the value.
+
+Example:
+    >>> spec = ColumnSpec(name="quantity", source="Quantity", type="int")
+    >>> typed = bronze.transform(with_parsed_columns, [spec], raw="_raw")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, model_validator
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+__all__ = [
+    "CLEANING_STEPS",
+    "ColumnSpec",
+    "PARSE_ERRORS",
+    "SilverType",
+    "apply_cleaning",
+    "collapse_whitespace",
+    "normalize_codes",
+    "parse_boolean",
+    "parse_date",
+    "parse_double",
+    "parse_int",
+    "parse_long",
+    "parse_timestamp",
+    "parse_value",
+    "quoted",
+    "strip_zero_decimal",
+    "trim_to_null",
+    "with_derived_columns",
+    "with_parsed_columns",
+]
+
+SilverType = Literal["string", "int", "long", "double", "boolean", "date", "timestamp"]
+
+# The array column listing the parse failures of a row (``parse:<column>``).
+PARSE_ERRORS = "_parse_errors"
+
+# Digits only, optional sign: "6.0", "1e3", " " and "0x10" are not integers.
+_INTEGER = r"^[+-]?[0-9]+$"
+# A plain decimal number with an optional exponent; rejects NaN, Infinity and hex.
+_DECIMAL = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+_TRUE = ("true", "t", "yes", "y", "1")
+_FALSE = ("false", "f", "no", "n", "0")
+
+
+def quoted(name: str) -> Column:
+    """``F.col`` for a name that may contain dots or spaces (``default.payment.next.month``)."""
+    return F.col("`" + name.replace("`", "``") + "`")
+
+
+# --------------------------------------------------------------------------------------------
+# Column -> Column cleaning steps
+# --------------------------------------------------------------------------------------------
+
+
+def trim_to_null(col: Column) -> Column:
+    """Trim surrounding whitespace; an empty result becomes null.
+
+    Args:
+        col: a string column.
+
+    Returns:
+        The trimmed string, or null when nothing is left.
+    """
+    trimmed = F.trim(col)
+    return F.when(trimmed == "", F.lit(None).cast("string")).otherwise(trimmed)
+
+
+def collapse_whitespace(col: Column) -> Column:
+    """Replace every run of whitespace inside a string by one space."""
+    return F.regexp_replace(col, r"\s+", " ")
+
+
+def strip_zero_decimal(col: Column) -> Column:
+    """Drop a zero fraction from an integer written as a decimal: ``"17850.0"`` -> ``"17850"``.
+
+    Values with a non-zero fraction (``"17850.5"``) are left as they are, so a rule can reject
+    them rather than have them silently truncated.
+    """
+    return F.regexp_replace(col, r"^([+-]?[0-9]+)\.0+$", "$1")
+
+
+CLEANING_STEPS: dict[str, Callable[[Column], Column]] = {
+    "trim": trim_to_null,
+    "upper": F.upper,
+    "lower": F.lower,
+    "collapse_whitespace": collapse_whitespace,
+    "strip_zero_decimal": strip_zero_decimal,
+}
+
+
+def apply_cleaning(col: Column, steps: Sequence[str]) -> Column:
+    """Apply the named cleaning steps in order.
+
+    Args:
+        col: a string column.
+        steps: names from :data:`CLEANING_STEPS`.
+
+    Raises:
+        ValueError: an unknown step name (the message lists the known ones).
+    """
+    for step in steps:
+        if step not in CLEANING_STEPS:
+            raise ValueError(f"unknown cleaning step {step!r}; known steps: {sorted(CLEANING_STEPS)}")
+        col = CLEANING_STEPS[step](col)
+    return col
+
+
+def normalize_codes(col: Column, mapping: Mapping[Any, Any]) -> Column:
+    """Replace code values by their normalised value; other values pass unchanged.
+
+    Example: ``normalize_codes(F.col("education"), {0: 4, 5: 4, 6: 4})``.
+
+    Args:
+        col: the (typed) column.
+        mapping: from observed value to normalised value.
+    """
+    if not mapping:
+        return col
+    result = None
+    for source, target in mapping.items():
+        result = (F.when(col == F.lit(source), F.lit(target)) if result is None
+                  else result.when(col == F.lit(source), F.lit(target)))
+    assert result is not None
+    return result.otherwise(col)
+
+
+# --------------------------------------------------------------------------------------------
+# Strict parsers: null in, null out; present but unparseable -> null (flagged by the caller)
+# --------------------------------------------------------------------------------------------
+
+
+def parse_int(col: Column) -> Column:
+    """Parse an integer string strictly (``"6"`` -> 6; ``"6.0"``, ``"abc"``, overflow -> null)."""
+    return F.when(col.rlike(_INTEGER), col.try_cast("int"))
+
+
+def parse_long(col: Column) -> Column:
+    """Parse a 64-bit integer string strictly (as :func:`parse_int`)."""
+    return F.when(col.rlike(_INTEGER), col.try_cast("long"))
+
+
+def parse_double(col: Column) -> Column:
+    """Parse a decimal number (``"2.55"``, ``"-1e3"``); ``"NaN"``, ``"Infinity"``, ``"abc"`` -> null."""
+    return F.when(col.rlike(_DECIMAL), col.try_cast("double"))
+
+
+def parse_boolean(col: Column) -> Column:
+    """Parse true/false, t/f, yes/no, y/n, 1/0 (any case); anything else -> null."""
+    lowered = F.lower(col)
+    return F.when(lowered.isin(*_TRUE), F.lit(True)).when(lowered.isin(*_FALSE), F.lit(False))
+
+
+def parse_date(col: Column, fmt: str) -> Column:
+    """Parse a date with a Spark datetime pattern (``yyyy-MM-dd``); an invalid date -> null."""
+    return F.to_date(F.try_to_timestamp(col, F.lit(fmt)))
+
+
+def parse_timestamp(col: Column, fmt: str) -> Column:
+    """Parse a timestamp with a Spark datetime pattern; an invalid one (month 13) -> null."""
+    return F.try_to_timestamp(col, F.lit(fmt))
+
+
+def parse_value(col: Column, type_: SilverType, fmt: str | None = None) -> Column:
+    """Parse a cleaned string to ``type_`` strictly.
+
+    Args:
+        col: the cleaned string.
+        type_: the silver type.
+        fmt: the datetime pattern for ``date`` and ``timestamp``.
+
+    Raises:
+        ValueError: ``fmt`` missing for a date or timestamp.
+    """
+    if type_ == "string":
+        return col
+    if type_ in ("date", "timestamp") and not fmt:
+        raise ValueError(f"type {type_} needs a format (a Spark datetime pattern)")
+    parsers: dict[str, Callable[[Column], Column]] = {
+        "int": parse_int,
+        "long": parse_long,
+        "double": parse_double,
+        "boolean": parse_boolean,
+        "date": lambda c: parse_date(c, str(fmt)),
+        "timestamp": lambda c: parse_timestamp(c, str(fmt)),
+    }
+    return parsers[type_](col)
+
+
+# --------------------------------------------------------------------------------------------
+# Declarations and DataFrame -> DataFrame steps
+# --------------------------------------------------------------------------------------------
+
+
+class ColumnSpec(BaseModel):
+    """One silver column: parsed from a bronze column, or derived by a SQL expression.
+
+    Args:
+        name: the silver column name.
+        source: the bronze (raw string) column it is parsed from.
+        expr: a Spark SQL expression over earlier silver columns (instead of ``source``).
+        type: the silver type.
+        format: Spark datetime pattern for ``date``/``timestamp`` parsed from ``source``.
+        clean: cleaning steps applied to the raw string before parsing (``trim`` first is
+            usual; see :data:`CLEANING_STEPS`).
+        normalize: code normalisation applied after parsing, ``{observed: normalised}``.
+        description: what the column means (documentation only).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    source: str | None = None
+    expr: str | None = None
+    type: SilverType
+    format: str | None = None
+    clean: tuple[str, ...] = ("trim",)
+    normalize: dict[Any, Any] | None = None
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ColumnSpec:
+        if (self.source is None) == (self.expr is None):
+            raise ValueError(f"column {self.name!r}: give exactly one of source or expr")
+        if self.source is not None and self.type in ("date", "timestamp") and not self.format:
+            raise ValueError(f"column {self.name!r}: type {self.type} parsed from a string needs format")
+        unknown = [s for s in self.clean if s not in CLEANING_STEPS]
+        if unknown:
+            raise ValueError(
+                f"column {self.name!r}: unknown cleaning steps {unknown}; known: {sorted(CLEANING_STEPS)}"
+            )
+        return self
+
+
+def with_parsed_columns(
+    df: DataFrame, columns: Sequence[ColumnSpec], *, raw: str | None = None
+) -> DataFrame:
+    """Add each source column's cleaned, strictly parsed value and a ``_parse_errors`` array.
+
+    A value that is present after cleaning but does not parse adds ``parse:<name>`` to
+    ``_parse_errors``; a missing (null or blank) value is simply null (``not_null`` rules judge
+    that). Code normalisation happens after parsing.
+
+    Args:
+        df: the bronze rows.
+        columns: the column declarations; derived ones (``expr``) are skipped here.
+        raw: a struct column holding the raw strings; top-level columns when None.
+
+    Returns:
+        ``df`` plus one column per parsed declaration and ``_parse_errors`` (array<string>).
+    """
+    errors = []
+    out = df
+    for spec in columns:
+        if spec.source is None:
+            continue
+        source = F.col(raw).getField(spec.source) if raw else quoted(spec.source)
+        cleaned = apply_cleaning(source.cast("string"), spec.clean)
+        parsed = parse_value(cleaned, spec.type, spec.format)
+        if spec.type != "string":
+            errors.append(F.when(cleaned.isNotNull() & parsed.isNull(), F.lit(f"parse:{spec.name}")))
+        if spec.normalize:
+            parsed = normalize_codes(parsed, spec.normalize)
+        out = out.withColumn(spec.name, parsed.cast(spec.type))
+    flags = F.array(*errors) if errors else F.array().cast("array<string>")
+    return out.withColumn(PARSE_ERRORS, F.filter(flags, lambda x: x.isNotNull()))
+
+
+def with_derived_columns(df: DataFrame, columns: Sequence[ColumnSpec]) -> DataFrame:
+    """Add each derived column (``expr``), in declaration order, cast to its type.
+
+    Args:
+        df: rows with the parsed columns.
+        columns: the column declarations; parsed ones (``source``) are skipped here.
+    """
+    out = df
+    for spec in columns:
+        if spec.expr is not None:
+            out = out.withColumn(spec.name, F.expr(spec.expr).cast(spec.type))
+    return out
