@@ -53,6 +53,7 @@ master=""
 env_name=${FEATURELAKE_ENV:-local}
 spark_confs=()
 job_args=()
+overrides=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --master) master=${2:?--master needs a URL}; shift 2 ;;
@@ -60,6 +61,7 @@ while [ $# -gt 0 ]; do
     --env) env_name=${2:?--env needs a name}; shift 2 ;;
     --env=*) env_name=${1#--env=}; shift ;;
     --spark-conf) spark_confs+=(--conf "${2:?--spark-conf needs key=value}"); shift 2 ;;
+    --conf) overrides+=("${2:?--conf needs key=value}"); job_args+=(--conf "$2"); shift 2 ;;
     *) job_args+=("$1"); shift ;;
   esac
 done
@@ -80,22 +82,25 @@ export PYSPARK_PYTHON="$venv/bin/python"
 export PYSPARK_DRIVER_PYTHON="$venv/bin/python"
 export FEATURELAKE_ENV="$env_name"
 
-if [ -z "$master" ]; then
-  # The configured default (spark.master), validated with the rest of the configuration.
-  master=$("$venv/bin/python" -c '
+# Validate the configuration before starting a JVM, and take the default master from it.
+configured_master=$("$venv/bin/python" -c '
 import sys
 from featurelake.config import ConfigError, load_settings
 try:
-    print(load_settings("conf", sys.argv[1]).spark.master)
+    print(load_settings("conf", sys.argv[1], sys.argv[2:]).spark.master)
 except ConfigError as exc:
     print(f"featurelake: configuration error: {exc}", file=sys.stderr)
     sys.exit(2)
-' "$env_name")
-fi
+' "$env_name" "${overrides[@]}") || exit $?
+master=${master:-$configured_master}
+case "$master" in
+  local*) export SPARK_LOCAL_IP=${SPARK_LOCAL_IP:-127.0.0.1} ;;
+esac
 
 submit=("$venv/bin/spark-submit" --master "$master" --name "featurelake-$job"
         --conf "spark.pyspark.python=$venv/bin/python"
         --conf "spark.pyspark.driver.python=$venv/bin/python"
+        --driver-java-options "-Dlog4j2.configurationFile=file:$root/bin/log4j2.properties"
         "${spark_confs[@]}")
 
 case "$master" in

@@ -1,0 +1,80 @@
+"""spark-submit.sh and the job runner, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from featurelake.table_io import DeltaTables
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(ROOT / "spark-submit.sh"), *args], cwd=ROOT, text=True,
+                          capture_output=True, timeout=300, env={**os.environ, **(env or {})})
+
+
+def test_help_lists_the_jobs():
+    result = _run("--help")
+    assert result.returncode == 0
+    assert "usage: ./spark-submit.sh <job>" in result.stdout
+    assert "tables" in result.stdout
+
+
+def test_unknown_job_exits_non_zero_and_lists_the_jobs():
+    result = _run("no-such-job")
+    assert result.returncode == 2
+    assert "unknown job 'no-such-job'" in result.stderr
+    assert "tables" in result.stderr
+
+
+def test_configuration_error_stops_before_spark_and_names_the_key():
+    result = _run("tables", "history", "silver/x", "--conf", "spark.shuffle_partitions=none")
+    assert result.returncode == 2
+    assert "--conf spark.shuffle_partitions=none: spark.shuffle_partitions" in result.stderr
+
+
+def test_a_job_logs_json_lines_and_a_run_summary(spark, tmp_path):
+    path = tmp_path / "silver" / "kv"
+    DeltaTables(spark).write(spark.createDataFrame([(1, "a")], "k long, v string"), str(path))
+    result = _run("tables", "history", "silver/kv", "--conf", f"lakehouse.root={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    # spark-submit merges the Python driver's stderr (our JSON logs) into stdout
+    lines = [json.loads(line) for line in (result.stdout + result.stderr).splitlines()
+             if line.startswith("{")]
+    history = [line for line in lines if "event" not in line]
+    assert [h["version"] for h in history] == [0]
+    events = [line for line in lines if "event" in line]
+    names = [e["event"] for e in events]
+    assert names[0] == "job_started" and names[-1] == "run_summary"
+    summary = events[-1]
+    assert {"time", "level", "job", "run_id", "event"} <= set(summary)
+    assert summary["job"] == "tables"
+    assert summary["fields"]["status"] == "succeeded"
+    assert summary["fields"]["duration_s"] > 0
+    assert len({e["run_id"] for e in events}) == 1
+
+
+def test_a_failing_job_exits_non_zero_with_the_reason(tmp_path):
+    result = _run("tables", "history", "silver/absent", "--conf", f"lakehouse.root={tmp_path}")
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    assert "no Delta table at" in output
+    summary = [json.loads(line) for line in output.splitlines() if line.startswith('{"time"')][-1]
+    assert summary["fields"]["status"] == "failed"
+    assert "TableNotFoundError" in summary["fields"]["error"]
+
+
+@pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "python").exists(), reason="needs ./.venv")
+def test_venv_bootstrap_is_quick_when_up_to_date():
+    import time
+
+    subprocess.run([str(ROOT / "bin" / "bootstrap-venv.sh")], check=True, cwd=ROOT)
+    started = time.monotonic()
+    subprocess.run([str(ROOT / "bin" / "bootstrap-venv.sh")], check=True, cwd=ROOT)
+    assert time.monotonic() - started < 2
