@@ -1,0 +1,208 @@
+"""Online stores (SQLite file, real redis-server): monotonic writes, TTL on read, statuses."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import random
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from featurelake.feature_store.definitions import Feature, FeatureView, SourceTable
+from featurelake.feature_store.online import (
+    EntityKeyError,
+    OnlineStore,
+    RedisOnlineStore,
+    SqliteOnlineStore,
+    encode_entity_key,
+    lookup_features,
+    to_micros,
+)
+from redis_server import redis_url  # noqa: F401 - pytest fixture
+
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
+VIEW = FeatureView(
+    name="customer_rfm", entity="customer", join_keys=["customer_id"],
+    source=SourceTable(layer="gold", table="customer_features_daily"),
+    event_timestamp_column="as_of_ts", ttl="3d",
+    features=[Feature(name="recency_days", dtype="int"), Feature(name="monetary", dtype="double")],
+)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path) -> OnlineStore:
+    if request.param == "sqlite":
+        made: OnlineStore = SqliteOnlineStore(tmp_path / "online.db")
+    else:
+        url = request.getfixturevalue("redis_url")
+        made = RedisOnlineStore(url, key_prefix=f"t{uuid.uuid4().hex[:8]}")
+    yield made
+    made.close()
+
+
+def row(customer: str, at: datetime, **values: object) -> tuple[str, int, str]:
+    return encode_entity_key([customer]), to_micros(at), json.dumps(values)
+
+
+def read_one(store: OnlineStore, customer: str, now: datetime) -> dict:
+    (result,) = lookup_features(store, VIEW, [{"customer_id": customer}], now=now)
+    return {name: value.as_dict() for name, value in result.items()}
+
+
+def test_written_row_is_read_back_with_event_time_and_staleness(store: OnlineStore) -> None:
+    store.write_rows("customer_rfm", [row("c1", T0, recency_days=3, monetary=12.5)])
+
+    got = read_one(store, "c1", now=T0 + timedelta(hours=2))
+
+    assert got["recency_days"] == {"value": 3, "event_timestamp": "2024-03-01T12:00:00Z",
+                                   "staleness_seconds": 7200.0, "status": "ok"}
+    assert got["monetary"]["value"] == 12.5
+
+
+def test_older_row_never_replaces_a_newer_one(store: OnlineStore) -> None:
+    assert store.write_rows("customer_rfm", [row("c1", T0, recency_days=1, monetary=1.0)]) == 1
+
+    written = store.write_rows("customer_rfm", [row("c1", T0 - timedelta(days=1), recency_days=9,
+                                                    monetary=9.0)])
+
+    assert written == 0
+    assert read_one(store, "c1", now=T0)["recency_days"]["value"] == 1
+
+
+def test_newer_row_replaces_an_older_one(store: OnlineStore) -> None:
+    store.write_rows("customer_rfm", [row("c1", T0, recency_days=1, monetary=1.0)])
+
+    written = store.write_rows("customer_rfm", [row("c1", T0 + timedelta(days=1), recency_days=0,
+                                                    monetary=2.0)])
+
+    assert written == 1
+    got = read_one(store, "c1", now=T0 + timedelta(days=1))
+    assert (got["recency_days"]["value"], got["monetary"]["value"]) == (0, 2.0)
+
+
+def test_same_event_time_is_replaced_by_the_later_write(store: OnlineStore) -> None:
+    store.write_rows("customer_rfm", [row("c1", T0, recency_days=1, monetary=1.0)])
+    store.write_rows("customer_rfm", [row("c1", T0, recency_days=1, monetary=1.5)])
+
+    assert read_one(store, "c1", now=T0)["monetary"]["value"] == 1.5
+
+
+def test_older_row_later_in_the_same_batch_is_skipped(store: OnlineStore) -> None:
+    written = store.write_rows("customer_rfm", [
+        row("c1", T0, recency_days=1, monetary=1.0),
+        row("c1", T0 - timedelta(hours=1), recency_days=7, monetary=7.0),
+        row("c2", T0, recency_days=2, monetary=2.0),
+    ])
+
+    assert written == 2
+    assert read_one(store, "c1", now=T0)["recency_days"]["value"] == 1
+
+
+def test_concurrent_writers_leave_the_newest_value(store: OnlineStore) -> None:
+    # Eight threads write the same key with shuffled event times; whatever the interleaving,
+    # the stored row must be the one with the largest event time.
+    hours = list(range(200))
+    random.Random(7).shuffle(hours)
+    slices = [hours[i::8] for i in range(8)]
+
+    def writer(part: list[int]) -> None:
+        for h in part:
+            store.write_rows("customer_rfm", [row("c1", T0 + timedelta(hours=h), recency_days=h,
+                                                  monetary=float(h))])
+
+    threads = [threading.Thread(target=writer, args=(part,)) for part in slices]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    got = read_one(store, "c1", now=T0 + timedelta(hours=199))
+    assert got["recency_days"]["value"] == 199
+    assert got["recency_days"]["event_timestamp"] == "2024-03-09T19:00:00Z"
+
+
+def test_value_at_exactly_ttl_age_comes_back_expired(store: OnlineStore) -> None:
+    store.write_rows("customer_rfm", [row("c1", T0, recency_days=3, monetary=1.0)])
+
+    got = read_one(store, "c1", now=T0 + timedelta(days=3))
+
+    assert got["recency_days"] == {"value": None, "event_timestamp": "2024-03-01T12:00:00Z",
+                                   "staleness_seconds": 259200.0, "status": "expired"}
+
+
+def test_value_just_inside_ttl_is_served(store: OnlineStore) -> None:
+    store.write_rows("customer_rfm", [row("c1", T0, recency_days=3, monetary=1.0)])
+
+    got = read_one(store, "c1", now=T0 + timedelta(days=3) - timedelta(microseconds=1))
+
+    assert (got["recency_days"]["value"], got["recency_days"]["status"]) == (3, "ok")
+
+
+def test_unknown_entity_comes_back_null_not_found(store: OnlineStore) -> None:
+    store.write_rows("customer_rfm", [row("c1", T0, recency_days=3, monetary=1.0)])
+
+    got = read_one(store, "nobody", now=T0)
+
+    assert got["monetary"] == {"value": None, "event_timestamp": None,
+                               "staleness_seconds": None, "status": "not_found"}
+
+
+def test_stored_null_comes_back_as_null_value(store: OnlineStore) -> None:
+    store.write_rows("customer_rfm", [row("c1", T0, recency_days=None, monetary=1.0)])
+
+    assert read_one(store, "c1", now=T0)["recency_days"]["status"] == "null_value"
+
+
+def test_lookup_keeps_entity_order_and_duplicates(store: OnlineStore) -> None:
+    store.write_rows("customer_rfm", [row("a", T0, recency_days=1, monetary=1.0),
+                                      row("b", T0, recency_days=2, monetary=2.0)])
+
+    results = lookup_features(store, VIEW, [{"customer_id": "b"}, {"customer_id": "x"},
+                                            {"customer_id": "b"}, {"customer_id": "a"}],
+                              ["recency_days"], now=T0)
+
+    assert [r["recency_days"].value for r in results] == [2, None, 2, 1]
+
+
+def test_views_do_not_share_keys(store: OnlineStore) -> None:
+    store.write_rows("customer_rfm", [row("c1", T0, recency_days=1, monetary=1.0)])
+
+    assert store.read_records("other_view", [encode_entity_key(["c1"])]) == [None]
+
+
+def test_integer_and_string_keys_address_the_same_entity() -> None:
+    assert encode_entity_key([17850]) == encode_entity_key(["17850"])
+
+
+def test_entity_without_join_key_is_rejected(store: OnlineStore) -> None:
+    with pytest.raises(EntityKeyError, match="lacks join key"):
+        lookup_features(store, VIEW, [{"id": 1}], now=T0)
+
+
+def test_materialisation_bookmark_round_trips(store: OnlineStore) -> None:
+    assert store.get_state("customer_rfm") is None
+
+    store.set_state("customer_rfm", {"source_version": 4, "up_to": None})
+
+    assert store.get_state("customer_rfm") == {"source_version": 4, "up_to": None}
+
+
+def test_count_counts_entities_of_one_view(store: OnlineStore) -> None:
+    store.write_rows("customer_rfm", [row(c, T0, recency_days=1, monetary=1.0) for c in "abc"])
+    store.write_rows("other", [row("a", T0, recency_days=1, monetary=1.0)])
+
+    assert store.count("customer_rfm") == 3
+
+
+def test_redis_store_survives_pickling_for_executors(redis_url: str) -> None:  # noqa: F811
+    store = RedisOnlineStore(redis_url, key_prefix=f"t{uuid.uuid4().hex[:8]}")
+    store.ping()
+
+    copy = pickle.loads(pickle.dumps(store))
+    copy.write_rows("customer_rfm", [row("c1", T0, recency_days=5, monetary=1.0)])
+
+    assert read_one(store, "c1", now=T0)["recency_days"]["value"] == 5
+    store.close()
+    copy.close()
