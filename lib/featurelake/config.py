@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -105,6 +106,19 @@ class MlflowSettings(_Frozen):
     experiment: str = "featurelake"
 
 
+class SilverSettings(_Frozen):
+    """Silver job: table declarations (``conf/<tables_dir>/*.yaml``), as-of time, PII key variable.
+
+    ``as_of`` (UTC when naive) is the "now" that ``not_future`` rules compare against; unset
+    means the run's start time. ``pii_key_env`` names the environment variable holding the
+    HMAC key for PII columns (the key itself never appears in configuration).
+    """
+
+    tables_dir: str = "tables"
+    as_of: datetime | None = None
+    pii_key_env: str = Field(default="FEATURELAKE_PII_KEY", min_length=1)
+
+
 class Settings(_Frozen):
     """The whole run-time configuration, validated at start-up."""
 
@@ -115,6 +129,7 @@ class Settings(_Frozen):
     delta: DeltaSettings = Field(default_factory=DeltaSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    silver: SilverSettings = Field(default_factory=SilverSettings)
 
     def conf_path(self, *parts: str) -> Path:
         """Return a path inside the configuration directory."""
