@@ -1,0 +1,455 @@
+"""Bronze: raw files into append-only tables, every line kept, with lineage.
+
+Two halves:
+
+* **File inventory** (plain Python over the landing folder): which files match a source's glob,
+  which of them were ingested before according to ``bronze/_ingested_files``, and what to do
+  with a file that changed under the same name (:func:`plan_ingest`).
+* **Pure transformations** of the raw text: CSV and JSON files are read one row per line
+  (``spark.read.text``) so that no line can be lost, then split into the declared columns with
+  Spark's own parsers (``from_csv``/``from_json`` in PERMISSIVE mode). A line that does not fit
+  - wrong number of fields, an unterminated quote, invalid JSON, a field the declaration does
+  not know - keeps its raw text in ``_rescued_data``; clean rows have ``_rescued_data`` null.
+
+Limits of line-based reading: a quoted CSV field spanning several lines becomes one rescued
+row per line (nothing is lost, silver quarantines them); blank lines carry no data and are not
+rows; a data line identical to its file's header line is taken for a header.
+
+Example:
+    >>> lines = spark.read.text(paths).select("value", source_file_from_uri("_metadata.file_path"))
+    >>> bronze = lines.transform(parse_csv_lines, spec=spec, header=header, header_line=first)
+    >>> bronze = bronze.transform(with_lineage, spec=spec, batch_id="b1", ingested_at=now)
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import glob
+import gzip
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
+
+from featurelake.runner import DataError
+from featurelake.sources import ReaderOptions, SourceSpec
+
+__all__ = [
+    "BATCH_ID",
+    "INGESTED_AT",
+    "INGESTED_FILES_SCHEMA",
+    "INGESTED_FILES_TABLE",
+    "RESCUED_DATA",
+    "SOURCE_FILE",
+    "ChangedFileError",
+    "IngestPlan",
+    "LandedFile",
+    "align_parquet_columns",
+    "bronze_schema",
+    "file_sha256",
+    "list_landed_files",
+    "parse_csv_header",
+    "parse_csv_lines",
+    "parse_json_lines",
+    "plan_ingest",
+    "read_first_line",
+    "source_file_from_uri",
+    "with_lineage",
+]
+
+log = logging.getLogger(__name__)
+
+RESCUED_DATA = "_rescued_data"
+SOURCE_FILE = "_source_file"
+INGESTED_AT = "_ingested_at"
+BATCH_ID = "_batch_id"
+INGESTED_FILES_TABLE = "_ingested_files"
+_CORRUPT = "_corrupt_record"
+_HASH_CHUNK = 1 << 20
+
+FileStatus = Literal["ingested", "reingested", "skipped"]
+
+INGESTED_FILES_SCHEMA = StructType([
+    StructField("source", StringType()),
+    StructField("path", StringType()),
+    StructField("size", LongType()),
+    StructField("modified_at", TimestampType()),
+    StructField("sha256", StringType()),
+    StructField("batch_id", StringType()),
+    StructField("rows", LongType()),
+    StructField("status", StringType()),
+    StructField("ingested_at", TimestampType()),
+])
+
+
+class ChangedFileError(DataError):
+    """A file already ingested changed under the same name and the source says ``fail``."""
+
+
+# --------------------------------------------------------------------------------------------
+# File inventory
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """A file in the landing folder.
+
+    Attributes:
+        path: absolute local path.
+        size: size in bytes.
+        modified_at: modification time (UTC).
+        sha256: hex checksum of the content, when computed.
+    """
+
+    path: str
+    size: int
+    modified_at: datetime
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class IngestPlan:
+    """What one bronze run does with the files of one source.
+
+    Attributes:
+        source: the source name.
+        new: files never seen before (ingest).
+        changed: files that changed under the same name and will be ingested again.
+        skipped: changed files left alone (``on_changed_file: skip``).
+        unchanged: files already ingested with the same content.
+    """
+
+    source: str
+    new: tuple[LandedFile, ...] = ()
+    changed: tuple[LandedFile, ...] = ()
+    skipped: tuple[LandedFile, ...] = ()
+    unchanged: tuple[LandedFile, ...] = ()
+    statuses: Mapping[str, FileStatus] = field(default_factory=dict)
+
+    @property
+    def to_ingest(self) -> tuple[LandedFile, ...]:
+        """New and changed files, in path order."""
+        return tuple(sorted(self.new + self.changed, key=lambda f: f.path))
+
+
+def list_landed_files(spec: SourceSpec, landing: str) -> list[LandedFile]:
+    """Files matching the source's glob, sorted by path (no checksums yet).
+
+    Args:
+        spec: the source declaration.
+        landing: ``lakehouse.landing``, against which relative globs are resolved.
+
+    Returns:
+        The matching regular files. Names starting with ``.`` or ``_`` (temporary or marker
+        files of writers still at work) are ignored.
+    """
+    pattern = spec.resolve_glob(landing)
+    found = []
+    for path in sorted(glob.glob(pattern)):
+        name = os.path.basename(path)
+        if not os.path.isfile(path) or name.startswith((".", "_")):
+            continue
+        stat = os.stat(path)
+        found.append(LandedFile(
+            path=os.path.abspath(path),
+            size=stat.st_size,
+            modified_at=datetime.fromtimestamp(stat.st_mtime, timezone.utc),
+        ))
+    return found
+
+
+def file_sha256(path: str) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def plan_ingest(
+    spec: SourceSpec,
+    files: Iterable[LandedFile],
+    ledger: Iterable[Mapping[str, Any]],
+    hasher: Callable[[str], str] = file_sha256,
+) -> IngestPlan:
+    """Decide which landed files to ingest, comparing them with the ingest ledger.
+
+    A file whose path is not in the ledger is new. A file whose size and modification time
+    equal its latest ledger entry is unchanged without reading it; otherwise its checksum
+    decides, and a different checksum means it changed under the same name and is handled as
+    ``spec.on_changed_file`` says.
+
+    Args:
+        spec: the source declaration.
+        files: the files found (:func:`list_landed_files`).
+        ledger: rows of ``bronze/_ingested_files`` for this source (path, size, modified_at,
+            sha256, ingested_at).
+        hasher: computes a file's checksum.
+
+    Returns:
+        The plan; every file returned carries its checksum when it was computed.
+
+    Raises:
+        ChangedFileError: a file changed and the source's policy is ``fail``; names the file.
+    """
+    latest: dict[str, Mapping[str, Any]] = {}
+    for row in ledger:
+        known = latest.get(row["path"])
+        if known is None or _ledger_order(row) > _ledger_order(known):
+            latest[row["path"]] = row
+    new, changed, skipped, unchanged = [], [], [], []
+    statuses: dict[str, FileStatus] = {}
+    for landed in files:
+        known = latest.get(landed.path)
+        if known is None:
+            new.append(_with_checksum(landed, hasher))
+            statuses[landed.path] = "ingested"
+            continue
+        if known["size"] == landed.size and _same_time(known["modified_at"], landed.modified_at):
+            unchanged.append(landed)
+            continue
+        hashed = _with_checksum(landed, hasher)
+        if hashed.sha256 == known["sha256"]:
+            unchanged.append(hashed)
+            continue
+        policy = spec.on_changed_file
+        log.warning("changed_file", extra={"fields": {
+            "source": spec.name, "path": landed.path, "policy": policy,
+            "old_sha256": known["sha256"], "new_sha256": hashed.sha256}})
+        if policy == "fail":
+            raise ChangedFileError(
+                f"source {spec.name}: file {landed.path} changed since it was ingested in batch "
+                f"{known.get('batch_id')} (sha256 {known['sha256']} -> {hashed.sha256}); "
+                "on_changed_file is 'fail'. Land the new content under a new name, or set "
+                f"on_changed_file to 'reingest' or 'skip' in conf/sources/{spec.name}.yaml"
+            )
+        if policy == "reingest":
+            changed.append(hashed)
+            statuses[landed.path] = "reingested"
+        else:
+            skipped.append(hashed)
+            statuses[landed.path] = "skipped"
+    return IngestPlan(spec.name, tuple(new), tuple(changed), tuple(skipped), tuple(unchanged),
+                      statuses)
+
+
+def _ledger_order(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    ingested = row.get("ingested_at")
+    return (_as_utc(ingested) if ingested else datetime.min.replace(tzinfo=timezone.utc),)
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+def _same_time(a: datetime | None, b: datetime) -> bool:
+    # The ledger stores microseconds; compare at that precision.
+    return a is not None and abs((_as_utc(a) - _as_utc(b)).total_seconds()) < 1e-6
+
+
+def _with_checksum(landed: LandedFile, hasher: Callable[[str], str]) -> LandedFile:
+    return LandedFile(landed.path, landed.size, landed.modified_at, hasher(landed.path))
+
+
+def read_first_line(path: str) -> str:
+    """The first line of a (possibly gzip- or bzip2-compressed) UTF-8 text file.
+
+    The line ending is removed; a byte-order mark is kept (callers compare raw lines).
+    """
+    opener: Callable[..., Any]
+    if path.endswith(".gz"):
+        opener = gzip.open
+    elif path.endswith(".bz2"):
+        opener = bz2.open
+    else:
+        opener = open
+    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:
+        line = handle.readline()
+    return line.rstrip("\r\n")
+
+
+def parse_csv_header(line: str, options: ReaderOptions) -> tuple[str, ...]:
+    """Column names from a CSV header line (quotes removed, byte-order mark dropped)."""
+    line = line.lstrip("\ufeff")
+    if options.escape == options.quote:
+        reader = csv.reader([line], delimiter=options.delimiter, quotechar=options.quote,
+                            doublequote=True)
+    else:
+        reader = csv.reader([line], delimiter=options.delimiter, quotechar=options.quote,
+                            escapechar=options.escape, doublequote=False)
+    return tuple(next(reader, []))
+
+
+# --------------------------------------------------------------------------------------------
+# Transformations
+# --------------------------------------------------------------------------------------------
+
+
+def bronze_schema(spec: SourceSpec) -> StructType:
+    """The bronze table's schema: declared columns as strings, then rescue and lineage."""
+    return StructType(
+        [StructField(c, StringType()) for c in spec.column_names]
+        + [StructField(RESCUED_DATA, StringType()), StructField(SOURCE_FILE, StringType()),
+           StructField(INGESTED_AT, TimestampType()), StructField(BATCH_ID, StringType())]
+    )
+
+
+def source_file_from_uri(uri: Column | str) -> Column:
+    """A local path from Spark's file URI (``_metadata.file_path``): ``file:/a%20b`` -> ``/a b``.
+
+    Args:
+        uri: the column holding the URI.
+
+    Returns:
+        A column named ``_source_file``; non-``file:`` URIs keep their scheme.
+    """
+    col = F.col(uri) if isinstance(uri, str) else uri
+    local = F.regexp_replace(col, r"^file:(//)?(?=/)", "")
+    # url_decode turns '+' into a space; a literal '+' in a file name must survive.
+    decoded = F.url_decode(F.regexp_replace(local, r"\+", "%2B"))
+    return decoded.alias(SOURCE_FILE)
+
+
+def _data_lines(lines: DataFrame, header_line: str | None) -> DataFrame:
+    """Drop blank lines and the header line (compared without a byte-order mark)."""
+    text = F.regexp_replace(F.col("value"), "^\ufeff", "")
+    keep = F.length(text) > 0
+    if header_line is not None:
+        keep = keep & (text != F.lit(header_line.lstrip("\ufeff")))
+    return lines.where(keep)
+
+
+def parse_csv_lines(
+    lines: DataFrame,
+    *,
+    spec: SourceSpec,
+    header: Sequence[str] | None,
+    header_line: str | None,
+) -> DataFrame:
+    """Split raw CSV lines into the declared columns, keeping malformed lines.
+
+    Fields are matched to declared columns by the file's header names (by position when the
+    source has no header). A line with a different number of fields than the header, or an
+    unterminated quote, keeps the fields that could be read and its raw text in
+    ``_rescued_data``. When the header has columns the source does not declare, every line of
+    the file keeps its raw text in ``_rescued_data`` (the extra values are in it). Declared
+    columns absent from the header are null.
+
+    Args:
+        lines: one row per line: ``value`` (the raw line) and ``_source_file``; all lines from
+            files sharing ``header_line``.
+        spec: the source declaration (columns and reader options).
+        header: the file's column names; None for files without a header.
+        header_line: the raw header line to drop; None when files have no header.
+
+    Returns:
+        The declared columns (strings), ``_rescued_data`` and ``_source_file``.
+    """
+    names = tuple(header) if header is not None else spec.column_names
+    parse_schema = StructType(
+        [StructField(f"_c{i}", StringType()) for i in range(len(names))]
+        + [StructField(_CORRUPT, StringType())]
+    )
+    opts = spec.options
+    parsed = F.from_csv(F.col("value"), parse_schema.simpleString(), {
+        "mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT,
+        "sep": opts.delimiter, "quote": opts.quote, "escape": opts.escape,
+    })
+    positions = {}
+    for index, name in enumerate(names):
+        positions.setdefault(name, index)
+    has_extra_columns = any(name not in spec.column_names for name in names)
+    fields = [
+        (parsed[f"_c{positions[c]}"] if c in positions else F.lit(None).cast(StringType())).alias(c)
+        for c in spec.column_names
+    ]
+    rescued = F.col("value") if has_extra_columns else F.when(
+        parsed[_CORRUPT].isNotNull(), F.col("value"))
+    return _data_lines(lines, header_line).select(
+        *fields, rescued.cast(StringType()).alias(RESCUED_DATA), F.col(SOURCE_FILE)
+    )
+
+
+def parse_json_lines(lines: DataFrame, *, spec: SourceSpec) -> DataFrame:
+    """Parse JSON-lines text into the declared columns (as strings), keeping bad lines.
+
+    A line that is not a JSON object, or has keys the source does not declare, keeps its raw
+    text in ``_rescued_data``; the declared keys it does have are still extracted.
+
+    Args:
+        lines: one row per line: ``value`` and ``_source_file``.
+        spec: the source declaration.
+
+    Returns:
+        The declared columns (strings), ``_rescued_data`` and ``_source_file``.
+    """
+    schema = StructType([StructField(c, StringType()) for c in spec.column_names]
+                        + [StructField(_CORRUPT, StringType())])
+    parsed = F.from_json(F.col("value"), schema,
+                         {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT})
+    declared = F.array(*[F.lit(c) for c in spec.column_names])
+    unknown_key = F.exists(F.json_object_keys(F.col("value")),
+                           lambda key: ~F.array_contains(declared, key))
+    bad = parsed[_CORRUPT].isNotNull() | F.coalesce(unknown_key, F.lit(True))
+    return _data_lines(lines, None).select(
+        *[parsed[c].alias(c) for c in spec.column_names],
+        F.when(bad, F.col("value")).alias(RESCUED_DATA),
+        F.col(SOURCE_FILE),
+    )
+
+
+def align_parquet_columns(df: DataFrame, *, spec: SourceSpec) -> DataFrame:
+    """Cast a Parquet source's declared columns to strings; rescue undeclared columns as JSON.
+
+    Args:
+        df: the files' rows plus ``_source_file``.
+        spec: the source declaration.
+
+    Returns:
+        The declared columns (strings; null when absent), ``_rescued_data`` (a JSON object of
+        the non-null undeclared columns, null when there are none) and ``_source_file``.
+    """
+    present = set(df.columns)
+    extra = [c for c in df.columns if c not in spec.column_names and c != SOURCE_FILE]
+    fields = [
+        (F.col(f"`{c}`").cast(StringType()) if c in present else F.lit(None).cast(StringType()))
+        .alias(c) for c in spec.column_names
+    ]
+    if extra:
+        blob = F.to_json(F.struct(*[F.col(f"`{c}`") for c in extra]))
+        rescued = F.when(blob != F.lit("{}"), blob)
+    else:
+        rescued = F.lit(None).cast(StringType())
+    return df.select(*fields, rescued.alias(RESCUED_DATA), F.col(SOURCE_FILE))
+
+
+def with_lineage(
+    df: DataFrame, *, spec: SourceSpec, batch_id: str, ingested_at: datetime
+) -> DataFrame:
+    """Add ``_ingested_at`` and ``_batch_id`` and order the columns as the bronze contract says.
+
+    Args:
+        df: parsed rows with the declared columns, ``_rescued_data`` and ``_source_file``.
+        spec: the source declaration.
+        batch_id: this run's batch id for the source.
+        ingested_at: the run's ingest time (one value for the whole batch).
+
+    Returns:
+        A DataFrame with exactly :func:`bronze_schema`'s columns and types.
+    """
+    extended = df.withColumns({
+        INGESTED_AT: F.lit(_as_utc(ingested_at)).cast(TimestampType()),
+        BATCH_ID: F.lit(batch_id),
+    })
+    return extended.select(*[F.col(f"`{f.name}`").cast(f.dataType).alias(f.name)
+                             for f in bronze_schema(spec).fields])

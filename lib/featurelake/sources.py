@@ -1,0 +1,177 @@
+"""Source declarations: where raw files land, how to read them, what columns they should have.
+
+Each ``conf/sources/<name>.yaml`` declares one source; ``<name>`` is also the bronze table's
+name. Bronze keeps every column as a string; the declared ``type`` documents what silver parses
+it to.
+
+Example (``conf/sources/credit_clients.yaml``)::
+
+    description: UCI default of credit card clients
+    path: credit_clients/*.csv*        # relative to lakehouse.landing; absolute paths allowed
+    format: csv
+    options: {header: true, delimiter: ",", quote: '"', escape: '"', encoding: utf-8}
+    on_changed_file: reingest          # reingest | skip | fail
+    columns:
+      - {name: ID, type: long, description: client id}
+
+    >>> sources = load_sources(settings)
+    >>> sources["credit_clients"].column_names[:2]
+    ('ID', 'LIMIT_BAL')
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from featurelake.config import ConfigError, Settings, load_yaml_file, parse_model
+
+__all__ = [
+    "ColumnSpec",
+    "ReaderOptions",
+    "SourceSpec",
+    "load_source_file",
+    "load_sources",
+]
+
+SOURCES_DIR = "sources"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnSpec(_Frozen):
+    """One expected column of a source.
+
+    Attributes:
+        name: the column name exactly as in the file header (or JSON key).
+        type: the type silver parses the raw string to (documentation for bronze).
+        description: what the column holds.
+    """
+
+    name: str = Field(min_length=1)
+    type: Literal["string", "int", "long", "double", "date", "timestamp", "boolean"] = "string"
+    description: str = ""
+
+
+class ReaderOptions(_Frozen):
+    """How to split raw text into fields.
+
+    Compression is inferred from the file extension (``.gz``, ``.bz2``, ``.deflate``...).
+
+    Attributes:
+        header: CSV files start with a header line naming the columns.
+        delimiter: CSV field separator (one character).
+        quote: CSV quote character (one character).
+        escape: CSV character escaping a quote inside a quoted field; ``"`` for RFC 4180 files.
+        encoding: text encoding; only UTF-8 is supported by the line-preserving reader.
+    """
+
+    header: bool = True
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    quote: str = Field(default='"', min_length=1, max_length=1)
+    escape: str = Field(default='"', min_length=1, max_length=1)
+    encoding: Literal["utf-8", "UTF-8", "utf8"] = "utf-8"
+
+
+class SourceSpec(_Frozen):
+    """A declared source: a file glob, its format and its expected columns.
+
+    Attributes:
+        name: the source name (the YAML file's stem) and the bronze table name.
+        description: what the source is.
+        path: a glob; relative globs are resolved against ``lakehouse.landing``.
+        format: ``csv`` or ``json`` (JSON lines), read line by line; or ``parquet``.
+        options: reader options (CSV only).
+        on_changed_file: what bronze does when a file already ingested changed under the same
+            name: ``reingest`` it as a new batch, ``skip`` it (logged), or ``fail`` the job.
+        columns: the expected columns, in file order.
+    """
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    description: str = ""
+    path: str = Field(min_length=1)
+    format: Literal["csv", "json", "parquet"]
+    options: ReaderOptions = Field(default_factory=ReaderOptions)
+    on_changed_file: Literal["reingest", "skip", "fail"] = "fail"
+    columns: tuple[ColumnSpec, ...] = Field(min_length=1)
+
+    @field_validator("columns")
+    @classmethod
+    def _unique_columns(cls, columns: tuple[ColumnSpec, ...]) -> tuple[ColumnSpec, ...]:
+        names = [c.name for c in columns]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"duplicated column names: {duplicated}")
+        reserved = sorted(n for n in names if n.startswith("_"))
+        if reserved:
+            raise ValueError(f"column names starting with '_' are reserved for lineage: {reserved}")
+        return columns
+
+    @model_validator(mode="after")
+    def _path_is_a_file_glob(self) -> SourceSpec:
+        if self.path.endswith("/"):
+            raise ValueError(f"path must match files, not a folder: {self.path!r} (add '*')")
+        return self
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """The declared column names in file order."""
+        return tuple(c.name for c in self.columns)
+
+    def resolve_glob(self, landing: str) -> str:
+        """The absolute glob: ``path`` when absolute, else ``path`` under ``landing``.
+
+        Args:
+            landing: the landing folder (``lakehouse.landing``).
+
+        Returns:
+            An absolute, normalised glob pattern.
+        """
+        raw = os.path.expanduser(self.path)
+        if not os.path.isabs(raw):
+            raw = os.path.join(landing, raw)
+        return os.path.abspath(raw)
+
+
+def load_source_file(path: str | Path) -> SourceSpec:
+    """Parse one ``conf/sources/<name>.yaml`` into a :class:`SourceSpec`.
+
+    Args:
+        path: the YAML file; its stem is the source name.
+
+    Returns:
+        The validated declaration.
+
+    Raises:
+        ConfigError: the file is missing or invalid; the message names the file and the key.
+    """
+    path = Path(path)
+    data = load_yaml_file(path)
+    stem = path.stem
+    if "name" in data and data["name"] != stem:
+        raise ConfigError(str(path), "name", f"must equal the file name {stem!r}, got {data['name']!r}")
+    return parse_model(SourceSpec, {**data, "name": stem}, str(path))
+
+
+def load_sources(settings: Settings) -> dict[str, SourceSpec]:
+    """Load every source declared in ``<conf_dir>/sources/*.yaml``.
+
+    Args:
+        settings: the run's settings (for ``conf_dir``).
+
+    Returns:
+        Source name -> declaration, sorted by name.
+
+    Raises:
+        ConfigError: the folder is missing or empty, or a declaration is invalid.
+    """
+    folder = settings.conf_path(SOURCES_DIR)
+    files = sorted(folder.glob("*.yaml")) if folder.is_dir() else []
+    if not files:
+        raise ConfigError(str(folder), "", "no source declarations (*.yaml) found")
+    return {spec.name: spec for spec in (load_source_file(f) for f in files)}
