@@ -119,6 +119,31 @@ class SilverSettings(_Frozen):
     pii_key_env: str = Field(default="FEATURELAKE_PII_KEY", min_length=1)
 
 
+class SyntheticSettings(_Frozen):
+    """The synthetic data generator (job ``generate-data``): scale, seed and dirt rates.
+
+    Rates are fractions in [0, 1]: of invoices (missing customer, cancellation), of lines
+    (prices, duplicates, malformed lines, future dates) or of clients (out-of-range codes).
+    """
+
+    seed: int = 42
+    transactions: int = Field(default=100_000, ge=0)
+    customers: int = Field(default=4_000, ge=1)
+    credit_clients: int = Field(default=30_000, ge=0)
+    products: int = Field(default=3_000, ge=1)
+    lines_per_invoice: int = Field(default=8, ge=1)
+    rows_per_file: int = Field(default=500_000, ge=1)
+    end_date: str = "2011-12-09"
+    history_days: int = Field(default=365, ge=1)
+    missing_customer_rate: float = Field(default=0.2, ge=0, le=1)
+    cancellation_rate: float = Field(default=0.02, ge=0, le=1)
+    bad_price_rate: float = Field(default=0.005, ge=0, le=1)
+    duplicate_rate: float = Field(default=0.01, ge=0, le=1)
+    malformed_rate: float = Field(default=0.001, ge=0, le=1)
+    out_of_range_code_rate: float = Field(default=0.01, ge=0, le=1)
+    future_date_rate: float = Field(default=0.001, ge=0, le=1)
+
+
 class Settings(_Frozen):
     """The whole run-time configuration, validated at start-up."""
 
@@ -130,6 +155,7 @@ class Settings(_Frozen):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     silver: SilverSettings = Field(default_factory=SilverSettings)
+    synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
 
     def conf_path(self, *parts: str) -> Path:
         """Return a path inside the configuration directory."""
