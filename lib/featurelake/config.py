@@ -144,6 +144,18 @@ class SyntheticSettings(_Frozen):
     future_date_rate: float = Field(default=0.001, ge=0, le=1)
 
 
+class FeatureStoreSettings(_Frozen):
+    """Feature store: declarations (``conf/<definitions_dir>/*.yaml``), registry, training sets.
+
+    ``registry_table`` and the training-set tables are ``<layer>/<table>`` names under the
+    lakehouse root.
+    """
+
+    definitions_dir: str = "features"
+    registry_table: str = "features/_registry"
+    training_set_layer: str = "features"
+
+
 class Settings(_Frozen):
     """The whole run-time configuration, validated at start-up."""
 
@@ -156,6 +168,7 @@ class Settings(_Frozen):
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     silver: SilverSettings = Field(default_factory=SilverSettings)
     synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
+    feature_store: FeatureStoreSettings = Field(default_factory=FeatureStoreSettings)
 
     def conf_path(self, *parts: str) -> Path:
         """Return a path inside the configuration directory."""
