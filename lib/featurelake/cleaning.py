@@ -261,10 +261,11 @@ def with_parsed_columns(
         raw: a struct column holding the raw strings; top-level columns when None.
 
     Returns:
-        ``df`` plus one column per parsed declaration and ``_parse_errors`` (array<string>).
+        ``df`` plus one column per parsed declaration and ``_parse_errors`` (array<string>);
+        a raw column whose name equals a parsed one up to case is replaced by it.
     """
     errors = []
-    out = df
+    parsed_columns: dict[str, Column] = {}
     for spec in columns:
         if spec.source is None:
             continue
@@ -275,9 +276,12 @@ def with_parsed_columns(
             errors.append(F.when(cleaned.isNotNull() & parsed.isNull(), F.lit(f"parse:{spec.name}")))
         if spec.normalize:
             parsed = normalize_codes(parsed, spec.normalize)
-        out = out.withColumn(spec.name, parsed.cast(spec.type))
+        parsed_columns[spec.name] = parsed.cast(spec.type)
     flags = F.array(*errors) if errors else F.array().cast("array<string>")
-    return out.withColumn(PARSE_ERRORS, F.filter(flags, lambda x: x.isNotNull()))
+    parsed_columns[PARSE_ERRORS] = F.filter(flags, lambda x: x.isNotNull())
+    # One projection: every expression reads the input columns, even where a new name equals
+    # a raw one up to case (Spark resolves names case-insensitively: EDUCATION vs education).
+    return df.withColumns(parsed_columns)
 
 
 def with_derived_columns(df: DataFrame, columns: Sequence[ColumnSpec]) -> DataFrame:
