@@ -27,7 +27,7 @@ from featurelake.logs import configure_logging
 from featurelake.session import build_spark_session
 from featurelake.table_io import DeltaTables, Lineage, TableIOError
 
-__all__ = ["DataError", "JobContext", "run_job", "TransientError"]
+__all__ = ["DataError", "JobContext", "JobOutcome", "TransientError", "execute_job", "run_job"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,15 @@ def parse_job_args(
     return parser.parse_args(list(argv) if argv is not None else None)
 
 
+@dataclass
+class JobOutcome:
+    """How a job ended: exit code, the exception (if any) and its run summary fields."""
+
+    code: int
+    summary: dict[str, Any]
+    error: BaseException | None = None
+
+
 def run_job(
     job: str,
     body: Callable[[JobContext, argparse.Namespace], Any],
@@ -110,6 +119,17 @@ def run_job(
         add_arguments: adds the job's own options to the parser.
         spark: an existing session (tests, the pipeline runner); built from settings otherwise.
     """
+    return execute_job(job, body, argv, add_arguments, spark).code
+
+
+def execute_job(
+    job: str,
+    body: Callable[[JobContext, argparse.Namespace], Any],
+    argv: Sequence[str] | None = None,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    spark: SparkSession | None = None,
+) -> JobOutcome:
+    """Run one job like :func:`run_job`, returning its :class:`JobOutcome` (for the pipeline)."""
     args = parse_job_args(job, argv, add_arguments)
     run_id = args.run_id or uuid.uuid4().hex[:16]
     try:
@@ -118,10 +138,10 @@ def run_job(
         configure_logging(job, run_id)
         log.error("config_error", extra={"fields": {"error": str(exc)}})
         print(f"featurelake {job}: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return JobOutcome(2, {"status": "failed", "error": str(exc)}, exc)
     configure_logging(job, run_id, settings.logging.level, settings.logging.format)
     started = time.monotonic()
-    status, code, error = "succeeded", 0, None
+    status, code, error, caught = "succeeded", 0, None, None
     ctx = None
     try:
         session = spark or build_spark_session(f"featurelake-{job}", settings.spark)
@@ -131,10 +151,10 @@ def run_job(
                                                   "master": session.sparkContext.master}})
         body(ctx, args)
     except (ConfigError, DataError, TableIOError, ValueError) as exc:
-        status, code, error = "failed", 2, f"{type(exc).__name__}: {exc}"
+        status, code, error, caught = "failed", 2, f"{type(exc).__name__}: {exc}", exc
         print(f"featurelake {job}: {error}", file=sys.stderr)
     except Exception as exc:  # noqa: BLE001 - report every failure in the run summary
-        status, code, error = "failed", 1, f"{type(exc).__name__}: {exc}"
+        status, code, error, caught = "failed", 1, f"{type(exc).__name__}: {exc}", exc
         log.exception("job_failed")
         print(f"featurelake {job}: {error}", file=sys.stderr)
     fields: dict[str, Any] = {
@@ -148,4 +168,4 @@ def run_job(
     if error:
         fields["error"] = error
     log.log(logging.INFO if code == 0 else logging.ERROR, "run_summary", extra={"fields": fields})
-    return code
+    return JobOutcome(code, fields, caught)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
@@ -24,9 +26,10 @@ def build_spark_session(app_name: str, settings: SparkSettings) -> SparkSession:
     Returns:
         The SparkSession.
     """
-    submitted = SparkConf()  # picks up what spark-submit put in the JVM's system properties
     builder = SparkSession.builder.appName(app_name)
-    if not submitted.contains("spark.master"):
+    # Under spark-submit the driver attaches to a running JVM gateway whose master came from
+    # --master; only a plain Python process (tests, notebooks) takes settings.master.
+    if "PYSPARK_GATEWAY_PORT" not in os.environ and not SparkConf().contains("spark.master"):
         builder = builder.master(settings.master)
     options = {
         "spark.sql.session.timeZone": "UTC",
