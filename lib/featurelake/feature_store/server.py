@@ -1,0 +1,350 @@
+"""The online feature serving API (FastAPI, run by uvicorn in the ``serve`` job).
+
+Endpoints:
+
+* ``POST /features`` - body ``{"entities": [{"customer_id": "17850"}, ...],
+  "features": ["customer_rfm:recency_days", "customer_activity:*"]}``; answers
+  ``{"features": [...], "results": [{"entity": {...}, "values": {"view:feature":
+  {"value", "event_timestamp", "staleness_seconds", "status"}}}]}`` with one result per entity
+  in request order. Needs an API key (header ``X-API-Key`` by default).
+* ``GET /health`` - the store answers; per view the bookmark of its last materialisation and
+  whether its freshness SLA holds. No key needed.
+* ``GET /metrics`` - Prometheus text format: requests by path and status, latency histogram,
+  lookups by result (hit/miss/expired) and staleness per view. No key needed (bind the server to
+  a private interface, or put it behind the proxy that scrapes it).
+
+Errors: 401 no or unknown key; 403 a view the role may not read or a PII feature without a
+grant; 422 a malformed body, unknown features or bad entities, with a message saying what is
+wrong. Every request (whatever its outcome) is appended to the audit log as one JSON line:
+who (key id and role, never the secret), what (views, features, entity count), when, the
+status code and the latency.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from featurelake.config import Settings, load_settings
+from featurelake.feature_store.auth import (
+    AuthenticationError,
+    AuthorizationError,
+    Authorizer,
+    Principal,
+)
+from featurelake.feature_store.definitions import FeatureView, load_feature_views
+from featurelake.feature_store.online import (
+    OnlineStore,
+    ServingConfig,
+    load_serving_config,
+    open_online_store,
+)
+from featurelake.feature_store.online_api import FeatureRequestError, OnlineFeatureService
+
+__all__ = [
+    "AuditLog",
+    "FeatureRequest",
+    "ServingMetrics",
+    "app_from_environment",
+    "build_app",
+    "create_app",
+]
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_PROTECTED = ("/features",)
+_KNOWN_PATHS = ("/features", "/health", "/metrics")
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_STALENESS_BUCKETS = (60, 300, 900, 3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400, 30 * 86400,
+                      365 * 86400)
+
+
+class FeatureRequest(BaseModel):
+    """The body of ``POST /features``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entities: list[dict[str, StrictStr | StrictInt]] = Field(
+        min_length=1, description="one mapping of join key to value per entity")
+    features: list[StrictStr] = Field(
+        min_length=1, description='"view:feature" or "view:*" references')
+
+
+class AuditLog:
+    """Appends one JSON line per request to a file (created with its folder).
+
+    Each line is written with a single ``write`` on a file opened for appending, so lines from
+    several threads (or processes) never interleave.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._file = self.path.open("a", encoding="utf-8", buffering=1)
+
+    def write(self, entry: dict[str, Any]) -> None:
+        """Append ``entry`` as one line."""
+        line = json.dumps(entry, default=str, separators=(",", ":")) + "\n"
+        with self._lock:
+            self._file.write(line)
+
+    def close(self) -> None:
+        """Close the file."""
+        with self._lock:
+            self._file.close()
+
+
+class ServingMetrics:
+    """The server's Prometheus metrics, in a registry of its own (one per app)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "featurelake_serving_requests", "HTTP requests by path and status code",
+            ["path", "status"], registry=self.registry)
+        self.latency = Histogram(
+            "featurelake_serving_request_duration_seconds", "HTTP request latency",
+            ["path"], buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.lookups = Counter(
+            "featurelake_online_lookups", "Entity lookups per view by result (hit, miss, expired)",
+            ["view", "result"], registry=self.registry)
+        self.staleness = Histogram(
+            "featurelake_online_staleness_seconds",
+            "Age of served rows (read time minus event time) per view",
+            ["view"], buckets=_STALENESS_BUCKETS, registry=self.registry)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition."""
+        return bytes(generate_latest(self.registry))
+
+
+class _ServingMiddleware:
+    """Times every request, authenticates protected paths, then records metrics and audit.
+
+    Authentication happens here, before the body is parsed, so a caller without a valid key
+    gets 401 whatever it sent. What the endpoint learns (views, features, entity count, error)
+    it leaves in ``scope["state"]`` for the audit line.
+    """
+
+    def __init__(self, app: ASGIApp, authorizer: Authorizer, header: str,
+                 audit: AuditLog, metrics: ServingMetrics) -> None:
+        self.app = app
+        self.authorizer = authorizer
+        self.header_name = header
+        self.header = header.lower().encode("latin-1")
+        self.audit = audit
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        state: dict[str, Any] = scope.setdefault("state", {})
+        request_id = uuid.uuid4().hex[:16]
+        path = scope.get("path", "")
+        status = {"code": 500}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        try:
+            if path in _PROTECTED:
+                presented = next((v.decode("latin-1") for k, v in scope.get("headers", [])
+                                  if k == self.header), None)
+                try:
+                    state["principal"] = self.authorizer.authenticate(presented)
+                except AuthenticationError as exc:
+                    state["error"] = str(exc)
+                    response = JSONResponse(
+                        {"error": "unauthorized", "detail": f"{exc}; send it in the "
+                         f"{self.header_name} header"},
+                        status_code=401, headers={"WWW-Authenticate": "ApiKey"})
+                    await response(scope, receive, send_wrapper)
+                    return
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - started
+            label = path if path in _KNOWN_PATHS else "other"
+            self.metrics.requests.labels(label, str(status["code"])).inc()
+            self.metrics.latency.labels(label).observe(elapsed)
+            if path not in ("/metrics", "/health"):
+                principal: Principal | None = state.get("principal")
+                self.audit.write({
+                    "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                    "request_id": request_id,
+                    "method": scope.get("method"),
+                    "path": path,
+                    "client": (scope.get("client") or ("", 0))[0],
+                    "key_id": principal.key_id if principal else None,
+                    "role": principal.role if principal else None,
+                    "views": state.get("views"),
+                    "features": state.get("features"),
+                    "entities": state.get("entities"),
+                    "status": status["code"],
+                    "outcome": "ok" if status["code"] < 400 else "error",
+                    "error": state.get("error"),
+                    "duration_ms": round(elapsed * 1000, 3),
+                })
+
+
+def _freshness(store: OnlineStore, views: dict[str, FeatureView]) -> dict[str, Any]:
+    now = datetime.now(timezone.utc)
+    report: dict[str, Any] = {}
+    for name, view in sorted(views.items()):
+        if not view.online:
+            continue
+        bookmark = store.get_state(name)
+        entry: dict[str, Any] = {"materialized": bookmark is not None}
+        if bookmark:
+            entry.update({k: bookmark.get(k) for k in
+                          ("source_version", "up_to", "materialized_at", "mode")})
+            if view.freshness_sla is not None and bookmark.get("materialized_at"):
+                age = now - datetime.fromisoformat(bookmark["materialized_at"])
+                entry["seconds_since_materialized"] = round(age.total_seconds(), 1)
+                entry["freshness_sla_seconds"] = view.freshness_sla.total_seconds()
+                entry["within_freshness_sla"] = age <= view.freshness_sla
+        report[name] = entry
+    return report
+
+
+def create_app(
+    config: ServingConfig,
+    views: dict[str, FeatureView],
+    store: OnlineStore,
+) -> FastAPI:
+    """Build the serving app.
+
+    Args:
+        config: ``conf/serving.yaml`` (limits, audit log, roles and keys).
+        views: the declared feature views.
+        store: the online store to read (closed when the app shuts down).
+
+    Returns:
+        The FastAPI application (ASGI), ready for uvicorn.
+
+    Raises:
+        ValueError: a role or grant names an undeclared view or feature.
+    """
+    authorizer = Authorizer(config.access, views)
+    service = OnlineFeatureService(views, store, authorizer,
+                                   max_entities=config.server.max_entities,
+                                   max_features=config.server.max_features)
+    audit = AuditLog(config.server.audit_log)
+    metrics = ServingMetrics()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        audit.close()
+        store.close()
+
+    app = FastAPI(title="featurelake online features", version="1", lifespan=lifespan,
+                  description="Latest feature values per entity, with event time and staleness.")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"location": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]}
+            for e in exc.errors()
+        ]
+        message = "; ".join(f"{p['location']}: {p['problem']}" for p in problems)
+        request.state.error = message
+        return JSONResponse({"error": "invalid_request", "detail": message,
+                             "problems": problems}, status_code=422)
+
+    @app.post("/features")
+    def post_features(body: FeatureRequest, request: Request) -> JSONResponse:
+        principal: Principal = request.state.principal
+        request.state.entities = len(body.entities)
+        request.state.features = body.features
+        try:
+            resolved = service.resolve(body.features)
+            request.state.views = sorted(resolved)
+            result = service.get(body.entities, body.features, role=principal.role)
+        except FeatureRequestError as exc:
+            request.state.error = str(exc)
+            return JSONResponse({"error": "invalid_request", "detail": str(exc)}, status_code=422)
+        except AuthorizationError as exc:
+            request.state.error = str(exc)
+            return JSONResponse({"error": "forbidden", "detail": str(exc)}, status_code=403)
+        for view_name, stats in result.lookups.items():
+            metrics.lookups.labels(view_name, "hit").inc(stats.hits)
+            metrics.lookups.labels(view_name, "miss").inc(stats.misses)
+            metrics.lookups.labels(view_name, "expired").inc(stats.expired)
+            histogram = metrics.staleness.labels(view_name)
+            for seconds in stats.staleness_seconds:
+                histogram.observe(seconds)
+        return JSONResponse({"features": result.features, "results": result.to_records()})
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        healthy = store.ping()
+        body: dict[str, Any] = {"status": "ok" if healthy else "unavailable",
+                                "store": repr(store)}
+        if healthy:
+            body["views"] = _freshness(store, views)
+        return JSONResponse(body, status_code=200 if healthy else 503)
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(_ServingMiddleware, authorizer=authorizer,  # type: ignore[arg-type]
+                       header=config.server.api_key_header, audit=audit, metrics=metrics)
+    app.state.metrics = metrics
+    app.state.audit = audit
+    return app
+
+
+def build_app(settings: Settings) -> FastAPI:
+    """The app for ``settings``: views from ``conf/features``, store and access from
+    ``conf/serving.yaml``.
+
+    Raises:
+        ConfigError: a configuration file is invalid.
+        ValueError: a role or grant names an undeclared view or feature.
+    """
+    config = load_serving_config(settings)
+    views = load_feature_views(settings)
+    return create_app(config, views, open_online_store(config.online_store))
+
+
+def app_from_environment() -> FastAPI:
+    """uvicorn factory for several worker processes (``serve`` with ``server.workers > 1``).
+
+    Reads ``FEATURELAKE_CONF_DIR``, ``FEATURELAKE_ENV`` and ``FEATURELAKE_CONF_OVERRIDES`` (a
+    JSON list of ``key=value``), which the ``serve`` job sets for its workers.
+    """
+    settings = load_settings(
+        os.environ.get("FEATURELAKE_CONF_DIR", "conf"),
+        os.environ.get("FEATURELAKE_ENV"),
+        json.loads(os.environ.get("FEATURELAKE_CONF_OVERRIDES", "[]")),
+    )
+    return build_app(settings)
