@@ -6,6 +6,13 @@ from datetime import datetime, timedelta
 
 import pytest
 from chispa import assert_df_equality
+from featurelake.feature_store.definitions import (
+    Feature,
+    FeatureView,
+    FeatureViewError,
+    SourceTable,
+)
+from featurelake.feature_store.offline import MissingColumnsError, as_of_join, get_training_set
 from pyspark.sql.types import (
     DoubleType,
     LongType,
@@ -14,9 +21,6 @@ from pyspark.sql.types import (
     StructType,
     TimestampType,
 )
-
-from featurelake.feature_store.definitions import Feature, FeatureView, FeatureViewError, SourceTable
-from featurelake.feature_store.offline import MissingColumnsError, as_of_join, get_training_set
 
 D = datetime(2024, 1, 1)  # day 0
 US = timedelta(microseconds=1)
@@ -72,7 +76,7 @@ def test_value_at_exactly_t_is_used_and_value_after_t_is_not(spark):
 
 
 def test_ttl_lower_bound_is_exclusive(spark):
-    # ttl 3 days: the day-1 value is usable for t in [day 1, day 4); at exactly day 4 it has expired.
+    # ttl 3 days: the day-1 value is usable for t in [day 1, day 4); at day 4 it has expired.
     ents = entities(spark, [("a", day(4) - US, 1), ("a", day(4), 2)])
     expected = spark.createDataFrame([("a", day(4) - US, 1, 1.0), ("a", day(4), 2, None)], OUT)
     result = join(ents, timeline(spark), ttl=timedelta(days=3))

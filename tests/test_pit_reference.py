@@ -16,7 +16,6 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
-
 from featurelake.feature_store.offline import as_of_join
 
 ENTITIES = 2_000

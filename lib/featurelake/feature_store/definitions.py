@@ -248,6 +248,8 @@ class FeatureView(_Frozen):
     @field_validator("ttl", "freshness_sla", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("P"):
+            return value  # ISO 8601, as model_dump(mode="json") writes it: pydantic parses it
         return None if value is None else parse_duration(value)
 
     @model_validator(mode="after")
@@ -437,9 +439,11 @@ def load_feature_views(
 ) -> dict[str, FeatureView]:
     """Load every feature view declared in ``<conf_dir>/features/*.yaml`` (sorted by file name).
 
+    The directory is ``feature_store.definitions_dir`` inside the configuration directory.
+
     Args:
         settings: the validated settings (conf directory and lakehouse layers).
-        directory: read this directory instead of ``<conf_dir>/features``.
+        directory: read this directory instead.
 
     Returns:
         The views by name; empty when the directory has no YAML files.
@@ -447,6 +451,7 @@ def load_feature_views(
     Raises:
         ConfigError: as :func:`load_feature_views_from`.
     """
-    folder = Path(directory) if directory is not None else settings.conf_path("features")
+    folder = (Path(directory) if directory is not None
+              else settings.conf_path(settings.feature_store.definitions_dir))
     files = sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml"))
     return load_feature_views_from(files, settings.lakehouse.layers)
