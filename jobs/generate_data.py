@@ -1,0 +1,124 @@
+"""Generate deterministic synthetic raw files into the landing folder.
+
+    ./spark-submit.sh generate-data                                  # conf synthetic section
+    ./spark-submit.sh generate-data --transactions 1000000 --customers 20000 --seed 7
+    ./spark-submit.sh generate-data --out /tmp/landing --conf synthetic.malformed_rate=0.01
+
+Writes ``<out>/online_retail/online_retail-seed<S>-part<NNNNN>.csv.gz``,
+``<out>/credit_clients/credit_clients-seed<S>-part<NNNNN>.csv.gz`` and
+``<out>/customer_profiles/customer_profiles-seed<S>-part<NNNNN>.json.gz`` (one file per
+``synthetic.rows_per_file`` rows). The same seed and settings give byte-identical files; a
+re-run replaces them (bronze sees unchanged content as unchanged). Output must be a local or
+mounted folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Callable
+
+from pyspark.sql import DataFrame
+
+from featurelake.config import SyntheticSettings
+from featurelake.runner import JobContext, run_job
+from featurelake.synthetic import (
+    credit_client_lines,
+    customer_profile_lines,
+    online_retail_lines,
+)
+
+log = logging.getLogger("featurelake.jobs.generate_data")
+
+Generator = Callable[..., DataFrame]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--transactions", type=int, default=None,
+                        help="online retail invoice lines (default: synthetic.transactions)")
+    parser.add_argument("--customers", type=int, default=None,
+                        help="customers and profiles (default: synthetic.customers)")
+    parser.add_argument("--credit-clients", type=int, default=None,
+                        help="credit clients (default: synthetic.credit_clients)")
+    parser.add_argument("--seed", type=int, default=None, help="default: synthetic.seed")
+    parser.add_argument("--rows-per-file", type=int, default=None,
+                        help="rows per output file (default: synthetic.rows_per_file)")
+    parser.add_argument("--out", default=None, help="output folder (default: lakehouse.landing)")
+
+
+def resolve_settings(base: SyntheticSettings, args: argparse.Namespace) -> SyntheticSettings:
+    """The synthetic settings with the command-line options applied (validated again)."""
+    updates = {
+        key: value for key, value in {
+            "transactions": args.transactions, "customers": args.customers,
+            "credit_clients": args.credit_clients, "seed": args.seed,
+            "rows_per_file": args.rows_per_file,
+        }.items() if value is not None
+    }
+    return SyntheticSettings.model_validate({**base.model_dump(), **updates})
+
+
+def main(ctx: JobContext, args: argparse.Namespace) -> None:
+    settings = resolve_settings(ctx.settings.synthetic, args)
+    out = os.path.abspath(args.out or ctx.settings.lakehouse.landing)
+    datasets: list[tuple[str, int, Generator, str]] = [
+        ("online_retail", settings.transactions, online_retail_lines, "csv"),
+        ("credit_clients", settings.credit_clients, credit_client_lines, "csv"),
+        ("customer_profiles", settings.customers, customer_profile_lines, "json"),
+    ]
+    ctx.summary["out"] = out
+    ctx.summary["seed"] = settings.seed
+    for name, rows, generator, extension in datasets:
+        if rows == 0:
+            continue
+        files = max(1, -(-rows // settings.rows_per_file))
+        started = time.monotonic()
+        lines = ctx.spark.range(0, rows, 1, files).transform(generator, settings=settings,
+                                                              files=files)
+        written = write_lines(lines, out, name, settings.seed, extension)
+        seconds = time.monotonic() - started
+        ctx.summary[f"{name}.rows"] = rows
+        ctx.summary[f"{name}.files"] = len(written)
+        ctx.summary[f"{name}.seconds"] = round(seconds, 2)
+        ctx.summary[f"{name}.rows_per_second"] = round(rows / seconds) if seconds else None
+        log.info("dataset_generated", extra={"fields": {"dataset": name, "rows": rows,
+                                                        "files": written}})
+
+
+def write_lines(lines: DataFrame, out: str, dataset: str, seed: int, extension: str) -> list[str]:
+    """Write the lines as gzip text, one file per partition, under stable names.
+
+    Spark writes into a staging folder (ignored by bronze's globs); each part then replaces
+    ``<out>/<dataset>/<dataset>-seed<seed>-part<NNNNN>.<extension>.gz`` atomically, and parts
+    of an earlier, larger run with the same seed are removed.
+
+    Returns:
+        The final file paths.
+    """
+    staging = os.path.join(out, f"_generating-{dataset}-{uuid.uuid4().hex[:8]}")
+    target = os.path.join(out, dataset)
+    os.makedirs(target, exist_ok=True)
+    try:
+        lines.write.text(staging, compression="gzip")
+        parts = sorted(glob.glob(os.path.join(staging, "part-*")))
+        written = []
+        for index, part in enumerate(parts):
+            final = os.path.join(target, f"{dataset}-seed{seed}-part{index:05d}.{extension}.gz")
+            os.replace(part, final)
+            written.append(final)
+        stale = set(glob.glob(os.path.join(target, f"{dataset}-seed{seed}-part*"))) - set(written)
+        for path in sorted(stale):
+            os.remove(path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return written
+
+
+if __name__ == "__main__":
+    sys.exit(run_job("generate-data", main, add_arguments=add_arguments))

@@ -1,0 +1,347 @@
+"""Deterministic synthetic raw data with the real datasets' layouts and realistic dirt.
+
+Every value is a pure function of ``(seed, row id, salt)`` through ``xxhash64``, so the data is
+built by Spark in parallel from ``spark.range`` at any scale, and the same seed (and settings)
+gives byte-identical files. Each transformation takes the ``spark.range(0, n, 1, files)`` frame
+and returns one string column ``value``: the file lines, including a header line at the start
+of every partition (= every output file) for CSV layouts.
+
+Dirt, at the rates of :class:`~featurelake.config.SyntheticSettings`:
+
+* online retail: missing CustomerID and cancellations (``C`` invoice, negative quantities) per
+  invoice; zero or negative prices, duplicated lines, malformed lines (a field missing, an extra
+  field, an unparseable quantity or date) and invoice dates decades in the future per line;
+  descriptions with commas and quotes (properly CSV-quoted).
+* credit clients: out-of-range codes (EDUCATION 0/5/6, MARRIAGE 0), duplicated and malformed
+  lines.
+* customer profiles (JSON lines): missing emails, duplicated and truncated (invalid JSON) lines.
+
+Example:
+    >>> ids = spark.range(0, 1_000_000, 1, 2)
+    >>> ids.transform(online_retail_lines, settings=cfg, files=2).write.text(out, "gzip")
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from featurelake.config import SyntheticSettings
+
+__all__ = [
+    "CREDIT_CLIENT_COLUMNS",
+    "CUSTOMER_PROFILE_COLUMNS",
+    "FIRST_CUSTOMER_ID",
+    "FIRST_INVOICE_NO",
+    "ONLINE_RETAIL_COLUMNS",
+    "credit_client_lines",
+    "customer_profile_lines",
+    "online_retail_lines",
+    "uniform",
+]
+
+ONLINE_RETAIL_COLUMNS = ("InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate",
+                         "UnitPrice", "CustomerID", "Country")
+CREDIT_CLIENT_COLUMNS = (
+    ("ID", "LIMIT_BAL", "SEX", "EDUCATION", "MARRIAGE", "AGE", "PAY_0")
+    + tuple(f"PAY_{k}" for k in range(2, 7))
+    + tuple(f"BILL_AMT{k}" for k in range(1, 7))
+    + tuple(f"PAY_AMT{k}" for k in range(1, 7))
+    + ("default.payment.next.month",)
+)
+CUSTOMER_PROFILE_COLUMNS = ("customer_id", "name", "email", "phone", "birth_date", "country",
+                            "signup_date")
+
+# The real data's numbering, so synthetic ids look familiar next to the real ones.
+FIRST_INVOICE_NO = 536365
+FIRST_CUSTOMER_ID = 12346
+_HOME_COUNTRY = "United Kingdom"
+_HOME_SHARE = 0.9
+_COUNTRIES = ("Germany", "France", "EIRE", "Spain", "Netherlands", "Belgium", "Switzerland",
+              "Portugal", "Australia", "Norway", "Italy", "Channel Islands")
+_ADJECTIVES = ("WHITE", "RED", "VINTAGE", "REGENCY", "JUMBO", "PINK", "BLUE", "HEART",
+               "RETROSPOT", "GLASS", "WOODEN", "PAPER", "SET OF 4", "SMALL", "LARGE", "PARTY")
+_THINGS = ("HANGING T-LIGHT HOLDER", "LANTERN", "CAKE CASES", "LUNCH BAG", "TEACUP AND SAUCER",
+           "BUNTING", "ALARM CLOCK", "WATER BOTTLE", "STORAGE JAR", "DOORMAT", "CANDLE",
+           "PHOTO FRAME", "MUG", "TINS", "NAPKINS", "CARD")
+_FIRST_NAMES = ("Olivia", "Jack", "Amelia", "Harry", "Isla", "Oliver", "Emily", "Charlie",
+                "Ava", "George", "Sophie", "Noah", "Mia", "Leo", "Grace", "Oscar", "Chloé",
+                "Seán", "Zoë", "Mohammed")
+_LAST_NAMES = ("Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies",
+               "O'Brien", "Evans", "Thomas", "Roberts", "Müller", "Dubois", "García", "Khan")
+_SECONDS_PER_DAY = 86_400
+_FUTURE_YEARS_S = 50 * 365 * _SECONDS_PER_DAY
+_TWO_POW_53 = 2**53
+
+
+def uniform(seed: int, key: Column, salt: str) -> Column:
+    """A pseudo-random double in [0, 1) that depends only on ``(seed, key, salt)``.
+
+    Args:
+        seed: the generator's seed.
+        key: the column the draw belongs to (a line, an invoice, a customer...).
+        salt: names the draw, so that different draws for one key are independent.
+    """
+    hashed = F.xxhash64(F.lit(seed), key, F.lit(salt))
+    # 53 bits: every value is exact in a double.
+    return F.pmod(hashed, F.lit(_TWO_POW_53)).cast("double") / F.lit(float(_TWO_POW_53))
+
+
+def _pick(options: tuple[str, ...], index: Column) -> Column:
+    return F.element_at(F.array(*[F.lit(o) for o in options]), (index % len(options) + 1).cast("int"))
+
+
+def _below(u: Column, n: int) -> Column:
+    """floor(u * n) as a long: an index in [0, n)."""
+    return F.floor(u * F.lit(n)).cast("long")
+
+
+def _csv_quote(value: Column) -> Column:
+    """RFC 4180 quoting: fields with a comma, quote or line break are quoted, quotes doubled."""
+    needs = value.rlike('[,"\\r\\n]')
+    return F.when(needs, F.concat(F.lit('"'), F.regexp_replace(value, '"', '""'), F.lit('"'))) \
+        .otherwise(value)
+
+
+def _epoch(day: str) -> int:
+    return int(datetime.combine(date.fromisoformat(day), datetime.min.time(),
+                                timezone.utc).timestamp())
+
+
+def _emit(
+    ids: DataFrame, line: Column, duplicate: Column, header: str | None, files: int, total: int
+) -> DataFrame:
+    """One row per output line: the header first in each partition, duplicated lines twice.
+
+    ``spark.range(0, total, 1, files)`` puts ids ``[i * total // files, (i+1) * total // files)``
+    in partition ``i``; the header goes before the partition's first id.
+    """
+    parts = []
+    if header is not None:
+        first = F.expr(f"(CAST(spark_partition_id() AS BIGINT) * {total}) div {files}")
+        parts.append(F.when(F.col("id") == first, F.array(F.lit(header)))
+                     .otherwise(F.array().cast("array<string>")))
+    parts.append(F.array(line))
+    parts.append(F.when(duplicate, F.array(line)).otherwise(F.array().cast("array<string>")))
+    return ids.select(F.explode(F.concat(*parts)).alias("value"))
+
+
+def _customer_country(seed: int, customer: Column) -> Column:
+    u = uniform(seed, customer, "country")
+    return F.when(u < _HOME_SHARE, F.lit(_HOME_COUNTRY)).otherwise(
+        _pick(_COUNTRIES, _below(uniform(seed, customer, "country_pick"), len(_COUNTRIES))))
+
+
+def online_retail_lines(ids: DataFrame, *, settings: SyntheticSettings, files: int) -> DataFrame:
+    """Online Retail CSV lines (header per file) for line ids ``0 .. settings.transactions-1``.
+
+    Invoices group ``lines_per_invoice`` consecutive lines and advance in time from
+    ``end_date - history_days`` to ``end_date``; customers, products and quantities are skewed
+    draws (a few customers and products are frequent).
+
+    Args:
+        ids: ``spark.range(0, settings.transactions, 1, files)``.
+        settings: scale, seed and dirt rates.
+        files: the number of partitions of ``ids`` (one output file each).
+
+    Returns:
+        One string column ``value``.
+    """
+    s, total = settings.seed, settings.transactions
+    invoices = max(1, -(-total // settings.lines_per_invoice))
+    start = _epoch(settings.end_date) - settings.history_days * _SECONDS_PER_DAY
+    line_id, invoice = F.col("id"), F.col("invoice")
+    # Each stage is its own projection so that the expressions built below refer to columns
+    # instead of repeating whole expression trees (generated code has a 64 KB limit).
+    staged = ids.withColumn("invoice", F.floor(line_id / settings.lines_per_invoice).cast("long"))
+
+    # Invoice-level draws: time, customer, cancellation, missing customer.
+    u_customer = uniform(s, invoice, "customer")
+    day = F.floor(invoice.cast("double") / invoices * settings.history_days).cast("long")
+    staged = staged.withColumns({
+        "seconds": F.lit(start) + day * _SECONDS_PER_DAY + F.lit(8 * 3600)
+        + _below(uniform(s, invoice, "time"), 10 * 60) * 60,
+        "customer": _below(u_customer * u_customer, settings.customers),
+        "missing": uniform(s, invoice, "missing_customer") < settings.missing_customer_rate,
+        "cancelled": uniform(s, invoice, "cancel") < settings.cancellation_rate,
+        "product": _below(F.pow(uniform(s, line_id, "product"), 2), settings.products),
+        "bad_price": uniform(s, line_id, "bad_price") < settings.bad_price_rate,
+        "future": uniform(s, line_id, "future") < settings.future_date_rate,
+    })
+    seconds, customer, missing = F.col("seconds"), F.col("customer"), F.col("missing")
+    cancelled, product, bad_price = F.col("cancelled"), F.col("product"), F.col("bad_price")
+
+    seconds = F.when(F.col("future"), seconds + F.lit(_FUTURE_YEARS_S)
+                     + _below(uniform(s, line_id, "future_days"), 365) * _SECONDS_PER_DAY
+                     ).otherwise(seconds)
+    invoice_no = (invoice + F.lit(FIRST_INVOICE_NO)).cast("string")
+    description = F.concat_ws(" ", _pick(_ADJECTIVES, product),
+                              _pick(_THINGS, F.floor(product / len(_ADJECTIVES))))
+    description = F.when(product % 13 == 0, F.concat(description, F.lit(", ASSORTED"))) \
+        .when(product % 17 == 0, F.concat(description, F.lit(' 7" SIZE'))) \
+        .otherwise(description)
+    quantity = F.lit(1) + _below(F.pow(uniform(s, line_id, "quantity"), 3), 48)
+    u_price = uniform(s, product, "price")
+    price = F.round(F.lit(0.19) + u_price * u_price * F.lit(15.0), 2)
+    price = F.when(bad_price & (uniform(s, line_id, "bad_price_kind") < 0.5), F.lit(0.0)) \
+        .when(bad_price, -price).otherwise(price)
+    names = list(ONLINE_RETAIL_COLUMNS)
+    staged = staged.select(
+        "id",
+        F.when(cancelled, F.concat(F.lit("C"), invoice_no)).otherwise(invoice_no).alias(names[0]),
+        F.concat((product + F.lit(10_000)).cast("string"),
+                 F.when(product % 7 == 0, F.lit("B")).otherwise(F.lit(""))).alias(names[1]),
+        _csv_quote(description).alias(names[2]),
+        F.when(cancelled, -quantity).otherwise(quantity).cast("string").alias(names[3]),
+        F.date_format(F.timestamp_seconds(seconds), "yyyy-MM-dd HH:mm:ss").alias(names[4]),
+        price.cast("decimal(12,2)").cast("string").alias(names[5]),
+        F.when(missing, F.lit("")).otherwise((customer + F.lit(FIRST_CUSTOMER_ID))
+                                             .cast("string")).alias(names[6]),
+        _customer_country(s, F.when(missing, -invoice - 1).otherwise(customer)).alias(names[7]),
+        (uniform(s, line_id, "malformed") < settings.malformed_rate).alias("malformed"),
+        _below(uniform(s, line_id, "malformed_kind"), 4).alias("malformed_kind"),
+        (uniform(s, line_id, "duplicate") < settings.duplicate_rate).alias("duplicate"),
+    )
+    fields = [F.col(n) for n in names]
+    line = F.concat_ws(",", *fields)
+    # Malformed lines: a field missing, an extra field, an unparseable quantity or date.
+    kind = F.col("malformed_kind")
+    broken = F.when(kind == 0, F.concat_ws(",", *fields[:-1])) \
+        .when(kind == 1, F.concat(line, F.lit(",EXTRA"))) \
+        .when(kind == 2, F.concat_ws(",", *fields[:3], F.concat(fields[3], F.lit("x")),
+                                     *fields[4:])) \
+        .otherwise(F.concat_ws(",", *fields[:4], F.lit("2011-13-45 25:61:00"), *fields[5:]))
+    staged = staged.select(
+        "id", F.when(F.col("malformed"), broken).otherwise(line).alias("line"), "duplicate")
+    return _emit(staged, F.col("line"), F.col("duplicate"), ",".join(ONLINE_RETAIL_COLUMNS),
+                 files, total)
+
+
+def credit_client_lines(ids: DataFrame, *, settings: SyntheticSettings, files: int) -> DataFrame:
+    """Credit-clients CSV lines (header per file) for clients ``1 .. settings.credit_clients``.
+
+    A hidden risk draw per client drives late payments (PAY_x > 0) and the default label, so
+    the label is learnable (about a quarter of clients default).
+
+    Args:
+        ids: ``spark.range(0, settings.credit_clients, 1, files)``.
+        settings: scale, seed and dirt rates.
+        files: the number of partitions of ``ids``.
+
+    Returns:
+        One string column ``value``.
+    """
+    s, total = settings.seed, settings.credit_clients
+    client = F.col("id") + 1
+    u = {name: uniform(s, client, name) for name in
+         ("limit", "sex", "education", "marriage", "age", "risk", "default",
+          "out_of_range", "oor_kind", "oor_pick")}
+    education = F.when(u["education"] < 0.35, F.lit(1)).when(u["education"] < 0.82, F.lit(2)) \
+        .when(u["education"] < 0.98, F.lit(3)).otherwise(F.lit(4))
+    marriage = F.when(u["marriage"] < 0.45, F.lit(1)).when(u["marriage"] < 0.98, F.lit(2)) \
+        .otherwise(F.lit(3))
+    out_of_range = u["out_of_range"] < settings.out_of_range_code_rate
+    odd_education = out_of_range & (u["oor_kind"] < 0.5)
+    # Each stage is its own projection: later expressions refer to columns, keeping the
+    # generated code small.
+    staged = ids.select(
+        "id",
+        client.alias("client"),
+        ((F.lit(1) + _below(u["limit"] * u["limit"], 80)) * 10_000).alias("limit_bal"),
+        F.when(u["sex"] < 0.6, F.lit(2)).otherwise(F.lit(1)).alias("sex"),
+        F.when(odd_education, F.element_at(F.array(F.lit(0), F.lit(5), F.lit(6)),
+                                           (_below(u["oor_pick"], 3) + 1).cast("int"))
+               ).otherwise(education).alias("education"),
+        F.when(out_of_range & ~odd_education, F.lit(0)).otherwise(marriage).alias("marriage"),
+        (F.lit(21) + _below(F.pow(u["age"], 1.5), 55)).alias("age"),
+        F.pow(u["risk"], 3).alias("risk"),
+        uniform(s, client, "util").alias("util"),
+        u["default"].alias("u_default"),
+    )
+    client, limit_bal = F.col("client"), F.col("limit_bal")
+    months = range(1, 7)
+    month_columns = {}
+    for month in months:
+        late = uniform(s, client, f"late{month}") < F.col("risk")
+        month_columns[f"late{month}"] = late.cast("int")
+        month_columns[f"pay{month}"] = F.when(
+            late, F.lit(1) + _below(uniform(s, client, f"delay{month}"), 3)
+        ).otherwise(F.lit(-2) + _below(uniform(s, client, f"status{month}"), 3))
+        u_bill = uniform(s, client, f"bill{month}")
+        month_columns[f"bill{month}"] = F.when(
+            uniform(s, client, f"refund{month}") < 0.02, -_below(u_bill, 2000)
+        ).otherwise(F.floor(limit_bal * F.col("util") * (F.lit(0.7) + F.lit(0.6) * u_bill)))
+    staged = staged.withColumns(month_columns)
+    # A month's payment settles part of the previous month's bill (month 6: its own).
+    staged = staged.withColumns({
+        f"paid{month}": F.floor(
+            F.greatest(F.col(f"bill{min(month + 1, 6)}"), F.lit(0))
+            * (F.lit(0.02) + F.lit(0.4) * uniform(s, client, f"paid{month}")))
+        for month in months
+    })
+    late_months = sum((F.col(f"late{m}") for m in months[1:]), F.col("late1"))
+    default = F.col("u_default") < (F.lit(0.12) + F.lit(0.55) * late_months / 6)
+    fields = ([client, limit_bal, F.col("sex"), F.col("education"), F.col("marriage"),
+               F.col("age")] + [F.col(f"pay{m}") for m in months]
+              + [F.col(f"bill{m}") for m in months] + [F.col(f"paid{m}") for m in months]
+              + [default.cast("int")])
+    texts = [f.cast("long").cast("string") for f in fields]
+    staged = staged.select(
+        "id", "client", F.concat_ws(",", *texts).alias("line"),
+        F.concat_ws(",", *texts[:-1]).alias("short_line"),
+        F.concat_ws(",", texts[0], F.lit("abc"), *texts[2:]).alias("bad_number_line"),
+    )
+    malformed = uniform(s, client, "malformed") < settings.malformed_rate
+    broken = F.when(uniform(s, client, "malformed_kind") < 0.5, F.col("short_line")) \
+        .otherwise(F.col("bad_number_line"))
+    line = F.when(malformed, broken).otherwise(F.col("line"))
+    duplicate = uniform(s, client, "duplicate") < settings.duplicate_rate
+    return _emit(staged, line, duplicate, ",".join(CREDIT_CLIENT_COLUMNS), files, total)
+
+
+def customer_profile_lines(
+    ids: DataFrame, *, settings: SyntheticSettings, files: int
+) -> DataFrame:
+    """Customer-profile JSON lines for customers ``0 .. settings.customers-1``.
+
+    Customer ids and countries match :func:`online_retail_lines`. Names, emails, phones and
+    birth dates are personal data for silver to pseudonymise.
+
+    Args:
+        ids: ``spark.range(0, settings.customers, 1, files)``.
+        settings: scale, seed and dirt rates.
+        files: the number of partitions of ``ids``.
+
+    Returns:
+        One string column ``value`` (one JSON object per line, keys in a fixed order).
+    """
+    s, total = settings.seed, settings.customers
+    customer = F.col("id")
+    first = _pick(_FIRST_NAMES, _below(uniform(s, customer, "first"), len(_FIRST_NAMES)))
+    last = _pick(_LAST_NAMES, _below(uniform(s, customer, "last"), len(_LAST_NAMES)))
+    customer_id = (customer + F.lit(FIRST_CUSTOMER_ID)).cast("string")
+    local_part = F.regexp_replace(F.lower(F.concat(first, F.lit("."), last)), "[^a-z.]", "")
+    email = F.concat(local_part, customer_id, F.lit("@example.com"))
+    email = F.when(uniform(s, customer, "no_email") < settings.missing_customer_rate / 4,
+                   F.lit(None)).otherwise(email)
+    phone = F.concat(F.lit("+44 7"), F.lpad(_below(uniform(s, customer, "phone"), 10**9)
+                                           .cast("string"), 9, "0"))
+    birth = F.date_add(F.lit("1940-01-01").cast("date"),
+                       _below(uniform(s, customer, "birth"), 63 * 365).cast("int"))
+    signup = F.date_sub(F.lit(settings.end_date).cast("date"),
+                        (F.lit(settings.history_days)
+                         + _below(uniform(s, customer, "signup"), 4 * 365)).cast("int"))
+    record = F.struct(
+        customer_id.alias("customer_id"), F.concat_ws(" ", first, last).alias("name"),
+        email.alias("email"), phone.alias("phone"),
+        F.date_format(birth, "yyyy-MM-dd").alias("birth_date"),
+        _customer_country(s, customer).alias("country"),
+        F.date_format(signup, "yyyy-MM-dd").alias("signup_date"),
+    )
+    line = F.to_json(record)
+    malformed = uniform(s, customer, "malformed") < settings.malformed_rate
+    line = F.when(malformed, F.substring(line, 1, 40)).otherwise(line)
+    duplicate = uniform(s, customer, "duplicate") < settings.duplicate_rate
+    return _emit(ids, line, duplicate, None, files, total)
