@@ -1,0 +1,583 @@
+"""Binary classification: Spark ML pipelines, hyperparameter search, held-out evaluation.
+
+The flow (:func:`train_classifier`), given a frame built by :func:`prepare_training_frame`:
+
+1. split: a hash of the key puts each entity on the ``train`` or ``test`` side (the same entities
+   every run with the same seed, whatever the partitioning) - :func:`with_hash_split`;
+2. class weights from the training rows (``balanced``: n / (2 * n_class)) -
+   :func:`with_class_weight`;
+3. feature preprocessing fitted once on the training rows (median imputation of numeric
+   columns; string index with unseen values kept + one-hot encoding of categorical columns;
+   assembly into one vector);
+4. per candidate algorithm, one nested MLflow run: the estimator (after a scaler for logistic
+   regression) searched over its grid by cross-validation (folds from a second hash of the key)
+   or train-validation split; the best is refit on all training rows, joined with the
+   preprocessing into one PipelineModel (raw columns in, ``probability``/``prediction`` out),
+   evaluated on the held-out rows and logged with its signature and an input example;
+5. the candidate with the best validation metric is the run's best.
+
+Example:
+    >>> data = prepare_training_frame(features_df, labels_df, config)
+    >>> result = train_classifier(config, data, tags={"featurelake.features.version": "3"})
+    >>> result.best.test_metrics["roc_auc"]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.evaluation import BinaryClassificationEvaluator
+from pyspark.ml.feature import (
+    Imputer,
+    OneHotEncoder,
+    StandardScaler,
+    StringIndexer,
+    VectorAssembler,
+)
+from pyspark.ml.functions import vector_to_array
+from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationSplit
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from featurelake.ml.config import AlgorithmConfig, ClassificationConfig, _estimator_class
+
+__all__ = [
+    "BinaryMetrics",
+    "CandidateResult",
+    "ClassificationResult",
+    "build_estimator_pipeline",
+    "build_preprocessing",
+    "evaluate_binary",
+    "fingerprint",
+    "prepare_training_frame",
+    "train_classifier",
+    "with_class_weight",
+    "with_hash_fold",
+    "with_hash_split",
+]
+
+log = logging.getLogger(__name__)
+
+SPLIT_COL = "_split"
+FOLD_COL = "_fold"
+WEIGHT_COL = "_weight"
+FEATURES_COL = "_features"
+RAW_FEATURES_COL = "_features_raw"
+_BUCKETS = 10_000
+_ROC_BINS = 200
+_EVALUATOR_METRIC = {"roc_auc": "areaUnderROC", "pr_auc": "areaUnderPR"}
+
+
+# --------------------------------------------------------------------------------------------
+# Pure transformations
+# --------------------------------------------------------------------------------------------
+
+
+def _key_hash(key: str, seed: int) -> Column:
+    # The key as text, so an int and a long key hash alike.
+    return F.xxhash64(F.col(key).cast("string"), F.lit(seed))
+
+
+def with_hash_split(
+    df: DataFrame, key: str, test_fraction: float, seed: int, column: str = SPLIT_COL
+) -> DataFrame:
+    """Add ``column`` = ``"test"`` for about ``test_fraction`` of the keys, else ``"train"``.
+
+    The side depends only on the key and the seed, never on row order or partitioning.
+
+    Args:
+        df: rows with the key column.
+        key: the entity key.
+        test_fraction: share of keys held out, in (0, 1).
+        seed: seeds the hash.
+        column: the output column.
+
+    Returns:
+        ``df`` with the split column.
+    """
+    bucket = F.pmod(_key_hash(key, seed), F.lit(_BUCKETS))
+    cut = int(round(test_fraction * _BUCKETS))
+    return df.withColumn(column, F.when(bucket < cut, F.lit("test")).otherwise(F.lit("train")))
+
+
+def with_hash_fold(
+    df: DataFrame, key: str, folds: int, seed: int, column: str = FOLD_COL
+) -> DataFrame:
+    """Add ``column``: the cross-validation fold (0..folds-1) from a hash of the key.
+
+    A different hash seed from the split, so folds are independent of the held-out side.
+    """
+    return df.withColumn(column, F.pmod(_key_hash(key, seed + 1), F.lit(folds)).cast("int"))
+
+
+def with_class_weight(
+    df: DataFrame, label: str, weights: Mapping[int, float], column: str = WEIGHT_COL
+) -> DataFrame:
+    """Add ``column``: the weight of each row's class (1.0 for a class not in ``weights``)."""
+    weight: Column = F.lit(1.0)
+    for value, w in sorted(weights.items()):
+        weight = F.when(F.col(label) == F.lit(value), F.lit(float(w))).otherwise(weight)
+    return df.withColumn(column, weight.cast("double"))
+
+
+def balanced_weights(class_counts: Mapping[int, int]) -> dict[int, float]:
+    """n / (k * n_class) for each class: every class carries the same total weight.
+
+    Raises:
+        ValueError: fewer than two classes have rows.
+    """
+    present = {c: n for c, n in class_counts.items() if n > 0}
+    if len(present) < 2:
+        raise ValueError(
+            f"need rows of two classes to weight them, got counts {dict(class_counts)}")
+    total = sum(present.values())
+    return {c: total / (len(present) * n) for c, n in present.items()}
+
+
+def prepare_training_frame(
+    features: DataFrame, labels: DataFrame, config: ClassificationConfig
+) -> DataFrame:
+    """Join features with labels on the key; add the split and fold columns.
+
+    Rows whose label is missing are kept with a null label (count them with
+    :func:`label_coverage`; training uses only labelled rows).
+
+    Returns:
+        key, the feature columns, the label, ``_split`` and ``_fold``.
+    """
+    key = config.features.key
+    labelled = labels.select(
+        F.col(config.labels.key).alias(key), F.col(config.label).alias(config.label)
+    )
+    return (
+        features.select(key, *config.feature_columns)
+        .join(labelled, on=key, how="left")
+        .transform(with_hash_split, key, config.split.test_fraction, config.split.seed)
+        .transform(with_hash_fold, key, config.search.folds, config.split.seed)
+    )
+
+
+def fingerprint(columns: Sequence[str]) -> Column:
+    """An order-independent checksum of rows: the sum of a per-row hash (an aggregate)."""
+    row_hash = F.pmod(F.xxhash64(*[F.col(c) for c in columns]), F.lit(2_147_483_647))
+    return F.sum(row_hash.cast("long"))
+
+
+def build_preprocessing(config: ClassificationConfig) -> Pipeline:
+    """The feature stages shared by every candidate: raw columns -> one feature vector.
+
+    Stages: median imputation of numeric features; string indexing (alphabetical; unseen and
+    null values kept in an extra bucket) and one-hot encoding of categorical features; assembly
+    into ``_features_raw``.
+
+    Args:
+        config: the model configuration.
+
+    Returns:
+        An unfitted Pipeline.
+    """
+    stages: list[Any] = []
+    inputs: list[str] = []
+    if config.numeric_features:
+        imputed = [f"{c}__imputed" for c in config.numeric_features]
+        stages.append(Imputer(inputCols=list(config.numeric_features), outputCols=imputed,
+                              strategy="median"))
+        inputs += imputed
+    if config.categorical_features:
+        indexed = [f"{c}__index" for c in config.categorical_features]
+        encoded = [f"{c}__onehot" for c in config.categorical_features]
+        stages.append(StringIndexer(inputCols=list(config.categorical_features), outputCols=indexed,
+                                    handleInvalid="keep", stringOrderType="alphabetAsc"))
+        stages.append(OneHotEncoder(inputCols=indexed, outputCols=encoded, handleInvalid="keep"))
+        inputs += encoded
+    stages.append(VectorAssembler(inputCols=inputs, outputCol=RAW_FEATURES_COL))
+    return Pipeline(stages=stages)
+
+
+def build_estimator_pipeline(
+    config: ClassificationConfig, algorithm: str, *, use_weights: bool
+) -> tuple[Pipeline, Any]:
+    """The per-candidate stages on top of :func:`build_preprocessing`'s vector.
+
+    Logistic regression gets a standard scaler first (trees do not need one).
+
+    Args:
+        config: the model configuration.
+        algorithm: ``logistic_regression``, ``random_forest`` or ``gbt``.
+        use_weights: read row weights from ``_weight``.
+
+    Returns:
+        (pipeline, estimator): the estimator so the search grid can name its parameters.
+    """
+    estimator = _make_estimator(config, algorithm, config.algorithms[algorithm], use_weights)
+    if algorithm == "logistic_regression":
+        scaler = StandardScaler(inputCol=RAW_FEATURES_COL, outputCol=FEATURES_COL, withStd=True,
+                                withMean=False)
+        return Pipeline(stages=[scaler, estimator]), estimator
+    estimator.setFeaturesCol(RAW_FEATURES_COL)
+    return Pipeline(stages=[estimator]), estimator
+
+
+def _make_estimator(
+    config: ClassificationConfig, algorithm: str, spec: AlgorithmConfig, use_weights: bool
+) -> Any:
+    cls = _estimator_class(algorithm)
+    t = config.threshold
+    kwargs: dict[str, Any] = {
+        "featuresCol": FEATURES_COL,
+        "labelCol": config.label,
+        **spec.params,
+    }
+    if use_weights:
+        kwargs["weightCol"] = WEIGHT_COL
+    estimator = cls(**kwargs)
+    # Not every constructor takes these (GBTClassifier has no ``thresholds`` argument), but
+    # every estimator has the params. argmax(p_i / t_i) with t = [1-t, t] predicts 1 exactly
+    # when P(1) > t.
+    estimator._set(thresholds=[1.0 - t, t])  # noqa: SLF001 - the typed setter for any Param
+    if estimator.hasParam("seed"):
+        estimator._set(seed=config.split.seed)  # noqa: SLF001
+    return estimator
+
+
+def _grid(estimator: Any, spec: AlgorithmConfig) -> list[dict[Any, Any]]:
+    builder = ParamGridBuilder()
+    for name, values in spec.grid.items():
+        param = estimator.getParam(name)
+        builder.addGrid(param, [param.typeConverter(v) for v in values])
+    return builder.build()
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BinaryMetrics:
+    """Held-out metrics at the configured threshold.
+
+    Attributes:
+        roc_auc, pr_auc: threshold-free ranking metrics.
+        accuracy, precision, recall, f1: at the threshold (the model's ``prediction``).
+        tp, fp, tn, fn: the confusion matrix (positive = label 1).
+        roc_curve: (threshold, false positive rate, true positive rate) points.
+    """
+
+    roc_auc: float
+    pr_auc: float
+    accuracy: float
+    precision: float
+    recall: float
+    f1: float
+    tp: int
+    fp: int
+    tn: int
+    fn: int
+    roc_curve: list[tuple[float, float, float]] = field(default_factory=list, repr=False)
+
+    def as_metrics(self) -> dict[str, float]:
+        """The scalar metrics (for MLflow)."""
+        return {k: float(getattr(self, k)) for k in
+                ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "tp", "fp", "tn",
+                 "fn")}
+
+
+def evaluate_binary(predictions: DataFrame, label: str) -> BinaryMetrics:
+    """Evaluate a classifier's output on labelled rows.
+
+    Args:
+        predictions: the model's output with ``probability`` and ``prediction`` and the label.
+        label: the 0/1 label column.
+
+    Returns:
+        The metrics; precision/recall/F1 are 0.0 when undefined (no predicted/actual positives).
+    """
+    scored = predictions.select(
+        F.col(label).cast("double").alias("label"),
+        F.col("prediction").cast("double").alias("prediction"),
+        F.col("probability"),
+        vector_to_array("probability")[1].alias("p1"),
+    ).cache()
+    try:
+        evaluator = BinaryClassificationEvaluator(labelCol="label", rawPredictionCol="probability")
+        roc_auc = evaluator.setMetricName("areaUnderROC").evaluate(scored)
+        pr_auc = evaluator.setMetricName("areaUnderPR").evaluate(scored)
+        counts = scored.agg(
+            F.sum(((F.col("label") == 1) & (F.col("prediction") == 1)).cast("long")).alias("tp"),
+            F.sum(((F.col("label") == 0) & (F.col("prediction") == 1)).cast("long")).alias("fp"),
+            F.sum(((F.col("label") == 0) & (F.col("prediction") == 0)).cast("long")).alias("tn"),
+            F.sum(((F.col("label") == 1) & (F.col("prediction") == 0)).cast("long")).alias("fn"),
+        ).first()
+        bins = (
+            scored.groupBy(F.least(F.floor(F.col("p1") * _ROC_BINS), F.lit(_ROC_BINS - 1))
+                           .cast("int").alias("bin"))
+            .agg(F.sum("label").alias("pos"), F.sum(1 - F.col("label")).alias("neg"))
+            .collect()
+        )
+    finally:
+        scored.unpersist()
+    tp, fp, tn, fn = (int(counts[k] or 0) for k in ("tp", "fp", "tn", "fn"))
+    total = tp + fp + tn + fn
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return BinaryMetrics(
+        roc_auc=float(roc_auc), pr_auc=float(pr_auc),
+        accuracy=(tp + tn) / total if total else 0.0,
+        precision=precision, recall=recall, f1=f1, tp=tp, fp=fp, tn=tn, fn=fn,
+        roc_curve=_roc_points({int(r["bin"]): (float(r["pos"]), float(r["neg"])) for r in bins}),
+    )
+
+
+def _roc_points(bins: Mapping[int, tuple[float, float]]) -> list[tuple[float, float, float]]:
+    """ROC points from per-bin positive/negative counts, sweeping the threshold downwards."""
+    pos_total = sum(p for p, _ in bins.values()) or 1.0
+    neg_total = sum(n for _, n in bins.values()) or 1.0
+    points = [(1.0, 0.0, 0.0)]
+    tp = fp = 0.0
+    for b in range(_ROC_BINS - 1, -1, -1):
+        pos, neg = bins.get(b, (0.0, 0.0))
+        tp, fp = tp + pos, fp + neg
+        points.append((b / _ROC_BINS, fp / neg_total, tp / pos_total))
+    return points
+
+
+def _roc_figure(curves: Mapping[str, Sequence[tuple[float, float, float]]]) -> Any:
+    # A bare Figure with the Agg canvas: no pyplot, no global backend switch.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for name, points in curves.items():
+        ax.plot([p[1] for p in points], [p[2] for p in points], label=name)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("ROC curve (held-out)")
+    ax.legend(loc="lower right")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Training with MLflow tracking
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    """One trained candidate.
+
+    Attributes:
+        algorithm: the algorithm key.
+        run_id: its nested MLflow run.
+        model_uri: the logged model (``models:/<model id>``).
+        validation_metric: the search's best metric (cross-validation mean or validation split).
+        best_params: the grid values chosen.
+        test_metrics: held-out metrics.
+    """
+
+    algorithm: str
+    run_id: str
+    model_uri: str
+    validation_metric: float
+    best_params: dict[str, Any]
+    test_metrics: BinaryMetrics
+
+
+@dataclass(frozen=True)
+class ClassificationResult:
+    """A training run: the parent run, every candidate and the best one."""
+
+    parent_run_id: str
+    candidates: list[CandidateResult]
+    best: CandidateResult
+    train_rows: int
+    test_rows: int
+
+
+def _search(config: ClassificationConfig, pipeline: Pipeline, estimator: Any, spec: AlgorithmConfig
+            ) -> Any:
+    evaluator = BinaryClassificationEvaluator(
+        labelCol=config.label, rawPredictionCol="probability",
+        metricName=_EVALUATOR_METRIC[config.metric])
+    grid = _grid(estimator, spec)
+    if config.search.method == "cross_validation":
+        return CrossValidator(estimator=pipeline, estimatorParamMaps=grid, evaluator=evaluator,
+                              numFolds=config.search.folds, foldCol=FOLD_COL,
+                              parallelism=config.search.parallelism, seed=config.split.seed)
+    return TrainValidationSplit(estimator=pipeline, estimatorParamMaps=grid, evaluator=evaluator,
+                                trainRatio=config.search.train_ratio,
+                                parallelism=config.search.parallelism, seed=config.split.seed)
+
+
+def _search_metrics(model: Any) -> list[float]:
+    return list(model.avgMetrics if hasattr(model, "avgMetrics") else model.validationMetrics)
+
+
+def _train_candidate(
+    config: ClassificationConfig, algorithm: str, preprocessing: PipelineModel,
+    train: DataFrame, test: DataFrame, use_weights: bool, tags: Mapping[str, str],
+) -> CandidateResult:
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from featurelake.ml.tracking import pip_requirements
+
+    spec = config.algorithms[algorithm]
+    pipeline, estimator = build_estimator_pipeline(config, algorithm, use_weights=use_weights)
+    search = _search(config, pipeline, estimator, spec)
+    with mlflow.start_run(run_name=algorithm, nested=True) as run:
+        mlflow.set_tags({**tags, "featurelake.algorithm": algorithm})
+        mlflow.log_params({"algorithm": algorithm,
+                           **{f"param.{k}": v for k, v in spec.params.items()},
+                           "grid": json.dumps(spec.grid, sort_keys=True),
+                           "search.method": config.search.method})
+        fitted = search.fit(train)
+        metrics = _search_metrics(fitted)
+        grid = fitted.getEstimatorParamMaps()
+        best_index = max(range(len(metrics)), key=lambda i: metrics[i])
+        best_params = {p.name: v for p, v in grid[best_index].items()}
+        for i, (params, value) in enumerate(zip(grid, metrics, strict=True)):
+            mlflow.log_metric(f"search_{config.metric}", value, step=i)
+            log.info("search_point", extra={"fields": {
+                "algorithm": algorithm, "params": {p.name: v for p, v in params.items()},
+                config.metric: float(value)}})
+        mlflow.log_params({f"best.{k}": v for k, v in best_params.items()})
+        # One model from raw columns to prediction: what scoring loads.
+        model = PipelineModel(stages=[*preprocessing.stages, *fitted.bestModel.stages])
+        held_out = evaluate_binary(model.transform(test), config.label)
+        mlflow.log_metric(f"validation_{config.metric}", metrics[best_index])
+        mlflow.log_metrics({f"test_{k}": v for k, v in held_out.as_metrics().items()})
+        mlflow.log_dict({"labels": [0, 1], "rows_actual_cols_predicted":
+                         [[held_out.tn, held_out.fp], [held_out.fn, held_out.tp]]},
+                        "confusion_matrix.json")
+        mlflow.log_dict({"points": [{"threshold": t, "fpr": x, "tpr": y}
+                                    for t, x, y in held_out.roc_curve]}, "roc_curve.json")
+        mlflow.log_figure(_roc_figure({algorithm: held_out.roc_curve}), "roc_curve.png")
+        example = test.select(*config.feature_columns).limit(5)
+        signature = infer_signature(example, model.transform(example).select("prediction"))
+        info = mlflow.spark.log_model(
+            model, "model", signature=signature, input_example=example.toPandas(),
+            pip_requirements=pip_requirements(),
+        )
+    log.info("candidate_trained", extra={"fields": {
+        "algorithm": algorithm, "run_id": run.info.run_id, "best_params": best_params,
+        f"validation_{config.metric}": float(metrics[best_index]), **held_out.as_metrics()}})
+    return CandidateResult(algorithm, run.info.run_id, info.model_uri, float(metrics[best_index]),
+                           best_params, held_out)
+
+
+def train_classifier(
+    config: ClassificationConfig,
+    data: DataFrame,
+    *,
+    tags: Mapping[str, str] | None = None,
+    run_name: str | None = None,
+) -> ClassificationResult:
+    """Train every configured candidate under one parent MLflow run; pick the best.
+
+    Call after :func:`featurelake.ml.tracking.configure_tracking`. Rows without a label are not
+    used (count them before, with :func:`label_coverage`).
+
+    Args:
+        config: the validated model configuration.
+        data: the output of :func:`prepare_training_frame`.
+        tags: MLflow tags for the parent and every candidate run (table paths and versions,
+            code version...).
+        run_name: the parent run's name.
+
+    Returns:
+        The parent run id, every candidate's result and the best one (by validation metric).
+
+    Raises:
+        ValueError: the training rows do not hold both classes, or the label is not 0/1.
+    """
+    import mlflow
+
+    tags = dict(tags or {})
+    labelled = data.filter(F.col(config.label).isNotNull())
+    train = labelled.filter(F.col(SPLIT_COL) == "train")
+    test = labelled.filter(F.col(SPLIT_COL) == "test")
+    class_counts = {int(r[0]): int(r[1]) for r in
+                    train.groupBy(config.label).count().collect()}
+    bad = sorted(set(class_counts) - {0, 1})
+    if bad:
+        raise ValueError(f"label {config.label!r} must be 0/1; found values {bad}")
+    use_weights = config.class_weights == "balanced"
+    weights = balanced_weights(class_counts) if use_weights else {0: 1.0, 1: 1.0}
+    train = train.transform(with_class_weight, config.label, weights).cache()
+    test = test.cache()
+    # Medians and category indexes come from the training rows only (never the held-out ones);
+    # fitted once, so the search fits only the estimators, on a cached vector.
+    preprocessing = build_preprocessing(config).fit(train)
+    vectors = preprocessing.transform(train).select(
+        RAW_FEATURES_COL, config.label, WEIGHT_COL, FOLD_COL).cache()
+    columns = [config.features.key, *config.feature_columns, config.label]
+    stats = {}
+    for side, frame in (("train", train), ("test", test)):
+        row = frame.agg(F.count(F.lit(1)).alias("rows"), fingerprint(columns).alias("fp")).first()
+        stats[side] = (int(row["rows"]), str(row["fp"]))
+    if stats["test"][0] == 0:
+        raise ValueError("the held-out split is empty; lower split.test_fraction or add rows")
+    try:
+        with mlflow.start_run(run_name=run_name or f"{config.name}-training") as parent:
+            mlflow.set_tags({**tags, "featurelake.model": config.name,
+                             "featurelake.kind": "classification"})
+            mlflow.log_params({
+                "label": config.label,
+                "numeric_features": ",".join(config.numeric_features),
+                "categorical_features": ",".join(config.categorical_features),
+                "split.test_fraction": config.split.test_fraction,
+                "split.seed": config.split.seed, "split.key": config.features.key,
+                "search.method": config.search.method, "search.folds": config.search.folds,
+                "search.parallelism": config.search.parallelism,
+                "class_weights": config.class_weights, "threshold": config.threshold,
+                "metric": config.metric,
+                "class_weight.0": weights.get(0, 1.0), "class_weight.1": weights.get(1, 1.0),
+                "train_rows": stats["train"][0], "train_fingerprint": stats["train"][1],
+                "test_rows": stats["test"][0], "test_fingerprint": stats["test"][1],
+            })
+            mlflow.log_dict(config.model_dump(mode="json"), "model_config.json")
+            candidates = [
+                _train_candidate(config, algo, preprocessing, vectors, test, use_weights, tags)
+                for algo in config.algorithms
+            ]
+            best = max(candidates, key=lambda c: c.validation_metric)
+            mlflow.set_tags({"featurelake.best_algorithm": best.algorithm,
+                             "featurelake.best_run_id": best.run_id,
+                             "featurelake.best_model_uri": best.model_uri})
+            mlflow.log_metrics({f"best_test_{k}": v
+                                for k, v in best.test_metrics.as_metrics().items()})
+            mlflow.log_dict({"candidates": [{
+                "algorithm": c.algorithm, "run_id": c.run_id, "model_uri": c.model_uri,
+                f"validation_{config.metric}": c.validation_metric, "best_params": c.best_params,
+                **{f"test_{k}": v for k, v in c.test_metrics.as_metrics().items()},
+            } for c in candidates]}, "candidates.json")
+            mlflow.log_figure(_roc_figure({c.algorithm: c.test_metrics.roc_curve
+                                           for c in candidates}), "roc_curves.png")
+    finally:
+        vectors.unpersist()
+        train.unpersist()
+        test.unpersist()
+    return ClassificationResult(parent.info.run_id, candidates, best, stats["train"][0],
+                                stats["test"][0])
+
+
+def label_coverage(data: DataFrame, label: str) -> dict[str, int]:
+    """Counts of rows with and without a label in a :func:`prepare_training_frame` output."""
+    row = data.agg(F.count(F.lit(1)).alias("rows"),
+                   F.sum(F.col(label).isNull().cast("long")).alias("unlabelled")).first()
+    return {"rows": int(row["rows"]), "rows_without_label": int(row["unlabelled"] or 0)}
+
+
+def holdout(data: DataFrame, label: str) -> DataFrame:
+    """The labelled held-out rows of a :func:`prepare_training_frame` output."""
+    return data.filter((F.col(SPLIT_COL) == "test") & F.col(label).isNotNull())
