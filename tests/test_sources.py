@@ -1,0 +1,87 @@
+"""Source declarations: the repo's conf/sources parse, match the real files, and bad YAML fails clearly."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import pytest
+
+from featurelake.config import ConfigError, load_settings
+from featurelake.sources import load_source_file, load_sources
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _header(path: Path) -> list[str]:
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        return handle.readline().rstrip("\r\n").split(",")
+
+
+def test_repo_declares_the_three_sources():
+    sources = load_sources(load_settings(ROOT / "conf"))
+    assert sorted(sources) == ["credit_clients", "customer_profiles", "online_retail"]
+    assert sources["customer_profiles"].format == "json"
+    assert sources["online_retail"].options.escape == '"'
+
+
+@pytest.mark.parametrize("source, file", [("online_retail", "online_retail.csv.gz"),
+                                          ("credit_clients", "uci_credit_card.csv.gz")])
+def test_declared_columns_equal_the_real_file_header(shared_data, source, file):
+    spec = load_sources(load_settings(ROOT / "conf"))[source]
+    assert list(spec.column_names) == _header(shared_data / file)
+
+
+def test_relative_glob_resolves_under_landing_and_absolute_glob_is_kept():
+    sources = load_sources(load_settings(ROOT / "conf"))
+    assert sources["online_retail"].resolve_glob("/land") == "/land/online_retail/*.csv*"
+    absolute = sources["online_retail"].model_copy(update={"path": "/data/x/*.csv.gz"})
+    assert absolute.resolve_glob("/land") == "/data/x/*.csv.gz"
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_unknown_key_error_names_file_and_key(tmp_path):
+    path = _write(tmp_path, "s", "path: a/*.csv\nformat: csv\ncolumns: [{name: a}]\n"
+                                 "on_change: skip\n")
+    with pytest.raises(ConfigError) as err:
+        load_source_file(path)
+    assert str(path) in str(err.value) and "on_change" in str(err.value)
+
+
+def test_bad_policy_error_lists_allowed_values(tmp_path):
+    path = _write(tmp_path, "s", "path: a/*.csv\nformat: csv\ncolumns: [{name: a}]\n"
+                                 "on_changed_file: ignore\n")
+    with pytest.raises(ConfigError, match="on_changed_file.*reingest"):
+        load_source_file(path)
+
+
+def test_duplicated_column_is_rejected(tmp_path):
+    path = _write(tmp_path, "s", "path: a/*.csv\nformat: csv\ncolumns: [{name: a}, {name: a}]\n")
+    with pytest.raises(ConfigError, match="columns.*duplicated column names: \\['a'\\]"):
+        load_source_file(path)
+
+
+def test_lineage_column_names_are_reserved(tmp_path):
+    path = _write(tmp_path, "s", "path: a/*.csv\nformat: csv\ncolumns: [{name: _batch_id}]\n")
+    with pytest.raises(ConfigError, match="reserved"):
+        load_source_file(path)
+
+
+def test_name_must_match_file_stem(tmp_path):
+    path = _write(tmp_path, "orders", "name: sales\npath: a/*.csv\nformat: csv\n"
+                                      "columns: [{name: a}]\n")
+    with pytest.raises(ConfigError, match="name: must equal the file name 'orders'"):
+        load_source_file(path)
+
+
+def test_missing_sources_folder_is_a_config_error(tmp_path):
+    conf = tmp_path / "conf"
+    shutil.copytree(ROOT / "conf", conf, ignore=shutil.ignore_patterns("sources"))
+    with pytest.raises(ConfigError, match="no source declarations"):
+        load_sources(load_settings(conf))
