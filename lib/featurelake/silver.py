@@ -1,0 +1,643 @@
+"""Silver: bronze rows -> typed, cleaned, validated, deduplicated, pseudonymised tables.
+
+A silver table is declared in ``conf/tables/<name>.yaml`` (:class:`SilverTableSpec`): the bronze
+table it reads, its columns (parsed from a raw column with cleaning steps, or derived by a SQL
+expression), the dedup key, expectations, table checks and PII columns.
+
+:func:`build_silver` turns one bronze snapshot into a :class:`SilverPlan` (all lazy):
+
+1. keep the raw strings in a struct (quarantine rows show them exactly as ingested);
+2. parse every column strictly (``parse:<column>`` when a present value does not parse) and
+   mark rows with ``_rescued_data`` (``malformed_line``);
+3. derive columns, then check the row rules (``drop``/``warn``/``fail``);
+4. among the rows that passed, deduplicate on the key keeping the latest record
+   (``_ingested_at``, then ``_batch_id``, then ``_source_file``, all descending; a hash of the
+   raw row breaks remaining ties so reruns choose the same row);
+5. check ``unique`` rules on the deduplicated rows;
+6. every bronze row gets exactly one ``_outcome``: ``clean``, ``quarantined`` or
+   ``duplicate`` - so bronze rows = silver + quarantined + duplicates, by construction and by
+   count (the job verifies it);
+7. PII columns are hashed or dropped - in silver *and* in the quarantine's raw columns.
+
+Example:
+    >>> spec = load_table_specs(Path("conf/tables"))["transactions"]
+    >>> plan = build_silver(bronze_df, spec, as_of=now, run_id="r1", quarantined_at=now, pii_key=None)
+    >>> plan.silver, plan.quarantine
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, model_validator
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from featurelake.cleaning import (
+    PARSE_ERRORS,
+    ColumnSpec,
+    quoted,
+    with_derived_columns,
+    with_parsed_columns,
+)
+from featurelake.config import ConfigError, load_yaml_file, parse_model
+from featurelake.pii import PiiColumn, hmac_sha256_hex, load_pii_key, with_pseudonymised_columns
+from featurelake.quality import (
+    FAILED_RULES,
+    FATAL_RULES,
+    CheckOutcome,
+    Expectation,
+    Severity,
+    TableCheck,
+    evaluate_table_checks,
+    rule_failure_counts,
+    table_check_aggregates,
+    with_rule_failures,
+)
+from featurelake.runner import DataError, JobContext
+from featurelake.table_io import TableNotFoundError
+
+__all__ = [
+    "BronzeSchemaError",
+    "DedupSpec",
+    "LINEAGE_COLUMNS",
+    "MALFORMED_RULE",
+    "OUTCOME",
+    "RESCUED",
+    "SilverCounts",
+    "SilverPlan",
+    "SilverTableSpec",
+    "build_silver",
+    "count_outcomes",
+    "fatal_examples",
+    "fatal_failures",
+    "load_table_specs",
+    "METRICS_SCHEMA",
+    "quality_metric_rows",
+    "run_silver",
+    "summarize_counts",
+]
+
+log = logging.getLogger(__name__)
+
+RAW = "_raw"
+RESCUED = "_rescued_data"
+OUTCOME = "_outcome"
+MALFORMED_RULE = "malformed_line"
+LINEAGE_COLUMNS = ("_batch_id", "_source_file", "_ingested_at")
+# Latest record first: the newest ingestion, then the higher batch id and file name.
+DEFAULT_LATEST_BY = ("_ingested_at", "_batch_id", "_source_file")
+_OK = "_row_ok"
+_DUP = "_is_duplicate"
+TOTAL_RULE = "_total"
+
+
+class BronzeSchemaError(ValueError):
+    """The bronze table lacks columns the silver declaration needs."""
+
+
+class DedupSpec(BaseModel):
+    """How silver deduplicates.
+
+    Args:
+        key: the key columns, or ``all_columns`` (every business column: exact duplicates).
+        latest_by: columns ordering records of one key, latest first (descending).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: tuple[str, ...] | Literal["all_columns"]
+    latest_by: tuple[str, ...] = DEFAULT_LATEST_BY
+
+
+class SilverTableSpec(BaseModel):
+    """A silver table declaration (``conf/tables/<name>.yaml``).
+
+    Args:
+        name: the silver table name (quarantine: ``<name>_quarantine``).
+        source: the bronze table it is built from.
+        description: what the table holds.
+        columns: the business columns, in output order (parsed or derived).
+        dedup: deduplication; none when absent.
+        expectations: row rules.
+        checks: table-level checks on the clean rows.
+        pii: personal-data columns to hash or drop.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    source: str
+    description: str = ""
+    columns: tuple[ColumnSpec, ...]
+    dedup: DedupSpec | None = None
+    expectations: tuple[Expectation, ...] = ()
+    checks: tuple[TableCheck, ...] = ()
+    pii: tuple[PiiColumn, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> SilverTableSpec:
+        names = [c.name for c in self.columns]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"columns declared twice: {repeated}")
+        known = set(names) | set(LINEAGE_COLUMNS)
+        referenced = [e.column for e in self.expectations if e.column] + \
+            [c.column for c in self.checks if c.column] + [p.column for p in self.pii]
+        if self.dedup and self.dedup.key != "all_columns":
+            referenced += list(self.dedup.key)
+        if self.dedup:
+            referenced += list(self.dedup.latest_by)
+        unknown = sorted({c for c in referenced if c not in known})
+        if unknown:
+            raise ValueError(f"unknown columns {unknown} (declared: {names} + lineage {list(LINEAGE_COLUMNS)})")
+        rules = [e.rule for e in self.expectations]
+        twice = sorted({r for r in rules if rules.count(r) > 1})
+        if twice:
+            raise ValueError(f"rule names used twice: {twice} (give the rules distinct names)")
+        return self
+
+    @property
+    def quarantine_name(self) -> str:
+        """The quarantine table's name."""
+        return f"{self.name}_quarantine"
+
+    @property
+    def source_columns(self) -> list[str]:
+        """The bronze columns the declaration parses."""
+        return [c.source for c in self.columns if c.source is not None]
+
+    @property
+    def output_columns(self) -> list[str]:
+        """The silver columns in order: business columns, hashed PII, lineage."""
+        pii = {p.column for p in self.pii}
+        hashed = [p.output_name for p in self.pii if p.action == "hash"]
+        return [c.name for c in self.columns if c.name not in pii] + hashed + list(LINEAGE_COLUMNS)
+
+    @property
+    def dedup_key(self) -> list[str]:
+        """The dedup key columns (every business column for ``all_columns``)."""
+        if self.dedup is None:
+            return []
+        if self.dedup.key == "all_columns":
+            return [c.name for c in self.columns]
+        return list(self.dedup.key)
+
+    @property
+    def rules(self) -> list[tuple[str, Severity]]:
+        """Every row rule counted for this table: malformed lines, parse rules, expectations."""
+        parse = [(f"parse:{c.name}", "drop") for c in self.columns if c.source and c.type != "string"]
+        declared: list[tuple[str, Severity]] = [(e.rule, e.severity) for e in self.expectations]
+        return [(MALFORMED_RULE, "drop"), *parse, *declared]  # type: ignore[list-item]
+
+
+def load_table_specs(directory: Path) -> dict[str, SilverTableSpec]:
+    """Load every ``*.yaml`` silver table declaration in ``directory``.
+
+    Returns:
+        Declarations by table name, in file name order.
+
+    Raises:
+        ConfigError: a file is invalid (the message names the file and key), two files declare
+            the same table, or the directory holds no declaration.
+    """
+    files = sorted(Path(directory).glob("*.yaml"))
+    if not files:
+        raise ConfigError(str(directory), "", "no silver table declarations (*.yaml) found")
+    specs: dict[str, SilverTableSpec] = {}
+    for path in files:
+        spec = parse_model(SilverTableSpec, load_yaml_file(path), str(path))
+        if spec.name in specs:
+            raise ConfigError(str(path), "name", f"table {spec.name!r} is declared twice")
+        specs[spec.name] = spec
+    return specs
+
+
+# --------------------------------------------------------------------------------------------
+# The transformation
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SilverPlan:
+    """The lazy result of :func:`build_silver`.
+
+    Attributes:
+        classified: every bronze row once, with its typed columns, ``_outcome`` and rule arrays;
+            the job counts and examines this (persist it: every output derives from it).
+        silver: the clean rows in the silver schema (PII pseudonymised).
+        quarantine: the quarantined rows: raw columns (PII hashed), lineage,
+            ``_failed_rules``, ``_run_id``, ``_quarantined_at``.
+    """
+
+    classified: DataFrame
+    silver: DataFrame
+    quarantine: DataFrame
+
+
+def _check_bronze_schema(bronze: DataFrame, spec: SilverTableSpec) -> None:
+    present = bronze.columns
+    needed = [*spec.source_columns, RESCUED, *LINEAGE_COLUMNS]
+    missing = [c for c in needed if c not in present]
+    if missing:
+        raise BronzeSchemaError(
+            f"silver table {spec.name}: bronze table {spec.source} lacks columns {missing}; "
+            f"present: {present}"
+        )
+
+
+def _with_latest_rank(df: DataFrame, spec: SilverTableSpec) -> DataFrame:
+    """Mark all but the latest clean record of each key as duplicates."""
+    if spec.dedup is None:
+        return df.withColumn(_DUP, F.lit(False))
+    order = [quoted(c).desc_nulls_last() for c in spec.dedup.latest_by]
+    order.append(F.xxhash64(F.to_json(F.col(RAW))).desc())
+    window = Window.partitionBy(F.col(_OK), *[quoted(k) for k in spec.dedup_key]).orderBy(*order)
+    rank = F.row_number().over(window)
+    return df.withColumn(_DUP, F.col(_OK) & (rank > 1))
+
+
+def _raw_pii(spec: SilverTableSpec, key: bytes | None) -> dict[str, Column | None]:
+    """Raw (bronze) columns holding PII: their hashed value, or None to drop them."""
+    by_name = {c.name: c for c in spec.columns}
+    out: dict[str, Column | None] = {}
+    for pii in spec.pii:
+        source = by_name[pii.column].source
+        if source is None:
+            continue
+        raw = F.col(RAW).getField(source)
+        out[source] = hmac_sha256_hex(raw, key) if pii.action == "hash" and key else None
+    return out
+
+
+def build_silver(
+    bronze: DataFrame,
+    spec: SilverTableSpec,
+    *,
+    as_of: datetime,
+    run_id: str,
+    quarantined_at: datetime,
+    pii_key: bytes | None,
+) -> SilverPlan:
+    """Build the silver table, its quarantine and the classified rows from one bronze snapshot.
+
+    Args:
+        bronze: the bronze rows (raw string columns, ``_rescued_data`` and lineage).
+        spec: the table declaration.
+        as_of: the run's as-of time (``not_future`` rules).
+        run_id: written to quarantine rows.
+        quarantined_at: written to quarantine rows (one value per run keeps reruns comparable).
+        pii_key: the HMAC key; needed when a PII column is hashed.
+
+    Returns:
+        A :class:`SilverPlan`.
+
+    Raises:
+        BronzeSchemaError: the bronze table lacks a declared column (names missing and present).
+        PiiKeyError: a PII column is hashed and ``pii_key`` is missing.
+    """
+    _check_bronze_schema(bronze, spec)
+    raw_columns = [c for c in bronze.columns if c not in LINEAGE_COLUMNS]
+    df = bronze.select(
+        F.struct(*[quoted(c) for c in raw_columns]).alias(RAW), *[quoted(c) for c in LINEAGE_COLUMNS]
+    )
+    df = df.transform(with_parsed_columns, spec.columns, raw=RAW)
+    df = df.transform(with_derived_columns, spec.columns)
+    malformed = F.when(F.col(RAW).getField(RESCUED).isNotNull(), F.array(F.lit(MALFORMED_RULE))) \
+        .otherwise(F.array().cast("array<string>"))
+    df = df.withColumn(FAILED_RULES, F.concat(malformed, F.col(PARSE_ERRORS))).drop(PARSE_ERRORS)
+    row_rules = [e for e in spec.expectations if e.type != "unique"]
+    unique_rules = [e for e in spec.expectations if e.type == "unique"]
+    df = df.transform(with_rule_failures, row_rules, as_of=as_of)
+    df = df.withColumn(_OK, F.size(F.col(FAILED_RULES)) == 0)
+    df = df.transform(_with_latest_rank, spec)
+    df = df.transform(with_rule_failures, unique_rules, as_of=as_of, scope=F.col(_OK) & ~F.col(_DUP))
+    classified = df.withColumn(
+        OUTCOME,
+        F.when(F.size(F.col(FAILED_RULES)) > 0, F.lit("quarantined"))
+        .when(F.col(_DUP), F.lit("duplicate"))
+        .otherwise(F.lit("clean")),
+    ).drop(_OK, _DUP)
+
+    silver = (
+        classified.filter(F.col(OUTCOME) == "clean")
+        .select(*[quoted(c.name) for c in spec.columns], *[quoted(c) for c in LINEAGE_COLUMNS])
+        .transform(with_pseudonymised_columns, spec.pii, pii_key)
+        .select(*[quoted(c) for c in spec.output_columns])
+    )
+
+    raw_pii = _raw_pii(spec, pii_key)
+    raw_out = []
+    for name in raw_columns:
+        if name in raw_pii:
+            if raw_pii[name] is not None:
+                raw_out.append(raw_pii[name].alias(name))  # type: ignore[union-attr]
+            continue
+        raw_out.append(F.col(RAW).getField(name).alias(name))
+    quarantine = classified.filter(F.col(OUTCOME) == "quarantined").select(
+        *raw_out,
+        *[quoted(c) for c in LINEAGE_COLUMNS],
+        F.col(FAILED_RULES),
+        F.lit(run_id).alias("_run_id"),
+        F.lit(quarantined_at).cast("timestamp").alias("_quarantined_at"),
+    )
+    return SilverPlan(classified=classified, silver=silver, quarantine=quarantine)
+
+
+# --------------------------------------------------------------------------------------------
+# Counting, judging and reporting (the job collects; these build the queries and the records)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SilverCounts:
+    """What one silver build measured.
+
+    Attributes:
+        rows_in: bronze rows classified.
+        rows_out: clean rows (the silver table).
+        rows_quarantined: rows sent to quarantine.
+        rows_deduplicated: duplicates removed.
+        rule_failures: rows breaking each rule, by (rule, severity).
+        checks: the table checks' outcomes.
+    """
+
+    rows_in: int
+    rows_out: int
+    rows_quarantined: int
+    rows_deduplicated: int
+    rule_failures: dict[tuple[str, str], int]
+    checks: tuple[CheckOutcome, ...]
+
+    @property
+    def reconciles(self) -> bool:
+        """bronze rows = silver rows + quarantined + duplicates removed."""
+        return self.rows_in == self.rows_out + self.rows_quarantined + self.rows_deduplicated
+
+
+def count_outcomes(plan: SilverPlan, spec: SilverTableSpec) -> DataFrame:
+    """One-row query: outcomes, failures per rule and table-check measures, in one pass.
+
+    Columns: ``rows``, ``clean``, ``quarantined``, ``duplicate``, ``<severity>|<rule>`` per
+    rule, and the table checks' ``nulls:<column>`` measured on the clean rows.
+    """
+    classified = plan.classified
+    per_rule = rule_failure_counts(classified, spec.rules)
+    outcome = F.col(OUTCOME)
+    outcome_aggs = [
+        F.coalesce(F.sum((outcome == name).cast("long")), F.lit(0)).alias(name)
+        for name in ("clean", "quarantined", "duplicate")
+    ]
+    clean_only = classified.filter(outcome == "clean")
+    checks = clean_only.agg(*table_check_aggregates(spec.checks)).drop("rows")
+    both = classified.agg(*outcome_aggs)
+    return per_rule.crossJoin(both).crossJoin(checks)
+
+
+def summarize_counts(row: Mapping[str, Any], spec: SilverTableSpec) -> SilverCounts:
+    """Turn the collected :func:`count_outcomes` row into :class:`SilverCounts`."""
+    measured = {k: v for k, v in row.items() if k.startswith("nulls:")}
+    measured["rows"] = row["clean"]
+    return SilverCounts(
+        rows_in=int(row["rows"]),
+        rows_out=int(row["clean"]),
+        rows_quarantined=int(row["quarantined"]),
+        rows_deduplicated=int(row["duplicate"]),
+        rule_failures={(rule, sev): int(row[f"{sev}|{rule}"]) for rule, sev in spec.rules},
+        checks=tuple(evaluate_table_checks(spec.checks, measured)),
+    )
+
+
+def fatal_failures(counts: SilverCounts) -> list[tuple[str, int, str]]:
+    """The ``fail`` rules and table checks that were broken: (rule, count, detail)."""
+    broken = [(rule, n, "") for (rule, sev), n in counts.rule_failures.items() if sev == "fail" and n > 0]
+    broken += [(c.rule, c.failed_count, c.detail) for c in counts.checks
+               if c.severity == "fail" and not c.passed]
+    return broken
+
+
+def fatal_examples(plan: SilverPlan, spec: SilverTableSpec, rule: str, limit: int = 3) -> DataFrame | None:
+    """A query for a few offending values of a ``fail`` row rule (None for a table check)."""
+    by_rule = {e.rule: e for e in spec.expectations}
+    if rule not in by_rule:
+        return None
+    expectation = by_rule[rule]
+    pii = {p.column for p in spec.pii}
+    if expectation.column and expectation.column not in pii:
+        shown = quoted(expectation.column).cast("string")
+    else:  # an expression, or a PII column: show lineage only, never personal data
+        shown = F.concat_ws(" ", *[quoted(c).cast("string") for c in LINEAGE_COLUMNS[:2]])
+    return (plan.classified.filter(F.array_contains(F.col(FATAL_RULES), rule))
+            .select(shown.alias("example")).limit(limit))
+
+
+def quality_metric_rows(
+    spec: SilverTableSpec, counts: SilverCounts, *, run_id: str, measured_at: datetime
+) -> list[dict[str, Any]]:
+    """Rows for ``ops/quality_metrics``: a ``_total`` row, then one per rule and table check.
+
+    Every row repeats the table's totals (rows_in, rows_out, rows_quarantined,
+    rows_deduplicated); ``failed_count`` is the rule's own count (for ``_total``: quarantined).
+    """
+    base = {
+        "run_id": run_id,
+        "table": spec.name,
+        "rows_in": counts.rows_in,
+        "rows_out": counts.rows_out,
+        "rows_quarantined": counts.rows_quarantined,
+        "rows_deduplicated": counts.rows_deduplicated,
+        "measured_at": measured_at,
+    }
+    rows = [{**base, "rule": TOTAL_RULE, "severity": None, "failed_count": counts.rows_quarantined}]
+    for (rule, severity), n in counts.rule_failures.items():
+        rows.append({**base, "rule": rule, "severity": severity, "failed_count": n})
+    for check in counts.checks:
+        rows.append({**base, "rule": check.rule, "severity": check.severity, "failed_count": check.failed_count})
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Running: the I/O shell shared by the silver and feature-pipeline jobs
+# --------------------------------------------------------------------------------------------
+
+METRICS_TABLE = "quality_metrics"
+METRICS_SCHEMA = T.StructType([
+    T.StructField("run_id", T.StringType()),
+    T.StructField("table", T.StringType()),
+    T.StructField("rule", T.StringType()),
+    T.StructField("severity", T.StringType()),
+    T.StructField("rows_in", T.LongType()),
+    T.StructField("rows_out", T.LongType()),
+    T.StructField("rows_quarantined", T.LongType()),
+    T.StructField("rows_deduplicated", T.LongType()),
+    T.StructField("failed_count", T.LongType()),
+    T.StructField("measured_at", T.TimestampType()),
+])
+
+
+def _select(specs: dict[str, SilverTableSpec], names: Sequence[str] | None) -> list[SilverTableSpec]:
+    if not names:
+        return list(specs.values())
+    unknown = [n for n in names if n not in specs]
+    if unknown:
+        raise ValueError(f"unknown silver table(s) {unknown}; declared: {sorted(specs)}")
+    return [specs[n] for n in names]
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def _reconciliation_error(spec: SilverTableSpec, bronze_rows: int, counts: SilverCounts, where: str) -> str:
+    return (
+        f"silver table {spec.name}: counts do not reconcile ({where}): bronze rows read "
+        f"{bronze_rows}, classified {counts.rows_in} = silver {counts.rows_out} + quarantined "
+        f"{counts.rows_quarantined} + duplicates {counts.rows_deduplicated}"
+    )
+
+
+def _fail_message(spec: SilverTableSpec, plan: SilverPlan, counts: SilverCounts) -> str | None:
+    broken = fatal_failures(counts)
+    if not broken:
+        return None
+    parts = []
+    for rule, n, detail in broken:
+        query = fatal_examples(plan, spec, rule)
+        if query is not None:
+            detail = "e.g. " + ", ".join(repr(r["example"]) for r in query.collect())
+        parts.append(f"rule {rule} (severity fail) broken by {n} row(s): {detail}")
+    return f"silver table {spec.name}: " + "; ".join(parts)
+
+
+def _replace_metrics(ctx: JobContext, spec: SilverTableSpec, rows: list[dict[str, Any]], bronze_version: int) -> None:
+    """Append this run's metrics, removing those of earlier runs over the same bronze version."""
+    path = ctx.path("ops", METRICS_TABLE)
+    new = ctx.spark.createDataFrame(rows, METRICS_SCHEMA)
+    meta = {"silver_table": spec.name, "bronze_version": str(bronze_version)}
+    if not ctx.tables.exists(path):
+        ctx.tables.write(new, path, "overwrite", metadata=meta)
+        return
+    stale = sorted({
+        entry["featurelake.run_id"] for entry in ctx.tables.history(path)
+        if entry.get("featurelake.silver_table") == spec.name
+        and entry.get("featurelake.bronze_version") == str(bronze_version)
+        and entry.get("featurelake.run_id") != ctx.run_id
+    })
+    if not stale:
+        ctx.tables.write(new, path, "append", metadata=meta)
+        return
+    current = ctx.tables.read(path, record=False)
+    kept = current.filter(~((current["table"] == spec.name) & current["run_id"].isin(stale)))
+    ctx.tables.write(kept.unionByName(new), path, "overwrite", metadata=meta)
+    log.info("quality_metrics_replaced", extra={"fields": {"table": spec.name, "runs": stale}})
+
+
+def run_silver(
+    ctx: JobContext, tables: Sequence[str] | None = None, as_of: datetime | None = None
+) -> dict[str, dict[str, Any]]:
+    """Rebuild silver tables and their quarantines from all of bronze; record quality metrics.
+
+    The body of the ``silver`` job and of ``feature-pipeline``. Full rebuild (overwrite) each
+    run: dedup keeps the latest record per key across *all* batches, so it must see them all,
+    and an overwrite from the same bronze snapshot gives the same rows - idempotent by
+    construction. ``fail`` rules and checks of every selected table are judged before anything
+    is written. Metrics of an earlier run of a table over the same bronze version are replaced.
+
+    Args:
+        ctx: the job context.
+        tables: silver table names (default: every declaration in ``conf/<silver.tables_dir>``).
+        as_of: "now" for ``not_future`` rules (default: ``silver.as_of``, else the run start).
+
+    Returns:
+        Per table: bronze rows, silver rows, quarantined, duplicates removed, reconciled, rows
+        per quarantine rule, warnings, silver version (also in ``ctx.summary["silver"]``).
+
+    Raises:
+        DataError: a ``fail`` rule or check broke (nothing written), a bronze table is missing,
+            or the counts do not reconcile.
+        ConfigError: an invalid declaration. PiiKeyError: the PII key variable is unset.
+    """
+    settings = ctx.settings.silver
+    specs = _select(load_table_specs(ctx.settings.conf_path(settings.tables_dir)), tables)
+    started = datetime.now(timezone.utc)
+    as_of = _utc(as_of or settings.as_of or started)
+    needs_key = any(p.action == "hash" for spec in specs for p in spec.pii)
+    pii_key = load_pii_key(settings.pii_key_env) if needs_key else None
+
+    # Phase 1: build and judge every table; nothing is written until all pass.
+    staged = []
+    try:
+        for spec in specs:
+            bronze_path = ctx.path("bronze", spec.source)
+            before = ctx.tables.rows_read.get(bronze_path, 0)
+            try:
+                bronze = ctx.tables.read(bronze_path)
+            except TableNotFoundError as exc:
+                raise DataError(
+                    f"silver table {spec.name}: bronze table {spec.source} not found at "
+                    f"{bronze_path}; run the bronze job first"
+                ) from exc
+            bronze_rows = ctx.tables.rows_read[bronze_path] - before  # from the Delta log's stats
+            bronze_version = ctx.tables.lineage.reads[bronze_path]
+            plan = build_silver(bronze, spec, as_of=as_of, run_id=ctx.run_id,
+                                quarantined_at=started, pii_key=pii_key)
+            plan.classified.persist()
+            counts = summarize_counts(count_outcomes(plan, spec).collect()[0].asDict(), spec)
+            staged.append((spec, plan, counts, bronze_version))
+            message = _fail_message(spec, plan, counts)
+            if message:
+                raise DataError(message + "; nothing was committed")
+            if (bronze_rows >= 0 and counts.rows_in != bronze_rows) or not counts.reconciles:
+                raise DataError(_reconciliation_error(spec, bronze_rows, counts, "before writing"))
+            for (rule, severity), n in counts.rule_failures.items():
+                if severity == "warn" and n:
+                    log.warning("expectation_warning", extra={"fields": {
+                        "table": spec.name, "rule": rule, "rows": n}})
+            for check in counts.checks:
+                if check.severity == "warn" and not check.passed:
+                    log.warning("table_check_warning", extra={"fields": {
+                        "table": spec.name, "rule": check.rule, "detail": check.detail}})
+
+        # Phase 2: write silver, quarantine and metrics; verify the written counts.
+        reports = {}
+        for spec, plan, counts, bronze_version in staged:
+            written = ctx.tables.write(plan.silver, ctx.path("silver", spec.name), "overwrite",
+                                       overwrite_schema=True)
+            quarantined = ctx.tables.write(plan.quarantine, ctx.path("silver", spec.quarantine_name),
+                                           "overwrite", overwrite_schema=True)
+            if (written.rows_written, quarantined.rows_written) != (counts.rows_out, counts.rows_quarantined):
+                raise DataError(
+                    f"silver table {spec.name}: wrote {written.rows_written} silver and "
+                    f"{quarantined.rows_written} quarantine rows, counted {counts.rows_out} and "
+                    f"{counts.rows_quarantined}"
+                )
+            rows = quality_metric_rows(spec, counts, run_id=ctx.run_id, measured_at=started)
+            _replace_metrics(ctx, spec, rows, bronze_version)
+            report = {
+                "bronze_rows": counts.rows_in,
+                "silver_rows": written.rows_written,
+                "quarantined": quarantined.rows_written,
+                "duplicates_removed": counts.rows_deduplicated,
+                "reconciled": counts.rows_in
+                == written.rows_written + quarantined.rows_written + counts.rows_deduplicated,
+                "quarantined_by_rule": {rule: n for (rule, sev), n in counts.rule_failures.items()
+                                        if sev == "drop" and n},
+                "warnings": {rule: n for (rule, sev), n in counts.rule_failures.items()
+                             if sev == "warn" and n},
+                "silver_version": written.version,
+            }
+            reports[spec.name] = report
+            log.info("silver_table_built", extra={"fields": {"table": spec.name, **report}})
+        ctx.summary["as_of"] = as_of.isoformat()
+        ctx.summary["silver"] = reports
+        return reports
+    finally:
+        for _, plan, _, _ in staged:
+            plan.classified.unpersist()
+

@@ -1,0 +1,366 @@
+"""Silver: the declared tables on small hand-made bronze inputs, and the job end to end on Delta.
+
+Bronze inputs follow docs/CONTRACTS.md: every source column as a string, ``_rescued_data``,
+``_source_file``, ``_ingested_at``, ``_batch_id``. Expected values are worked out by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import importlib.util
+import json
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from featurelake.silver import build_silver, load_table_specs
+from featurelake.table_io import DeltaTables
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = load_table_specs(ROOT / "conf" / "tables")
+AS_OF = datetime(2012, 1, 1)
+RUN_AT = datetime(2024, 1, 3, 12, 0)
+KEY = b"silver-test-key"
+T1, T2 = datetime(2024, 1, 1, 10, 0), datetime(2024, 1, 2, 10, 0)
+
+RETAIL_COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",
+                  "CustomerID", "Country"]
+CREDIT_COLUMNS = (["ID", "LIMIT_BAL", "SEX", "EDUCATION", "MARRIAGE", "AGE", "PAY_0"]
+                  + [f"PAY_{k}" for k in range(2, 7)] + [f"BILL_AMT{k}" for k in range(1, 7)]
+                  + [f"PAY_AMT{k}" for k in range(1, 7)] + ["default.payment.next.month"])
+PROFILE_COLUMNS = ["customer_id", "name", "email", "phone", "birth_date", "country", "signup_date"]
+
+
+def bronze_schema(columns: list[str]) -> T.StructType:
+    fields = [T.StructField(c, T.StringType()) for c in [*columns, "_rescued_data", "_source_file"]]
+    return T.StructType([*fields, T.StructField("_ingested_at", T.TimestampType()),
+                         T.StructField("_batch_id", T.StringType())])
+
+
+def bronze_rows(spark, columns, rows):
+    """rows: (values tuple, rescued, file, ingested_at, batch)."""
+    data = [(*values, rescued, file, at, batch) for values, rescued, file, at, batch in rows]
+    return spark.createDataFrame(data, bronze_schema(columns))
+
+
+# Online Retail lines, each worked out by hand against conf/tables/transactions.yaml.
+RETAIL = [
+    # r1: a clean sale whose CustomerID is written as a float; duplicated by r2 in a later batch.
+    (("536365", "85123A", "  WHITE  HANGING HEART ", "6", "2010-12-01 08:26:00", "2.55", "17850.0",
+      "United Kingdom"), None, "f1.csv", T1, "b1"),
+    (("536365", "85123A", "WHITE HANGING HEART", "6", "2010-12-01 08:26:00", "2.55", "17850",
+      "United Kingdom"), None, "f2.csv", T2, "b2"),
+    # r3: a cancellation: valid, negative quantity.
+    (("C536379", "D", "Discount", "-1", "2010-12-01 09:41:00", "27.50", "14527", "United Kingdom"),
+     None, "f1.csv", T1, "b1"),
+    # r4: the bad-debt adjustment: A prefix, no customer, negative price.
+    (("A563186", "B", "Adjust bad debt", "1", "2011-08-12 14:51:00", "-11062.06", "", "United Kingdom"),
+     None, "f1.csv", T1, "b1"),
+    # r5: an unparseable quantity.
+    (("536370", "22728", "ALARM CLOCK", "abc", "2010-12-01 08:45:00", "3.75", "12583", "France"),
+     None, "f1.csv", T1, "b1"),
+    # r6: a date after the as-of time.
+    (("536371", "22727", "ALARM CLOCK RED", "2", "2030-01-01 10:00:00", "3.75", "12583", "France"),
+     None, "f1.csv", T1, "b1"),
+    # r7: a malformed line (bronze rescued it).
+    (("536372", "22726", "X", "1", "2010-12-01 08:45:00", "1.0", "13047", "United Kingdom"),
+     '536372,22726,X,1,2010-12-01 08:45:00,1.0,13047,United Kingdom,extra', "f1.csv", T1, "b1"),
+    # r8: a sale with zero quantity.
+    (("536373", "22725", "Y", "0", "2010-12-01 08:45:00", "1.0", "13047", "United Kingdom"),
+     None, "f1.csv", T1, "b1"),
+    # r9: missing customer and description.
+    (("536374", "22724", "", "2", "2010-12-01 09:00:00", "1.0", None, "United Kingdom"),
+     None, "f1.csv", T1, "b1"),
+    # r10: clean, but no description (warn only).
+    (("536375", "22723", " ", "3", "2010-12-01 09:00:00", "0.85", "13047", "United Kingdom"),
+     None, "f1.csv", T1, "b1"),
+]
+
+
+def _retail_plan(spark):
+    bronze = bronze_rows(spark, RETAIL_COLUMNS, RETAIL)
+    return build_silver(bronze, SPECS["transactions"], as_of=AS_OF, run_id="run-1",
+                        quarantined_at=RUN_AT, pii_key=None)
+
+
+def _hmac(value: str) -> str:
+    return hmac.new(KEY, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Schemas: exactly docs/CONTRACTS.md
+# --------------------------------------------------------------------------------------------
+
+LINEAGE = [("_batch_id", "string"), ("_source_file", "string"), ("_ingested_at", "timestamp")]
+CONTRACT = {
+    "transactions": [
+        ("invoice_no", "string"), ("stock_code", "string"), ("description", "string"),
+        ("quantity", "int"), ("invoice_ts", "timestamp"), ("invoice_date", "date"),
+        ("unit_price", "double"), ("customer_id", "string"), ("country", "string"),
+        ("is_cancellation", "boolean"), ("line_amount", "double"), *LINEAGE],
+    "credit_clients": [
+        ("id", "bigint"), ("limit_bal", "double"), ("sex", "int"), ("education", "int"),
+        ("marriage", "int"), ("age", "int"),
+        *[(f"pay_status_{k}", "int") for k in range(1, 7)],
+        *[(f"bill_amt_{k}", "double") for k in range(1, 7)],
+        *[(f"pay_amt_{k}", "double") for k in range(1, 7)],
+        ("default_next_month", "int"), *LINEAGE],
+    "customers": [
+        ("customer_id", "string"), ("country", "string"), ("signup_date", "date"),
+        ("birth_year", "int"), ("name_hash", "string"), ("email_hash", "string"),
+        ("phone_hash", "string"), *LINEAGE],
+}
+SOURCES = {"transactions": RETAIL_COLUMNS, "credit_clients": CREDIT_COLUMNS, "customers": PROFILE_COLUMNS}
+
+
+@pytest.mark.parametrize("table", sorted(CONTRACT))
+def test_silver_schema_is_the_contract(spark, table):
+    empty = spark.createDataFrame([], bronze_schema(SOURCES[table]))
+    plan = build_silver(empty, SPECS[table], as_of=AS_OF, run_id="r", quarantined_at=RUN_AT, pii_key=KEY)
+    assert [(f.name, f.dataType.simpleString()) for f in plan.silver.schema.fields] == CONTRACT[table]
+    quarantine = [(f.name, f.dataType.simpleString()) for f in plan.quarantine.schema.fields]
+    assert quarantine[-3:] == [("_failed_rules", "array<string>"), ("_run_id", "string"),
+                               ("_quarantined_at", "timestamp")]
+
+
+# --------------------------------------------------------------------------------------------
+# transactions
+# --------------------------------------------------------------------------------------------
+
+
+def test_transactions_clean_rows(spark):
+    got = _retail_plan(spark).silver
+    expected = spark.createDataFrame([
+        ("536365", "85123A", "WHITE HANGING HEART", 6, datetime(2010, 12, 1, 8, 26), date(2010, 12, 1),
+         2.55, "17850", "United Kingdom", False, 6 * 2.55, "b2", "f2.csv", T2),
+        ("C536379", "D", "Discount", -1, datetime(2010, 12, 1, 9, 41), date(2010, 12, 1),
+         27.5, "14527", "United Kingdom", True, -27.5, "b1", "f1.csv", T1),
+        ("536375", "22723", None, 3, datetime(2010, 12, 1, 9, 0), date(2010, 12, 1),
+         0.85, "13047", "United Kingdom", False, 3 * 0.85, "b1", "f1.csv", T1),
+    ], got.schema)
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_transactions_quarantine_lists_every_broken_rule(spark):
+    got = _retail_plan(spark).quarantine.select("InvoiceNo", "_failed_rules", "_run_id")
+    expected = spark.createDataFrame([
+        ("A563186", ["regex:invoice_no", "not_null:customer_id", "positive_unit_price"], "run-1"),
+        # "abc" is unparseable: the typed value is missing, so the quantity rules fail too.
+        ("536370", ["parse:quantity", "not_null:quantity", "positive_quantity"], "run-1"),
+        ("536371", ["not_future:invoice_ts"], "run-1"),
+        ("536372", ["malformed_line"], "run-1"),
+        ("536373", ["positive_quantity"], "run-1"),
+        ("536374", ["not_null:customer_id"], "run-1"),
+    ], "InvoiceNo string, _failed_rules array<string>, _run_id string")
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_quarantine_keeps_raw_strings_and_lineage(spark):
+    got = _retail_plan(spark).quarantine.filter(F.col("InvoiceNo") == "536370")
+    row = got.collect()[0].asDict()
+    assert {k: row[k] for k in [*RETAIL_COLUMNS, "_rescued_data", "_source_file", "_batch_id"]} == {
+        "InvoiceNo": "536370", "StockCode": "22728", "Description": "ALARM CLOCK", "Quantity": "abc",
+        "InvoiceDate": "2010-12-01 08:45:00", "UnitPrice": "3.75", "CustomerID": "12583",
+        "Country": "France", "_rescued_data": None, "_source_file": "f1.csv", "_batch_id": "b1"}
+    assert row["_quarantined_at"] == RUN_AT and row["_ingested_at"] == T1
+
+
+def test_every_bronze_row_has_exactly_one_outcome(spark):
+    classified = _retail_plan(spark).classified
+    counts = {r["_outcome"]: r["count"] for r in classified.groupBy("_outcome").count().collect()}
+    # 10 bronze rows: r1/r2 one line twice (1 duplicate), r4-r9 quarantined, r1|r2, r3, r10 clean.
+    assert counts == {"clean": 3, "quarantined": 6, "duplicate": 1}
+
+
+def test_dedup_keeps_the_latest_ingestion(spark):
+    first, again = RETAIL[1], RETAIL[1]
+    later = (first[0], None, "f3.csv", datetime(2024, 1, 5), "b3")
+    bronze = bronze_rows(spark, RETAIL_COLUMNS, [first, again, later])
+    plan = build_silver(bronze, SPECS["transactions"], as_of=AS_OF, run_id="r",
+                        quarantined_at=RUN_AT, pii_key=None)
+    got = plan.silver.select("_batch_id", "_source_file").collect()
+    assert [tuple(r) for r in got] == [("b3", "f3.csv")]
+
+
+# --------------------------------------------------------------------------------------------
+# credit_clients
+# --------------------------------------------------------------------------------------------
+
+
+def _credit(id_, limit, edu, mar, age, batch, at):
+    return ((id_, limit, "2", edu, mar, age, "2", "2", "-1", "-1", "-2", "-2",
+             "3913", "3102", "689", "0", "0", "0", "0", "689", "0", "0", "0", "0", "1"),
+            None, f"{batch}.csv", at, batch)
+
+
+def test_credit_codes_normalised_and_pay_columns_renamed(spark):
+    bronze = bronze_rows(spark, CREDIT_COLUMNS, [
+        _credit("1", "20000", "0", "0", "24", "b1", T1),
+        _credit("1", "1.00E+05", "6", "0", "24", "b2", T2),  # newer record of client 1
+        _credit("2", "50000", "5", "1", "nan", "b1", T1),
+        _credit("3", "50000", "2", "2", "35", "b1", T1),
+    ])
+    plan = build_silver(bronze, SPECS["credit_clients"], as_of=AS_OF, run_id="r",
+                        quarantined_at=RUN_AT, pii_key=None)
+    got = plan.silver.select("id", "limit_bal", "education", "marriage", "age", "pay_status_1",
+                             "pay_status_3", "bill_amt_1", "pay_amt_2", "default_next_month", "_batch_id")
+    expected = spark.createDataFrame(
+        [(1, 100000.0, 4, 3, 24, 2, -1, 3913.0, 689.0, 1, "b2"),
+         (3, 50000.0, 2, 2, 35, 2, -1, 3913.0, 689.0, 1, "b1")],
+        "id long, limit_bal double, education int, marriage int, age int, pay_status_1 int, "
+        "pay_status_3 int, bill_amt_1 double, pay_amt_2 double, default_next_month int, _batch_id string")
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+    quarantine = plan.quarantine.select("ID", "AGE", "_failed_rules").collect()
+    assert [tuple(r) for r in quarantine] == [("2", "nan", ["parse:age", "not_null:age"])]
+
+
+# --------------------------------------------------------------------------------------------
+# customers: PII
+# --------------------------------------------------------------------------------------------
+
+
+def _customers_plan(spark):
+    bronze = bronze_rows(spark, PROFILE_COLUMNS, [
+        (("17850.0", " Ada   Lovelace ", " ADA@Example.COM ", "+44 20 7946 0958", "1985-12-10",
+          "United Kingdom", "2010-01-01"), None, "p1.json", T1, "b1"),
+        (("", "Bob", "bob@example.com", "555", "1970-01-01", "France", "2010-02-01"),
+         None, "p1.json", T1, "b1"),
+    ])
+    return build_silver(bronze, SPECS["customers"], as_of=AS_OF, run_id="r",
+                        quarantined_at=RUN_AT, pii_key=KEY)
+
+
+def test_customers_pii_is_hashed_with_the_key(spark):
+    got = _customers_plan(spark).silver.drop(*[c for c, _ in LINEAGE])
+    expected = spark.createDataFrame(
+        [("17850", "United Kingdom", date(2010, 1, 1), 1985, _hmac("Ada Lovelace"),
+          _hmac("ada@example.com"), _hmac("+44 20 7946 0958"))],
+        "customer_id string, country string, signup_date date, birth_year int, name_hash string, "
+        "email_hash string, phone_hash string")
+    assert_df_equality(got, expected, ignore_nullable=True)
+
+
+def test_customers_quarantine_holds_no_raw_pii(spark):
+    quarantine = _customers_plan(spark).quarantine
+    assert "birth_date" not in quarantine.columns
+    row = quarantine.collect()[0].asDict()
+    assert (row["name"], row["email"], row["phone"]) == (_hmac("Bob"), _hmac("bob@example.com"), _hmac("555"))
+    assert row["_failed_rules"] == ["not_null:customer_id"]
+
+
+# --------------------------------------------------------------------------------------------
+# The job on Delta tables: reconciliation, idempotent rerun, fail before commit, PII key
+# --------------------------------------------------------------------------------------------
+
+
+def _load_job():
+    spec = importlib.util.spec_from_file_location("featurelake_job_silver", ROOT / "jobs" / "silver.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+JOB = _load_job()
+
+
+def run_silver_job(spark, root: Path, *extra: str) -> int:
+    from featurelake.runner import run_job
+
+    argv = ["--conf-dir", str(ROOT / "conf"), "--conf", f"lakehouse.root={root}",
+            "--as-of", AS_OF.isoformat(), *extra]
+    return run_job("silver", JOB.main, argv=argv, add_arguments=JOB.add_arguments, spark=spark)
+
+
+@pytest.fixture(scope="module")
+def lake(spark, tmp_path_factory):
+    """A lakehouse whose bronze/online_retail holds RETAIL (two appends), after one silver run."""
+    root = tmp_path_factory.mktemp("lake")
+    tables = DeltaTables(spark)
+    bronze = str(root / "bronze" / "online_retail")
+    tables.write(bronze_rows(spark, RETAIL_COLUMNS, [r for r in RETAIL if r[4] == "b1"]), bronze, "append")
+    tables.write(bronze_rows(spark, RETAIL_COLUMNS, [r for r in RETAIL if r[4] == "b2"]), bronze, "append")
+    assert run_silver_job(spark, root, "--table", "transactions", "--run-id", "first") == 0
+    return root
+
+
+def _metrics(spark, root):
+    return DeltaTables(spark).read(str(root / "ops" / "quality_metrics"), record=False)
+
+
+def test_job_reconciles_and_records_metrics(spark, lake):
+    metrics = _metrics(spark, lake).filter("table = 'transactions'")
+    total = metrics.filter("rule = '_total'").collect()
+    assert len(total) == 1
+    t = total[0]
+    assert (t.rows_in, t.rows_out, t.rows_quarantined, t.rows_deduplicated) == (10, 3, 6, 1)
+    assert t.rows_in == t.rows_out + t.rows_quarantined + t.rows_deduplicated
+    per_rule = {r.rule: (r.severity, r.failed_count) for r in metrics.collect() if r.rule != "_total"}
+    assert per_rule["not_null:customer_id"] == ("drop", 2)
+    assert per_rule["positive_quantity"] == ("drop", 2)
+    assert per_rule["malformed_line"] == ("drop", 1)
+    assert per_rule["not_null:description"] == ("warn", 2)
+    assert per_rule["max_null_rate:description"] == ("warn", 1)  # 1 of 3 clean rows
+    assert per_rule["not_null:invoice_no"] == ("drop", 0)
+    tables = DeltaTables(spark)
+    assert tables.read(str(lake / "silver" / "transactions")).count() == 3
+    assert tables.read(str(lake / "silver" / "transactions_quarantine")).count() == 6
+
+
+def test_job_rerun_leaves_identical_tables(spark, lake):
+    tables = DeltaTables(spark)
+    silver, quarantine = str(lake / "silver" / "transactions"), str(lake / "silver" / "transactions_quarantine")
+    before = tables.read(silver).collect()
+    assert run_silver_job(spark, lake, "--table", "transactions", "--run-id", "second") == 0
+    assert_df_equality(tables.read(silver), spark.createDataFrame(before, tables.read(silver).schema),
+                       ignore_row_order=True)
+    assert tables.read(quarantine).count() == 6
+    runs = {r.run_id for r in _metrics(spark, lake).filter("table = 'transactions'").collect()}
+    assert runs == {"second"}  # the first run's metrics over the same bronze were replaced
+
+
+def test_fail_rule_stops_before_anything_is_committed(spark, lake, tmp_path, capsys):
+    declaration = (ROOT / "conf" / "tables" / "transactions.yaml").read_text()
+    strict = declaration.replace("{type: not_future, column: invoice_ts,",
+                                 "{type: not_future, column: invoice_ts, severity: fail,")
+    assert strict != declaration
+    (tmp_path / "transactions.yaml").write_text(strict)
+    tables = DeltaTables(spark)
+    paths = [str(lake / "silver" / "transactions"), str(lake / "silver" / "transactions_quarantine"),
+             str(lake / "ops" / "quality_metrics")]
+    versions = [tables.version(p) for p in paths]
+    capsys.readouterr()
+    code = run_silver_job(spark, lake, "--table", "transactions", "--conf", f"silver.tables_dir={tmp_path}")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert ("DataError: silver table transactions: rule not_future:invoice_ts (severity fail) broken by "
+            "1 row(s): e.g. '2030-01-01 10:00:00'") in err
+    assert "nothing was committed" in err
+    assert [tables.version(p) for p in paths] == versions
+
+
+def test_unset_pii_key_fails_with_the_variable_name(spark, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("FEATURELAKE_PII_KEY", raising=False)
+    capsys.readouterr()
+    assert run_silver_job(spark, tmp_path, "--table", "customers") == 2
+    assert "environment variable FEATURELAKE_PII_KEY is not set" in capsys.readouterr().err
+
+
+def test_missing_bronze_table_says_run_bronze_first(spark, tmp_path, capsys):
+    capsys.readouterr()
+    assert run_silver_job(spark, tmp_path, "--table", "credit_clients") == 2
+    assert "bronze table credit_clients not found" in capsys.readouterr().err
+
+
+def test_run_summary_reports_reconciliation(spark, lake, capsys):
+    capsys.readouterr()
+    assert run_silver_job(spark, lake, "--table", "transactions", "--run-id", "third") == 0
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    summary = next(e for e in lines if e["event"] == "run_summary")["fields"]["silver"]["transactions"]
+    assert (summary["bronze_rows"], summary["silver_rows"], summary["quarantined"],
+            summary["duplicates_removed"], summary["reconciled"]) == (10, 3, 6, 1, True)
+    assert summary["quarantined_by_rule"]["not_null:customer_id"] == 2
