@@ -1,0 +1,435 @@
+"""The serving API over real HTTP (uvicorn on 127.0.0.1, httpx): auth, roles, PII grants,
+error codes, values and statuses, audit lines, metrics, a bounded load run, the serve job."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+from featurelake.feature_store.auth import AccessConfig, ApiKeyConfig, RoleConfig
+from featurelake.feature_store.definitions import Feature, FeatureView, SourceTable
+from featurelake.feature_store.online import (
+    OnlineStore,
+    RedisOnlineStore,
+    ServerConfig,
+    ServingConfig,
+    SqliteOnlineStore,
+    encode_entity_key,
+    to_micros,
+)
+from featurelake.feature_store.server import create_app, running_server
+from prometheus_client.parser import text_string_to_metric_families
+from redis_server import free_port, redis_url  # noqa: F401 - pytest fixture
+
+PROJECT = Path(__file__).resolve().parents[1]
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+FRESH = NOW - timedelta(hours=1)
+OLD = NOW - timedelta(days=10)
+
+VIEWS = {
+    "customer_rfm": FeatureView(
+        name="customer_rfm", entity="customer", join_keys=["customer_id"],
+        source=SourceTable(layer="gold", table="customer_features_daily"),
+        event_timestamp_column="as_of_ts", ttl="3d",
+        features=[Feature(name="recency_days", dtype="int"),
+                  Feature(name="monetary", dtype="double")]),
+    "credit_profile": FeatureView(
+        name="credit_profile", entity="credit_client", join_keys=["id"],
+        source=SourceTable(layer="gold", table="credit_features"),
+        event_timestamp_column="snapshot_ts",
+        features=[Feature(name="limit_bal", dtype="double"),
+                  Feature(name="age", dtype="int", pii=True)]),
+}
+KEYS = {"analyst": "analyst-secret-key-0001", "support": "support-secret-key-0002",
+        "scoring": "scoring-secret-key-0003"}
+ACCESS = AccessConfig(
+    roles={
+        "analyst": RoleConfig(views=("customer_rfm",)),
+        "credit_support": RoleConfig(views=("credit_profile",)),
+        "credit_scoring": RoleConfig(views=("credit_profile",), pii_grants=("credit_profile:age",)),
+    },
+    api_keys=(
+        ApiKeyConfig(id="analyst-test", role="analyst", key=KEYS["analyst"]),
+        ApiKeyConfig(id="support-test", role="credit_support", key=KEYS["support"]),
+        ApiKeyConfig(id="scoring-test", role="credit_scoring", key=KEYS["scoring"]),
+    ),
+)
+
+
+def stored_row(key: object, at: datetime, **values: object) -> tuple[str, int, str]:
+    return encode_entity_key([key]), to_micros(at), json.dumps(values)
+
+
+def fill(store: OnlineStore) -> None:
+    store.write_rows("customer_rfm", [
+        stored_row("c1", FRESH, recency_days=3, monetary=12.5),
+        stored_row("c2", FRESH, recency_days=None, monetary=1.0),
+        stored_row("c_old", OLD, recency_days=40, monetary=2.0),
+    ] + [stored_row(f"load{i}", FRESH, recency_days=i, monetary=i / 2) for i in range(100)])
+    store.write_rows("credit_profile", [stored_row(7, FRESH, limit_bal=50000.0, age=41)])
+
+
+def start(tmp: Path, store: OnlineStore) -> Iterator[dict]:
+    fill(store)
+    config = ServingConfig(
+        server=ServerConfig(audit_log=str(tmp / "audit.jsonl"), max_entities=50), access=ACCESS)
+    app = create_app(config, VIEWS, store)
+    with running_server(app) as url, httpx.Client(base_url=url, timeout=10) as client:
+        yield {"url": url, "client": client, "audit": tmp / "audit.jsonl"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    tmp = tmp_path_factory.mktemp("serving")
+    yield from start(tmp, SqliteOnlineStore(tmp / "online.db"))
+
+
+@pytest.fixture(scope="module")
+def redis_backed_server(tmp_path_factory: pytest.TempPathFactory,
+                        redis_url: str) -> Iterator[dict]:  # noqa: F811
+    tmp = tmp_path_factory.mktemp("serving-redis")
+    yield from start(tmp, RedisOnlineStore(redis_url, key_prefix=f"s{uuid.uuid4().hex[:8]}"))
+
+
+def post(server: dict, body: object, key: str | None = "analyst") -> httpx.Response:
+    headers = {} if key is None else {"X-API-Key": KEYS.get(key, key)}
+    return server["client"].post("/features", json=body, headers=headers)
+
+
+def audit_line(server: dict, response: httpx.Response) -> dict:
+    request_id = response.headers["x-request-id"]
+    lines = server["audit"].read_text(encoding="utf-8").splitlines()
+    matches = [json.loads(line) for line in lines if f'"request_id":"{request_id}"' in line]
+    assert len(matches) == 1, f"expected one audit line for {request_id}, found {len(matches)}"
+    return matches[0]
+
+
+RFM = {"entities": [{"customer_id": "c1"}], "features": ["customer_rfm:recency_days"]}
+
+
+# -- values and statuses ----------------------------------------------------------------------
+
+
+def test_values_come_with_event_time_staleness_and_status(server: dict) -> None:
+    response = post(server, {"entities": [{"customer_id": "c1"}],
+                             "features": ["customer_rfm:recency_days", "customer_rfm:monetary"]})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["features"] == ["customer_rfm:recency_days", "customer_rfm:monetary"]
+    (result,) = body["results"]
+    assert result["entity"] == {"customer_id": "c1"}
+    value = result["values"]["customer_rfm:recency_days"]
+    assert (value["value"], value["status"]) == (3, "ok")
+    assert value["event_timestamp"] == FRESH.isoformat().replace("+00:00", "Z")
+    assert 3600 <= value["staleness_seconds"] < 3600 + 300
+    assert result["values"]["customer_rfm:monetary"]["value"] == 12.5
+
+
+def test_unknown_entity_gets_null_values_with_not_found(server: dict) -> None:
+    response = post(server, {"entities": [{"customer_id": "nobody"}, {"customer_id": "c1"}],
+                             "features": ["customer_rfm:recency_days"]})
+
+    assert response.status_code == 200
+    first, second = response.json()["results"]
+    assert first["values"]["customer_rfm:recency_days"] == {
+        "value": None, "event_timestamp": None, "staleness_seconds": None, "status": "not_found"}
+    assert second["values"]["customer_rfm:recency_days"]["value"] == 3
+
+
+def test_value_older_than_ttl_is_null_with_expired(server: dict) -> None:
+    response = post(server, {"entities": [{"customer_id": "c_old"}],
+                             "features": ["customer_rfm:recency_days"]})
+
+    value = response.json()["results"][0]["values"]["customer_rfm:recency_days"]
+    assert (value["value"], value["status"]) == (None, "expired")
+    assert value["event_timestamp"] == OLD.isoformat().replace("+00:00", "Z")
+
+
+def test_stored_null_is_reported_as_null_value(server: dict) -> None:
+    response = post(server, {"entities": [{"customer_id": "c2"}],
+                             "features": ["customer_rfm:recency_days"]})
+
+    value = response.json()["results"][0]["values"]["customer_rfm:recency_days"]
+    assert value["status"] == "null_value"
+
+
+def test_wildcard_reference_expands_to_every_feature(server: dict) -> None:
+    response = post(server, {"entities": [{"customer_id": "c1"}], "features": ["customer_rfm:*"]})
+
+    assert response.json()["features"] == ["customer_rfm:recency_days", "customer_rfm:monetary"]
+
+
+def test_integer_key_is_accepted_for_an_integer_join_key(server: dict) -> None:
+    response = post(server, {"entities": [{"id": 7}], "features": ["credit_profile:limit_bal"]},
+                    key="support")
+
+    assert response.json()["results"][0]["values"]["credit_profile:limit_bal"]["value"] == 50000.0
+
+
+# -- authentication and authorisation -----------------------------------------------------------
+
+
+def test_no_key_is_401(server: dict) -> None:
+    response = post(server, RFM, key=None)
+
+    assert response.status_code == 401
+    assert "missing API key" in response.json()["detail"]
+
+
+def test_unknown_key_is_401(server: dict) -> None:
+    response = post(server, RFM, key="not-a-configured-key-at-all")
+
+    assert response.status_code == 401
+    assert "unknown API key" in response.json()["detail"]
+
+
+def test_no_key_is_401_even_for_a_malformed_body(server: dict) -> None:
+    response = server["client"].post("/features", content=b"{not json")
+
+    assert response.status_code == 401
+
+
+def test_view_outside_the_role_is_403(server: dict) -> None:
+    response = post(server, {"entities": [{"id": 7}], "features": ["credit_profile:limit_bal"]})
+
+    assert response.status_code == 403
+    assert "may not read view(s) ['credit_profile']" in response.json()["detail"]
+
+
+def test_pii_feature_without_a_grant_is_403(server: dict) -> None:
+    response = post(server, {"entities": [{"id": 7}], "features": ["credit_profile:age"]},
+                    key="support")
+
+    assert response.status_code == 403
+    assert "no grant for PII feature(s) ['credit_profile:age']" in response.json()["detail"]
+
+
+def test_wildcard_including_pii_needs_the_grant(server: dict) -> None:
+    response = post(server, {"entities": [{"id": 7}], "features": ["credit_profile:*"]},
+                    key="support")
+
+    assert response.status_code == 403
+
+
+def test_pii_feature_with_a_grant_is_served(server: dict) -> None:
+    response = post(server, {"entities": [{"id": 7}], "features": ["credit_profile:age"]},
+                    key="scoring")
+
+    assert response.status_code == 200
+    assert response.json()["results"][0]["values"]["credit_profile:age"]["value"] == 41
+
+
+# -- malformed requests -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"entities": [{"customer_id": "c1"}]}, "features: Field required"),
+    ({"entities": [], "features": ["customer_rfm:monetary"]},
+     "entities: List should have at least 1"),
+    ({"entities": [{"customer_id": 1.5}], "features": ["customer_rfm:monetary"]},
+     "entities.0.customer_id"),
+    ({"entities": [{"customer_id": "c1"}], "features": ["customer_rfm:monetary"], "x": 1},
+     "x: Extra inputs are not permitted"),
+    ({"entities": [{"customer_id": "c1"}], "features": ["monetary"]}, "must be 'view:feature'"),
+    ({"entities": [{"customer_id": "c1"}], "features": ["customer_rfm:nope"]},
+     "view 'customer_rfm' has no feature 'nope'"),
+    ({"entities": [{"customer_id": "c1"}], "features": ["nope:x"]}, "unknown feature view 'nope'"),
+    ({"entities": [{"cust": "c1"}], "features": ["customer_rfm:monetary"]},
+     "missing join key(s) ['customer_id']; unknown key(s) ['cust']"),
+    ({"entities": [{"customer_id": "c"}] * 51, "features": ["customer_rfm:monetary"]},
+     "51 entities; at most 50 per request"),
+])
+def test_malformed_request_is_422_with_a_clear_message(server: dict, body: dict,
+                                                       message: str) -> None:
+    response = post(server, body)
+
+    assert response.status_code == 422
+    assert message in response.json()["detail"]
+
+
+def test_body_that_is_not_json_is_422(server: dict) -> None:
+    response = server["client"].post("/features", content=b"{not json",
+                                     headers={"X-API-Key": KEYS["analyst"],
+                                              "Content-Type": "application/json"})
+
+    assert response.status_code == 422
+    assert "JSON decode error" in response.json()["detail"]
+
+
+# -- audit and metrics --------------------------------------------------------------------------
+
+
+def test_successful_request_is_audited_with_who_what_and_outcome(server: dict) -> None:
+    response = post(server, {"entities": [{"customer_id": "c1"}, {"customer_id": "c2"}],
+                             "features": ["customer_rfm:monetary"]})
+
+    line = audit_line(server, response)
+    assert {k: line[k] for k in ("key_id", "role", "views", "features", "entities", "status",
+                                 "outcome", "path", "method")} == {
+        "key_id": "analyst-test", "role": "analyst", "views": ["customer_rfm"],
+        "features": ["customer_rfm:monetary"], "entities": 2, "status": 200, "outcome": "ok",
+        "path": "/features", "method": "POST"}
+    written = datetime.fromisoformat(line["time"])
+    assert abs(written - datetime.now(timezone.utc)) < timedelta(minutes=5)
+
+
+def test_refused_request_is_audited_with_the_reason(server: dict) -> None:
+    response = post(server, {"entities": [{"id": 7}], "features": ["credit_profile:age"]},
+                    key="support")
+
+    line = audit_line(server, response)
+    assert (line["key_id"], line["status"], line["outcome"]) == ("support-test", 403, "error")
+    assert "credit_profile:age" in line["error"]
+
+
+def test_unauthenticated_request_is_audited_without_identity(server: dict) -> None:
+    response = post(server, RFM, key="not-a-configured-key-at-all")
+
+    line = audit_line(server, response)
+    assert (line["key_id"], line["role"], line["status"]) == (None, None, 401)
+
+
+def test_audit_log_never_contains_a_secret(server: dict) -> None:
+    post(server, RFM)
+    post(server, RFM, key="not-a-configured-key-at-all")
+
+    text = server["audit"].read_text(encoding="utf-8")
+    assert all(secret not in text for secret in KEYS.values())
+    assert "not-a-configured-key-at-all" not in text
+
+
+def metric_values(server: dict) -> dict[tuple[str, tuple], float]:
+    text = server["client"].get("/metrics").text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_count_requests_lookups_and_staleness(server: dict) -> None:
+    before = metric_values(server)
+    post(server, {"entities": [{"customer_id": "c1"}, {"customer_id": "nobody"},
+                               {"customer_id": "c_old"}], "features": ["customer_rfm:monetary"]})
+    post(server, RFM, key=None)
+
+    after = metric_values(server)
+
+    def delta(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert delta("featurelake_serving_requests_total", path="/features", status="200") == 1
+    assert delta("featurelake_serving_requests_total", path="/features", status="401") == 1
+    assert delta("featurelake_online_lookups_total", view="customer_rfm", result="hit") == 1
+    assert delta("featurelake_online_lookups_total", view="customer_rfm", result="miss") == 1
+    assert delta("featurelake_online_lookups_total", view="customer_rfm", result="expired") == 1
+    assert delta("featurelake_online_staleness_seconds_count", view="customer_rfm") == 2
+    assert delta("featurelake_serving_request_duration_seconds_count", path="/features") == 2
+
+
+def test_health_needs_no_key_and_reports_the_store(server: dict) -> None:
+    response = server["client"].get("/health")
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+    assert set(response.json()["views"]) == {"customer_rfm", "credit_profile"}
+
+
+def test_redis_backed_server_serves_the_same_answers(redis_backed_server: dict) -> None:
+    response = post(redis_backed_server, {"entities": [{"customer_id": "c1"}, {"customer_id": "x"},
+                                                       {"customer_id": "c_old"}],
+                                          "features": ["customer_rfm:recency_days"]})
+
+    results = response.json()["results"]
+    statuses = [r["values"]["customer_rfm:recency_days"]["status"] for r in results]
+    assert statuses == ["ok", "not_found", "expired"]
+
+
+# -- bounded load run ---------------------------------------------------------------------------
+
+
+def load_run(server: dict, requests: int, clients: int = 4) -> dict[str, float]:
+    """Send ``requests`` single-entity lookups from ``clients`` threads; return latency stats."""
+    def worker(count: int, offset: int) -> list[tuple[int, float]]:
+        out = []
+        with httpx.Client(base_url=server["url"], timeout=10,
+                          headers={"X-API-Key": KEYS["analyst"]}) as client:
+            for i in range(count):
+                body = {"entities": [{"customer_id": f"load{(offset + i) % 100}"}],
+                        "features": ["customer_rfm:recency_days", "customer_rfm:monetary"]}
+                started = time.perf_counter()
+                response = client.post("/features", json=body)
+                elapsed = time.perf_counter() - started
+                ok = response.status_code == 200 and response.json()["results"][0]["values"][
+                    "customer_rfm:monetary"]["status"] == "ok"
+                out.append((200 if ok else response.status_code, elapsed))
+        return out
+
+    per_client = requests // clients
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        results = [r for part in pool.map(worker, [per_client] * clients,
+                                           [i * per_client for i in range(clients)]) for r in part]
+    wall = time.perf_counter() - started
+    latencies = sorted(e for _, e in results)
+    quantiles = statistics.quantiles(latencies, n=100, method="inclusive")
+    return {"requests": len(results), "errors": sum(1 for s, _ in results if s != 200),
+            "p50_ms": quantiles[49] * 1000, "p99_ms": quantiles[98] * 1000,
+            "req_per_s": len(results) / wall}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_bounded_load_run_has_zero_errors(backend: str, request: pytest.FixtureRequest,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    server = request.getfixturevalue("server" if backend == "sqlite" else "redis_backed_server")
+
+    stats = load_run(server, 2000)
+
+    with capsys.disabled():
+        print(f"\n[load {backend}] {stats['requests']} requests, {stats['errors']} errors, "
+              f"p50 {stats['p50_ms']:.2f} ms, p99 {stats['p99_ms']:.2f} ms, "
+              f"{stats['req_per_s']:.0f} req/s")
+    assert (stats["requests"], stats["errors"]) == (2000, 0)
+
+
+# -- the serve job ------------------------------------------------------------------------------
+
+
+def test_serve_job_starts_from_conf_answers_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    env = dict(os.environ, FEATURELAKE_ROOT=str(tmp_path / "lake"))
+    process = subprocess.Popen(
+        [sys.executable, str(PROJECT / "jobs" / "serve.py"), "--conf-dir", str(PROJECT / "conf"),
+         "--conf", f"lakehouse.root={tmp_path / 'lake'}", "--port", str(port)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stderr.read().decode()
+                assert time.monotonic() < deadline, "serve did not start within 60 s"
+                time.sleep(0.2)
+        refused = httpx.post(f"http://127.0.0.1:{port}/features", json=RFM, timeout=5)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+
+    assert health.status_code == 200
+    assert refused.status_code == 401
+    # uvicorn shuts down gracefully, then re-raises the signal so supervisors see it.
+    assert code in (0, -signal.SIGTERM)
+    assert (tmp_path / "lake" / "ops" / "serving_audit.jsonl").is_file()
