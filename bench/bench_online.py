@@ -1,0 +1,261 @@
+"""Online store and serving benchmark: write throughput, lookup latency in-process and over HTTP.
+
+    .venv/bin/python bench/bench_online.py                       # SQLite and Redis, defaults
+    .venv/bin/python bench/bench_online.py --stores sqlite --requests 5000
+
+For each store (a SQLite file; a real redis-server started on 127.0.0.1 on a free port):
+
+1. writes ``--entities`` synthetic rows of a 3-feature view through the store's monotonic
+   write path (batches of ``online_store.write_batch_size``), then rewrites them with older
+   event times (all refused) - rows/s for both;
+2. in-process: ``--lookups`` single-entity lookups through ``OnlineFeatureService`` (what
+   ``get_online_features`` and the server call), random entities, p50/p99;
+3. over HTTP: starts the real ``serve`` job (jobs/serve.py, uvicorn, one worker) in its own
+   process against the same store, sends ``--requests`` POST /features requests from
+   ``--clients`` keep-alive httpx clients (threads), and prints p50/p99 latency, requests/s and
+   the error count (any non-200 or a value that is not status ``ok`` is an error).
+
+Needs redis-server for the Redis part (bin/ensure-redis.sh installs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT / "tests"))
+
+from featurelake.feature_store.definitions import load_feature_views_from  # noqa: E402
+from featurelake.feature_store.online import (  # noqa: E402
+    OnlineStore,
+    RedisOnlineStore,
+    SqliteOnlineStore,
+    encode_entity_key,
+    iter_batches,
+    to_micros,
+)
+from featurelake.feature_store.online_api import OnlineFeatureService  # noqa: E402
+from redis_server import free_port, running_redis_server  # noqa: E402
+
+VIEW_YAML = """
+feature_views:
+  - name: bench_customer
+    entity: customer
+    join_keys: [customer_id]
+    source: {layer: gold, table: bench_customer}
+    event_timestamp_column: as_of_ts
+    ttl: 30d
+    features:
+      - {name: spend_30d, dtype: double}
+      - {name: orders_30d, dtype: long}
+      - {name: country, dtype: string}
+"""
+SERVING_YAML = """
+online_store:
+  type: ${FEATURELAKE_ONLINE_STORE:-sqlite}
+  sqlite_path: online/features.db
+  redis_url: ${FEATURELAKE_REDIS_URL:-redis://127.0.0.1:6379/0}
+  key_prefix: bench
+  write_batch_size: 1000
+server:
+  audit_log: ops/audit.jsonl
+access:
+  roles:
+    bench: {views: [bench_customer]}
+  api_keys:
+    - {id: bench, role: bench, key: bench-key-0123456789}
+"""
+API_KEY = "bench-key-0123456789"
+FEATURES = ["bench_customer:spend_30d", "bench_customer:orders_30d", "bench_customer:country"]
+COUNTRIES = ["United Kingdom", "France", "Germany", "EIRE", "Spain", "Netherlands"]
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    """p50 and p99 in milliseconds."""
+    q = statistics.quantiles(samples, n=100, method="inclusive")
+    return q[49] * 1000, q[98] * 1000
+
+
+def make_conf(root: Path) -> Path:
+    conf = root / "conf"
+    (conf / "env").mkdir(parents=True)
+    (conf / "features").mkdir()
+    (conf / "base.yaml").write_text("{}\n", encoding="utf-8")
+    (conf / "env" / "local.yaml").write_text("{}\n", encoding="utf-8")
+    (conf / "features" / "bench.yaml").write_text(VIEW_YAML, encoding="utf-8")
+    (conf / "serving.yaml").write_text(SERVING_YAML, encoding="utf-8")
+    return conf
+
+
+def fill_store(store: OnlineStore, entities: int, batch: int) -> dict[str, float]:
+    rng = random.Random(42)
+    now = datetime.now(timezone.utc)
+
+    def rows(at: datetime) -> Any:
+        for i in range(entities):
+            payload = json.dumps({"spend_30d": round(rng.uniform(0, 5000), 2),
+                                  "orders_30d": rng.randint(0, 40),
+                                  "country": COUNTRIES[i % len(COUNTRIES)]})
+            yield encode_entity_key([f"c{i}"]), to_micros(at), payload
+
+    started = time.perf_counter()
+    written = sum(store.write_rows("bench_customer", b)
+                  for b in iter_batches(rows(now - timedelta(hours=1)), batch))
+    write_s = time.perf_counter() - started
+    started = time.perf_counter()
+    refused_written = sum(store.write_rows("bench_customer", b)
+                          for b in iter_batches(rows(now - timedelta(days=1)), batch))
+    stale_s = time.perf_counter() - started
+    assert written == entities, f"wrote {written} of {entities}"
+    assert refused_written == 0, "older rows replaced newer ones"
+    return {"write_rows_per_s": entities / write_s, "older_rows_refused_per_s": entities / stale_s}
+
+
+def in_process(service: OnlineFeatureService, entities: int, lookups: int,
+               batch: int) -> dict[str, float]:
+    rng = random.Random(1)
+    latencies = []
+    for _ in range(lookups):
+        request = [{"customer_id": f"c{rng.randrange(entities)}"} for _ in range(batch)]
+        started = time.perf_counter()
+        result = service.get(request, FEATURES)
+        latencies.append(time.perf_counter() - started)
+        assert result.values[0]["bench_customer:spend_30d"].status == "ok"
+    p50, p99 = percentiles(latencies)
+    return {"p50_ms": p50, "p99_ms": p99, "lookups_per_s": lookups / sum(latencies)}
+
+
+def start_serve(conf: Path, root: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(PROJECT / "jobs" / "serve.py"), "--conf-dir", str(conf),
+         "--conf", f"lakehouse.root={root}", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None:
+            detail = process.stderr.read().decode() if process.stderr else ""
+            raise RuntimeError(f"serve exited: {detail}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("serve did not start within 60 s")
+        time.sleep(0.2)
+
+
+def over_http(url: str, entities: int, requests: int, clients: int, batch: int) -> dict[str, float]:
+    def worker(seed: int, count: int) -> tuple[list[float], int]:
+        rng = random.Random(seed)
+        latencies, errors = [], 0
+        with httpx.Client(base_url=url, timeout=30, headers={"X-API-Key": API_KEY}) as client:
+            for _ in range(count):
+                body = {"entities": [{"customer_id": f"c{rng.randrange(entities)}"}
+                                     for _ in range(batch)], "features": FEATURES}
+                started = time.perf_counter()
+                try:
+                    response = client.post("/features", json=body)
+                    ok = response.status_code == 200 and all(
+                        v["status"] == "ok" for r in response.json()["results"]
+                        for v in r["values"].values())
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append(time.perf_counter() - started)
+                errors += 0 if ok else 1
+        return latencies, errors
+
+    share = [requests // clients + (1 if i < requests % clients else 0) for i in range(clients)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        parts = list(pool.map(worker, range(clients), share))
+    wall = time.perf_counter() - started
+    latencies = [x for part, _ in parts for x in part]
+    p50, p99 = percentiles(latencies)
+    return {"requests": len(latencies), "errors": sum(e for _, e in parts), "p50_ms": p50,
+            "p99_ms": p99, "req_per_s": len(latencies) / wall}
+
+
+def run_store(kind: str, args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any]:
+    root = work / kind / "lake"
+    conf = make_conf(work / kind)
+    env = dict(os.environ, FEATURELAKE_ONLINE_STORE=kind)
+    if kind == "redis":
+        url = stack.enter_context(running_redis_server(work / kind / "redis"))
+        env["FEATURELAKE_REDIS_URL"] = url
+        store: OnlineStore = RedisOnlineStore(url, key_prefix="bench")
+    else:
+        store = SqliteOnlineStore(root / "online" / "features.db")
+    views = load_feature_views_from([conf / "features" / "bench.yaml"])
+    result: dict[str, Any] = {"store": kind, "entities": args.entities}
+    result["write"] = fill_store(store, args.entities, 1000)
+    result["in_process"] = in_process(OnlineFeatureService(views, store), args.entities,
+                                      args.lookups, args.batch)
+    store.close()
+    process, url = start_serve(conf, root, env)
+    try:
+        over_http(url, args.entities, min(500, args.requests), args.clients, args.batch)  # warm-up
+        result["http"] = over_http(url, args.entities, args.requests, args.clients, args.batch)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stores", default="sqlite,redis")
+    parser.add_argument("--entities", type=int, default=100_000)
+    parser.add_argument("--lookups", type=int, default=20_000, help="in-process lookups")
+    parser.add_argument("--requests", type=int, default=20_000, help="HTTP requests")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients")
+    parser.add_argument("--batch", type=int, default=1, help="entities per lookup / request")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per store")
+    args = parser.parse_args()
+    stores = [s.strip() for s in args.stores.split(",") if s.strip()]
+    if "redis" in stores and shutil.which("redis-server") is None:
+        print("redis-server not installed (bin/ensure-redis.sh); skipping Redis", file=sys.stderr)
+        stores.remove("redis")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="featurelake-bench-online-") as tmp, \
+            ExitStack() as stack:
+        for kind in stores:
+            results.append(run_store(kind, args, Path(tmp), stack))
+    for r in results:
+        if args.json:
+            print(json.dumps(r))
+            continue
+        w, p, h = r["write"], r["in_process"], r["http"]
+        print(f"[{r['store']}] {r['entities']:,} entities x 3 features, {args.batch} entity/lookup")
+        print(f"  write      {w['write_rows_per_s']:>10,.0f} rows/s   "
+              f"(older rows refused: {w['older_rows_refused_per_s']:,.0f} rows/s)")
+        print(f"  in-process p50 {p['p50_ms']:.3f} ms  p99 {p['p99_ms']:.3f} ms  "
+              f"{p['lookups_per_s']:,.0f} lookups/s ({args.lookups:,} lookups)")
+        print(f"  HTTP       p50 {h['p50_ms']:.2f} ms  p99 {h['p99_ms']:.2f} ms  "
+              f"{h['req_per_s']:,.0f} req/s  {h['requests']:,} requests, {h['errors']} errors "
+              f"({args.clients} clients)")
+    return 0 if all(r["http"]["errors"] == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
