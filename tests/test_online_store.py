@@ -8,6 +8,7 @@ import random
 import threading
 import uuid
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from featurelake.feature_store.definitions import Feature, FeatureView, SourceTable
@@ -206,3 +207,73 @@ def test_redis_store_survives_pickling_for_executors(redis_url: str) -> None:  #
     assert read_one(store, "c1", now=T0)["recency_days"]["value"] == 5
     store.close()
     copy.close()
+
+
+# -- the Python API (notebooks) -----------------------------------------------------------------
+
+
+def _conf_dir(tmp_path: Path) -> Path:
+    conf = tmp_path / "conf"
+    (conf / "env").mkdir(parents=True)
+    (conf / "features").mkdir()
+    (conf / "base.yaml").write_text("{}\n", encoding="utf-8")
+    (conf / "env" / "local.yaml").write_text("{}\n", encoding="utf-8")
+    (conf / "features" / "rfm.yaml").write_text(json.dumps(
+        {"feature_views": [VIEW.definition() | {"ttl": "3d"}]}), encoding="utf-8")
+    (conf / "serving.yaml").write_text(json.dumps({
+        "online_store": {"type": "sqlite", "sqlite_path": "online/f.db"},
+        "access": {"roles": {"analyst": {"views": ["customer_rfm"]}, "nobody": {"views": []}}},
+    }), encoding="utf-8")
+    return conf
+
+
+def test_get_online_features_reads_the_configured_store(tmp_path) -> None:
+    from featurelake.config import load_settings
+    from featurelake.feature_store.online_api import get_online_features
+
+    settings = load_settings(_conf_dir(tmp_path), "local", [f"lakehouse.root={tmp_path / 'lake'}"])
+    store = SqliteOnlineStore(tmp_path / "lake" / "online" / "f.db")
+    store.write_rows("customer_rfm", [row("c1", T0, recency_days=3, monetary=12.5)])
+    store.close()
+
+    records = get_online_features([{"customer_id": "c1"}, {"customer_id": "zz"}],
+                                  ["customer_rfm:monetary"], settings=settings,
+                                  now=T0 + timedelta(hours=1))
+
+    assert records == [
+        {"entity": {"customer_id": "c1"},
+         "values": {"customer_rfm:monetary": {
+             "value": 12.5, "event_timestamp": "2024-03-01T12:00:00Z",
+             "staleness_seconds": 3600.0, "status": "ok"}}},
+        {"entity": {"customer_id": "zz"},
+         "values": {"customer_rfm:monetary": {"value": None, "event_timestamp": None,
+                                              "staleness_seconds": None, "status": "not_found"}}},
+    ]
+
+
+def test_get_online_features_as_pandas_has_one_row_per_entity(tmp_path) -> None:
+    from featurelake.config import load_settings
+    from featurelake.feature_store.online_api import get_online_features
+
+    settings = load_settings(_conf_dir(tmp_path), "local", [f"lakehouse.root={tmp_path / 'lake'}"])
+    store = SqliteOnlineStore(tmp_path / "lake" / "online" / "f.db")
+    store.write_rows("customer_rfm", [row("c1", T0, recency_days=3, monetary=12.5)])
+    store.close()
+
+    frame = get_online_features([{"customer_id": "c1"}], ["customer_rfm:*"], settings=settings,
+                                now=T0, as_pandas=True)
+
+    assert frame.to_dict("records") == [{"customer_id": "c1", "customer_rfm:recency_days": 3,
+                                         "customer_rfm:monetary": 12.5}]
+
+
+def test_get_online_features_applies_a_role_when_given(tmp_path) -> None:
+    from featurelake.config import load_settings
+    from featurelake.feature_store.auth import AuthorizationError
+    from featurelake.feature_store.online_api import get_online_features
+
+    settings = load_settings(_conf_dir(tmp_path), "local", [f"lakehouse.root={tmp_path / 'lake'}"])
+
+    with pytest.raises(AuthorizationError, match="may not read view"):
+        get_online_features([{"customer_id": "c1"}], ["customer_rfm:monetary"],
+                            settings=settings, role="nobody")

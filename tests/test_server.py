@@ -433,3 +433,58 @@ def test_serve_job_starts_from_conf_answers_and_stops_on_sigterm(tmp_path: Path)
     # uvicorn shuts down gracefully, then re-raises the signal so supervisors see it.
     assert code in (0, -signal.SIGTERM)
     assert (tmp_path / "lake" / "ops" / "serving_audit.jsonl").is_file()
+
+
+# -- access configuration -----------------------------------------------------------------------
+
+
+def test_project_serving_conf_validates_against_the_declared_views() -> None:
+    from featurelake.config import load_settings
+    from featurelake.feature_store.auth import Authorizer
+    from featurelake.feature_store.definitions import load_feature_views
+    from featurelake.feature_store.online import load_serving_config
+
+    settings = load_settings(PROJECT / "conf", "local")
+    config = load_serving_config(settings)
+
+    authorizer = Authorizer(config.access, load_feature_views(settings))
+    assert config.online_store.sqlite_path.startswith(settings.lakehouse.root)
+    assert authorizer.readable_views("analyst")
+
+
+def test_api_key_with_an_unknown_role_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown role 'ghost'"):
+        AccessConfig(roles={}, api_keys=(ApiKeyConfig(id="k", role="ghost", key="x" * 20),))
+
+
+def test_short_api_key_is_rejected() -> None:
+    with pytest.raises(ValueError, match="shorter than 16 characters"):
+        ApiKeyConfig(id="k", role="r", key="short")
+
+
+def test_grant_on_a_feature_that_is_not_pii_is_rejected() -> None:
+    from featurelake.feature_store.auth import Authorizer
+
+    access = AccessConfig(roles={"r": RoleConfig(views=("credit_profile",),
+                                                 pii_grants=("credit_profile:limit_bal",))})
+
+    with pytest.raises(ValueError, match="not PII"):
+        Authorizer(access, VIEWS)
+
+
+def test_role_listing_an_undeclared_view_is_rejected() -> None:
+    from featurelake.feature_store.auth import Authorizer
+
+    with pytest.raises(ValueError, match="undeclared view"):
+        Authorizer(AccessConfig(roles={"r": RoleConfig(views=("nope",))}), VIEWS)
+
+
+def test_serving_conf_error_names_the_file_and_key(tmp_path: Path) -> None:
+    from featurelake.config import ConfigError, Settings
+    from featurelake.feature_store.online import load_serving_config
+
+    bad = tmp_path / "serving.yaml"
+    bad.write_text("online_store: {type: memcached}\n", encoding="utf-8")
+
+    with pytest.raises(ConfigError, match=r"serving.yaml: online_store.type"):
+        load_serving_config(Settings(), bad)
