@@ -1,0 +1,362 @@
+"""Bronze: line parsing keeps every row, lineage, the file ledger and the bronze job."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+
+from featurelake.bronze import (
+    ChangedFileError,
+    LandedFile,
+    bronze_schema,
+    parse_csv_header,
+    parse_csv_lines,
+    parse_json_lines,
+    plan_ingest,
+    source_file_from_uri,
+    with_lineage,
+)
+from featurelake.runner import run_job
+from featurelake.sources import ColumnSpec, ReaderOptions, SourceSpec
+from featurelake.table_io import DeltaTables
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = SourceSpec(name="t", path="t/*.csv", format="csv",
+                  columns=(ColumnSpec(name="a"), ColumnSpec(name="b"), ColumnSpec(name="c")))
+OUT = "a string, b string, c string, _rescued_data string, _source_file string"
+
+
+def _lines(spark, *values, source="/f.csv"):
+    return spark.createDataFrame([(v, source) for v in values], "value string, _source_file string")
+
+
+# --------------------------------------------------------------------------------------------
+# CSV and JSON lines
+# --------------------------------------------------------------------------------------------
+
+
+def test_clean_lines_split_into_columns_and_header_dropped(spark):
+    out = _lines(spark, "a,b,c", "1,x,2", "3,,4").transform(
+        parse_csv_lines, spec=SPEC, header=("a", "b", "c"), header_line="a,b,c")
+    expected = spark.createDataFrame([("1", "x", "2", None, "/f.csv"),
+                                      ("3", None, "4", None, "/f.csv")], OUT)
+    assert_df_equality(out, expected, ignore_row_order=True)
+
+
+def test_quoted_commas_and_doubled_quotes_stay_in_one_field(spark):
+    out = _lines(spark, '1,"AIRLINE LOUNGE,METAL SIGN",2', '3,"RECORD 7"" SIZE ",4').transform(
+        parse_csv_lines, spec=SPEC, header=("a", "b", "c"), header_line="a,b,c")
+    expected = spark.createDataFrame([("1", "AIRLINE LOUNGE,METAL SIGN", "2", None, "/f.csv"),
+                                      ("3", 'RECORD 7" SIZE ', "4", None, "/f.csv")], OUT)
+    assert_df_equality(out, expected, ignore_row_order=True)
+
+
+def test_line_with_missing_field_is_kept_with_its_raw_text(spark):
+    out = _lines(spark, "1,x").transform(parse_csv_lines, spec=SPEC, header=("a", "b", "c"),
+                                         header_line="a,b,c")
+    expected = spark.createDataFrame([("1", "x", None, "1,x", "/f.csv")], OUT)
+    assert_df_equality(out, expected)
+
+
+def test_line_with_extra_field_is_rescued(spark):
+    out = _lines(spark, "1,x,2,EXTRA").transform(parse_csv_lines, spec=SPEC,
+                                                 header=("a", "b", "c"), header_line="a,b,c")
+    expected = spark.createDataFrame([("1", "x", "2", "1,x,2,EXTRA", "/f.csv")], OUT)
+    assert_df_equality(out, expected)
+
+
+def test_unterminated_quote_is_rescued(spark):
+    out = _lines(spark, '1,"open,2').transform(parse_csv_lines, spec=SPEC,
+                                               header=("a", "b", "c"), header_line="a,b,c")
+    assert out.collect()[0]["_rescued_data"] == '1,"open,2'
+
+
+def test_undeclared_header_column_rescues_every_line_of_the_file(spark):
+    out = _lines(spark, "a,b,z,c", "1,x,9,2").transform(
+        parse_csv_lines, spec=SPEC, header=("a", "b", "z", "c"), header_line="a,b,z,c")
+    expected = spark.createDataFrame([("1", "x", "2", "1,x,9,2", "/f.csv")], OUT)
+    assert_df_equality(out, expected)
+
+
+def test_columns_are_matched_by_header_name_not_position(spark):
+    out = _lines(spark, "c,a,b", "2,1,x").transform(
+        parse_csv_lines, spec=SPEC, header=("c", "a", "b"), header_line="c,a,b")
+    expected = spark.createDataFrame([("1", "x", "2", None, "/f.csv")], OUT)
+    assert_df_equality(out, expected)
+
+
+def test_blank_lines_are_not_rows_and_headerless_files_are_positional(spark):
+    out = _lines(spark, "1,x,2", "").transform(parse_csv_lines, spec=SPEC, header=None,
+                                               header_line=None)
+    expected = spark.createDataFrame([("1", "x", "2", None, "/f.csv")], OUT)
+    assert_df_equality(out, expected)
+
+
+def test_csv_header_parsing_drops_bom_and_quotes():
+    assert parse_csv_header('\ufeffa,"b,1",c', ReaderOptions()) == ("a", "b,1", "c")
+
+
+def test_json_lines_keep_bad_lines_and_undeclared_keys(spark):
+    spec = SPEC.model_copy(update={"format": "json"})
+    out = _lines(spark, '{"a": 1, "b": "x", "c": null}', '{"a": 2, "zz": 1}', '{"a":',
+                 "[1]").transform(parse_json_lines, spec=spec)
+    expected = spark.createDataFrame([
+        ("1", "x", None, None, "/f.csv"),
+        ("2", None, None, '{"a": 2, "zz": 1}', "/f.csv"),
+        (None, None, None, '{"a":', "/f.csv"),
+        (None, None, None, "[1]", "/f.csv"),
+    ], OUT)
+    assert_df_equality(out, expected, ignore_row_order=True)
+
+
+def test_source_file_from_uri_decodes_spark_file_uris(spark):
+    df = spark.createDataFrame([("file:/tmp/a%20b/c+d%25.csv",), ("file:///x/y.csv",)], "u string")
+    got = [r[0] for r in df.select(source_file_from_uri("u")).collect()]
+    assert got == ["/tmp/a b/c+d%.csv", "/x/y.csv"]
+
+
+def test_with_lineage_gives_the_bronze_contract_schema(spark):
+    at = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    df = spark.createDataFrame([("1", "x", "2", None, "/f.csv")], OUT)
+    out = df.transform(with_lineage, spec=SPEC, batch_id="b1", ingested_at=at)
+    assert [(f.name, f.dataType) for f in out.schema] == [
+        (f.name, f.dataType) for f in bronze_schema(SPEC)]
+    row = out.select("_batch_id", F.date_format("_ingested_at", "yyyy-MM-dd HH:mm:ss")).first()
+    assert tuple(row) == ("b1", "2024-01-02 03:04:05")
+
+
+# --------------------------------------------------------------------------------------------
+# The ledger decision (plain Python)
+# --------------------------------------------------------------------------------------------
+
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+T1 = datetime(2024, 1, 2, tzinfo=timezone.utc)
+
+
+def _ledger(path="/l/a.csv", size=10, sha="old", at=T0):
+    return {"path": path, "size": size, "modified_at": at, "sha256": sha, "batch_id": "b0",
+            "ingested_at": at}
+
+
+def test_plan_new_file_is_ingested_with_checksum():
+    plan = plan_ingest(SPEC, [LandedFile("/l/a.csv", 10, T0)], [], hasher=lambda p: "h")
+    assert [f.sha256 for f in plan.to_ingest] == ["h"] and plan.statuses["/l/a.csv"] == "ingested"
+
+
+def test_plan_same_size_and_time_is_unchanged_without_hashing():
+    def never(path):
+        raise AssertionError("must not hash")
+
+    plan = plan_ingest(SPEC, [LandedFile("/l/a.csv", 10, T0)], [_ledger()], hasher=never)
+    assert plan.to_ingest == () and len(plan.unchanged) == 1
+
+
+def test_plan_touched_file_with_same_content_is_unchanged():
+    plan = plan_ingest(SPEC, [LandedFile("/l/a.csv", 10, T1)], [_ledger()], hasher=lambda p: "old")
+    assert plan.to_ingest == () and len(plan.unchanged) == 1
+
+
+def test_plan_changed_file_reingest_policy():
+    spec = SPEC.model_copy(update={"on_changed_file": "reingest"})
+    plan = plan_ingest(spec, [LandedFile("/l/a.csv", 11, T1)], [_ledger()], hasher=lambda p: "new")
+    assert [f.path for f in plan.changed] == ["/l/a.csv"]
+    assert plan.statuses["/l/a.csv"] == "reingested"
+
+
+def test_plan_changed_file_skip_policy():
+    spec = SPEC.model_copy(update={"on_changed_file": "skip"})
+    plan = plan_ingest(spec, [LandedFile("/l/a.csv", 11, T1)], [_ledger()], hasher=lambda p: "new")
+    assert plan.to_ingest == () and [f.sha256 for f in plan.skipped] == ["new"]
+
+
+def test_plan_changed_file_fail_policy_names_the_file():
+    spec = SPEC.model_copy(update={"on_changed_file": "fail"})
+    with pytest.raises(ChangedFileError, match="/l/a.csv changed"):
+        plan_ingest(spec, [LandedFile("/l/a.csv", 11, T1)], [_ledger()], hasher=lambda p: "new")
+
+
+def test_plan_compares_with_the_latest_ledger_entry():
+    entries = [_ledger(sha="old", at=T0), _ledger(size=11, sha="new", at=T1)]
+    plan = plan_ingest(SPEC, [LandedFile("/l/a.csv", 11, T1)], entries, hasher=lambda p: "new")
+    assert plan.to_ingest == () and len(plan.unchanged) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# The job on real Delta tables
+# --------------------------------------------------------------------------------------------
+
+
+def _load_job():
+    spec = importlib.util.spec_from_file_location("featurelake_job_bronze", ROOT / "jobs" / "bronze.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+JOB = _load_job()
+RETAIL_HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
+FILE_1 = [RETAIL_HEADER,
+          '536365,85123A,"HEART T-LIGHT, WHITE",6,2010-12-01 08:26:00,2.55,17850,United Kingdom',
+          "536366,71053,LANTERN,6,2010-12-01 08:28:00,3.39,,United Kingdom",
+          "536367,71053,LANTERN,6,2010-12-01 08:28:00"]
+FILE_2 = [RETAIL_HEADER, "C536368,22633,HAND WARMER,-2,2010-12-01 08:34:00,1.85,17850,France"]
+
+
+def _land(landing: Path, name: str, lines: list[str]) -> Path:
+    folder = landing / "online_retail"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return path
+
+
+def _conf(tmp_path: Path, policy: str) -> Path:
+    conf = tmp_path / "conf"
+    shutil.copytree(ROOT / "conf", conf)
+    source = conf / "sources" / "online_retail.yaml"
+    source.write_text(source.read_text().replace("on_changed_file: reingest",
+                                                 f"on_changed_file: {policy}"))
+    return conf
+
+
+def _run(spark, tmp_path: Path, conf: Path, *extra: str) -> int:
+    argv = ["--conf-dir", str(conf), "--conf", f"lakehouse.root={tmp_path / 'lake'}",
+            "--conf", f"lakehouse.landing={tmp_path / 'landing'}", "--source", "online_retail",
+            *extra]
+    return run_job("bronze", JOB.main, argv=argv, add_arguments=JOB.add_arguments, spark=spark)
+
+
+def _bronze(spark, tmp_path):
+    return DeltaTables(spark).read(str(tmp_path / "lake" / "bronze" / "online_retail"), record=False)
+
+
+def _ledger_table(spark, tmp_path):
+    return DeltaTables(spark).read(str(tmp_path / "lake" / "bronze" / "_ingested_files"),
+                                   record=False)
+
+
+def test_job_ingests_every_line_with_lineage_in_one_commit(spark, tmp_path):
+    one = _land(tmp_path / "landing", "a.csv.gz", FILE_1)
+    two = _land(tmp_path / "landing", "b.csv.gz", FILE_2)
+    assert _run(spark, tmp_path, _conf(tmp_path, "reingest")) == 0
+    bronze = _bronze(spark, tmp_path)
+    rows = {r["InvoiceNo"]: r for r in bronze.collect()}
+    assert sorted(rows) == ["536365", "536366", "536367", "C536368"]
+    assert rows["536365"]["Description"] == "HEART T-LIGHT, WHITE"
+    assert rows["536367"]["_rescued_data"] == "536367,71053,LANTERN,6,2010-12-01 08:28:00"
+    assert rows["536365"]["_rescued_data"] is None
+    assert rows["C536368"]["_source_file"] == str(two)
+    assert {r["_batch_id"] for r in rows.values()} == {rows["536365"]["_batch_id"]}
+    assert DeltaTables(spark).version(str(tmp_path / "lake" / "bronze" / "online_retail")) == 0
+    ledger = {r["path"]: r for r in _ledger_table(spark, tmp_path).collect()}
+    assert {p: (r["rows"], r["status"]) for p, r in ledger.items()} == {
+        str(one): (3, "ingested"), str(two): (1, "ingested")}
+    assert ledger[str(one)]["size"] == os.path.getsize(one)
+
+
+def test_job_rerun_without_new_files_adds_nothing(spark, tmp_path):
+    _land(tmp_path / "landing", "a.csv.gz", FILE_1)
+    conf = _conf(tmp_path, "reingest")
+    assert _run(spark, tmp_path, conf) == 0
+    assert _run(spark, tmp_path, conf) == 0
+    assert _bronze(spark, tmp_path).count() == 3
+    assert DeltaTables(spark).version(str(tmp_path / "lake" / "bronze" / "online_retail")) == 0
+    _land(tmp_path / "landing", "b.csv.gz", FILE_2)
+    assert _run(spark, tmp_path, conf) == 0
+    assert _bronze(spark, tmp_path).count() == 4
+
+
+def _change_file(tmp_path: Path) -> None:
+    path = tmp_path / "landing" / "online_retail" / "a.csv.gz"
+    _land(tmp_path / "landing", "a.csv.gz", FILE_1 + [FILE_2[1]])
+    os.utime(path, (T1.timestamp(), T1.timestamp()))
+
+
+def test_changed_file_reingest_appends_a_new_batch(spark, tmp_path):
+    conf = _conf(tmp_path, "reingest")
+    _land(tmp_path / "landing", "a.csv.gz", FILE_1)
+    assert _run(spark, tmp_path, conf) == 0
+    _change_file(tmp_path)
+    assert _run(spark, tmp_path, conf) == 0
+    bronze = _bronze(spark, tmp_path)
+    assert bronze.count() == 3 + 4
+    assert bronze.select("_batch_id").distinct().count() == 2
+    statuses = sorted((r["status"], r["rows"]) for r in _ledger_table(spark, tmp_path).collect())
+    assert statuses == [("ingested", 3), ("reingested", 4)]
+
+
+def test_changed_file_skip_is_recorded_and_ingests_nothing(spark, tmp_path):
+    conf = _conf(tmp_path, "skip")
+    _land(tmp_path / "landing", "a.csv.gz", FILE_1)
+    assert _run(spark, tmp_path, conf) == 0
+    _change_file(tmp_path)
+    assert _run(spark, tmp_path, conf) == 0
+    assert _bronze(spark, tmp_path).count() == 3
+    statuses = sorted(r["status"] for r in _ledger_table(spark, tmp_path).collect())
+    assert statuses == ["ingested", "skipped"]
+
+
+def test_changed_file_fail_stops_the_job_before_writing(spark, tmp_path, capsys):
+    conf = _conf(tmp_path, "fail")
+    _land(tmp_path / "landing", "a.csv.gz", FILE_1)
+    assert _run(spark, tmp_path, conf) == 0
+    _change_file(tmp_path)
+    assert _run(spark, tmp_path, conf) == 2
+    assert "a.csv.gz changed since it was ingested" in capsys.readouterr().err
+    assert _bronze(spark, tmp_path).count() == 3
+
+
+def test_bronze_commit_without_ledger_entry_is_recovered_not_reingested(spark, tmp_path):
+    conf = _conf(tmp_path, "reingest")
+    _land(tmp_path / "landing", "a.csv.gz", FILE_1)
+    assert _run(spark, tmp_path, conf) == 0
+    # Simulate a run killed between the bronze commit and the ledger commit.
+    shutil.rmtree(tmp_path / "lake" / "bronze" / "_ingested_files")
+    assert _run(spark, tmp_path, conf) == 0
+    assert _bronze(spark, tmp_path).count() == 3
+    ledger = _ledger_table(spark, tmp_path).collect()
+    assert [(r["rows"], r["status"]) for r in ledger] == [(3, "ingested")]
+
+
+@pytest.mark.realdata
+def test_real_online_retail_lands_every_row(spark, tmp_path, shared_data):
+    landing = tmp_path / "landing" / "online_retail"
+    landing.mkdir(parents=True)
+    (landing / "online_retail.csv.gz").symlink_to(shared_data / "online_retail.csv.gz")
+    conf = _conf(tmp_path, "reingest")
+    assert _run(spark, tmp_path, conf) == 0
+    bronze = _bronze(spark, tmp_path)
+    counts = bronze.agg(F.count(F.lit(1)).alias("rows"),
+                        F.count("_rescued_data").alias("rescued"),
+                        F.count("Description").alias("described")).first()
+    # 541,909 data lines, every one with 8 fields (checked with Python's csv module).
+    assert (counts["rows"], counts["rescued"]) == (541_909, 0)
+    assert bronze.where(F.col("Description") == "AIRLINE LOUNGE,METAL SIGN").count() > 0
+    assert _run(spark, tmp_path, conf) == 0
+    assert _bronze(spark, tmp_path).count() == 541_909
+
+
+def test_job_rejects_unknown_source(spark, tmp_path, capsys):
+    assert _run(spark, tmp_path, _conf(tmp_path, "reingest"), "--source", "nope") == 2
+    assert "unknown source(s) ['nope']" in capsys.readouterr().err
+
+
+def test_bronze_rows_equal_csv_module_parse(spark, tmp_path):
+    """The Spark line parser agrees with Python's csv module on clean lines."""
+    import csv
+
+    _land(tmp_path / "landing", "a.csv.gz", FILE_1[:3] + FILE_2[1:])
+    assert _run(spark, tmp_path, _conf(tmp_path, "reingest")) == 0
+    got = sorted(tuple(r[c] or "" for c in RETAIL_HEADER.split(","))
+                 for r in _bronze(spark, tmp_path).collect())
+    expected = sorted(tuple(row) for row in csv.reader(FILE_1[1:3] + FILE_2[1:]))
+    assert got == expected
