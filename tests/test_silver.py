@@ -364,3 +364,106 @@ def test_run_summary_reports_reconciliation(spark, lake, capsys):
     assert (summary["bronze_rows"], summary["silver_rows"], summary["quarantined"],
             summary["duplicates_removed"], summary["reconciled"]) == (10, 3, 6, 1, True)
     assert summary["quarantined_by_rule"]["not_null:customer_id"] == 2
+
+
+# --------------------------------------------------------------------------------------------
+# Real datasets: bronze job -> silver job, counts checked against duckdb over the raw files
+# --------------------------------------------------------------------------------------------
+
+_RETAIL_TYPED = r"""
+    select upper(trim(InvoiceNo)) as inv, nullif(trim(StockCode), '') as sc,
+           nullif(regexp_replace(trim(Description), '\s+', ' ', 'g'), '') as d,
+           case when regexp_full_match(trim(Quantity), '[+-]?[0-9]+')
+                then try_cast(trim(Quantity) as int) end as q,
+           try_strptime(trim(InvoiceDate), '%Y-%m-%d %H:%M:%S') as ts,
+           try_cast(trim(UnitPrice) as double) as p,
+           nullif(regexp_replace(trim(CustomerID), '^([0-9]+)\.0+$', '\1'), '') as c,
+           nullif(trim(Country), '') as co
+    from read_csv('{path}', all_varchar = true, header = true)
+"""
+_RETAIL_CLEAN = """
+    inv is not null and regexp_full_match(inv, 'C?[0-9]{{6}}') and sc is not null and q is not null
+    and ts is not null and p is not null and c is not null and regexp_full_match(c, '[0-9]+')
+    and co is not null and (inv like 'C%' or q > 0) and (inv like 'C%' or p > 0)
+    and (inv not like 'C%' or q < 0) and ts <= TIMESTAMP '{as_of}'
+"""
+
+
+def _independent_retail_counts(path: Path) -> dict[str, int]:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"create view t as {_RETAIL_TYPED.format(path=path)}")
+    clean = _RETAIL_CLEAN.format(as_of=AS_OF.isoformat(sep=' '))
+    total, passing, no_customer = con.execute(
+        f"select count(*), count(*) filter (where {clean}), count(*) filter (where c is null) from t"
+    ).fetchone()
+    distinct = con.execute(f"select count(*) from (select distinct * from t where {clean})").fetchone()[0]
+    return {"rows_in": total, "rows_out": distinct, "rows_quarantined": total - passing,
+            "rows_deduplicated": passing - distinct, "not_null:customer_id": no_customer}
+
+
+def _independent_credit_counts(path: Path) -> dict[str, int]:
+    import duckdb
+
+    con = duckdb.connect()
+    ints = ["ID", "SEX", "EDUCATION", "MARRIAGE", "AGE", "PAY_0", *[f"PAY_{k}" for k in range(2, 7)],
+            '"default.payment.next.month"']
+    doubles = ["LIMIT_BAL", *[f"BILL_AMT{k}" for k in range(1, 7)], *[f"PAY_AMT{k}" for k in range(1, 7)]]
+    parsed = " and ".join([f"regexp_full_match(trim({c}), '[+-]?[0-9]+')" for c in ints]
+                          + [f"try_cast(trim({c}) as double) is not null and trim({c}) not ilike '%nan%'"
+                             for c in doubles])
+    rules = ("try_cast(LIMIT_BAL as double) > 0 and SEX in ('1', '2') and try_cast(AGE as int) between 18 and 100"
+             " and " + " and ".join(f"try_cast({c} as int) between -2 and 9" for c in ints[5:11])
+             + " and " + " and ".join(f"try_cast(PAY_AMT{k} as double) >= 0" for k in range(1, 7))
+             + """ and "default.payment.next.month" in ('0', '1')""")
+    total, passing, distinct = con.execute(
+        f"select count(*), count(*) filter (where {parsed} and {rules}), "
+        f"count(distinct ID) filter (where {parsed} and {rules}) "
+        f"from read_csv('{path}', all_varchar = true, header = true)"
+    ).fetchone()
+    return {"rows_in": total, "rows_out": distinct, "rows_quarantined": total - passing,
+            "rows_deduplicated": passing - distinct}
+
+
+@pytest.mark.realdata
+def test_real_datasets_bronze_to_silver_reconcile_exactly(spark, tmp_path, shared_data, capsys):
+    from featurelake.runner import run_job
+
+    files = {"online_retail": "online_retail.csv.gz", "credit_clients": "uci_credit_card.csv.gz"}
+    for source, name in files.items():
+        (tmp_path / "landing" / source).mkdir(parents=True)
+        (tmp_path / "landing" / source / name).symlink_to(shared_data / name)
+    spec = importlib.util.spec_from_file_location("featurelake_job_bronze", ROOT / "jobs" / "bronze.py")
+    bronze_job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bronze_job)
+    lake = tmp_path / "lake"
+    overrides = ["--conf-dir", str(ROOT / "conf"), "--conf", f"lakehouse.root={lake}",
+                 "--conf", f"lakehouse.landing={tmp_path / 'landing'}"]
+    assert run_job("bronze", bronze_job.main, argv=[*overrides, "--source", "online_retail",
+                                                    "--source", "credit_clients"],
+                   add_arguments=bronze_job.add_arguments, spark=spark) == 0
+    capsys.readouterr()
+    assert run_silver_job(spark, lake, "--conf", f"lakehouse.landing={tmp_path / 'landing'}",
+                          "--table", "transactions", "--table", "credit_clients") == 0
+    lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith("{")]
+    report = next(e for e in lines if e["event"] == "run_summary")["fields"]["silver"]
+    with capsys.disabled():  # the measured numbers, for the record
+        print("\nsilver on real data:", json.dumps(report, indent=1))
+
+    metrics = {(r.table, r.rule): r for r in _metrics(spark, lake).collect()}
+    expected = {"transactions": _independent_retail_counts(shared_data / files["online_retail"]),
+                "credit_clients": _independent_credit_counts(shared_data / files["credit_clients"])}
+    for table, want in expected.items():
+        total = metrics[(table, "_total")]
+        got = {"rows_in": total.rows_in, "rows_out": total.rows_out,
+               "rows_quarantined": total.rows_quarantined, "rows_deduplicated": total.rows_deduplicated}
+        assert got == {k: want[k] for k in got}, table
+        assert got["rows_in"] == got["rows_out"] + got["rows_quarantined"] + got["rows_deduplicated"]
+        assert report[table]["reconciled"] is True
+        silver = DeltaTables(spark).read(str(lake / "silver" / table)).count()
+        quarantine = DeltaTables(spark).read(str(lake / "silver" / f"{table}_quarantine")).count()
+        assert (silver, quarantine) == (want["rows_out"], want["rows_quarantined"])
+    assert expected["transactions"]["rows_in"] == 541_909 and expected["credit_clients"]["rows_in"] == 30_000
+    assert metrics[("transactions", "not_null:customer_id")].failed_count == \
+        expected["transactions"]["not_null:customer_id"]
