@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
+from decimal import Decimal
 
 import pytest
 from chispa import assert_df_equality
@@ -114,17 +115,17 @@ def test_invoice_activity_splits_invoices_by_timestamp_and_flags_first_products(
         "customer_id").isNull()))
     expected = spark.createDataFrame(
         [
-            ("A", "1001", ts(2011, 1, 1, 10), False, 1, 13.0, 3, 2, "United Kingdom"),
-            ("A", "1002", ts(2011, 3, 1, 9), False, 1, 5.0, 1, 0, "United Kingdom"),
-            ("A", "C1003", ts(2011, 3, 5, 12), True, 1, -5.0, -1, 0, "United Kingdom"),
-            ("A", "1004", ts(2011, 3, 20, 8, 0), False, 1, 8.0, 4, 1, "United Kingdom"),
-            ("A", "1004", ts(2011, 3, 20, 8, 1), False, 0, 10.0, 1, 1, "United Kingdom"),
-            ("A", "1005", ts(2011, 4, 2, 10), False, 1, 100.0, 100, 0, "United Kingdom"),
-            ("C", "3001", ts(2011, 3, 30, 10), False, 1, 7.0, 1, 1, "Spain"),
-            ("C", "3002", ts(2011, 3, 31, 11), False, 1, 7.0, 1, 0, "EIRE"),
+            ("A", "1001", ts(2011, 1, 1, 10), False, 1, Decimal("13.0"), 3, 2, "United Kingdom"),
+            ("A", "1002", ts(2011, 3, 1, 9), False, 1, Decimal("5.0"), 1, 0, "United Kingdom"),
+            ("A", "C1003", ts(2011, 3, 5, 12), True, 1, Decimal("-5.0"), -1, 0, "United Kingdom"),
+            ("A", "1004", ts(2011, 3, 20, 8, 0), False, 1, Decimal("8.0"), 4, 1, "United Kingdom"),
+            ("A", "1004", ts(2011, 3, 20, 8, 1), False, 0, Decimal("10.0"), 1, 1, "United Kingdom"),
+            ("A", "1005", ts(2011, 4, 2, 10), False, 1, Decimal("100.0"), 100, 0, "United Kingdom"),
+            ("C", "3001", ts(2011, 3, 30, 10), False, 1, Decimal("7.0"), 1, 1, "Spain"),
+            ("C", "3002", ts(2011, 3, 31, 11), False, 1, Decimal("7.0"), 1, 0, "EIRE"),
         ],
         "customer_id string, invoice_no string, invoice_ts timestamp, is_cancellation boolean, "
-        "starts_invoice int, amount double, quantity long, new_products long, country string",
+        "starts_invoice int, amount decimal(38,6), quantity long, new_products long, country string",
     )
     assert_df_equality(out, expected, ignore_row_order=True, ignore_nullable=True)
 

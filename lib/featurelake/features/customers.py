@@ -66,6 +66,11 @@ __all__ = [
 ]
 
 _MICROS_PER_DAY = 86_400 * 1_000_000
+# Money is summed as an exact decimal (line amounts rounded to 1e-6) and returned as double:
+# a double sum depends on the order Spark adds partitions in, which would make reruns differ in
+# the last bits and could flip ties in m_score.
+_MONEY = "decimal(38,6)"
+_LINE_MONEY = "decimal(24,6)"
 _TRANSACTION_COLUMNS = ("invoice_no", "stock_code", "quantity", "invoice_ts", "customer_id",
                         "country", "is_cancellation", "line_amount")
 
@@ -171,7 +176,7 @@ def invoice_activity(transactions: DataFrame) -> DataFrame:
 
     Returns:
         :data:`ACTIVITY_COLUMNS`: ``starts_invoice`` is 1 on the invoice's earliest timestamp
-        (0 otherwise), ``amount`` the net line amount, ``quantity`` the summed quantity,
+        (0 otherwise), ``amount`` the net line amount (exact ``decimal(38,6)``), ``quantity`` the summed quantity,
         ``new_products`` the stock codes the customer bought for the first time (purchases
         only; ties between invoices at the same timestamp go to the smaller invoice number),
         ``country`` the alphabetically first country on the part's lines.
@@ -197,7 +202,7 @@ def invoice_activity(transactions: DataFrame) -> DataFrame:
     )
     return lines.groupBy("customer_id", "invoice_no", "invoice_ts", "is_cancellation").agg(
         F.max("starts_invoice").alias("starts_invoice"),
-        F.sum("line_amount").cast("double").alias("amount"),
+        F.sum(F.col("line_amount").cast(_LINE_MONEY)).cast(_MONEY).alias("amount"),
         F.sum("quantity").cast("long").alias("quantity"),
         F.sum("is_new_product").cast("long").alias("new_products"),
         F.min("country").alias("country"),
@@ -258,16 +263,18 @@ def aggregate_activity_as_of(activity: DataFrame, points: DataFrame,
         count_if(starts).alias("invoices"),
         count_if(~purchase & starts).alias("cancelled_invoices"),
         F.sum("amount").alias("monetary"),
-        F.sum(F.when(purchase, F.col("amount")).otherwise(0.0)).alias("purchase_amount"),
+        F.sum(F.when(purchase, F.col("amount")).otherwise(F.lit(0).cast(_MONEY))).alias("purchase_amount"),
         F.sum(F.when(purchase, F.col("quantity")).otherwise(0)).cast("long").alias("purchase_quantity"),
         F.sum("new_products").cast("long").alias("distinct_products"),
-        *[F.sum(F.when(in_window(w), F.col("amount")).otherwise(0.0)).alias(f"spend_{w}d")
+        *[F.sum(F.when(in_window(w), F.col("amount")).otherwise(F.lit(0).cast(_MONEY)))
+          .alias(f"spend_{w}d")
           for w in windows],
         *[count_if(purchase & starts & in_window(w)).alias(f"orders_{w}d") for w in windows],
     )
     summed = ["frequency", "invoices", "cancelled_invoices", "monetary", "purchase_amount",
               "purchase_quantity", "distinct_products",
               *[f"spend_{w}d" for w in windows], *[f"orders_{w}d" for w in windows]]
+    money = {"monetary", "purchase_amount", *[f"spend_{w}d" for w in windows]}
     # min over (-invoices, country): most invoices first, then the alphabetically first country.
     top_country = F.min(
         F.when(F.col("country").isNotNull(),
@@ -276,7 +283,8 @@ def aggregate_activity_as_of(activity: DataFrame, points: DataFrame,
     return per_country.groupBy(*keys).agg(
         F.min("first_purchase_ts").alias("first_purchase_ts"),
         F.max("last_purchase_ts").alias("last_purchase_ts"),
-        *[F.sum(c).cast(per_country.schema[c].dataType).alias(c) for c in summed],
+        *[F.sum(c).cast("double" if c in money else per_country.schema[c].dataType).alias(c)
+          for c in summed],
         top_country.getField("country").alias("country"),
     )
 
