@@ -87,11 +87,11 @@ configured_master=$("$venv/bin/python" -c '
 import sys
 from featurelake.config import ConfigError, load_settings
 try:
-    print(load_settings("conf", sys.argv[1], sys.argv[2:]).spark.master)
+    print(load_settings(sys.argv[1], sys.argv[2], sys.argv[3:]).spark.master)
 except ConfigError as exc:
     print(f"featurelake: configuration error: {exc}", file=sys.stderr)
     sys.exit(2)
-' "$env_name" "${overrides[@]}") || exit $?
+' "${FEATURELAKE_CONF_DIR:-conf}" "$env_name" "${overrides[@]}") || exit $?
 master=${master:-$configured_master}
 case "$master" in
   local*) export SPARK_LOCAL_IP=${SPARK_LOCAL_IP:-127.0.0.1} ;;

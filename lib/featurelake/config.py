@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
     "ConfigError",
@@ -169,6 +169,33 @@ class Settings(_Frozen):
     silver: SilverSettings = Field(default_factory=SilverSettings)
     synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
     feature_store: FeatureStoreSettings = Field(default_factory=FeatureStoreSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _paths_follow_the_root(cls, data: Any) -> Any:
+        """Landing folder and MLflow stores default to places under ``lakehouse.root``.
+
+        So ``--conf lakehouse.root=/data/lake`` moves everything; an empty value counts as unset
+        (``${MLFLOW_TRACKING_URI:-}`` in base.yaml).
+        """
+        if not isinstance(data, dict):
+            return data
+        lakehouse = data.get("lakehouse")
+        root = (lakehouse.get("root") if isinstance(lakehouse, dict) else None) or "./lakehouse"
+        root = str(root).rstrip("/")
+        if isinstance(lakehouse, dict) and not lakehouse.get("landing"):
+            data["lakehouse"] = {**lakehouse, "landing": f"{root}/landing"}
+        elif lakehouse is None:
+            data["lakehouse"] = {"root": root, "landing": f"{root}/landing"}
+        mlflow = data.get("mlflow") or {}
+        if isinstance(mlflow, dict):
+            mlflow = dict(mlflow)
+            if not mlflow.get("tracking_uri"):
+                mlflow["tracking_uri"] = f"sqlite:///{root}/mlflow/mlflow.db"
+            if not mlflow.get("artifact_location"):
+                mlflow["artifact_location"] = f"{root}/mlflow/artifacts"
+            data["mlflow"] = mlflow
+        return data
 
     def conf_path(self, *parts: str) -> Path:
         """Return a path inside the configuration directory."""
