@@ -79,7 +79,9 @@ class LakehouseSettings(_Frozen):
 class SparkSettings(_Frozen):
     """Spark session options; ``master`` is used only when spark-submit did not set one."""
 
-    master: str = "local[*]"
+    # local, local[N], local[*], spark://host:port, yarn, k8s://https://host:port
+    master: str = Field(default="local[*]",
+                        pattern=r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://\S+|yarn|k8s://\S+)$")
     shuffle_partitions: int = Field(default=8, ge=1)
     log_level: Literal["ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"] = "WARN"
     ui_enabled: bool = False
