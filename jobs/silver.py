@@ -16,11 +16,20 @@ from featurelake.silver import run_silver
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--table", action="append", default=None, metavar="NAME",
-                        help="build only this silver table (repeatable; default: all declared)")
-    parser.add_argument("--as-of", default=None, type=datetime.fromisoformat,
-                        help="'now' for not_future rules (ISO time, UTC when naive; "
-                             "default: silver.as_of, else the run's start)")
+    parser.add_argument(
+        "--table",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="build only this silver table (repeatable; default: all declared)",
+    )
+    parser.add_argument(
+        "--as-of",
+        default=None,
+        type=datetime.fromisoformat,
+        help="'now' for not_future rules (ISO time, UTC when naive; "
+        "default: silver.as_of, else the run's start)",
+    )
 
 
 def main(ctx: JobContext, args: argparse.Namespace) -> None:

@@ -6,9 +6,6 @@ from datetime import date, datetime
 
 import pytest
 from chispa import assert_df_equality
-from pydantic import ValidationError
-from pyspark.sql import functions as F
-
 from featurelake.cleaning import (
     ColumnSpec,
     apply_cleaning,
@@ -25,6 +22,8 @@ from featurelake.cleaning import (
     with_derived_columns,
     with_parsed_columns,
 )
+from pydantic import ValidationError
+from pyspark.sql import functions as F
 
 
 def _check(spark, rows, out_type, fn):
@@ -35,24 +34,46 @@ def _check(spark, rows, out_type, fn):
 
 
 def test_trim_to_null_trims_and_nulls_blanks(spark):
-    _check(spark, [("  a b ", "a b"), ("", None), ("   ", None), (None, None), ("x", "x")],
-           "string", trim_to_null)
+    _check(
+        spark,
+        [("  a b ", "a b"), ("", None), ("   ", None), (None, None), ("x", "x")],
+        "string",
+        trim_to_null,
+    )
 
 
 def test_collapse_whitespace(spark):
-    _check(spark, [("RED  HEART\tT-LIGHT", "RED HEART T-LIGHT"), ("one", "one"), (None, None)],
-           "string", collapse_whitespace)
+    _check(
+        spark,
+        [("RED  HEART\tT-LIGHT", "RED HEART T-LIGHT"), ("one", "one"), (None, None)],
+        "string",
+        collapse_whitespace,
+    )
 
 
 def test_strip_zero_decimal_only_drops_zero_fractions(spark):
-    _check(spark, [("17850.0", "17850"), ("17850", "17850"), ("17850.00", "17850"),
-                   ("17850.5", "17850.5"), ("A1.0", "A1.0"), (None, None)],
-           "string", strip_zero_decimal)
+    _check(
+        spark,
+        [
+            ("17850.0", "17850"),
+            ("17850", "17850"),
+            ("17850.00", "17850"),
+            ("17850.5", "17850.5"),
+            ("A1.0", "A1.0"),
+            (None, None),
+        ],
+        "string",
+        strip_zero_decimal,
+    )
 
 
 def test_apply_cleaning_runs_steps_in_order(spark):
-    _check(spark, [("  c536379 ", "C536379"), ("  ", None)], "string",
-           lambda c: apply_cleaning(c, ["trim", "upper"]))
+    _check(
+        spark,
+        [("  c536379 ", "C536379"), ("  ", None)],
+        "string",
+        lambda c: apply_cleaning(c, ["trim", "upper"]),
+    )
 
 
 def test_apply_cleaning_rejects_unknown_step(spark):
@@ -61,15 +82,31 @@ def test_apply_cleaning_rejects_unknown_step(spark):
 
 
 def test_normalize_codes_maps_listed_values_only(spark):
-    df = spark.createDataFrame([(0, 4), (5, 4), (6, 4), (1, 1), (4, 4), (None, None)], "v int, e int")
+    df = spark.createDataFrame(
+        [(0, 4), (5, 4), (6, 4), (1, 1), (4, 4), (None, None)], "v int, e int"
+    )
     got = df.select("v", normalize_codes(F.col("v"), {0: 4, 5: 4, 6: 4}).alias("x"))
-    assert_df_equality(got, df.select("v", F.col("e").alias("x")), ignore_row_order=True,
-                       ignore_nullable=True)
+    assert_df_equality(
+        got, df.select("v", F.col("e").alias("x")), ignore_row_order=True, ignore_nullable=True
+    )
 
 
 def test_parse_int_is_strict(spark):
-    _check(spark, [("6", 6), ("-12", -12), ("+3", 3), ("6.0", None), ("abc", None), ("1e3", None),
-                   ("99999999999", None), (None, None)], "int", parse_int)
+    _check(
+        spark,
+        [
+            ("6", 6),
+            ("-12", -12),
+            ("+3", 3),
+            ("6.0", None),
+            ("abc", None),
+            ("1e3", None),
+            ("99999999999", None),
+            (None, None),
+        ],
+        "int",
+        parse_int,
+    )
 
 
 def test_parse_long_accepts_large_values(spark):
@@ -77,25 +114,66 @@ def test_parse_long_accepts_large_values(spark):
 
 
 def test_parse_double_accepts_decimals_and_exponents_only(spark):
-    _check(spark, [("2.55", 2.55), ("-11062.06", -11062.06), ("1.00E+05", 100000.0), (".5", 0.5),
-                   ("NaN", None), ("Infinity", None), ("abc", None), ("1,5", None), (None, None)],
-           "double", parse_double)
+    _check(
+        spark,
+        [
+            ("2.55", 2.55),
+            ("-11062.06", -11062.06),
+            ("1.00E+05", 100000.0),
+            (".5", 0.5),
+            ("NaN", None),
+            ("Infinity", None),
+            ("abc", None),
+            ("1,5", None),
+            (None, None),
+        ],
+        "double",
+        parse_double,
+    )
 
 
 def test_parse_boolean(spark):
-    _check(spark, [("true", True), ("Y", True), ("1", True), ("no", False), ("F", False),
-                   ("maybe", None), (None, None)], "boolean", parse_boolean)
+    _check(
+        spark,
+        [
+            ("true", True),
+            ("Y", True),
+            ("1", True),
+            ("no", False),
+            ("F", False),
+            ("maybe", None),
+            (None, None),
+        ],
+        "boolean",
+        parse_boolean,
+    )
 
 
 def test_parse_date_rejects_impossible_dates(spark):
-    _check(spark, [("2011-12-09", date(2011, 12, 9)), ("2011-02-30", None), ("2011-13-01", None),
-                   ("09/12/2011", None)], "date", lambda c: parse_date(c, "yyyy-MM-dd"))
+    _check(
+        spark,
+        [
+            ("2011-12-09", date(2011, 12, 9)),
+            ("2011-02-30", None),
+            ("2011-13-01", None),
+            ("09/12/2011", None),
+        ],
+        "date",
+        lambda c: parse_date(c, "yyyy-MM-dd"),
+    )
 
 
 def test_parse_timestamp_with_pattern(spark):
-    _check(spark, [("2010-12-01 08:26:00", datetime(2010, 12, 1, 8, 26)),
-                   ("2010-12-01 25:00:00", None), ("yesterday", None)],
-           "timestamp", lambda c: parse_timestamp(c, "yyyy-MM-dd HH:mm:ss"))
+    _check(
+        spark,
+        [
+            ("2010-12-01 08:26:00", datetime(2010, 12, 1, 8, 26)),
+            ("2010-12-01 25:00:00", None),
+            ("yesterday", None),
+        ],
+        "timestamp",
+        lambda c: parse_timestamp(c, "yyyy-MM-dd HH:mm:ss"),
+    )
 
 
 def test_with_parsed_columns_records_every_parse_failure(spark):
@@ -106,14 +184,19 @@ def test_with_parsed_columns_records_every_parse_failure(spark):
     specs = [
         ColumnSpec(name="quantity", source="qty", type="int"),
         ColumnSpec(name="unit_price", source="price", type="double"),
-        ColumnSpec(name="customer_id", source="cust", type="string", clean=["trim", "strip_zero_decimal"]),
+        ColumnSpec(
+            name="customer_id", source="cust", type="string", clean=["trim", "strip_zero_decimal"]
+        ),
     ]
     got = bronze.transform(with_parsed_columns, specs).select(
-        "quantity", "unit_price", "customer_id", "_parse_errors")
+        "quantity", "unit_price", "customer_id", "_parse_errors"
+    )
     expected = spark.createDataFrame(
-        [(6, 2.55, "17850", []),
-         (None, None, None, ["parse:quantity", "parse:unit_price"]),
-         (None, 1.0, None, [])],  # blank is missing, not unparseable: not_null rules judge it
+        [
+            (6, 2.55, "17850", []),
+            (None, None, None, ["parse:quantity", "parse:unit_price"]),
+            (None, 1.0, None, []),
+        ],  # blank is missing, not unparseable: not_null rules judge it
         "quantity int, unit_price double, customer_id string, _parse_errors array<string>",
     )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
@@ -130,16 +213,22 @@ def test_with_parsed_columns_reads_a_raw_struct_with_dotted_names(spark):
 
 def test_with_parsed_columns_normalizes_after_parsing(spark):
     bronze = spark.createDataFrame([("0",), ("5",), ("2",), ("x",)], "EDUCATION string")
-    spec = ColumnSpec(name="education", source="EDUCATION", type="int", normalize={0: 4, 5: 4, 6: 4})
+    spec = ColumnSpec(
+        name="education", source="EDUCATION", type="int", normalize={0: 4, 5: 4, 6: 4}
+    )
     got = bronze.transform(with_parsed_columns, [spec]).select("education", "_parse_errors")
-    expected = spark.createDataFrame([(4, []), (4, []), (2, []), (None, ["parse:education"])],
-                                     "education int, _parse_errors array<string>")
+    expected = spark.createDataFrame(
+        [(4, []), (4, []), (2, []), (None, ["parse:education"])],
+        "education int, _parse_errors array<string>",
+    )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_with_derived_columns_in_declaration_order(spark):
-    df = spark.createDataFrame([("C536379", -2, 2.5), ("536365", 6, 3.39)],
-                               "invoice_no string, quantity int, unit_price double")
+    df = spark.createDataFrame(
+        [("C536379", -2, 2.5), ("536365", 6, 3.39)],
+        "invoice_no string, quantity int, unit_price double",
+    )
     specs = [
         ColumnSpec(name="is_cancellation", expr="startswith(invoice_no, 'C')", type="boolean"),
         ColumnSpec(name="line_amount", expr="quantity * unit_price", type="double"),

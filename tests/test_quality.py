@@ -6,8 +6,6 @@ from datetime import date, datetime, timezone
 
 import pytest
 from chispa import assert_df_equality
-from pydantic import ValidationError
-
 from featurelake.quality import (
     Expectation,
     TableCheck,
@@ -17,6 +15,7 @@ from featurelake.quality import (
     validate,
     with_rule_failures,
 )
+from pydantic import ValidationError
 
 AS_OF = datetime(2011, 12, 10, 0, 0, tzinfo=timezone.utc)
 SCHEMA = "k int, customer_id string, quantity int, country string, invoice_date date"
@@ -75,11 +74,21 @@ def test_not_future_compares_with_as_of(spark):
 
 
 def test_unique_flags_every_row_sharing_a_value(spark):
-    rows = [(1, "a", 1, "x", None), (2, "a", 1, "x", None), (3, "b", 1, "x", None), (4, None, 1, "x", None),
-            (5, None, 1, "x", None)]
+    rows = [
+        (1, "a", 1, "x", None),
+        (2, "a", 1, "x", None),
+        (3, "b", 1, "x", None),
+        (4, None, 1, "x", None),
+        (5, None, 1, "x", None),
+    ]
     got = _failed(spark, [Expectation(type="unique", column="customer_id")], rows)
-    _assert(got, _expected(spark, [(1, ["unique:customer_id"]), (2, ["unique:customer_id"]), (3, []),
-                                   (4, []), (5, [])]))
+    _assert(
+        got,
+        _expected(
+            spark,
+            [(1, ["unique:customer_id"]), (2, ["unique:customer_id"]), (3, []), (4, []), (5, [])],
+        ),
+    )
 
 
 def test_a_row_breaking_two_rules_lists_both_in_declaration_order(spark):
@@ -89,10 +98,18 @@ def test_a_row_breaking_two_rules_lists_both_in_declaration_order(spark):
         Expectation(type="not_null", column="country"),
     ]
     got = _failed(spark, rules)
-    _assert(got, _expected(spark, [
-        (1, []), (2, ["not_null:customer_id", "positive_quantity"]), (3, []),
-        (4, ["positive_quantity", "not_null:country"]),
-    ]))
+    _assert(
+        got,
+        _expected(
+            spark,
+            [
+                (1, []),
+                (2, ["not_null:customer_id", "positive_quantity"]),
+                (3, []),
+                (4, ["positive_quantity", "not_null:country"]),
+            ],
+        ),
+    )
 
 
 def test_severities_go_to_their_own_columns(spark):
@@ -102,55 +119,99 @@ def test_severities_go_to_their_own_columns(spark):
         Expectation(type="not_future", column="invoice_date", severity="fail"),
     ]
     df = spark.createDataFrame(ROWS, SCHEMA)
-    got = with_rule_failures(df, rules, as_of=AS_OF).select("k", "_failed_rules", "_warned_rules", "_fatal_rules")
+    got = with_rule_failures(df, rules, as_of=AS_OF).select(
+        "k", "_failed_rules", "_warned_rules", "_fatal_rules"
+    )
     expected = spark.createDataFrame(
-        [(1, [], [], []), (2, ["not_null:customer_id"], [], []),
-         (3, [], [], ["not_future:invoice_date"]), (4, [], ["not_null:country"], [])],
-        "k int, _failed_rules array<string>, _warned_rules array<string>, _fatal_rules array<string>",
+        [
+            (1, [], [], []),
+            (2, ["not_null:customer_id"], [], []),
+            (3, [], [], ["not_future:invoice_date"]),
+            (4, [], ["not_null:country"], []),
+        ],
+        "k int, _failed_rules array<string>, _warned_rules array<string>, "
+        "_fatal_rules array<string>",
     )
     _assert(got, expected)
 
 
 def test_existing_failures_are_kept_first(spark):
-    df = spark.createDataFrame([(1, None, ["parse:quantity"]), (2, "x", [])],
-                               "k int, customer_id string, _failed_rules array<string>")
-    got = with_rule_failures(df, [Expectation(type="not_null", column="customer_id")]).select("k", "_failed_rules")
+    df = spark.createDataFrame(
+        [(1, None, ["parse:quantity"]), (2, "x", [])],
+        "k int, customer_id string, _failed_rules array<string>",
+    )
+    got = with_rule_failures(df, [Expectation(type="not_null", column="customer_id")]).select(
+        "k", "_failed_rules"
+    )
     _assert(got, _expected(spark, [(1, ["parse:quantity", "not_null:customer_id"]), (2, [])]))
 
 
 def test_scope_limits_checks_and_unique_counts(spark):
-    df = spark.createDataFrame([(1, "a", True), (2, "a", False), (3, "b", True), (4, "b", True)],
-                               "k int, customer_id string, keep boolean")
-    got = with_rule_failures(df, [Expectation(type="unique", column="customer_id")],
-                             scope=df["keep"]).select("k", "_failed_rules")
-    _assert(got, _expected(spark, [(1, []), (2, []), (3, ["unique:customer_id"]), (4, ["unique:customer_id"])]))
+    df = spark.createDataFrame(
+        [(1, "a", True), (2, "a", False), (3, "b", True), (4, "b", True)],
+        "k int, customer_id string, keep boolean",
+    )
+    got = with_rule_failures(
+        df, [Expectation(type="unique", column="customer_id")], scope=df["keep"]
+    ).select("k", "_failed_rules")
+    _assert(
+        got,
+        _expected(
+            spark, [(1, []), (2, []), (3, ["unique:customer_id"]), (4, ["unique:customer_id"])]
+        ),
+    )
 
 
 def test_validate_splits_drop_failures_into_quarantine_and_keeps_warned_rows(spark):
-    rules = [Expectation(type="not_null", column="customer_id"),
-             Expectation(type="not_null", column="country", severity="warn")]
+    rules = [
+        Expectation(type="not_null", column="customer_id"),
+        Expectation(type="not_null", column="country", severity="warn"),
+    ]
     result = validate(spark.createDataFrame(ROWS, SCHEMA), rules, as_of=AS_OF)
-    assert_df_equality(result.clean.select("k"), spark.createDataFrame([(1,), (3,), (4,)], "k int"),
-                       ignore_row_order=True, ignore_nullable=True)
-    _assert(result.quarantine.select("k", "_failed_rules"), _expected(spark, [(2, ["not_null:customer_id"])]))
+    assert_df_equality(
+        result.clean.select("k"),
+        spark.createDataFrame([(1,), (3,), (4,)], "k int"),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+    _assert(
+        result.quarantine.select("k", "_failed_rules"),
+        _expected(spark, [(2, ["not_null:customer_id"])]),
+    )
 
 
 def test_rule_failure_counts_counts_rows_per_rule_including_zero(spark):
-    rules = [Expectation(type="not_null", column="customer_id"),
-             Expectation(type="expression", name="positive_quantity", expr="quantity > 0"),
-             Expectation(type="not_null", column="k"),
-             Expectation(type="not_null", column="country", severity="warn")]
+    rules = [
+        Expectation(type="not_null", column="customer_id"),
+        Expectation(type="expression", name="positive_quantity", expr="quantity > 0"),
+        Expectation(type="not_null", column="k"),
+        Expectation(type="not_null", column="country", severity="warn"),
+    ]
     annotated = with_rule_failures(spark.createDataFrame(ROWS, SCHEMA), rules, as_of=AS_OF)
-    row = rule_failure_counts(annotated, [(r.rule, r.severity) for r in rules]).collect()[0].asDict()
-    assert row == {"rows": 4, "drop|not_null:customer_id": 1, "drop|positive_quantity": 2,
-                   "drop|not_null:k": 0, "warn|not_null:country": 1}
+    row = (
+        rule_failure_counts(annotated, [(r.rule, r.severity) for r in rules]).collect()[0].asDict()
+    )
+    assert row == {
+        "rows": 4,
+        "drop|not_null:customer_id": 1,
+        "drop|positive_quantity": 2,
+        "drop|not_null:k": 0,
+        "warn|not_null:country": 1,
+    }
 
 
 def test_table_checks_min_rows_and_null_rate(spark):
-    checks = [TableCheck(type="min_rows", value=5, severity="fail"),
-              TableCheck(type="max_null_rate", column="customer_id", value=0.25, severity="warn"),
-              TableCheck(type="max_null_rate", column="country", value=0.2, severity="warn")]
-    measured = spark.createDataFrame(ROWS, SCHEMA).agg(*table_check_aggregates(checks)).collect()[0].asDict()
+    checks = [
+        TableCheck(type="min_rows", value=5, severity="fail"),
+        TableCheck(type="max_null_rate", column="customer_id", value=0.25, severity="warn"),
+        TableCheck(type="max_null_rate", column="country", value=0.2, severity="warn"),
+    ]
+    measured = (
+        spark.createDataFrame(ROWS, SCHEMA)
+        .agg(*table_check_aggregates(checks))
+        .collect()[0]
+        .asDict()
+    )
     outcomes = evaluate_table_checks(checks, measured)
     # 4 rows < 5; customer_id 1/4 null = 25% <= 25%; country 1/4 = 25% > 20%
     assert [(o.rule, o.severity, o.passed, o.failed_count) for o in outcomes] == [

@@ -6,20 +6,21 @@ Bronze inputs follow docs/CONTRACTS.md: every source column as a string, ``_resc
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import importlib.util
+import io
 import json
 from datetime import date, datetime
 from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
-from pyspark.sql import functions as F
-from pyspark.sql import types as T
-
 from featurelake.silver import build_silver, load_table_specs
 from featurelake.table_io import DeltaTables
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = load_table_specs(ROOT / "conf" / "tables")
@@ -28,18 +29,35 @@ RUN_AT = datetime(2024, 1, 3, 12, 0)
 KEY = b"silver-test-key"
 T1, T2 = datetime(2024, 1, 1, 10, 0), datetime(2024, 1, 2, 10, 0)
 
-RETAIL_COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",
-                  "CustomerID", "Country"]
-CREDIT_COLUMNS = (["ID", "LIMIT_BAL", "SEX", "EDUCATION", "MARRIAGE", "AGE", "PAY_0"]
-                  + [f"PAY_{k}" for k in range(2, 7)] + [f"BILL_AMT{k}" for k in range(1, 7)]
-                  + [f"PAY_AMT{k}" for k in range(1, 7)] + ["default.payment.next.month"])
+RETAIL_COLUMNS = [
+    "InvoiceNo",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "InvoiceDate",
+    "UnitPrice",
+    "CustomerID",
+    "Country",
+]
+CREDIT_COLUMNS = (
+    ["ID", "LIMIT_BAL", "SEX", "EDUCATION", "MARRIAGE", "AGE", "PAY_0"]
+    + [f"PAY_{k}" for k in range(2, 7)]
+    + [f"BILL_AMT{k}" for k in range(1, 7)]
+    + [f"PAY_AMT{k}" for k in range(1, 7)]
+    + ["default.payment.next.month"]
+)
 PROFILE_COLUMNS = ["customer_id", "name", "email", "phone", "birth_date", "country", "signup_date"]
 
 
 def bronze_schema(columns: list[str]) -> T.StructType:
     fields = [T.StructField(c, T.StringType()) for c in [*columns, "_rescued_data", "_source_file"]]
-    return T.StructType([*fields, T.StructField("_ingested_at", T.TimestampType()),
-                         T.StructField("_batch_id", T.StringType())])
+    return T.StructType(
+        [
+            *fields,
+            T.StructField("_ingested_at", T.TimestampType()),
+            T.StructField("_batch_id", T.StringType()),
+        ]
+    )
 
 
 def bronze_rows(spark, columns, rows):
@@ -51,41 +69,142 @@ def bronze_rows(spark, columns, rows):
 # Online Retail lines, each worked out by hand against conf/tables/transactions.yaml.
 RETAIL = [
     # r1: a clean sale whose CustomerID is written as a float; duplicated by r2 in a later batch.
-    (("536365", "85123A", "  WHITE  HANGING HEART ", "6", "2010-12-01 08:26:00", "2.55", "17850.0",
-      "United Kingdom"), None, "f1.csv", T1, "b1"),
-    (("536365", "85123A", "WHITE HANGING HEART", "6", "2010-12-01 08:26:00", "2.55", "17850",
-      "United Kingdom"), None, "f2.csv", T2, "b2"),
+    (
+        (
+            "536365",
+            "85123A",
+            "  WHITE  HANGING HEART ",
+            "6",
+            "2010-12-01 08:26:00",
+            "2.55",
+            "17850.0",
+            "United Kingdom",
+        ),
+        None,
+        "f1.csv",
+        T1,
+        "b1",
+    ),
+    (
+        (
+            "536365",
+            "85123A",
+            "WHITE HANGING HEART",
+            "6",
+            "2010-12-01 08:26:00",
+            "2.55",
+            "17850",
+            "United Kingdom",
+        ),
+        None,
+        "f2.csv",
+        T2,
+        "b2",
+    ),
     # r3: a cancellation: valid, negative quantity.
-    (("C536379", "D", "Discount", "-1", "2010-12-01 09:41:00", "27.50", "14527", "United Kingdom"),
-     None, "f1.csv", T1, "b1"),
+    (
+        (
+            "C536379",
+            "D",
+            "Discount",
+            "-1",
+            "2010-12-01 09:41:00",
+            "27.50",
+            "14527",
+            "United Kingdom",
+        ),
+        None,
+        "f1.csv",
+        T1,
+        "b1",
+    ),
     # r4: the bad-debt adjustment: A prefix, no customer, negative price.
-    (("A563186", "B", "Adjust bad debt", "1", "2011-08-12 14:51:00", "-11062.06", "", "United Kingdom"),
-     None, "f1.csv", T1, "b1"),
+    (
+        (
+            "A563186",
+            "B",
+            "Adjust bad debt",
+            "1",
+            "2011-08-12 14:51:00",
+            "-11062.06",
+            "",
+            "United Kingdom",
+        ),
+        None,
+        "f1.csv",
+        T1,
+        "b1",
+    ),
     # r5: an unparseable quantity.
-    (("536370", "22728", "ALARM CLOCK", "abc", "2010-12-01 08:45:00", "3.75", "12583", "France"),
-     None, "f1.csv", T1, "b1"),
+    (
+        ("536370", "22728", "ALARM CLOCK", "abc", "2010-12-01 08:45:00", "3.75", "12583", "France"),
+        None,
+        "f1.csv",
+        T1,
+        "b1",
+    ),
     # r6: a date after the as-of time.
-    (("536371", "22727", "ALARM CLOCK RED", "2", "2030-01-01 10:00:00", "3.75", "12583", "France"),
-     None, "f1.csv", T1, "b1"),
+    (
+        (
+            "536371",
+            "22727",
+            "ALARM CLOCK RED",
+            "2",
+            "2030-01-01 10:00:00",
+            "3.75",
+            "12583",
+            "France",
+        ),
+        None,
+        "f1.csv",
+        T1,
+        "b1",
+    ),
     # r7: a malformed line (bronze rescued it).
-    (("536372", "22726", "X", "1", "2010-12-01 08:45:00", "1.0", "13047", "United Kingdom"),
-     '536372,22726,X,1,2010-12-01 08:45:00,1.0,13047,United Kingdom,extra', "f1.csv", T1, "b1"),
+    (
+        ("536372", "22726", "X", "1", "2010-12-01 08:45:00", "1.0", "13047", "United Kingdom"),
+        "536372,22726,X,1,2010-12-01 08:45:00,1.0,13047,United Kingdom,extra",
+        "f1.csv",
+        T1,
+        "b1",
+    ),
     # r8: a sale with zero quantity.
-    (("536373", "22725", "Y", "0", "2010-12-01 08:45:00", "1.0", "13047", "United Kingdom"),
-     None, "f1.csv", T1, "b1"),
+    (
+        ("536373", "22725", "Y", "0", "2010-12-01 08:45:00", "1.0", "13047", "United Kingdom"),
+        None,
+        "f1.csv",
+        T1,
+        "b1",
+    ),
     # r9: missing customer and description.
-    (("536374", "22724", "", "2", "2010-12-01 09:00:00", "1.0", None, "United Kingdom"),
-     None, "f1.csv", T1, "b1"),
+    (
+        ("536374", "22724", "", "2", "2010-12-01 09:00:00", "1.0", None, "United Kingdom"),
+        None,
+        "f1.csv",
+        T1,
+        "b1",
+    ),
     # r10: clean, but no description (warn only).
-    (("536375", "22723", " ", "3", "2010-12-01 09:00:00", "0.85", "13047", "United Kingdom"),
-     None, "f1.csv", T1, "b1"),
+    (
+        ("536375", "22723", " ", "3", "2010-12-01 09:00:00", "0.85", "13047", "United Kingdom"),
+        None,
+        "f1.csv",
+        T1,
+        "b1",
+    ),
 ]
 
 
 def _retail_plan(spark):
     bronze = bronze_rows(spark, RETAIL_COLUMNS, RETAIL)
-    return build_silver(bronze, SPECS["transactions"], as_of=AS_OF, run_id="run-1",
-                        quarantined_at=RUN_AT, pii_key=None)
+    return build_silver(
+        bronze,
+        SPECS["transactions"],
+        as_of=AS_OF,
+        run_id="run-1",
+        quarantined_at=RUN_AT,
+        pii_key=None,
+    )
 
 
 def _hmac(value: str) -> str:
@@ -99,33 +218,65 @@ def _hmac(value: str) -> str:
 LINEAGE = [("_batch_id", "string"), ("_source_file", "string"), ("_ingested_at", "timestamp")]
 CONTRACT = {
     "transactions": [
-        ("invoice_no", "string"), ("stock_code", "string"), ("description", "string"),
-        ("quantity", "int"), ("invoice_ts", "timestamp"), ("invoice_date", "date"),
-        ("unit_price", "double"), ("customer_id", "string"), ("country", "string"),
-        ("is_cancellation", "boolean"), ("line_amount", "double"), *LINEAGE],
+        ("invoice_no", "string"),
+        ("stock_code", "string"),
+        ("description", "string"),
+        ("quantity", "int"),
+        ("invoice_ts", "timestamp"),
+        ("invoice_date", "date"),
+        ("unit_price", "double"),
+        ("customer_id", "string"),
+        ("country", "string"),
+        ("is_cancellation", "boolean"),
+        ("line_amount", "double"),
+        *LINEAGE,
+    ],
     "credit_clients": [
-        ("id", "bigint"), ("limit_bal", "double"), ("sex", "int"), ("education", "int"),
-        ("marriage", "int"), ("age", "int"),
+        ("id", "bigint"),
+        ("limit_bal", "double"),
+        ("sex", "int"),
+        ("education", "int"),
+        ("marriage", "int"),
+        ("age", "int"),
         *[(f"pay_status_{k}", "int") for k in range(1, 7)],
         *[(f"bill_amt_{k}", "double") for k in range(1, 7)],
         *[(f"pay_amt_{k}", "double") for k in range(1, 7)],
-        ("default_next_month", "int"), *LINEAGE],
+        ("default_next_month", "int"),
+        *LINEAGE,
+    ],
     "customers": [
-        ("customer_id", "string"), ("country", "string"), ("signup_date", "date"),
-        ("birth_year", "int"), ("name_hash", "string"), ("email_hash", "string"),
-        ("phone_hash", "string"), *LINEAGE],
+        ("customer_id", "string"),
+        ("country", "string"),
+        ("signup_date", "date"),
+        ("birth_year", "int"),
+        ("name_hash", "string"),
+        ("email_hash", "string"),
+        ("phone_hash", "string"),
+        *LINEAGE,
+    ],
 }
-SOURCES = {"transactions": RETAIL_COLUMNS, "credit_clients": CREDIT_COLUMNS, "customers": PROFILE_COLUMNS}
+SOURCES = {
+    "transactions": RETAIL_COLUMNS,
+    "credit_clients": CREDIT_COLUMNS,
+    "customers": PROFILE_COLUMNS,
+}
 
 
 @pytest.mark.parametrize("table", sorted(CONTRACT))
 def test_silver_schema_is_the_contract(spark, table):
     empty = spark.createDataFrame([], bronze_schema(SOURCES[table]))
-    plan = build_silver(empty, SPECS[table], as_of=AS_OF, run_id="r", quarantined_at=RUN_AT, pii_key=KEY)
-    assert [(f.name, f.dataType.simpleString()) for f in plan.silver.schema.fields] == CONTRACT[table]
+    plan = build_silver(
+        empty, SPECS[table], as_of=AS_OF, run_id="r", quarantined_at=RUN_AT, pii_key=KEY
+    )
+    assert [(f.name, f.dataType.simpleString()) for f in plan.silver.schema.fields] == CONTRACT[
+        table
+    ]
     quarantine = [(f.name, f.dataType.simpleString()) for f in plan.quarantine.schema.fields]
-    assert quarantine[-3:] == [("_failed_rules", "array<string>"), ("_run_id", "string"),
-                               ("_quarantined_at", "timestamp")]
+    assert quarantine[-3:] == [
+        ("_failed_rules", "array<string>"),
+        ("_run_id", "string"),
+        ("_quarantined_at", "timestamp"),
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,28 +286,80 @@ def test_silver_schema_is_the_contract(spark, table):
 
 def test_transactions_clean_rows(spark):
     got = _retail_plan(spark).silver
-    expected = spark.createDataFrame([
-        ("536365", "85123A", "WHITE HANGING HEART", 6, datetime(2010, 12, 1, 8, 26), date(2010, 12, 1),
-         2.55, "17850", "United Kingdom", False, 6 * 2.55, "b2", "f2.csv", T2),
-        ("C536379", "D", "Discount", -1, datetime(2010, 12, 1, 9, 41), date(2010, 12, 1),
-         27.5, "14527", "United Kingdom", True, -27.5, "b1", "f1.csv", T1),
-        ("536375", "22723", None, 3, datetime(2010, 12, 1, 9, 0), date(2010, 12, 1),
-         0.85, "13047", "United Kingdom", False, 3 * 0.85, "b1", "f1.csv", T1),
-    ], got.schema)
+    expected = spark.createDataFrame(
+        [
+            (
+                "536365",
+                "85123A",
+                "WHITE HANGING HEART",
+                6,
+                datetime(2010, 12, 1, 8, 26),
+                date(2010, 12, 1),
+                2.55,
+                "17850",
+                "United Kingdom",
+                False,
+                6 * 2.55,
+                "b2",
+                "f2.csv",
+                T2,
+            ),
+            (
+                "C536379",
+                "D",
+                "Discount",
+                -1,
+                datetime(2010, 12, 1, 9, 41),
+                date(2010, 12, 1),
+                27.5,
+                "14527",
+                "United Kingdom",
+                True,
+                -27.5,
+                "b1",
+                "f1.csv",
+                T1,
+            ),
+            (
+                "536375",
+                "22723",
+                None,
+                3,
+                datetime(2010, 12, 1, 9, 0),
+                date(2010, 12, 1),
+                0.85,
+                "13047",
+                "United Kingdom",
+                False,
+                3 * 0.85,
+                "b1",
+                "f1.csv",
+                T1,
+            ),
+        ],
+        got.schema,
+    )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_transactions_quarantine_lists_every_broken_rule(spark):
     got = _retail_plan(spark).quarantine.select("InvoiceNo", "_failed_rules", "_run_id")
-    expected = spark.createDataFrame([
-        ("A563186", ["regex:invoice_no", "not_null:customer_id", "positive_unit_price"], "run-1"),
-        # "abc" is unparseable: the typed value is missing, so the quantity rules fail too.
-        ("536370", ["parse:quantity", "not_null:quantity", "positive_quantity"], "run-1"),
-        ("536371", ["not_future:invoice_ts"], "run-1"),
-        ("536372", ["malformed_line"], "run-1"),
-        ("536373", ["positive_quantity"], "run-1"),
-        ("536374", ["not_null:customer_id"], "run-1"),
-    ], "InvoiceNo string, _failed_rules array<string>, _run_id string")
+    expected = spark.createDataFrame(
+        [
+            (
+                "A563186",
+                ["regex:invoice_no", "not_null:customer_id", "positive_unit_price"],
+                "run-1",
+            ),
+            # "abc" is unparseable: the typed value is missing, so the quantity rules fail too.
+            ("536370", ["parse:quantity", "not_null:quantity", "positive_quantity"], "run-1"),
+            ("536371", ["not_future:invoice_ts"], "run-1"),
+            ("536372", ["malformed_line"], "run-1"),
+            ("536373", ["positive_quantity"], "run-1"),
+            ("536374", ["not_null:customer_id"], "run-1"),
+        ],
+        "InvoiceNo string, _failed_rules array<string>, _run_id string",
+    )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
 
 
@@ -164,9 +367,18 @@ def test_quarantine_keeps_raw_strings_and_lineage(spark):
     got = _retail_plan(spark).quarantine.filter(F.col("InvoiceNo") == "536370")
     row = got.collect()[0].asDict()
     assert {k: row[k] for k in [*RETAIL_COLUMNS, "_rescued_data", "_source_file", "_batch_id"]} == {
-        "InvoiceNo": "536370", "StockCode": "22728", "Description": "ALARM CLOCK", "Quantity": "abc",
-        "InvoiceDate": "2010-12-01 08:45:00", "UnitPrice": "3.75", "CustomerID": "12583",
-        "Country": "France", "_rescued_data": None, "_source_file": "f1.csv", "_batch_id": "b1"}
+        "InvoiceNo": "536370",
+        "StockCode": "22728",
+        "Description": "ALARM CLOCK",
+        "Quantity": "abc",
+        "InvoiceDate": "2010-12-01 08:45:00",
+        "UnitPrice": "3.75",
+        "CustomerID": "12583",
+        "Country": "France",
+        "_rescued_data": None,
+        "_source_file": "f1.csv",
+        "_batch_id": "b1",
+    }
     assert row["_quarantined_at"] == RUN_AT and row["_ingested_at"] == T1
 
 
@@ -181,8 +393,9 @@ def test_dedup_keeps_the_latest_ingestion(spark):
     first, again = RETAIL[1], RETAIL[1]
     later = (first[0], None, "f3.csv", datetime(2024, 1, 5), "b3")
     bronze = bronze_rows(spark, RETAIL_COLUMNS, [first, again, later])
-    plan = build_silver(bronze, SPECS["transactions"], as_of=AS_OF, run_id="r",
-                        quarantined_at=RUN_AT, pii_key=None)
+    plan = build_silver(
+        bronze, SPECS["transactions"], as_of=AS_OF, run_id="r", quarantined_at=RUN_AT, pii_key=None
+    )
     got = plan.silver.select("_batch_id", "_source_file").collect()
     assert [tuple(r) for r in got] == [("b3", "f3.csv")]
 
@@ -193,27 +406,82 @@ def test_dedup_keeps_the_latest_ingestion(spark):
 
 
 def _credit(id_, limit, edu, mar, age, batch, at):
-    return ((id_, limit, "2", edu, mar, age, "2", "2", "-1", "-1", "-2", "-2",
-             "3913", "3102", "689", "0", "0", "0", "0", "689", "0", "0", "0", "0", "1"),
-            None, f"{batch}.csv", at, batch)
+    return (
+        (
+            id_,
+            limit,
+            "2",
+            edu,
+            mar,
+            age,
+            "2",
+            "2",
+            "-1",
+            "-1",
+            "-2",
+            "-2",
+            "3913",
+            "3102",
+            "689",
+            "0",
+            "0",
+            "0",
+            "0",
+            "689",
+            "0",
+            "0",
+            "0",
+            "0",
+            "1",
+        ),
+        None,
+        f"{batch}.csv",
+        at,
+        batch,
+    )
 
 
 def test_credit_codes_normalised_and_pay_columns_renamed(spark):
-    bronze = bronze_rows(spark, CREDIT_COLUMNS, [
-        _credit("1", "20000", "0", "0", "24", "b1", T1),
-        _credit("1", "1.00E+05", "6", "0", "24", "b2", T2),  # newer record of client 1
-        _credit("2", "50000", "5", "1", "nan", "b1", T1),
-        _credit("3", "50000", "2", "2", "35", "b1", T1),
-    ])
-    plan = build_silver(bronze, SPECS["credit_clients"], as_of=AS_OF, run_id="r",
-                        quarantined_at=RUN_AT, pii_key=None)
-    got = plan.silver.select("id", "limit_bal", "education", "marriage", "age", "pay_status_1",
-                             "pay_status_3", "bill_amt_1", "pay_amt_2", "default_next_month", "_batch_id")
+    bronze = bronze_rows(
+        spark,
+        CREDIT_COLUMNS,
+        [
+            _credit("1", "20000", "0", "0", "24", "b1", T1),
+            _credit("1", "1.00E+05", "6", "0", "24", "b2", T2),  # newer record of client 1
+            _credit("2", "50000", "5", "1", "nan", "b1", T1),
+            _credit("3", "50000", "2", "2", "35", "b1", T1),
+        ],
+    )
+    plan = build_silver(
+        bronze,
+        SPECS["credit_clients"],
+        as_of=AS_OF,
+        run_id="r",
+        quarantined_at=RUN_AT,
+        pii_key=None,
+    )
+    got = plan.silver.select(
+        "id",
+        "limit_bal",
+        "education",
+        "marriage",
+        "age",
+        "pay_status_1",
+        "pay_status_3",
+        "bill_amt_1",
+        "pay_amt_2",
+        "default_next_month",
+        "_batch_id",
+    )
     expected = spark.createDataFrame(
-        [(1, 100000.0, 4, 3, 24, 2, -1, 3913.0, 689.0, 1, "b2"),
-         (3, 50000.0, 2, 2, 35, 2, -1, 3913.0, 689.0, 1, "b1")],
+        [
+            (1, 100000.0, 4, 3, 24, 2, -1, 3913.0, 689.0, 1, "b2"),
+            (3, 50000.0, 2, 2, 35, 2, -1, 3913.0, 689.0, 1, "b1"),
+        ],
         "id long, limit_bal double, education int, marriage int, age int, pay_status_1 int, "
-        "pay_status_3 int, bill_amt_1 double, pay_amt_2 double, default_next_month int, _batch_id string")
+        "pay_status_3 int, bill_amt_1 double, pay_amt_2 double, default_next_month int, "
+        "_batch_id string",
+    )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
     quarantine = plan.quarantine.select("ID", "AGE", "_failed_rules").collect()
     assert [tuple(r) for r in quarantine] == [("2", "nan", ["parse:age", "not_null:age"])]
@@ -225,23 +493,56 @@ def test_credit_codes_normalised_and_pay_columns_renamed(spark):
 
 
 def _customers_plan(spark):
-    bronze = bronze_rows(spark, PROFILE_COLUMNS, [
-        (("17850.0", " Ada   Lovelace ", " ADA@Example.COM ", "+44 20 7946 0958", "1985-12-10",
-          "United Kingdom", "2010-01-01"), None, "p1.json", T1, "b1"),
-        (("", "Bob", "bob@example.com", "555", "1970-01-01", "France", "2010-02-01"),
-         None, "p1.json", T1, "b1"),
-    ])
-    return build_silver(bronze, SPECS["customers"], as_of=AS_OF, run_id="r",
-                        quarantined_at=RUN_AT, pii_key=KEY)
+    bronze = bronze_rows(
+        spark,
+        PROFILE_COLUMNS,
+        [
+            (
+                (
+                    "17850.0",
+                    " Ada   Lovelace ",
+                    " ADA@Example.COM ",
+                    "+44 20 7946 0958",
+                    "1985-12-10",
+                    "United Kingdom",
+                    "2010-01-01",
+                ),
+                None,
+                "p1.json",
+                T1,
+                "b1",
+            ),
+            (
+                ("", "Bob", "bob@example.com", "555", "1970-01-01", "France", "2010-02-01"),
+                None,
+                "p1.json",
+                T1,
+                "b1",
+            ),
+        ],
+    )
+    return build_silver(
+        bronze, SPECS["customers"], as_of=AS_OF, run_id="r", quarantined_at=RUN_AT, pii_key=KEY
+    )
 
 
 def test_customers_pii_is_hashed_with_the_key(spark):
     got = _customers_plan(spark).silver.drop(*[c for c, _ in LINEAGE])
     expected = spark.createDataFrame(
-        [("17850", "United Kingdom", date(2010, 1, 1), 1985, _hmac("Ada Lovelace"),
-          _hmac("ada@example.com"), _hmac("+44 20 7946 0958"))],
+        [
+            (
+                "17850",
+                "United Kingdom",
+                date(2010, 1, 1),
+                1985,
+                _hmac("Ada Lovelace"),
+                _hmac("ada@example.com"),
+                _hmac("+44 20 7946 0958"),
+            )
+        ],
         "customer_id string, country string, signup_date date, birth_year int, name_hash string, "
-        "email_hash string, phone_hash string")
+        "email_hash string, phone_hash string",
+    )
     assert_df_equality(got, expected, ignore_nullable=True)
 
 
@@ -249,7 +550,11 @@ def test_customers_quarantine_holds_no_raw_pii(spark):
     quarantine = _customers_plan(spark).quarantine
     assert "birth_date" not in quarantine.columns
     row = quarantine.collect()[0].asDict()
-    assert (row["name"], row["email"], row["phone"]) == (_hmac("Bob"), _hmac("bob@example.com"), _hmac("555"))
+    assert (row["name"], row["email"], row["phone"]) == (
+        _hmac("Bob"),
+        _hmac("bob@example.com"),
+        _hmac("555"),
+    )
     assert row["_failed_rules"] == ["not_null:customer_id"]
 
 
@@ -259,7 +564,9 @@ def test_customers_quarantine_holds_no_raw_pii(spark):
 
 
 def _load_job():
-    spec = importlib.util.spec_from_file_location("featurelake_job_silver", ROOT / "jobs" / "silver.py")
+    spec = importlib.util.spec_from_file_location(
+        "featurelake_job_silver", ROOT / "jobs" / "silver.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -271,8 +578,15 @@ JOB = _load_job()
 def run_silver_job(spark, root: Path, *extra: str) -> int:
     from featurelake.runner import run_job
 
-    argv = ["--conf-dir", str(ROOT / "conf"), "--conf", f"lakehouse.root={root}",
-            "--as-of", AS_OF.isoformat(), *extra]
+    argv = [
+        "--conf-dir",
+        str(ROOT / "conf"),
+        "--conf",
+        f"lakehouse.root={root}",
+        "--as-of",
+        AS_OF.isoformat(),
+        *extra,
+    ]
     return run_job("silver", JOB.main, argv=argv, add_arguments=JOB.add_arguments, spark=spark)
 
 
@@ -282,14 +596,43 @@ def lake(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("lake")
     tables = DeltaTables(spark)
     bronze = str(root / "bronze" / "online_retail")
-    tables.write(bronze_rows(spark, RETAIL_COLUMNS, [r for r in RETAIL if r[4] == "b1"]), bronze, "append")
-    tables.write(bronze_rows(spark, RETAIL_COLUMNS, [r for r in RETAIL if r[4] == "b2"]), bronze, "append")
-    assert run_silver_job(spark, root, "--table", "transactions", "--run-id", "first") == 0
-    return root
+    tables.write(
+        bronze_rows(spark, RETAIL_COLUMNS, [r for r in RETAIL if r[4] == "b1"]), bronze, "append"
+    )
+    tables.write(
+        bronze_rows(spark, RETAIL_COLUMNS, [r for r in RETAIL if r[4] == "b2"]), bronze, "append"
+    )
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):  # the job logs its JSON lines to stderr
+        assert run_silver_job(spark, root, "--table", "transactions", "--run-id", "first") == 0
+    lake_path = LakeRun(root)
+    lake_path.log = stderr.getvalue()
+    return lake_path
+
+
+class LakeRun(type(Path())):
+    """The lakehouse root, with the first silver run's log lines in ``log``."""
+
+    log = ""
 
 
 def _metrics(spark, root):
     return DeltaTables(spark).read(str(root / "ops" / "quality_metrics"), record=False)
+
+
+def test_job_reports_reconciliation_in_its_run_summary(lake):
+    events = [json.loads(x) for x in lake.log.splitlines() if x.startswith("{")]
+    summary = next(e for e in events if e["event"] == "run_summary")["fields"]["silver"]
+    got = summary["transactions"]
+    assert (
+        got["bronze_rows"],
+        got["silver_rows"],
+        got["quarantined"],
+        got["duplicates_removed"],
+        got["reconciled"],
+    ) == (10, 3, 6, 1, True)
+    assert got["quarantined_by_rule"]["not_null:customer_id"] == 2
+    assert got["warnings"] == {"not_null:description": 2}
 
 
 def test_job_reconciles_and_records_metrics(spark, lake):
@@ -299,7 +642,9 @@ def test_job_reconciles_and_records_metrics(spark, lake):
     t = total[0]
     assert (t.rows_in, t.rows_out, t.rows_quarantined, t.rows_deduplicated) == (10, 3, 6, 1)
     assert t.rows_in == t.rows_out + t.rows_quarantined + t.rows_deduplicated
-    per_rule = {r.rule: (r.severity, r.failed_count) for r in metrics.collect() if r.rule != "_total"}
+    per_rule = {
+        r.rule: (r.severity, r.failed_count) for r in metrics.collect() if r.rule != "_total"
+    }
     assert per_rule["not_null:customer_id"] == ("drop", 2)
     assert per_rule["positive_quantity"] == ("drop", 2)
     assert per_rule["malformed_line"] == ("drop", 1)
@@ -313,11 +658,17 @@ def test_job_reconciles_and_records_metrics(spark, lake):
 
 def test_job_rerun_leaves_identical_tables(spark, lake):
     tables = DeltaTables(spark)
-    silver, quarantine = str(lake / "silver" / "transactions"), str(lake / "silver" / "transactions_quarantine")
+    silver, quarantine = (
+        str(lake / "silver" / "transactions"),
+        str(lake / "silver" / "transactions_quarantine"),
+    )
     before = tables.read(silver).collect()
     assert run_silver_job(spark, lake, "--table", "transactions", "--run-id", "second") == 0
-    assert_df_equality(tables.read(silver), spark.createDataFrame(before, tables.read(silver).schema),
-                       ignore_row_order=True)
+    assert_df_equality(
+        tables.read(silver),
+        spark.createDataFrame(before, tables.read(silver).schema),
+        ignore_row_order=True,
+    )
     assert tables.read(quarantine).count() == 6
     runs = {r.run_id for r in _metrics(spark, lake).filter("table = 'transactions'").collect()}
     assert runs == {"second"}  # the first run's metrics over the same bronze were replaced
@@ -325,20 +676,30 @@ def test_job_rerun_leaves_identical_tables(spark, lake):
 
 def test_fail_rule_stops_before_anything_is_committed(spark, lake, tmp_path, capsys):
     declaration = (ROOT / "conf" / "tables" / "transactions.yaml").read_text()
-    strict = declaration.replace("{type: not_future, column: invoice_ts,",
-                                 "{type: not_future, column: invoice_ts, severity: fail,")
+    strict = declaration.replace(
+        "{type: not_future, column: invoice_ts,",
+        "{type: not_future, column: invoice_ts, severity: fail,",
+    )
     assert strict != declaration
     (tmp_path / "transactions.yaml").write_text(strict)
     tables = DeltaTables(spark)
-    paths = [str(lake / "silver" / "transactions"), str(lake / "silver" / "transactions_quarantine"),
-             str(lake / "ops" / "quality_metrics")]
+    paths = [
+        str(lake / "silver" / "transactions"),
+        str(lake / "silver" / "transactions_quarantine"),
+        str(lake / "ops" / "quality_metrics"),
+    ]
     versions = [tables.version(p) for p in paths]
     capsys.readouterr()
-    code = run_silver_job(spark, lake, "--table", "transactions", "--conf", f"silver.tables_dir={tmp_path}")
+    code = run_silver_job(
+        spark, lake, "--table", "transactions", "--conf", f"silver.tables_dir={tmp_path}"
+    )
     err = capsys.readouterr().err
     assert code == 2
-    assert ("DataError: silver table transactions: rule not_future:invoice_ts (severity fail) broken by "
-            "1 row(s): e.g. '2030-01-01 10:00:00'") in err
+    assert (
+        "DataError: silver table transactions: rule not_future:invoice_ts (severity fail) "
+        "broken by "
+        "1 row(s): e.g. '2030-01-01 10:00:00'"
+    ) in err
     assert "nothing was committed" in err
     assert [tables.version(p) for p in paths] == versions
 
@@ -354,16 +715,6 @@ def test_missing_bronze_table_says_run_bronze_first(spark, tmp_path, capsys):
     capsys.readouterr()
     assert run_silver_job(spark, tmp_path, "--table", "credit_clients") == 2
     assert "bronze table credit_clients not found" in capsys.readouterr().err
-
-
-def test_run_summary_reports_reconciliation(spark, lake, capsys):
-    capsys.readouterr()
-    assert run_silver_job(spark, lake, "--table", "transactions", "--run-id", "third") == 0
-    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
-    summary = next(e for e in lines if e["event"] == "run_summary")["fields"]["silver"]["transactions"]
-    assert (summary["bronze_rows"], summary["silver_rows"], summary["quarantined"],
-            summary["duplicates_removed"], summary["reconciled"]) == (10, 3, 6, 1, True)
-    assert summary["quarantined_by_rule"]["not_null:customer_id"] == 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,36 +745,69 @@ def _independent_retail_counts(path: Path) -> dict[str, int]:
 
     con = duckdb.connect()
     con.execute(f"create view t as {_RETAIL_TYPED.format(path=path)}")
-    clean = _RETAIL_CLEAN.format(as_of=AS_OF.isoformat(sep=' '))
+    clean = _RETAIL_CLEAN.format(as_of=AS_OF.isoformat(sep=" "))
     total, passing, no_customer = con.execute(
-        f"select count(*), count(*) filter (where {clean}), count(*) filter (where c is null) from t"
+        f"select count(*), count(*) filter (where {clean}), "
+        "count(*) filter (where c is null) from t"
     ).fetchone()
-    distinct = con.execute(f"select count(*) from (select distinct * from t where {clean})").fetchone()[0]
-    return {"rows_in": total, "rows_out": distinct, "rows_quarantined": total - passing,
-            "rows_deduplicated": passing - distinct, "not_null:customer_id": no_customer}
+    distinct = con.execute(
+        f"select count(*) from (select distinct * from t where {clean})"
+    ).fetchone()[0]
+    return {
+        "rows_in": total,
+        "rows_out": distinct,
+        "rows_quarantined": total - passing,
+        "rows_deduplicated": passing - distinct,
+        "not_null:customer_id": no_customer,
+    }
 
 
 def _independent_credit_counts(path: Path) -> dict[str, int]:
     import duckdb
 
     con = duckdb.connect()
-    ints = ["ID", "SEX", "EDUCATION", "MARRIAGE", "AGE", "PAY_0", *[f"PAY_{k}" for k in range(2, 7)],
-            '"default.payment.next.month"']
-    doubles = ["LIMIT_BAL", *[f"BILL_AMT{k}" for k in range(1, 7)], *[f"PAY_AMT{k}" for k in range(1, 7)]]
-    parsed = " and ".join([f"regexp_full_match(trim({c}), '[+-]?[0-9]+')" for c in ints]
-                          + [f"try_cast(trim({c}) as double) is not null and trim({c}) not ilike '%nan%'"
-                             for c in doubles])
-    rules = ("try_cast(LIMIT_BAL as double) > 0 and SEX in ('1', '2') and try_cast(AGE as int) between 18 and 100"
-             " and " + " and ".join(f"try_cast({c} as int) between -2 and 9" for c in ints[5:11])
-             + " and " + " and ".join(f"try_cast(PAY_AMT{k} as double) >= 0" for k in range(1, 7))
-             + """ and "default.payment.next.month" in ('0', '1')""")
+    ints = [
+        "ID",
+        "SEX",
+        "EDUCATION",
+        "MARRIAGE",
+        "AGE",
+        "PAY_0",
+        *[f"PAY_{k}" for k in range(2, 7)],
+        '"default.payment.next.month"',
+    ]
+    doubles = [
+        "LIMIT_BAL",
+        *[f"BILL_AMT{k}" for k in range(1, 7)],
+        *[f"PAY_AMT{k}" for k in range(1, 7)],
+    ]
+    parsed = " and ".join(
+        [f"regexp_full_match(trim({c}), '[+-]?[0-9]+')" for c in ints]
+        + [
+            f"try_cast(trim({c}) as double) is not null and trim({c}) not ilike '%nan%'"
+            for c in doubles
+        ]
+    )
+    rules = (
+        "try_cast(LIMIT_BAL as double) > 0 and SEX in ('1', '2') "
+        "and try_cast(AGE as int) between 18 and 100"
+        " and "
+        + " and ".join(f"try_cast({c} as int) between -2 and 9" for c in ints[5:11])
+        + " and "
+        + " and ".join(f"try_cast(PAY_AMT{k} as double) >= 0" for k in range(1, 7))
+        + """ and "default.payment.next.month" in ('0', '1')"""
+    )
     total, passing, distinct = con.execute(
         f"select count(*), count(*) filter (where {parsed} and {rules}), "
         f"count(distinct ID) filter (where {parsed} and {rules}) "
         f"from read_csv('{path}', all_varchar = true, header = true)"
     ).fetchone()
-    return {"rows_in": total, "rows_out": distinct, "rows_quarantined": total - passing,
-            "rows_deduplicated": passing - distinct}
+    return {
+        "rows_in": total,
+        "rows_out": distinct,
+        "rows_quarantined": total - passing,
+        "rows_deduplicated": passing - distinct,
+    }
 
 
 @pytest.mark.realdata
@@ -434,36 +818,75 @@ def test_real_datasets_bronze_to_silver_reconcile_exactly(spark, tmp_path, share
     for source, name in files.items():
         (tmp_path / "landing" / source).mkdir(parents=True)
         (tmp_path / "landing" / source / name).symlink_to(shared_data / name)
-    spec = importlib.util.spec_from_file_location("featurelake_job_bronze", ROOT / "jobs" / "bronze.py")
+    spec = importlib.util.spec_from_file_location(
+        "featurelake_job_bronze", ROOT / "jobs" / "bronze.py"
+    )
     bronze_job = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bronze_job)
     lake = tmp_path / "lake"
-    overrides = ["--conf-dir", str(ROOT / "conf"), "--conf", f"lakehouse.root={lake}",
-                 "--conf", f"lakehouse.landing={tmp_path / 'landing'}"]
-    assert run_job("bronze", bronze_job.main, argv=[*overrides, "--source", "online_retail",
-                                                    "--source", "credit_clients"],
-                   add_arguments=bronze_job.add_arguments, spark=spark) == 0
+    overrides = [
+        "--conf-dir",
+        str(ROOT / "conf"),
+        "--conf",
+        f"lakehouse.root={lake}",
+        "--conf",
+        f"lakehouse.landing={tmp_path / 'landing'}",
+    ]
+    assert (
+        run_job(
+            "bronze",
+            bronze_job.main,
+            argv=[*overrides, "--source", "online_retail", "--source", "credit_clients"],
+            add_arguments=bronze_job.add_arguments,
+            spark=spark,
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert run_silver_job(spark, lake, "--conf", f"lakehouse.landing={tmp_path / 'landing'}",
-                          "--table", "transactions", "--table", "credit_clients") == 0
+    assert (
+        run_silver_job(
+            spark,
+            lake,
+            "--conf",
+            f"lakehouse.landing={tmp_path / 'landing'}",
+            "--table",
+            "transactions",
+            "--table",
+            "credit_clients",
+        )
+        == 0
+    )
     lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith("{")]
     report = next(e for e in lines if e["event"] == "run_summary")["fields"]["silver"]
     with capsys.disabled():  # the measured numbers, for the record
         print("\nsilver on real data:", json.dumps(report, indent=1))
 
     metrics = {(r.table, r.rule): r for r in _metrics(spark, lake).collect()}
-    expected = {"transactions": _independent_retail_counts(shared_data / files["online_retail"]),
-                "credit_clients": _independent_credit_counts(shared_data / files["credit_clients"])}
+    expected = {
+        "transactions": _independent_retail_counts(shared_data / files["online_retail"]),
+        "credit_clients": _independent_credit_counts(shared_data / files["credit_clients"]),
+    }
     for table, want in expected.items():
         total = metrics[(table, "_total")]
-        got = {"rows_in": total.rows_in, "rows_out": total.rows_out,
-               "rows_quarantined": total.rows_quarantined, "rows_deduplicated": total.rows_deduplicated}
+        got = {
+            "rows_in": total.rows_in,
+            "rows_out": total.rows_out,
+            "rows_quarantined": total.rows_quarantined,
+            "rows_deduplicated": total.rows_deduplicated,
+        }
         assert got == {k: want[k] for k in got}, table
-        assert got["rows_in"] == got["rows_out"] + got["rows_quarantined"] + got["rows_deduplicated"]
+        assert (
+            got["rows_in"] == got["rows_out"] + got["rows_quarantined"] + got["rows_deduplicated"]
+        )
         assert report[table]["reconciled"] is True
         silver = DeltaTables(spark).read(str(lake / "silver" / table)).count()
         quarantine = DeltaTables(spark).read(str(lake / "silver" / f"{table}_quarantine")).count()
         assert (silver, quarantine) == (want["rows_out"], want["rows_quarantined"])
-    assert expected["transactions"]["rows_in"] == 541_909 and expected["credit_clients"]["rows_in"] == 30_000
-    assert metrics[("transactions", "not_null:customer_id")].failed_count == \
-        expected["transactions"]["not_null:customer_id"]
+    assert (
+        expected["transactions"]["rows_in"] == 541_909
+        and expected["credit_clients"]["rows_in"] == 30_000
+    )
+    assert (
+        metrics[("transactions", "not_null:customer_id")].failed_count
+        == expected["transactions"]["not_null:customer_id"]
+    )

@@ -115,7 +115,9 @@ def apply_cleaning(col: Column, steps: Sequence[str]) -> Column:
     """
     for step in steps:
         if step not in CLEANING_STEPS:
-            raise ValueError(f"unknown cleaning step {step!r}; known steps: {sorted(CLEANING_STEPS)}")
+            raise ValueError(
+                f"unknown cleaning step {step!r}; known steps: {sorted(CLEANING_STEPS)}"
+            )
         col = CLEANING_STEPS[step](col)
     return col
 
@@ -133,8 +135,11 @@ def normalize_codes(col: Column, mapping: Mapping[Any, Any]) -> Column:
         return col
     result = None
     for source, target in mapping.items():
-        result = (F.when(col == F.lit(source), F.lit(target)) if result is None
-                  else result.when(col == F.lit(source), F.lit(target)))
+        result = (
+            F.when(col == F.lit(source), F.lit(target))
+            if result is None
+            else result.when(col == F.lit(source), F.lit(target))
+        )
     assert result is not None
     return result.otherwise(col)
 
@@ -155,7 +160,7 @@ def parse_long(col: Column) -> Column:
 
 
 def parse_double(col: Column) -> Column:
-    """Parse a decimal number (``"2.55"``, ``"-1e3"``); ``"NaN"``, ``"Infinity"``, ``"abc"`` -> null."""
+    """Parse a decimal number (``"2.55"``, ``"-1e3"``); NaN, Infinity, ``"abc"`` -> null."""
     return F.when(col.rlike(_DECIMAL), col.try_cast("double"))
 
 
@@ -237,11 +242,14 @@ class ColumnSpec(BaseModel):
         if (self.source is None) == (self.expr is None):
             raise ValueError(f"column {self.name!r}: give exactly one of source or expr")
         if self.source is not None and self.type in ("date", "timestamp") and not self.format:
-            raise ValueError(f"column {self.name!r}: type {self.type} parsed from a string needs format")
+            raise ValueError(
+                f"column {self.name!r}: type {self.type} parsed from a string needs format"
+            )
         unknown = [s for s in self.clean if s not in CLEANING_STEPS]
         if unknown:
             raise ValueError(
-                f"column {self.name!r}: unknown cleaning steps {unknown}; known: {sorted(CLEANING_STEPS)}"
+                f"column {self.name!r}: unknown cleaning steps {unknown}; "
+                f"known: {sorted(CLEANING_STEPS)}"
             )
         return self
 
@@ -273,7 +281,9 @@ def with_parsed_columns(
         cleaned = apply_cleaning(source.cast("string"), spec.clean)
         parsed = parse_value(cleaned, spec.type, spec.format)
         if spec.type != "string":
-            errors.append(F.when(cleaned.isNotNull() & parsed.isNull(), F.lit(f"parse:{spec.name}")))
+            errors.append(
+                F.when(cleaned.isNotNull() & parsed.isNull(), F.lit(f"parse:{spec.name}"))
+            )
         if spec.normalize:
             parsed = normalize_codes(parsed, spec.normalize)
         parsed_columns[spec.name] = parsed.cast(spec.type)

@@ -111,7 +111,9 @@ def hmac_sha256_hex(col: Column, key: bytes) -> Column:
     return F.sha2(F.concat(F.lit(bytearray(outer_key)), inner), 256)
 
 
-def with_pseudonymised_columns(df: DataFrame, columns: Sequence[PiiColumn], key: bytes | None) -> DataFrame:
+def with_pseudonymised_columns(
+    df: DataFrame, columns: Sequence[PiiColumn], key: bytes | None
+) -> DataFrame:
     """Replace each ``hash`` column by ``<output>`` (its HMAC hex) and remove ``drop`` columns.
 
     Args:
@@ -133,6 +135,8 @@ def with_pseudonymised_columns(df: DataFrame, columns: Sequence[PiiColumn], key:
     for spec in columns:
         if spec.action == "hash":
             if not key:
-                raise PiiKeyError(f"column {spec.column!r} is declared PII (hash) but no key was given")
+                raise PiiKeyError(
+                    f"column {spec.column!r} is declared PII (hash) but no key was given"
+                )
             out = out.withColumn(spec.output_name, hmac_sha256_hex(quoted(spec.column), key))
     return out.drop(*[c.column for c in columns])

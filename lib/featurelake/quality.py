@@ -54,12 +54,18 @@ __all__ = [
 ]
 
 Severity = Literal["drop", "fail", "warn"]
-RuleType = Literal["not_null", "unique", "range", "allowed_values", "regex", "expression", "not_future"]
+RuleType = Literal[
+    "not_null", "unique", "range", "allowed_values", "regex", "expression", "not_future"
+]
 
 FAILED_RULES = "_failed_rules"  # drop rules broken -> quarantine
 WARNED_RULES = "_warned_rules"  # warn rules broken -> kept, counted
 FATAL_RULES = "_fatal_rules"  # fail rules broken -> the job stops
-RULE_COLUMNS: dict[Severity, str] = {"drop": FAILED_RULES, "warn": WARNED_RULES, "fail": FATAL_RULES}
+RULE_COLUMNS: dict[Severity, str] = {
+    "drop": FAILED_RULES,
+    "warn": WARNED_RULES,
+    "fail": FATAL_RULES,
+}
 
 _NEEDS: dict[str, tuple[str, ...]] = {
     "not_null": ("column",),
@@ -199,10 +205,15 @@ def with_rule_failures(
         for exp in expectations:
             if exp.severity != severity:
                 continue
-            passes = _unique_passes(exp, in_scope) if exp.type == "unique" else rule_passes(exp, as_of)
+            passes = (
+                _unique_passes(exp, in_scope) if exp.type == "unique" else rule_passes(exp, as_of)
+            )
             flags.append(F.when(in_scope & ~passes, F.lit(exp.rule)))
-        new = (F.filter(F.array(*flags), lambda x: x.isNotNull()) if flags
-               else F.array().cast("array<string>"))
+        new = (
+            F.filter(F.array(*flags), lambda x: x.isNotNull())
+            if flags
+            else F.array().cast("array<string>")
+        )
         if column in out.columns:
             new = F.concat(F.coalesce(F.col(column), F.array().cast("array<string>")), new)
         out = out.withColumn(column, new)
@@ -291,7 +302,9 @@ class TableCheck(BaseModel):
             if self.column is None:
                 raise ValueError("max_null_rate needs column")
             if not 0 <= self.value <= 1:
-                raise ValueError(f"max_null_rate value must be a fraction in [0, 1], got {self.value}")
+                raise ValueError(
+                    f"max_null_rate value must be a fraction in [0, 1], got {self.value}"
+                )
         if self.type == "min_rows" and self.value < 0:
             raise ValueError(f"min_rows value must be >= 0, got {self.value}")
         return self
@@ -318,12 +331,16 @@ def table_check_aggregates(checks: Sequence[TableCheck]) -> list[Column]:
     aggs = [F.count(F.lit(1)).alias("rows")]
     for column in dict.fromkeys(c.column for c in checks if c.type == "max_null_rate"):
         aggs.append(
-            F.coalesce(F.sum(quoted(str(column)).isNull().cast("long")), F.lit(0)).alias(f"nulls:{column}")
+            F.coalesce(F.sum(quoted(str(column)).isNull().cast("long")), F.lit(0)).alias(
+                f"nulls:{column}"
+            )
         )
     return aggs
 
 
-def evaluate_table_checks(checks: Sequence[TableCheck], measured: Mapping[str, Any]) -> list[CheckOutcome]:
+def evaluate_table_checks(
+    checks: Sequence[TableCheck], measured: Mapping[str, Any]
+) -> list[CheckOutcome]:
     """Judge table checks from the values :func:`table_check_aggregates` measured.
 
     Args:
@@ -339,16 +356,26 @@ def evaluate_table_checks(checks: Sequence[TableCheck], measured: Mapping[str, A
     for check in checks:
         if check.type == "min_rows":
             passed = rows >= check.value
-            outcomes.append(CheckOutcome(
-                check.rule, check.severity, passed, 0 if passed else int(check.value) - rows,
-                f"{rows} rows, minimum {int(check.value)}",
-            ))
+            outcomes.append(
+                CheckOutcome(
+                    check.rule,
+                    check.severity,
+                    passed,
+                    0 if passed else int(check.value) - rows,
+                    f"{rows} rows, minimum {int(check.value)}",
+                )
+            )
         else:
             nulls = int(measured[f"nulls:{check.column}"])
             rate = nulls / rows if rows else 0.0
             passed = rate <= check.value
-            outcomes.append(CheckOutcome(
-                check.rule, check.severity, passed, 0 if passed else nulls,
-                f"{nulls} of {rows} null ({rate:.4%}), maximum {check.value:.4%}",
-            ))
+            outcomes.append(
+                CheckOutcome(
+                    check.rule,
+                    check.severity,
+                    passed,
+                    0 if passed else nulls,
+                    f"{nulls} of {rows} null ({rate:.4%}), maximum {check.value:.4%}",
+                )
+            )
     return outcomes

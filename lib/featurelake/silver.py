@@ -21,7 +21,8 @@ expression), the dedup key, expectations, table checks and PII columns.
 
 Example:
     >>> spec = load_table_specs(Path("conf/tables"))["transactions"]
-    >>> plan = build_silver(bronze_df, spec, as_of=now, run_id="r1", quarantined_at=now, pii_key=None)
+    >>> plan = build_silver(bronze_df, spec, as_of=now, run_id="r1", quarantined_at=now,
+    ...                     pii_key=None)
     >>> plan.silver, plan.quarantine
 """
 
@@ -148,15 +149,20 @@ class SilverTableSpec(BaseModel):
         if repeated:
             raise ValueError(f"columns declared twice: {repeated}")
         known = set(names) | set(LINEAGE_COLUMNS)
-        referenced = [e.column for e in self.expectations if e.column] + \
-            [c.column for c in self.checks if c.column] + [p.column for p in self.pii]
+        referenced = (
+            [e.column for e in self.expectations if e.column]
+            + [c.column for c in self.checks if c.column]
+            + [p.column for p in self.pii]
+        )
         if self.dedup and self.dedup.key != "all_columns":
             referenced += list(self.dedup.key)
         if self.dedup:
             referenced += list(self.dedup.latest_by)
         unknown = sorted({c for c in referenced if c not in known})
         if unknown:
-            raise ValueError(f"unknown columns {unknown} (declared: {names} + lineage {list(LINEAGE_COLUMNS)})")
+            raise ValueError(
+                f"unknown columns {unknown} (declared: {names} + lineage {list(LINEAGE_COLUMNS)})"
+            )
         rules = [e.rule for e in self.expectations]
         twice = sorted({r for r in rules if rules.count(r) > 1})
         if twice:
@@ -192,7 +198,9 @@ class SilverTableSpec(BaseModel):
     @property
     def rules(self) -> list[tuple[str, Severity]]:
         """Every row rule counted for this table: malformed lines, parse rules, expectations."""
-        parse = [(f"parse:{c.name}", "drop") for c in self.columns if c.source and c.type != "string"]
+        parse = [
+            (f"parse:{c.name}", "drop") for c in self.columns if c.source and c.type != "string"
+        ]
         declared: list[tuple[str, Severity]] = [(e.rule, e.severity) for e in self.expectations]
         return [(MALFORMED_RULE, "drop"), *parse, *declared]  # type: ignore[list-item]
 
@@ -305,19 +313,23 @@ def build_silver(
     _check_bronze_schema(bronze, spec)
     raw_columns = [c for c in bronze.columns if c not in LINEAGE_COLUMNS]
     df = bronze.select(
-        F.struct(*[quoted(c) for c in raw_columns]).alias(RAW), *[quoted(c) for c in LINEAGE_COLUMNS]
+        F.struct(*[quoted(c) for c in raw_columns]).alias(RAW),
+        *[quoted(c) for c in LINEAGE_COLUMNS],
     )
     df = df.transform(with_parsed_columns, spec.columns, raw=RAW)
     df = df.transform(with_derived_columns, spec.columns)
-    malformed = F.when(F.col(RAW).getField(RESCUED).isNotNull(), F.array(F.lit(MALFORMED_RULE))) \
-        .otherwise(F.array().cast("array<string>"))
+    malformed = F.when(
+        F.col(RAW).getField(RESCUED).isNotNull(), F.array(F.lit(MALFORMED_RULE))
+    ).otherwise(F.array().cast("array<string>"))
     df = df.withColumn(FAILED_RULES, F.concat(malformed, F.col(PARSE_ERRORS))).drop(PARSE_ERRORS)
     row_rules = [e for e in spec.expectations if e.type != "unique"]
     unique_rules = [e for e in spec.expectations if e.type == "unique"]
     df = df.transform(with_rule_failures, row_rules, as_of=as_of)
     df = df.withColumn(_OK, F.size(F.col(FAILED_RULES)) == 0)
     df = df.transform(_with_latest_rank, spec)
-    df = df.transform(with_rule_failures, unique_rules, as_of=as_of, scope=F.col(_OK) & ~F.col(_DUP))
+    df = df.transform(
+        with_rule_failures, unique_rules, as_of=as_of, scope=F.col(_OK) & ~F.col(_DUP)
+    )
     classified = df.withColumn(
         OUTCOME,
         F.when(F.size(F.col(FAILED_RULES)) > 0, F.lit("quarantined"))
@@ -416,13 +428,20 @@ def summarize_counts(row: Mapping[str, Any], spec: SilverTableSpec) -> SilverCou
 
 def fatal_failures(counts: SilverCounts) -> list[tuple[str, int, str]]:
     """The ``fail`` rules and table checks that were broken: (rule, count, detail)."""
-    broken = [(rule, n, "") for (rule, sev), n in counts.rule_failures.items() if sev == "fail" and n > 0]
-    broken += [(c.rule, c.failed_count, c.detail) for c in counts.checks
-               if c.severity == "fail" and not c.passed]
+    broken = [
+        (rule, n, "") for (rule, sev), n in counts.rule_failures.items() if sev == "fail" and n > 0
+    ]
+    broken += [
+        (c.rule, c.failed_count, c.detail)
+        for c in counts.checks
+        if c.severity == "fail" and not c.passed
+    ]
     return broken
 
 
-def fatal_examples(plan: SilverPlan, spec: SilverTableSpec, rule: str, limit: int = 3) -> DataFrame | None:
+def fatal_examples(
+    plan: SilverPlan, spec: SilverTableSpec, rule: str, limit: int = 3
+) -> DataFrame | None:
     """A query for a few offending values of a ``fail`` row rule (None for a table check)."""
     by_rule = {e.rule: e for e in spec.expectations}
     if rule not in by_rule:
@@ -433,8 +452,11 @@ def fatal_examples(plan: SilverPlan, spec: SilverTableSpec, rule: str, limit: in
         shown = quoted(expectation.column).cast("string")
     else:  # an expression, or a PII column: show lineage only, never personal data
         shown = F.concat_ws(" ", *[quoted(c).cast("string") for c in LINEAGE_COLUMNS[:2]])
-    return (plan.classified.filter(F.array_contains(F.col(FATAL_RULES), rule))
-            .select(shown.alias("example")).limit(limit))
+    return (
+        plan.classified.filter(F.array_contains(F.col(FATAL_RULES), rule))
+        .select(shown.alias("example"))
+        .limit(limit)
+    )
 
 
 def quality_metric_rows(
@@ -458,7 +480,14 @@ def quality_metric_rows(
     for (rule, severity), n in counts.rule_failures.items():
         rows.append({**base, "rule": rule, "severity": severity, "failed_count": n})
     for check in counts.checks:
-        rows.append({**base, "rule": check.rule, "severity": check.severity, "failed_count": check.failed_count})
+        rows.append(
+            {
+                **base,
+                "rule": check.rule,
+                "severity": check.severity,
+                "failed_count": check.failed_count,
+            }
+        )
     return rows
 
 
@@ -467,21 +496,25 @@ def quality_metric_rows(
 # --------------------------------------------------------------------------------------------
 
 METRICS_TABLE = "quality_metrics"
-METRICS_SCHEMA = T.StructType([
-    T.StructField("run_id", T.StringType()),
-    T.StructField("table", T.StringType()),
-    T.StructField("rule", T.StringType()),
-    T.StructField("severity", T.StringType()),
-    T.StructField("rows_in", T.LongType()),
-    T.StructField("rows_out", T.LongType()),
-    T.StructField("rows_quarantined", T.LongType()),
-    T.StructField("rows_deduplicated", T.LongType()),
-    T.StructField("failed_count", T.LongType()),
-    T.StructField("measured_at", T.TimestampType()),
-])
+METRICS_SCHEMA = T.StructType(
+    [
+        T.StructField("run_id", T.StringType()),
+        T.StructField("table", T.StringType()),
+        T.StructField("rule", T.StringType()),
+        T.StructField("severity", T.StringType()),
+        T.StructField("rows_in", T.LongType()),
+        T.StructField("rows_out", T.LongType()),
+        T.StructField("rows_quarantined", T.LongType()),
+        T.StructField("rows_deduplicated", T.LongType()),
+        T.StructField("failed_count", T.LongType()),
+        T.StructField("measured_at", T.TimestampType()),
+    ]
+)
 
 
-def _select(specs: dict[str, SilverTableSpec], names: Sequence[str] | None) -> list[SilverTableSpec]:
+def _select(
+    specs: dict[str, SilverTableSpec], names: Sequence[str] | None
+) -> list[SilverTableSpec]:
     if not names:
         return list(specs.values())
     unknown = [n for n in names if n not in specs]
@@ -491,10 +524,16 @@ def _select(specs: dict[str, SilverTableSpec], names: Sequence[str] | None) -> l
 
 
 def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return (
+        value.replace(tzinfo=timezone.utc)
+        if value.tzinfo is None
+        else value.astimezone(timezone.utc)
+    )
 
 
-def _reconciliation_error(spec: SilverTableSpec, bronze_rows: int, counts: SilverCounts, where: str) -> str:
+def _reconciliation_error(
+    spec: SilverTableSpec, bronze_rows: int, counts: SilverCounts, where: str
+) -> str:
     return (
         f"silver table {spec.name}: counts do not reconcile ({where}): bronze rows read "
         f"{bronze_rows}, classified {counts.rows_in} = silver {counts.rows_out} + quarantined "
@@ -515,7 +554,9 @@ def _fail_message(spec: SilverTableSpec, plan: SilverPlan, counts: SilverCounts)
     return f"silver table {spec.name}: " + "; ".join(parts)
 
 
-def _replace_metrics(ctx: JobContext, spec: SilverTableSpec, rows: list[dict[str, Any]], bronze_version: int) -> None:
+def _replace_metrics(
+    ctx: JobContext, spec: SilverTableSpec, rows: list[dict[str, Any]], bronze_version: int
+) -> None:
     """Append this run's metrics, removing those of earlier runs over the same bronze version."""
     path = ctx.path("ops", METRICS_TABLE)
     new = ctx.spark.createDataFrame(rows, METRICS_SCHEMA)
@@ -523,12 +564,15 @@ def _replace_metrics(ctx: JobContext, spec: SilverTableSpec, rows: list[dict[str
     if not ctx.tables.exists(path):
         ctx.tables.write(new, path, "overwrite", metadata=meta)
         return
-    stale = sorted({
-        entry["featurelake.run_id"] for entry in ctx.tables.history(path)
-        if entry.get("featurelake.silver_table") == spec.name
-        and entry.get("featurelake.bronze_version") == str(bronze_version)
-        and entry.get("featurelake.run_id") != ctx.run_id
-    })
+    stale = sorted(
+        {
+            entry["featurelake.run_id"]
+            for entry in ctx.tables.history(path)
+            if entry.get("featurelake.silver_table") == spec.name
+            and entry.get("featurelake.bronze_version") == str(bronze_version)
+            and entry.get("featurelake.run_id") != ctx.run_id
+        }
+    )
     if not stale:
         ctx.tables.write(new, path, "append", metadata=meta)
         return
@@ -585,8 +629,14 @@ def run_silver(
                 ) from exc
             bronze_rows = ctx.tables.rows_read[bronze_path] - before  # from the Delta log's stats
             bronze_version = ctx.tables.lineage.reads[bronze_path]
-            plan = build_silver(bronze, spec, as_of=as_of, run_id=ctx.run_id,
-                                quarantined_at=started, pii_key=pii_key)
+            plan = build_silver(
+                bronze,
+                spec,
+                as_of=as_of,
+                run_id=ctx.run_id,
+                quarantined_at=started,
+                pii_key=pii_key,
+            )
             plan.classified.persist()
             counts = summarize_counts(count_outcomes(plan, spec).collect()[0].asDict(), spec)
             staged.append((spec, plan, counts, bronze_version))
@@ -597,21 +647,39 @@ def run_silver(
                 raise DataError(_reconciliation_error(spec, bronze_rows, counts, "before writing"))
             for (rule, severity), n in counts.rule_failures.items():
                 if severity == "warn" and n:
-                    log.warning("expectation_warning", extra={"fields": {
-                        "table": spec.name, "rule": rule, "rows": n}})
+                    log.warning(
+                        "expectation_warning",
+                        extra={"fields": {"table": spec.name, "rule": rule, "rows": n}},
+                    )
             for check in counts.checks:
                 if check.severity == "warn" and not check.passed:
-                    log.warning("table_check_warning", extra={"fields": {
-                        "table": spec.name, "rule": check.rule, "detail": check.detail}})
+                    log.warning(
+                        "table_check_warning",
+                        extra={
+                            "fields": {
+                                "table": spec.name,
+                                "rule": check.rule,
+                                "detail": check.detail,
+                            }
+                        },
+                    )
 
         # Phase 2: write silver, quarantine and metrics; verify the written counts.
         reports = {}
         for spec, plan, counts, bronze_version in staged:
-            written = ctx.tables.write(plan.silver, ctx.path("silver", spec.name), "overwrite",
-                                       overwrite_schema=True)
-            quarantined = ctx.tables.write(plan.quarantine, ctx.path("silver", spec.quarantine_name),
-                                           "overwrite", overwrite_schema=True)
-            if (written.rows_written, quarantined.rows_written) != (counts.rows_out, counts.rows_quarantined):
+            written = ctx.tables.write(
+                plan.silver, ctx.path("silver", spec.name), "overwrite", overwrite_schema=True
+            )
+            quarantined = ctx.tables.write(
+                plan.quarantine,
+                ctx.path("silver", spec.quarantine_name),
+                "overwrite",
+                overwrite_schema=True,
+            )
+            if (written.rows_written, quarantined.rows_written) != (
+                counts.rows_out,
+                counts.rows_quarantined,
+            ):
                 raise DataError(
                     f"silver table {spec.name}: wrote {written.rows_written} silver and "
                     f"{quarantined.rows_written} quarantine rows, counted {counts.rows_out} and "
@@ -626,10 +694,16 @@ def run_silver(
                 "duplicates_removed": counts.rows_deduplicated,
                 "reconciled": counts.rows_in
                 == written.rows_written + quarantined.rows_written + counts.rows_deduplicated,
-                "quarantined_by_rule": {rule: n for (rule, sev), n in counts.rule_failures.items()
-                                        if sev == "drop" and n},
-                "warnings": {rule: n for (rule, sev), n in counts.rule_failures.items()
-                             if sev == "warn" and n},
+                "quarantined_by_rule": {
+                    rule: n
+                    for (rule, sev), n in counts.rule_failures.items()
+                    if sev == "drop" and n
+                },
+                "warnings": {
+                    rule: n
+                    for (rule, sev), n in counts.rule_failures.items()
+                    if sev == "warn" and n
+                },
                 "silver_version": written.version,
             }
             reports[spec.name] = report
@@ -640,4 +714,3 @@ def run_silver(
     finally:
         for _, plan, _, _ in staged:
             plan.classified.unpersist()
-
