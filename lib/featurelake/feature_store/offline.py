@@ -28,8 +28,10 @@ older value and an on-time newer one need both event and created time). A range 
 and the TTL bounds it: feature rows are bucketed by ``floor(event_time / ttl)`` and copied
 into the next bucket, entity rows join on ``(keys, floor(t / ttl))``, so each entity row meets
 at most two TTLs' worth of rows of its own key before the exact window filter - an equi-join
-Spark hashes or sort-merges, never a cross product. The latest row is chosen with one
-``max(struct(...))`` hash aggregate per entity row id. Without a TTL the join is on the keys
+Spark hashes or sort-merges, never a cross product. The latest row is chosen with
+``row_number()`` over (keys, bucket, row id), which the join's partitioning already satisfies,
+so it costs a sort within partitions and no extra shuffle; the entity columns travel through
+the left join, so there is no join back on a generated id. Without a TTL the join is on the keys
 alone, which costs (entity rows x feature rows) per key: declare a TTL for long histories.
 """
 
@@ -39,7 +41,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, TimestampNTZType, TimestampType
 
@@ -72,7 +74,6 @@ _CREATED = "__fl_created_ts"
 _BUCKET = "__fl_bucket"
 _LATEST = "__fl_latest"
 _ENTITY_TS = "__fl_entity_ts"
-_ENTITY = "__fl_entity"
 
 
 class MissingColumnsError(FeatureViewError):
@@ -187,9 +188,8 @@ def as_of_join(
     entity_columns = [c for c in entity_df.columns if c != ROW_ID]
     key_alias = {k: f"{_PREFIX}k{i}" for i, k in enumerate(keys)}
     left = entities.select(
-        ROW_ID, *keys,
+        *[F.col(f"`{c}`") for c in entity_columns], ROW_ID,
         _micros(F.col(entity_timestamp_column)).alias(_ENTITY_TS),
-        F.struct(*[F.col(f"`{c}`") for c in entity_columns]).alias(_ENTITY),
     )
 
     # Step 1 - filter the feature rows to what can ever be usable: event time present and,
@@ -208,14 +208,16 @@ def as_of_join(
         right = right.where(F.col(_CREATED) <= F.lit(_epoch_micros(known_at)))
 
     # Step 2 - join on the key columns (never a concatenated string) and, with a TTL, on the
-    # TTL bucket: a feature row is copied into its own bucket and the next one, which together
-    # cover every t it can be usable at (event_time <= t < event_time + ttl).
+    # TTL bucket: a feature row goes to the buckets of every t it can be usable at
+    # (event_time <= t <= event_time + ttl - 1us): its own and, unless it sits exactly on a
+    # bucket start, the next one.
     condition = [F.col(k) == F.col(key_alias[k]) for k in keys]
     if ttl is not None:
         width = _total_micros(ttl)
         left = left.withColumn(_BUCKET, _floor_div(F.col(_ENTITY_TS), width))
-        bucket = _floor_div(F.col(_EVENT_US), width)
-        right = right.withColumn(f"{_BUCKET}_r", F.explode(F.array(bucket, bucket + 1)))
+        first = _floor_div(F.col(_EVENT_US), width)
+        last = _floor_div(F.col(_EVENT_US) + F.lit(width - 1), width)  # last usable instant
+        right = right.withColumn(f"{_BUCKET}_r", F.explode(F.sequence(first, last)))
         condition.append(F.col(_BUCKET) == F.col(f"{_BUCKET}_r"))
 
     # Step 3 - keep only usable rows: inside the window (t - ttl, t] and, with
@@ -231,25 +233,27 @@ def as_of_join(
         on = on & part
     pairs = left.join(right, on, "left")
 
-    # Step 4 - dedupe and pick the latest per entity row: max over (event time, created time,
-    # tie-break values) is the documented tie rule; identical duplicate feature rows collapse.
-    latest = F.struct(
-        F.col(_EVENT).alias("event"), F.col(_CREATED).alias("created"),
-        *[F.col(f"{_PREFIX}v{i}").alias(f"v{i}") for i in range(len(ordered_values))],
-    )
-    chosen = pairs.groupBy(ROW_ID).agg(
-        F.first(_ENTITY).alias(_ENTITY),
-        F.max(F.when(F.col(_EVENT).isNotNull(), latest)).alias(_LATEST),
-    )
+    # Step 4 - dedupe and pick the latest per entity row: the first row in the order (event
+    # time, created time, tie-break values), all descending with nulls last, is the documented
+    # tie rule; identical duplicate feature rows collapse. An entity row meets feature rows of
+    # one (keys, bucket) only, so partitioning by them plus the row id reuses the join's
+    # partitioning: a sort within partitions, no further shuffle.
+    order = [F.col(_EVENT).desc_nulls_last(), F.col(_CREATED).desc_nulls_last()]
+    order += [F.col(f"{_PREFIX}v{i}").desc_nulls_last() for i in range(len(ordered_values))]
+    partition = [*keys, *([_BUCKET] if ttl is not None else []), ROW_ID]
+    ranked = pairs.withColumn(_LATEST, F.row_number().over(
+        Window.partitionBy(*partition).orderBy(*order)
+    )).where(F.col(_LATEST) == 1)
 
-    # Step 5 - back to one row per entity row: the entity columns as they came, then features.
+    # Step 5 - one row per entity row (unmatched ones came through the left join with nulls):
+    # the entity columns as they came, then the features.
     index = {c: i for i, c in enumerate(ordered_values)}
-    result = [F.col(f"{_ENTITY}.`{c}`").alias(c) for c in entity_columns]
-    result += [F.col(f"{_LATEST}.v{index[f]}").alias(renames.get(f, f)) for f in features]
+    result = [F.col(f"`{c}`") for c in entity_columns]
+    result += [F.col(f"{_PREFIX}v{index[f]}").alias(renames.get(f, f)) for f in features]
     if event_timestamp_output:
-        result.append(F.col(f"{_LATEST}.event").alias(event_timestamp_output))
+        result.append(F.col(_EVENT).alias(event_timestamp_output))
     keep_id = [ROW_ID] if ROW_ID in entity_df.columns else []
-    return chosen.select(*keep_id, *result)
+    return ranked.select(*keep_id, *result)
 
 
 def _check_types(
