@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
-from pyspark.sql import DataFrame, SparkSession
-
 from featurelake.features import MissingColumnsError
 from featurelake.features.credit import (
     CREDIT_FEATURE_COLUMNS,
@@ -21,6 +19,7 @@ from featurelake.features.credit import (
     with_utilizations,
     with_worst_delay,
 )
+from pyspark.sql import DataFrame, SparkSession
 
 MONTHS = range(1, 7)
 
@@ -67,7 +66,9 @@ def _trend(spark: SparkSession, rows: list[tuple]) -> DataFrame:
     return with_bill_trend(_frame(spark, rows, BILL_SCHEMA)).select("id", "bill_trend")
 
 
-def test_bill_trend_is_positive_when_bills_rise_toward_the_recent_month(spark: SparkSession) -> None:
+def test_bill_trend_is_positive_when_bills_rise_toward_the_recent_month(
+    spark: SparkSession,
+) -> None:
     # bill_amt_1 is the most recent month: 6, 5, ..., 1 rises by 1 per month toward it.
     out = _trend(spark, [(1, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0), (2, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0)])
     expected = _frame(spark, [(1, 1.0), (2, -1.0)], "id long, bill_trend double")

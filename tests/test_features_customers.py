@@ -7,9 +7,6 @@ from decimal import Decimal
 
 import pytest
 from chispa import assert_df_equality
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
-
 from featurelake.features import MissingColumnsError
 from featurelake.features.customers import (
     as_of_points,
@@ -23,6 +20,8 @@ from featurelake.features.customers import (
     with_rfm_scores,
     with_tenure_days,
 )
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 WINDOWS = (30, 90, 365)
 SILVER = (
@@ -125,7 +124,8 @@ def test_invoice_activity_splits_invoices_by_timestamp_and_flags_first_products(
             ("C", "3002", ts(2011, 3, 31, 11), False, 1, Decimal("7.0"), 1, 0, "EIRE"),
         ],
         "customer_id string, invoice_no string, invoice_ts timestamp, is_cancellation boolean, "
-        "starts_invoice int, amount decimal(38,6), quantity long, new_products long, country string",
+        "starts_invoice int, amount decimal(38,6), quantity long, new_products long, "
+        "country string",
     )
     assert_df_equality(out, expected, ignore_row_order=True, ignore_nullable=True)
 
@@ -231,7 +231,8 @@ def test_recency_days_counts_whole_days_and_keeps_null(spark: SparkSession) -> N
         schema,
     )
     out = with_recency_days(df).select("id", "recency_days")
-    expected = spark.createDataFrame([(1, 7), (2, 0), (3, 1), (4, None)], "id int, recency_days int")
+    expected = spark.createDataFrame([(1, 7), (2, 0), (3, 1), (4, None)],
+                                     "id int, recency_days int")
     assert_df_equality(out, expected, ignore_row_order=True, ignore_nullable=True)
 
 
@@ -246,8 +247,10 @@ def test_tenure_days_counts_whole_days_since_first_purchase(spark: SparkSession)
 
 
 def test_avg_basket_is_per_purchase_and_null_without_one(spark: SparkSession) -> None:
-    df = spark.createDataFrame([(1, 2, 15.0, 3), (2, 0, 0.0, 0)],
-                               "id int, frequency long, purchase_amount double, purchase_quantity long")
+    df = spark.createDataFrame(
+        [(1, 2, 15.0, 3), (2, 0, 0.0, 0)],
+        "id int, frequency long, purchase_amount double, purchase_quantity long",
+    )
     out = with_avg_basket(df).select("id", "avg_basket_value", "avg_basket_size")
     expected = spark.createDataFrame([(1, 7.5, 1.5), (2, None, None)],
                                      "id int, avg_basket_value double, avg_basket_size double")

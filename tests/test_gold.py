@@ -9,9 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
-
 from featurelake.config import ConfigError
 from featurelake.features.customers import as_of_timestamps
 from featurelake.features.metadata import (
@@ -34,6 +31,8 @@ from featurelake.gold import (
 )
 from featurelake.runner import JobContext, run_job
 from featurelake.table_io import DeltaTables
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 PROJECT = Path(__file__).resolve().parents[1]
 CONF = PROJECT / "conf"
@@ -56,7 +55,9 @@ def ts(*parts: int) -> datetime:
     return datetime(*parts, tzinfo=timezone.utc)
 
 
-def tx(invoice: str, stock: str, qty: int, at: datetime, customer: str | None, price: float) -> tuple:
+def tx(
+    invoice: str, stock: str, qty: int, at: datetime, customer: str | None, price: float,
+) -> tuple:
     return (invoice, stock, stock, qty, at, at.date(), price, customer, "United Kingdom",
             invoice.startswith("C"), qty * price)
 
@@ -90,7 +91,7 @@ def test_gold_config_error_names_file_and_key(tmp_path: Path) -> None:
     path = tmp_path / "features_gold.yaml"
     path.write_text("credit: {age_bin_edges: [30, 20], zero_bill_pay_ratio: 1.0}\n"
                     "customers: {rfm_quantiles: 5, windows_days: [30]}\n")
-    with pytest.raises(ConfigError, match=r"features_gold.yaml: credit.age_bin_edges: .*increasing"):
+    with pytest.raises(ConfigError, match=r"features_gold.yaml: credit.age_bin_edges: .*increas"):
         load_gold_config(path)
 
 
@@ -174,7 +175,9 @@ def _snapshot(spark: SparkSession, path: Path) -> list[tuple]:
     return sorted(tuple(r) for r in DeltaTables(spark).read(str(path), record=False).collect())
 
 
-def test_gold_job_writes_daily_snapshots_for_the_data_range(spark: SparkSession, lake: Path) -> None:
+def test_gold_job_writes_daily_snapshots_for_the_data_range(
+    spark: SparkSession, lake: Path,
+) -> None:
     daily = DeltaTables(spark).read(f"{lake}/gold/customer_features_daily", record=False)
     rows = sorted((r["customer_id"], r["as_of_date"].isoformat(), r["frequency"])
                   for r in daily.collect())
@@ -295,8 +298,9 @@ def test_rfm_on_online_retail_matches_pandas(spark: SparkSession, shared_data: P
     assert list(got.index) == list(want.index)  # every customer with a transaction by t
     for column in ("frequency", "distinct_products", "recency_days", "tenure_days",
                    "r_score", "f_score", "m_score"):
-        pd.testing.assert_series_equal(got[column].astype("Float64"), want[column].astype("Float64"),
-                                       check_names=False, obj=column)
+        pd.testing.assert_series_equal(got[column].astype("Float64"),
+                                       want[column].astype("Float64"), check_names=False,
+                                       obj=column)
     for column in ("monetary", "spend_90d", "cancellation_rate"):
         pd.testing.assert_series_equal(got[column], want[column].astype(float), check_names=False,
                                        atol=1e-6, obj=column)

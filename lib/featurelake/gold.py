@@ -90,7 +90,7 @@ class CreditGoldConfig(_Frozen):
     @field_validator("age_bin_edges")
     @classmethod
     def _increasing(cls, edges: tuple[int, ...]) -> tuple[int, ...]:
-        if any(b <= a for a, b in zip(edges, edges[1:])):
+        if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
             raise ValueError(f"must be strictly increasing, got {list(edges)}")
         return edges
 

@@ -87,9 +87,9 @@ def age_bin_labels(edges: Sequence[int]) -> list[str]:
     edges = list(edges)
     if not edges:
         raise ValueError("age bin edges must not be empty")
-    if any(b <= a for a, b in zip(edges, edges[1:])):
+    if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
         raise ValueError(f"age bin edges must be strictly increasing, got {edges}")
-    inner = [f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:])]
+    inner = [f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:], strict=False)]
     return [f"<{edges[0]}", *inner, f"{edges[-1]}+"]
 
 
@@ -115,7 +115,7 @@ def with_age_bin(df: DataFrame, edges: Sequence[int], age: str = "age",
     labels = age_bin_labels(edges)
     col = F.col(age)
     expr = F.when(col.isNull(), F.lit(None).cast("string"))
-    for edge, label in zip(edges, labels):
+    for edge, label in zip(edges, labels, strict=False):
         expr = expr.when(col < edge, F.lit(label))
     return df.withColumn(output, expr.otherwise(F.lit(labels[-1])))
 
@@ -127,7 +127,8 @@ def _bill_trend(bills_most_recent_first: Sequence[Column]) -> Column:
     x_mean = sum(xs) / n
     denominator = sum((x - x_mean) ** 2 for x in xs)
     # sum((x - x_mean) * (y - y_mean)) == sum((x - x_mean) * y) because sum(x - x_mean) == 0.
-    numerator = sum(((x - x_mean) * y for x, y in zip(xs, bills_most_recent_first)), F.lit(0.0))
+    pairs = zip(xs, bills_most_recent_first, strict=True)
+    numerator = sum(((x - x_mean) * y for x, y in pairs), F.lit(0.0))
     return (numerator / F.lit(denominator)).cast("double")
 
 
@@ -161,7 +162,7 @@ def with_pay_ratios(df: DataFrame, zero_bill_ratio: float) -> DataFrame:
     Returns:
         ``df`` with ``pay_ratio_1..pay_ratio_6`` (double).
     """
-    for bill, pay, out in zip(BILL_AMT, PAY_AMT, PAY_RATIO):
+    for bill, pay, out in zip(BILL_AMT, PAY_AMT, PAY_RATIO, strict=True):
         b, p = F.col(bill), F.col(pay)
         ratio = (
             F.when(b.isNull() | p.isNull(), F.lit(None).cast("double"))
@@ -185,7 +186,7 @@ def with_utilizations(df: DataFrame) -> DataFrame:
         ``df`` with ``utilization_1..utilization_6`` (double).
     """
     limit = F.col("limit_bal")
-    for bill, out in zip(BILL_AMT, UTILIZATION):
+    for bill, out in zip(BILL_AMT, UTILIZATION, strict=True):
         df = df.withColumn(
             out, F.when(limit > 0, F.col(bill) / limit).cast("double")
         )

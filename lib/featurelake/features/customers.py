@@ -176,7 +176,8 @@ def invoice_activity(transactions: DataFrame) -> DataFrame:
 
     Returns:
         :data:`ACTIVITY_COLUMNS`: ``starts_invoice`` is 1 on the invoice's earliest timestamp
-        (0 otherwise), ``amount`` the net line amount (exact ``decimal(38,6)``), ``quantity`` the summed quantity,
+        (0 otherwise), ``amount`` the net line amount (exact ``decimal(38,6)``), ``quantity``
+        the summed quantity,
         ``new_products`` the stock codes the customer bought for the first time (purchases
         only; ties between invoices at the same timestamp go to the smaller invoice number),
         ``country`` the alphabetically first country on the part's lines.
@@ -249,6 +250,7 @@ def aggregate_activity_as_of(activity: DataFrame, points: DataFrame,
     purchase = ~F.col("is_cancellation")
     starts = F.col("starts_invoice") == 1
     keys = ["customer_id", "as_of_ts", "as_of_date"]
+    zero_money = F.lit(0).cast(_MONEY)
 
     def count_if(cond: Column) -> Column:
         return F.sum(F.when(cond, 1).otherwise(0)).cast("long")
@@ -263,11 +265,11 @@ def aggregate_activity_as_of(activity: DataFrame, points: DataFrame,
         count_if(starts).alias("invoices"),
         count_if(~purchase & starts).alias("cancelled_invoices"),
         F.sum("amount").alias("monetary"),
-        F.sum(F.when(purchase, F.col("amount")).otherwise(F.lit(0).cast(_MONEY))).alias("purchase_amount"),
-        F.sum(F.when(purchase, F.col("quantity")).otherwise(0)).cast("long").alias("purchase_quantity"),
+        F.sum(F.when(purchase, F.col("amount")).otherwise(zero_money)).alias("purchase_amount"),
+        F.sum(F.when(purchase, F.col("quantity")).otherwise(0)).cast("long")
+        .alias("purchase_quantity"),
         F.sum("new_products").cast("long").alias("distinct_products"),
-        *[F.sum(F.when(in_window(w), F.col("amount")).otherwise(F.lit(0).cast(_MONEY)))
-          .alias(f"spend_{w}d")
+        *[F.sum(F.when(in_window(w), F.col("amount")).otherwise(zero_money)).alias(f"spend_{w}d")
           for w in windows],
         *[count_if(purchase & starts & in_window(w)).alias(f"orders_{w}d") for w in windows],
     )
@@ -295,7 +297,8 @@ def aggregate_activity_as_of(activity: DataFrame, points: DataFrame,
 
 
 def _whole_days(later: Column, earlier: Column) -> Column:
-    return F.floor((F.unix_micros(later) - F.unix_micros(earlier)) / F.lit(_MICROS_PER_DAY)).cast("int")
+    micros = F.unix_micros(later) - F.unix_micros(earlier)
+    return F.floor(micros / F.lit(_MICROS_PER_DAY)).cast("int")
 
 
 def with_recency_days(df: DataFrame, output: str = "recency_days") -> DataFrame:
@@ -393,7 +396,8 @@ def with_rfm_scores(df: DataFrame, quantiles: int) -> DataFrame:
         df.withColumn("r_score", _quantile_score("recency_days", False, quantiles))
         .withColumn("f_score", _quantile_score("frequency", True, quantiles))
         .withColumn("m_score", _quantile_score("monetary", True, quantiles))
-        .withColumn("rfm_score", (F.col("r_score") + F.col("f_score") + F.col("m_score")).cast("int"))
+        .withColumn("rfm_score",
+                    (F.col("r_score") + F.col("f_score") + F.col("m_score")).cast("int"))
     )
 
 

@@ -74,7 +74,8 @@ def credit_feature_specs() -> list[FeatureSpec]:
         _spec("id", "client id (key)", "id"),
         _spec("limit_bal", "credit limit (NT dollars)", "limit_bal"),
         _spec("age", "age in years", "age"),
-        _spec("age_bin", "age band from credit.age_bin_edges: '<e0', 'e0-(e1-1)', ..., 'en+'", "age"),
+        _spec("age_bin", "age band from credit.age_bin_edges: '<e0', 'e0-(e1-1)', ..., 'en+'",
+              "age"),
         _spec("sex", "sex code (1 male, 2 female)", "sex"),
         _spec("education", "education code (4 = other, 0/5/6 normalised in silver)", "education"),
         _spec("marriage", "marital status code (3 = other, 0 normalised in silver)", "marriage"),
@@ -97,11 +98,11 @@ def credit_feature_specs() -> list[FeatureSpec]:
         _spec("worst_delay", "max pay_status floored at 0 (months of delay)", *PAY_STATUS),
     ]
     specs += [_spec(c, f"repayment status of month {k} (1 = most recent)", c)
-              for k, c in zip(MONTHS, PAY_STATUS)]
+              for k, c in zip(MONTHS, PAY_STATUS, strict=True)]
     specs += [_spec(c, f"bill amount of month {k} (1 = most recent)", c)
-              for k, c in zip(MONTHS, BILL_AMT)]
+              for k, c in zip(MONTHS, BILL_AMT, strict=True)]
     specs += [_spec(c, f"amount paid in month {k} (1 = most recent)", c)
-              for k, c in zip(MONTHS, PAY_AMT)]
+              for k, c in zip(MONTHS, PAY_AMT, strict=True)]
     return specs
 
 
@@ -127,21 +128,24 @@ def customer_feature_specs(windows: Sequence[int]) -> list[FeatureSpec]:
         _spec("as_of_date", "date of as_of_ts (partition of the daily table)", "invoice_ts"),
         _spec("recency_days", "whole days since the last non-cancelled invoice; null if none", *tx),
         _spec("frequency", "distinct non-cancelled invoices", *tx),
-        _spec("monetary", "net spend: sum of line_amount, cancellations (negative) included", *amount),
+        _spec("monetary", "net spend: sum of line_amount, cancellations (negative) included",
+              *amount),
         _spec("r_score", f"recency score: {score}", *tx),
         _spec("f_score", f"frequency score: {score}", *tx),
         _spec("m_score", f"monetary score: {score}", *amount),
         _spec("rfm_score", "r_score + f_score + m_score", *amount),
         _spec("tenure_days", "whole days since the first non-cancelled invoice; null if none", *tx),
         _spec("avg_basket_value", "spend on non-cancelled invoices / their number", *amount),
-        _spec("avg_basket_size", "quantity on non-cancelled invoices / their number", *tx, "quantity"),
+        _spec("avg_basket_size", "quantity on non-cancelled invoices / their number",
+              *tx, "quantity"),
         _spec("distinct_products", "distinct stock codes bought on non-cancelled invoices",
               *tx, "stock_code"),
         _spec("cancellation_rate", "cancelled invoices / all invoices", *tx),
         *[_spec(f"spend_{w}d", f"net spend with as_of_ts - {w} days < invoice_ts <= as_of_ts; "
                 "0 when none", *amount) for w in windows],
-        *[_spec(f"orders_{w}d", f"non-cancelled invoices begun in the trailing {w} days; 0 when none",
-                *tx) for w in windows],
+        *[_spec(f"orders_{w}d",
+                f"non-cancelled invoices begun in the trailing {w} days; 0 when none", *tx)
+          for w in windows],
         _spec("country", "country of most of the customer's invoices; ties: alphabetically first",
               "customer_id", "invoice_no", "country"),
     ]
