@@ -15,6 +15,10 @@ For each store (a SQLite file; a real redis-server started on 127.0.0.1 on a fre
    ``--clients`` keep-alive httpx clients (threads), and prints p50/p99 latency, requests/s and
    the error count (any non-200 or a value that is not status ``ok`` is an error).
 
+With ``--materialize N`` it also times the ``materialize`` path with Spark (local[2]): a Delta
+source of N entities x ``--days`` daily rows, a full run, then an incremental run after one more
+day is appended (only the changed entities are offered), into each store.
+
 Needs redis-server for the Redis part (bin/ensure-redis.sh installs it).
 """
 
@@ -196,6 +200,54 @@ def over_http(url: str, entities: int, requests: int, clients: int, batch: int) 
             "p99_ms": p99, "req_per_s": len(latencies) / wall}
 
 
+def materialize_runs(store: OnlineStore, entities: int, days: int, work: Path) -> dict[str, Any]:
+    """Full then incremental materialisation of a synthetic daily source (Spark, delta-rs)."""
+    from featurelake.config import LakehouseSettings, Settings, SparkSettings
+    from featurelake.feature_store.materialize import materialize_view
+    from featurelake.session import build_spark_session
+    from featurelake.table_io import DeltaTables
+    from pyspark.sql import functions as F
+
+    # Executors run this interpreter (the one with featurelake), as spark-submit.sh arranges.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    spark = build_spark_session("bench-online", SparkSettings(
+        master="local[2]", shuffle_partitions=4, log_level="ERROR",
+        conf={"spark.ui.showConsoleProgress": "false"}))
+    settings = Settings(lakehouse=LakehouseSettings(root=str(work / "lake")))
+    view = next(iter(load_feature_views_from([work / "conf" / "features" / "bench.yaml"]).values()))
+    tables = DeltaTables(spark, "delta-rs")
+    path = view.source.path(settings)
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+    def daily(first_day: int, n_days: int) -> Any:
+        return (spark.range(entities * n_days)
+                .select((F.col("id") % entities).alias("e"),
+                        (F.col("id") / entities).cast("int").alias("d"))
+                .select(F.concat(F.lit("c"), F.col("e").cast("string")).alias("customer_id"),
+                        (F.lit(start) + F.make_interval(days=F.col("d") + first_day))
+                        .alias("as_of_ts"),
+                        (F.rand(7) * 5000).alias("spend_30d"),
+                        (F.rand(8) * 40).cast("long").alias("orders_30d"),
+                        F.lit("United Kingdom").alias("country")))
+
+    tables.write(daily(0, days), path, mode="overwrite")
+    out: dict[str, Any] = {"source_rows": entities * days}
+    started = time.perf_counter()
+    full = materialize_view(tables, settings, view, store, full=True)
+    out["full_s"] = time.perf_counter() - started
+    out["full_entities"] = full.entities_written
+    changed = max(1, entities // 10)
+    tables.write(daily(days, 1).where(F.expr(f"cast(substr(customer_id, 2) as int) < {changed}")),
+                 path, mode="append")
+    started = time.perf_counter()
+    incremental = materialize_view(tables, settings, view, store)
+    out["incremental_s"] = time.perf_counter() - started
+    out["incremental_mode"] = incremental.mode
+    out["incremental_offered"] = incremental.entities_offered
+    out["incremental_written"] = incremental.entities_written
+    return out
+
+
 def run_store(kind: str, args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any]:
     root = work / kind / "lake"
     conf = make_conf(work / kind)
@@ -208,6 +260,9 @@ def run_store(kind: str, args: argparse.Namespace, work: Path, stack: ExitStack)
         store = SqliteOnlineStore(root / "online" / "features.db")
     views = load_feature_views_from([conf / "features" / "bench.yaml"])
     result: dict[str, Any] = {"store": kind, "entities": args.entities}
+    if args.materialize:
+        # First: its rows are dated 2024, so the fresher rows written next replace them.
+        result["materialize"] = materialize_runs(store, args.materialize, args.days, work / kind)
     result["write"] = fill_store(store, args.entities, 1000)
     result["in_process"] = in_process(OnlineFeatureService(views, store), args.entities,
                                       args.lookups, args.batch)
@@ -230,6 +285,10 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=20_000, help="HTTP requests")
     parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients")
     parser.add_argument("--batch", type=int, default=1, help="entities per lookup / request")
+    parser.add_argument("--materialize", type=int, default=0, metavar="N",
+                        help="also time materialisation of N entities x --days rows (Spark)")
+    parser.add_argument("--days", type=int, default=10,
+                        help="daily rows per entity (--materialize)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per store")
     args = parser.parse_args()
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
@@ -240,21 +299,33 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="featurelake-bench-online-") as tmp, \
             ExitStack() as stack:
         for kind in stores:
-            results.append(run_store(kind, args, Path(tmp), stack))
-    for r in results:
-        if args.json:
-            print(json.dumps(r))
-            continue
-        w, p, h = r["write"], r["in_process"], r["http"]
-        print(f"[{r['store']}] {r['entities']:,} entities x 3 features, {args.batch} entity/lookup")
-        print(f"  write      {w['write_rows_per_s']:>10,.0f} rows/s   "
-              f"(older rows refused: {w['older_rows_refused_per_s']:,.0f} rows/s)")
-        print(f"  in-process p50 {p['p50_ms']:.3f} ms  p99 {p['p99_ms']:.3f} ms  "
-              f"{p['lookups_per_s']:,.0f} lookups/s ({args.lookups:,} lookups)")
-        print(f"  HTTP       p50 {h['p50_ms']:.2f} ms  p99 {h['p99_ms']:.2f} ms  "
-              f"{h['req_per_s']:,.0f} req/s  {h['requests']:,} requests, {h['errors']} errors "
-              f"({args.clients} clients)")
+            result = run_store(kind, args, Path(tmp), stack)
+            results.append(result)
+            report(result, args)
     return 0 if all(r["http"]["errors"] == 0 for r in results) else 1
+
+
+def report(r: dict[str, Any], args: argparse.Namespace) -> None:
+    """Print one store's results (a line of JSON with --json)."""
+    if args.json:
+        print(json.dumps(r), flush=True)
+        return
+    w, p, h = r["write"], r["in_process"], r["http"]
+    print(f"[{r['store']}] {r['entities']:,} entities x 3 features, {args.batch} entity/lookup")
+    print(f"  write      {w['write_rows_per_s']:>10,.0f} rows/s   "
+          f"(older rows refused: {w['older_rows_refused_per_s']:,.0f} rows/s)")
+    print(f"  in-process p50 {p['p50_ms']:.3f} ms  p99 {p['p99_ms']:.3f} ms  "
+          f"{p['lookups_per_s']:,.0f} lookups/s ({args.lookups:,} lookups)")
+    print(f"  HTTP       p50 {h['p50_ms']:.2f} ms  p99 {h['p99_ms']:.2f} ms  "
+          f"{h['req_per_s']:,.0f} req/s  {h['requests']:,} requests, {h['errors']} errors "
+          f"({args.clients} clients)")
+    m = r.get("materialize")
+    if m:
+        print(f"  materialize full {m['source_rows']:,} source rows -> {m['full_entities']:,} "
+              f"entities in {m['full_s']:.1f} s; {m['incremental_mode']} after +1 day for "
+              f"{m['incremental_offered']:,} entities: {m['incremental_s']:.1f} s "
+              f"({m['incremental_written']:,} written)")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
