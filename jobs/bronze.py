@@ -21,9 +21,6 @@ from datetime import datetime, timezone
 from functools import reduce
 from typing import Any
 
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
-
 from featurelake.bronze import (
     BATCH_ID,
     INGESTED_FILES_SCHEMA,
@@ -44,6 +41,8 @@ from featurelake.bronze import (
 )
 from featurelake.runner import JobContext, run_job
 from featurelake.sources import SourceSpec, load_sources
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 log = logging.getLogger("featurelake.jobs.bronze")
 

@@ -24,8 +24,6 @@ import time
 import uuid
 from collections.abc import Callable
 
-from pyspark.sql import DataFrame
-
 from featurelake.config import SyntheticSettings
 from featurelake.runner import JobContext, run_job
 from featurelake.synthetic import (
@@ -33,6 +31,7 @@ from featurelake.synthetic import (
     customer_profile_lines,
     online_retail_lines,
 )
+from pyspark.sql import DataFrame
 
 log = logging.getLogger("featurelake.jobs.generate_data")
 

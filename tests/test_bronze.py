@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
-from pyspark.sql import functions as F
-
 from featurelake.bronze import (
     ChangedFileError,
     LandedFile,
@@ -27,6 +25,7 @@ from featurelake.bronze import (
 from featurelake.runner import run_job
 from featurelake.sources import ColumnSpec, ReaderOptions, SourceSpec
 from featurelake.table_io import DeltaTables
+from pyspark.sql import functions as F
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = SourceSpec(name="t", path="t/*.csv", format="csv",
@@ -195,7 +194,8 @@ def test_plan_compares_with_the_latest_ledger_entry():
 
 
 def _load_job():
-    spec = importlib.util.spec_from_file_location("featurelake_job_bronze", ROOT / "jobs" / "bronze.py")
+    spec = importlib.util.spec_from_file_location("featurelake_job_bronze",
+                                                  ROOT / "jobs" / "bronze.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -236,7 +236,8 @@ def _run(spark, tmp_path: Path, conf: Path, *extra: str) -> int:
 
 
 def _bronze(spark, tmp_path):
-    return DeltaTables(spark).read(str(tmp_path / "lake" / "bronze" / "online_retail"), record=False)
+    return DeltaTables(spark).read(str(tmp_path / "lake" / "bronze" / "online_retail"),
+                                   record=False)
 
 
 def _ledger_table(spark, tmp_path):

@@ -1,4 +1,4 @@
-"""Source declarations: the repo's conf/sources parse, match the real files, and bad YAML fails clearly."""
+"""Source declarations: conf/sources parses, matches the real files; bad YAML fails clearly."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from featurelake.config import ConfigError, load_settings
 from featurelake.sources import load_source_file, load_sources
 

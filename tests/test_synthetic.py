@@ -15,7 +15,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
 from featurelake.config import SyntheticSettings, load_settings
 from featurelake.runner import run_job
 from featurelake.sources import load_sources
@@ -79,7 +78,7 @@ def test_one_header_per_file_then_every_line_plus_duplicates(retail):
     data = [line for line in retail if line != header]
     extra = len(data) - DIRTY.transactions
     # A duplicated line is written right after its original.
-    adjacent_repeats = sum(1 for a, b in zip(data, data[1:]) if a == b)
+    adjacent_repeats = sum(1 for a, b in zip(data, data[1:], strict=False) if a == b)
     assert _near(extra, DIRTY.transactions, DIRTY.duplicate_rate)
     assert adjacent_repeats >= extra
 

@@ -365,7 +365,7 @@ def parse_csv_lines(
         "mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT,
         "sep": opts.delimiter, "quote": opts.quote, "escape": opts.escape,
     })
-    positions = {}
+    positions: dict[str, int] = {}
     for index, name in enumerate(names):
         positions.setdefault(name, index)
     has_extra_columns = any(name not in spec.column_names for name in names)

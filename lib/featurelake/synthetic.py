@@ -90,7 +90,8 @@ def uniform(seed: int, key: Column, salt: str) -> Column:
 
 
 def _pick(options: tuple[str, ...], index: Column) -> Column:
-    return F.element_at(F.array(*[F.lit(o) for o in options]), (index % len(options) + 1).cast("int"))
+    choices = F.array(*[F.lit(o) for o in options])
+    return F.element_at(choices, (index % len(options) + 1).cast("int"))
 
 
 def _below(u: Column, n: int) -> Column:
