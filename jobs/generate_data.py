@@ -3,6 +3,7 @@
     ./spark-submit.sh generate-data                                  # conf synthetic section
     ./spark-submit.sh generate-data --transactions 1000000 --customers 20000 --seed 7
     ./spark-submit.sh generate-data --out /tmp/landing --conf synthetic.malformed_rate=0.01
+    ./spark-submit.sh generate-data --if-missing       # the full pipeline's first stage
 
 Writes ``<out>/online_retail/online_retail-seed<S>-part<NNNNN>.csv.gz``,
 ``<out>/credit_clients/credit_clients-seed<S>-part<NNNNN>.csv.gz`` and
@@ -10,6 +11,11 @@ Writes ``<out>/online_retail/online_retail-seed<S>-part<NNNNN>.csv.gz``,
 ``synthetic.rows_per_file`` rows). The same seed and settings give byte-identical files; a
 re-run replaces them (bronze sees unchanged content as unchanged). Output must be a local or
 mounted folder.
+
+With ``--if-missing`` a dataset is generated only when its source (``conf/sources/<dataset>.yaml``)
+has no file matching its glob under the output folder, so real or earlier files are never
+replaced nor mixed with synthetic ones; when every declared source has files, nothing is
+written.
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ import time
 import uuid
 from collections.abc import Callable
 
+from featurelake.bronze import list_landed_files
 from featurelake.config import SyntheticSettings
 from featurelake.runner import JobContext, run_job
+from featurelake.sources import load_sources
 from featurelake.synthetic import (
     credit_client_lines,
     customer_profile_lines,
@@ -49,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows-per-file", type=int, default=None,
                         help="rows per output file (default: synthetic.rows_per_file)")
     parser.add_argument("--out", default=None, help="output folder (default: lakehouse.landing)")
+    parser.add_argument("--if-missing", action="store_true",
+                        help="generate only the datasets whose source has no file in the output "
+                             "folder yet; do nothing when every source has files")
 
 
 def resolve_settings(base: SyntheticSettings, args: argparse.Namespace) -> SyntheticSettings:
@@ -73,6 +84,28 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
     ]
     ctx.summary["out"] = out
     ctx.summary["seed"] = settings.seed
+    if args.if_missing:
+        landed = files_per_source(ctx, out)
+        ctx.summary["files_found"] = landed
+        if all(landed.values()):
+            log.info("generation_skipped", extra={"fields": {
+                "reason": "every declared source already has files in the landing folder",
+                "out": out, "files_per_source": landed}})
+            ctx.summary["generated"] = []
+            return
+        have_files = {name for name, count in landed.items() if count}
+        if have_files:
+            log.info("datasets_kept", extra={"fields": {
+                "reason": "their sources already have files; only sources without files are "
+                          "generated", "out": out, "datasets": sorted(have_files)}})
+        datasets = [d for d in datasets if d[0] not in have_files]
+        unproducible = sorted(n for n, c in landed.items() if not c
+                              and n not in {d[0] for d in datasets})
+        if unproducible:
+            log.warning("sources_without_files", extra={"fields": {
+                "reason": "declared sources with no files that the generator does not produce",
+                "out": out, "sources": unproducible}})
+    ctx.summary["generated"] = [d[0] for d in datasets if d[1] > 0]
     for name, rows, generator, extension in datasets:
         if rows == 0:
             continue
@@ -88,6 +121,16 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
         ctx.summary[f"{name}.rows_per_second"] = round(rows / seconds) if seconds else None
         log.info("dataset_generated", extra={"fields": {"dataset": name, "rows": rows,
                                                         "files": written}})
+
+
+def files_per_source(ctx: JobContext, landing: str) -> dict[str, int]:
+    """How many files match each declared source's glob under ``landing``.
+
+    Files are counted as bronze would list them (:func:`featurelake.bronze.list_landed_files`:
+    regular files, names not starting with ``.`` or ``_``).
+    """
+    return {name: len(list_landed_files(spec, landing))
+            for name, spec in sorted(load_sources(ctx.settings).items())}
 
 
 def write_lines(lines: DataFrame, out: str, dataset: str, seed: int, extension: str) -> list[str]:

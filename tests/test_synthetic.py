@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import importlib.util
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -217,3 +218,47 @@ def test_job_writes_byte_identical_files_for_a_seed_and_bronze_keeps_every_line(
     bronze = DeltaTables(spark).read(str(lake / "bronze" / "online_retail"), record=False)
     assert bronze.count() == lines
     assert bronze.where("_rescued_data IS NOT NULL").count() == wrong_width > 0
+
+
+def _generate_if_missing(spark, landing: Path) -> int:
+    argv = ["--conf-dir", str(ROOT / "conf"), "--conf", f"lakehouse.root={landing.parent}",
+            "--conf", f"lakehouse.landing={landing}", "--transactions", "300",
+            "--customers", "50", "--credit-clients", "100", "--seed", "3", "--if-missing"]
+    return run_job("generate-data", GENERATE.main, argv=argv,
+                   add_arguments=GENERATE.add_arguments, spark=spark)
+
+
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_if_missing_generates_into_an_empty_landing_then_leaves_it_alone(spark, tmp_path):
+    landing = tmp_path / "landing"
+    assert _generate_if_missing(spark, landing) == 0
+    files = sorted(_mtimes(landing))
+    assert files == ["credit_clients/credit_clients-seed3-part00000.csv.gz",
+                     "customer_profiles/customer_profiles-seed3-part00000.json.gz",
+                     "online_retail/online_retail-seed3-part00000.csv.gz"]
+    # Back-date the files: a second run that rewrote anything would give them a new mtime.
+    for path in landing.rglob("*.gz"):
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    assert _generate_if_missing(spark, landing) == 0
+    assert _mtimes(landing) == dict.fromkeys(files, 1_000_000_000)
+
+
+def test_if_missing_generates_only_sources_without_files(spark, tmp_path):
+    landing = tmp_path / "landing"
+    own = landing / "online_retail" / "real.csv"
+    own.parent.mkdir(parents=True)
+    own.write_text(",".join(ONLINE_RETAIL_COLUMNS) + "\n")
+    # Names bronze ignores (temporary files of a writer) do not count as landed files.
+    (landing / "credit_clients").mkdir()
+    (landing / "credit_clients" / "_partial.csv").write_text("ID\n")
+    assert _generate_if_missing(spark, landing) == 0
+    assert sorted(_mtimes(landing)) == [
+        "credit_clients/_partial.csv",
+        "credit_clients/credit_clients-seed3-part00000.csv.gz",
+        "customer_profiles/customer_profiles-seed3-part00000.json.gz",
+        "online_retail/real.csv",
+    ]
