@@ -97,6 +97,11 @@ case "$master" in
   local*) export SPARK_LOCAL_IP=${SPARK_LOCAL_IP:-127.0.0.1} ;;
 esac
 
+# Jobs that need no Spark (the feature server) run as plain Python: no idle JVM beside them.
+case "$job" in
+  serve) exec "$venv/bin/python" "$script" --env "$env_name" "${job_args[@]}" ;;
+esac
+
 submit=("$venv/bin/spark-submit" --master "$master" --name "featurelake-$job"
         --conf "spark.pyspark.python=$venv/bin/python"
         --conf "spark.pyspark.driver.python=$venv/bin/python"
