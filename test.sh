@@ -5,4 +5,6 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$root"
 "$root/bin/bootstrap-venv.sh" dev
+# The online-store tests run a real redis-server; without one they skip and say so.
+"$root/bin/ensure-redis.sh" || echo "featurelake: no redis-server; the Redis tests will be skipped" >&2
 exec "$root/.venv/bin/python" -m pytest "$@"
