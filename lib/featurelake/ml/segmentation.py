@@ -2,7 +2,7 @@
 
 Pipeline (:func:`build_segmentation_pipeline`): heavy-tailed columns -> log(1 + max(x, 0))
 (``SQLTransformer``); median imputation (a customer with a missing feature still gets a
-segment); assembly; standardisation (mean 0, sd 1); KMeans, BisectingKMeans or
+segment); assembly; scaling to unit variance; KMeans, BisectingKMeans or
 GaussianMixture. The fitted pipeline takes the raw feature columns, so scoring needs nothing else.
 
 k is chosen by the silhouette (squared Euclidean, on the standardised features) over the
@@ -75,8 +75,11 @@ def build_segmentation_pipeline(config: SegmentationConfig, k: int) -> Pipeline:
     imputed = [f"{c}__imputed" for c in inputs]
     stages.append(Imputer(inputCols=inputs, outputCols=imputed, strategy="median"))
     stages.append(VectorAssembler(inputCols=imputed, outputCol=f"{FEATURES_COL}_raw"))
+    # Unit variance but not centred: clustering does not care about a shift, and
+    # BisectingKMeans splits a cluster by perturbing its centre in proportion to the centre's
+    # norm - at the origin (centred data) it never splits.
     stages.append(StandardScaler(inputCol=f"{FEATURES_COL}_raw", outputCol=FEATURES_COL,
-                                 withMean=True, withStd=True))
+                                 withMean=False, withStd=True))
     common = {"featuresCol": FEATURES_COL, "predictionCol": PREDICTION_COL, "k": k,
               "seed": config.seed, "maxIter": config.max_iter}
     if config.algorithm == "kmeans":
