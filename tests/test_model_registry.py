@@ -1,0 +1,95 @@
+"""Model registry: the promotion rule by hand, and aliases/tags in a real sqlite registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+from featurelake.config import MlflowSettings
+from featurelake.ml.config import PromotionConfig
+from featurelake.ml.registry import decide_promotion, promote, register_challenger
+from featurelake.ml.tracking import configure_tracking
+
+POLICY = PromotionConfig(metric="roc_auc", min_metric=0.76, min_improvement=0.01)
+
+
+def test_below_the_absolute_threshold_is_never_promoted() -> None:
+    promoted, reason = decide_promotion(challenger_metric=0.75, champion_metric=None,
+                                        policy=POLICY)
+    assert not promoted
+    assert reason == "roc_auc 0.7500 is below the minimum 0.7600"
+
+
+def test_first_model_above_threshold_is_promoted() -> None:
+    promoted, reason = decide_promotion(challenger_metric=0.77, champion_metric=None,
+                                        policy=POLICY)
+    assert promoted and "there is no champion" in reason
+
+
+def test_a_gain_below_the_margin_is_rejected() -> None:
+    promoted, reason = decide_promotion(challenger_metric=0.785, champion_metric=0.78,
+                                        policy=POLICY)
+    assert not promoted
+    assert "does not beat the champion's 0.7800 by the required 0.0100 (difference +0.0050)" \
+        in reason
+
+
+def test_a_gain_at_the_margin_is_promoted() -> None:
+    promoted, _ = decide_promotion(challenger_metric=0.80, champion_metric=0.79, policy=POLICY)
+    assert promoted
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory):
+    # One database for the module (creating one costs seconds); each test uses its own model.
+    root = tmp_path_factory.mktemp("registry")
+    target = configure_tracking(MlflowSettings(
+        tracking_uri=f"sqlite:///{root}/mlflow.db",
+        artifact_location=str(root / "artifacts"), experiment="registry-tests"))
+    return mlflow.MlflowClient(target.tracking_uri, target.registry_uri)
+
+
+def _register(client, tmp_path: Path, name: str) -> str:
+    # A registered version needs a source; an empty folder stands in for the model files
+    # (what is tested here is the registry's bookkeeping, scored through ``evaluate``).
+    source = tmp_path / f"model-{len(list(tmp_path.glob('model-*')))}"
+    source.mkdir()
+    return str(register_challenger(client, name, source.as_uri()).version)
+
+
+def test_registering_moves_the_challenger_alias(client, tmp_path: Path) -> None:
+    first = _register(client, tmp_path, "registered")
+    second = _register(client, tmp_path, "registered")
+    assert (first, second) == ("1", "2")
+    assert str(client.get_model_version_by_alias("registered", "challenger").version) == "2"
+
+
+def test_promote_scores_both_models_and_moves_champion_only_past_the_margin(
+        client, tmp_path: Path) -> None:
+    scores = {"models:/m/1": 0.78, "models:/m/2": 0.785, "models:/m/3": 0.80}
+    asked: list[str] = []
+
+    def evaluate(uri: str) -> float:
+        asked.append(uri)
+        return scores[uri]
+
+    _register(client, tmp_path, "m")
+    first = promote(client, "m", POLICY, evaluate)
+    assert first.promoted and first.champion_version is None
+    _register(client, tmp_path, "m")
+    second = promote(client, "m", POLICY, evaluate)
+    assert not second.promoted and second.champion_version == "1"
+    _register(client, tmp_path, "m")
+    third = promote(client, "m", POLICY, evaluate)
+    assert third.promoted and third.champion_metric == 0.78
+    assert asked == ["models:/m/1", "models:/m/2", "models:/m/1", "models:/m/3", "models:/m/1"]
+    assert str(client.get_model_version_by_alias("m", "champion").version) == "3"
+    tags = client.get_model_version("m", "2").tags
+    assert tags["promotion.decision"] == "rejected"
+    assert tags["promotion.champion_version"] == "1"
+
+
+def test_promote_without_a_challenger_is_an_error(client) -> None:
+    with pytest.raises(LookupError, match="has no 'challenger' alias"):
+        promote(client, "nothing", POLICY, lambda uri: 1.0)
