@@ -16,9 +16,8 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime, timezone
-from functools import reduce
 from typing import Any
 
 from featurelake.bronze import (
@@ -29,19 +28,13 @@ from featurelake.bronze import (
     SOURCE_FILE,
     IngestPlan,
     LandedFile,
-    align_parquet_columns,
     list_landed_files,
-    parse_csv_header,
-    parse_csv_lines,
-    parse_json_lines,
     plan_ingest,
-    read_first_line,
-    source_file_from_uri,
+    read_source_rows,
     with_lineage,
 )
 from featurelake.runner import JobContext, run_job
 from featurelake.sources import SourceSpec, load_sources
-from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 log = logging.getLogger("featurelake.jobs.bronze")
@@ -115,7 +108,7 @@ def ingest(
     table = ctx.path("bronze", spec.name)
     counts: dict[str, tuple[int, int]] = {}
     if plan.to_ingest:
-        raw = read_landed(ctx, spec, plan.to_ingest)
+        raw = read_source_rows(ctx.spark, spec, [f.path for f in plan.to_ingest])
         bronze = raw.transform(with_lineage, spec=spec, batch_id=batch_id, ingested_at=now)
         files_meta = [
             {"path": f.path, "size": f.size, "modified_at": f.modified_at.isoformat(),
@@ -143,45 +136,6 @@ def ingest(
         "rows": rows, "rows_rescued": rescued,
         "rows_per_file": {path: c[0] for path, c in counts.items()}}})
     return rows, rescued
-
-
-def read_landed(ctx: JobContext, spec: SourceSpec, files: Sequence[LandedFile]) -> DataFrame:
-    """Read the files of one source into the declared columns + rescue + ``_source_file``."""
-    paths = [f.path for f in files]
-    if spec.format == "parquet":
-        df = ctx.spark.read.parquet(*paths).withColumn(
-            SOURCE_FILE, source_file_from_uri("_metadata.file_path"))
-        return df.transform(align_parquet_columns, spec=spec)
-    if spec.format == "json":
-        return _read_lines(ctx, paths).transform(parse_json_lines, spec=spec)
-    # CSV: files with the same header line are parsed together, each group by its header.
-    groups: dict[str | None, list[str]] = {}
-    for path in paths:
-        groups.setdefault(read_first_line(path) if spec.options.header else None, []).append(path)
-    parts = []
-    for header_line, group in groups.items():
-        header = parse_csv_header(header_line, spec.options) if header_line is not None else None
-        if header is not None:
-            _log_header_differences(spec, header, group)
-        parts.append(_read_lines(ctx, group).transform(
-            parse_csv_lines, spec=spec, header=header, header_line=header_line))
-    return reduce(DataFrame.unionByName, parts)
-
-
-def _read_lines(ctx: JobContext, paths: Sequence[str]) -> DataFrame:
-    return ctx.spark.read.text(list(paths)).select(
-        "value", source_file_from_uri("_metadata.file_path"))
-
-
-def _log_header_differences(spec: SourceSpec, header: Sequence[str], paths: Sequence[str]) -> None:
-    extra = [c for c in header if c not in spec.column_names]
-    missing = [c for c in spec.column_names if c not in header]
-    if extra or missing:
-        log.warning("header_mismatch", extra={"fields": {
-            "source": spec.name, "files": list(paths), "undeclared_columns": extra,
-            "missing_columns": missing,
-            "effect": "rows keep their raw line in _rescued_data" if extra else
-            "missing columns are null"}})
 
 
 def batch_counts(ctx: JobContext, table: str, batch_id: str) -> dict[str, tuple[int, int]]:

@@ -19,10 +19,11 @@ from featurelake.bronze import (
     parse_csv_lines,
     parse_json_lines,
     plan_ingest,
+    read_source_rows,
     source_file_from_uri,
     with_lineage,
 )
-from featurelake.runner import run_job
+from featurelake.runner import DataError, run_job
 from featurelake.sources import ColumnSpec, ReaderOptions, SourceSpec
 from featurelake.table_io import DeltaTables
 from pyspark.sql import functions as F
@@ -130,6 +131,43 @@ def test_with_lineage_gives_the_bronze_contract_schema(spark):
         (f.name, f.dataType) for f in bronze_schema(SPEC)]
     row = out.select("_batch_id", F.date_format("_ingested_at", "yyyy-MM-dd HH:mm:ss")).first()
     assert tuple(row) == ("b1", "2024-01-02 03:04:05")
+
+
+# --------------------------------------------------------------------------------------------
+# Reading raw files (shared by the bronze job and scoring on raw input)
+# --------------------------------------------------------------------------------------------
+
+
+def test_read_source_rows_parses_a_csv_glob_without_lineage(spark, tmp_path):
+    good = tmp_path / "x1.csv"
+    good.write_text('a,b,c\n1,"p,q",2\n3,y\n', encoding="utf-8")
+    # Reordered header: matched by name.
+    other = tmp_path / "x2.csv"
+    other.write_text("c,b,a\n6,z,5\n", encoding="utf-8")
+    (tmp_path / "_x3.csv").write_text("a,b,c\n7,7,7\n", encoding="utf-8")  # writer's temp file
+    (tmp_path / "y.csv").write_text("a,b,c\n8,8,8\n", encoding="utf-8")  # not matched
+    out = read_source_rows(spark, SPEC, str(tmp_path / "x*.csv"))
+    expected = spark.createDataFrame([
+        ("1", "p,q", "2", None, str(good)),
+        ("3", "y", None, "3,y", str(good)),
+        ("5", "z", "6", None, str(other)),
+    ], OUT)
+    assert_df_equality(out, expected, ignore_row_order=True)
+
+
+def test_read_source_rows_reads_json_lines_from_a_folder(spark, tmp_path):
+    spec = SPEC.model_copy(update={"format": "json"})
+    path = tmp_path / "p.json"
+    path.write_text('{"a": "1", "c": "2"}\n{"a": \n', encoding="utf-8")
+    out = read_source_rows(spark, spec, str(tmp_path))
+    expected = spark.createDataFrame([("1", None, "2", None, str(path)),
+                                      (None, None, None, '{"a": ', str(path))], OUT)
+    assert_df_equality(out, expected, ignore_row_order=True)
+
+
+def test_read_source_rows_without_matching_files_names_the_pattern(spark, tmp_path):
+    with pytest.raises(DataError, match=r"no raw files match .*nothing-\*\.csv"):
+        read_source_rows(spark, SPEC, str(tmp_path / "nothing-*.csv"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -344,6 +382,20 @@ def test_real_online_retail_lands_every_row(spark, tmp_path, shared_data):
     assert bronze.where(F.col("Description") == "AIRLINE LOUNGE,METAL SIGN").count() > 0
     assert _run(spark, tmp_path, conf) == 0
     assert _bronze(spark, tmp_path).count() == 541_909
+
+
+def test_bronze_rows_are_read_source_rows_plus_lineage(spark, tmp_path):
+    """Scoring on raw files sees exactly the rows bronze stores (same reader)."""
+    from featurelake.config import load_settings
+    from featurelake.sources import load_sources
+
+    _land(tmp_path / "landing", "a.csv.gz", FILE_1)
+    _land(tmp_path / "landing", "b.csv.gz", FILE_2)
+    assert _run(spark, tmp_path, _conf(tmp_path, "reingest")) == 0
+    spec = load_sources(load_settings(ROOT / "conf"))["online_retail"]
+    read = read_source_rows(spark, spec, str(tmp_path / "landing" / "online_retail" / "*.gz"))
+    stored = _bronze(spark, tmp_path).drop("_ingested_at", "_batch_id")
+    assert_df_equality(read, stored, ignore_row_order=True)
 
 
 def test_job_rejects_unknown_source(spark, tmp_path, capsys):

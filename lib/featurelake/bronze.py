@@ -5,6 +5,8 @@ Two halves:
 * **File inventory** (plain Python over the landing folder): which files match a source's glob,
   which of them were ingested before according to ``bronze/_ingested_files``, and what to do
   with a file that changed under the same name (:func:`plan_ingest`).
+* **Reading** (:func:`read_source_rows`): the one reader of raw files, used by the bronze job
+  and by batch scoring on raw input, so both parse a file identically.
 * **Pure transformations** of the raw text: CSV and JSON files are read one row per line
   (``spark.read.text``) so that no line can be lost, then split into the declared columns with
   Spark's own parsers (``from_csv``/``from_json`` in PERMISSIVE mode). A line that does not fit
@@ -16,6 +18,11 @@ row per line (nothing is lost, silver quarantines them); blank lines carry no da
 rows; a data line identical to its file's header line is taken for a header.
 
 Example:
+    >>> parsed = read_source_rows(spark, spec, "/landing/online_retail/*.csv.gz")
+    >>> bronze = parsed.transform(with_lineage, spec=spec, batch_id="b1", ingested_at=now)
+
+    or, step by step:
+
     >>> lines = spark.read.text(paths).select("value", source_file_from_uri("_metadata.file_path"))
     >>> bronze = lines.transform(parse_csv_lines, spec=spec, header=header, header_line=first)
     >>> bronze = bronze.transform(with_lineage, spec=spec, batch_id="b1", ingested_at=now)
@@ -33,9 +40,10 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import reduce
 from typing import Any, Literal
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
 
@@ -61,6 +69,8 @@ __all__ = [
     "parse_json_lines",
     "plan_ingest",
     "read_first_line",
+    "read_source_rows",
+    "resolve_source_paths",
     "source_file_from_uri",
     "with_lineage",
 ]
@@ -288,6 +298,108 @@ def parse_csv_header(line: str, options: ReaderOptions) -> tuple[str, ...]:
         reader = csv.reader([line], delimiter=options.delimiter, quotechar=options.quote,
                             escapechar=options.escape, doublequote=False)
     return tuple(next(reader, []))
+
+
+# --------------------------------------------------------------------------------------------
+# Reading raw files (the one reader: bronze job and scoring on raw input)
+# --------------------------------------------------------------------------------------------
+
+
+def _visible(path: str) -> bool:
+    return os.path.isfile(path) and not os.path.basename(path).startswith((".", "_"))
+
+
+def resolve_source_paths(path_or_glob: str | Sequence[str]) -> list[str]:
+    """The local files to read: a glob's matches, a folder's files, a file, or a list of files.
+
+    Glob matches and folder contents skip names starting with ``.`` or ``_`` (temporary or
+    marker files, as :func:`list_landed_files` does); a file named explicitly is always read.
+
+    Args:
+        path_or_glob: a file, a folder, a glob (``~`` expanded, relative to the working
+            directory), or a sequence of file paths taken as they are.
+
+    Returns:
+        Absolute paths, sorted (a sequence keeps its order).
+
+    Raises:
+        DataError: nothing to read; the message names what was looked for.
+    """
+    if not isinstance(path_or_glob, str):
+        paths = [os.path.abspath(p) for p in path_or_glob]
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if missing or not paths:
+            raise DataError(f"raw files to read do not exist: {missing or 'none given'}")
+        return paths
+    pattern = os.path.abspath(os.path.expanduser(path_or_glob))
+    if glob.has_magic(pattern):
+        paths = [p for p in glob.glob(pattern) if _visible(p)]
+    elif os.path.isdir(pattern):
+        paths = [p for p in (os.path.join(pattern, n) for n in os.listdir(pattern)) if _visible(p)]
+    else:
+        paths = [pattern] if os.path.isfile(pattern) else []
+    if not paths:
+        raise DataError(f"no raw files match {path_or_glob!r} (looked for {pattern}; names "
+                        "starting with '.' or '_' are ignored)")
+    return sorted(paths)
+
+
+def read_source_rows(
+    spark: SparkSession, spec: SourceSpec, path_or_glob: str | Sequence[str]
+) -> DataFrame:
+    """Read raw files of a source into parsed rows, exactly as bronze parses them.
+
+    CSV and JSON files are read line by line and split with :func:`parse_csv_lines` /
+    :func:`parse_json_lines` (CSV files are grouped by their header line, each group parsed
+    by its own header); Parquet files go through :func:`align_parquet_columns`. No ingest
+    lineage is added: the caller adds :func:`with_lineage`.
+
+    Args:
+        spark: the session.
+        spec: the source declaration (format, reader options, columns).
+        path_or_glob: what to read (see :func:`resolve_source_paths`); local files only, as
+            CSV headers are read on the driver.
+
+    Returns:
+        The declared columns (strings), ``_rescued_data`` and ``_source_file`` (local path).
+
+    Raises:
+        DataError: no file matches ``path_or_glob``.
+    """
+    paths = resolve_source_paths(path_or_glob)
+    if spec.format == "parquet":
+        df = spark.read.parquet(*paths).withColumn(
+            SOURCE_FILE, source_file_from_uri("_metadata.file_path"))
+        return df.transform(align_parquet_columns, spec=spec)
+    if spec.format == "json":
+        return _read_lines(spark, paths).transform(parse_json_lines, spec=spec)
+    # CSV: files with the same header line are parsed together, each group by its header.
+    groups: dict[str | None, list[str]] = {}
+    for path in paths:
+        groups.setdefault(read_first_line(path) if spec.options.header else None, []).append(path)
+    parts = []
+    for header_line, group in groups.items():
+        header = parse_csv_header(header_line, spec.options) if header_line is not None else None
+        if header is not None:
+            _log_header_differences(spec, header, group)
+        parts.append(_read_lines(spark, group).transform(
+            parse_csv_lines, spec=spec, header=header, header_line=header_line))
+    return reduce(DataFrame.unionByName, parts)
+
+
+def _read_lines(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
+    return spark.read.text(list(paths)).select("value", source_file_from_uri("_metadata.file_path"))
+
+
+def _log_header_differences(spec: SourceSpec, header: Sequence[str], paths: Sequence[str]) -> None:
+    extra = [c for c in header if c not in spec.column_names]
+    missing = [c for c in spec.column_names if c not in header]
+    if extra or missing:
+        log.warning("header_mismatch", extra={"fields": {
+            "source": spec.name, "files": list(paths), "undeclared_columns": extra,
+            "missing_columns": missing,
+            "effect": "rows keep their raw line in _rescued_data" if extra else
+            "missing columns are null"}})
 
 
 # --------------------------------------------------------------------------------------------
