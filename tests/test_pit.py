@@ -228,3 +228,26 @@ def test_known_time_filter_needs_created_column(spark):
     ents = entities(spark, [("a", day(5), 1)])
     with pytest.raises(FeatureViewError, match="created timestamp column"):
         join(ents, timeline(spark), created_timestamp_column=None, known_at="entity_time")
+
+
+def _view(name, table, feature, created=None):
+    return FeatureView(name=name, entity="customer", join_keys=["customer_id"],
+                       source=SourceTable(layer="gold", table=table),
+                       event_timestamp_column="event_ts", created_timestamp_column=created,
+                       features=[Feature(name=feature, dtype="double")])
+
+
+def test_same_feature_name_from_two_views_needs_full_feature_names(spark):
+    views = {"v1": _view("v1", "t", "x"), "v2": _view("v2", "t", "x")}
+    ents = entities(spark, [("a", day(5), 1)])
+    with pytest.raises(FeatureViewError, match="full_feature_names=True"):
+        get_training_set(ents, ["v1:x", "v2:x"], views=views, sources={},
+                         entity_timestamp_column="ts")
+
+
+def test_known_time_filter_names_views_without_created_timestamps(spark):
+    views = {"v1": _view("v1", "t", "x", created="created_ts"), "v2": _view("v2", "t", "y")}
+    ents = entities(spark, [("a", day(5), 1)])
+    with pytest.raises(FeatureViewError, match=r"views \['v2'\] declare no created_timestamp"):
+        get_training_set(ents, ["v1:x", "v2:y"], views=views, sources={},
+                         entity_timestamp_column="ts", known_at="entity_time")
