@@ -733,7 +733,7 @@ _RETAIL_TYPED = r"""
     from read_csv('{path}', all_varchar = true, header = true)
 """
 _RETAIL_CLEAN = """
-    inv is not null and regexp_full_match(inv, 'C?[0-9]{{6}}') and sc is not null and q is not null
+    inv is not null and regexp_full_match(inv, 'C?[0-9]{{6,}}') and sc is not null and q is not null
     and ts is not null and p is not null and c is not null and regexp_full_match(c, '[0-9]+')
     and co is not null and (inv like 'C%' or q > 0) and (inv like 'C%' or p > 0)
     and (inv not like 'C%' or q < 0) and ts <= TIMESTAMP '{as_of}'

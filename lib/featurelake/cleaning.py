@@ -272,13 +272,23 @@ def with_parsed_columns(
         ``df`` plus one column per parsed declaration and ``_parse_errors`` (array<string>);
         a raw column whose name equals a parsed one up to case is replaced by it.
     """
+    parsed_specs = [spec for spec in columns if spec.source is not None]
+    # Step 1 materialises each cleaned string once (as a temporary column), so the parse and
+    # failure expressions below reference it by name instead of repeating the cleaning
+    # expression: much smaller plans for wide tables.
+    staged = {
+        f"__cleaned_{i}": apply_cleaning(
+            (F.col(raw).getField(str(spec.source)) if raw else quoted(str(spec.source))).cast(
+                "string"
+            ),
+            spec.clean,
+        )
+        for i, spec in enumerate(parsed_specs)
+    }
     errors = []
     parsed_columns: dict[str, Column] = {}
-    for spec in columns:
-        if spec.source is None:
-            continue
-        source = F.col(raw).getField(spec.source) if raw else quoted(spec.source)
-        cleaned = apply_cleaning(source.cast("string"), spec.clean)
+    for i, spec in enumerate(parsed_specs):
+        cleaned = F.col(f"__cleaned_{i}")
         parsed = parse_value(cleaned, spec.type, spec.format)
         if spec.type != "string":
             errors.append(
@@ -289,9 +299,10 @@ def with_parsed_columns(
         parsed_columns[spec.name] = parsed.cast(spec.type)
     flags = F.array(*errors) if errors else F.array().cast("array<string>")
     parsed_columns[PARSE_ERRORS] = F.filter(flags, lambda x: x.isNotNull())
-    # One projection: every expression reads the input columns, even where a new name equals
-    # a raw one up to case (Spark resolves names case-insensitively: EDUCATION vs education).
-    return df.withColumns(parsed_columns)
+    # Step 2 is one projection: every expression reads the staged strings, even where a new
+    # name equals a raw one up to case (Spark resolves names case-insensitively: EDUCATION vs
+    # education).
+    return df.withColumns(staged).withColumns(parsed_columns).drop(*staged)
 
 
 def with_derived_columns(df: DataFrame, columns: Sequence[ColumnSpec]) -> DataFrame:
