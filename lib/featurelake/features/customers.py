@@ -169,7 +169,7 @@ def invoice_activity(transactions: DataFrame) -> DataFrame:
     """Collapse transaction lines to one row per customer, invoice and line timestamp.
 
     Steps: drop lines without a customer (not attributable) → flag each stock code's first
-    purchase line per customer → flag an invoice's first timestamp → sum per invoice part.
+    purchase line per customer → sum per invoice part → flag an invoice's first timestamp.
 
     Args:
         transactions: ``silver/transactions`` (docs/CONTRACTS.md).
@@ -180,13 +180,19 @@ def invoice_activity(transactions: DataFrame) -> DataFrame:
         the summed quantity,
         ``new_products`` the stock codes the customer bought for the first time (purchases
         only; ties between invoices at the same timestamp go to the smaller invoice number),
-        ``country`` the alphabetically first country on the part's lines.
+        ``country`` the alphabetically first country on the part's lines. Hash-partitioned by
+        ``customer_id``.
 
     Raises:
         MissingColumnsError: a silver column is missing.
     """
     require_columns(transactions, _TRANSACTION_COLUMNS, "silver/transactions")
-    lines = transactions.where(F.col("customer_id").isNotNull()).select(*_TRANSACTION_COLUMNS)
+    # One shuffle by customer serves every later step (windows, part sums, the as-of grid).
+    lines = (
+        transactions.where(F.col("customer_id").isNotNull())
+        .select(*_TRANSACTION_COLUMNS)
+        .repartition("customer_id")
+    )
     is_purchase_line = ~F.col("is_cancellation") & F.col("stock_code").isNotNull()
     first_buy = Window.partitionBy("customer_id", "stock_code", is_purchase_line).orderBy(
         "invoice_ts", "invoice_no"
@@ -194,19 +200,17 @@ def invoice_activity(transactions: DataFrame) -> DataFrame:
     lines = lines.withColumn(
         "is_new_product",
         F.when(is_purchase_line & (F.row_number().over(first_buy) == 1), 1).otherwise(0),
-    ).withColumn(
-        "starts_invoice",
-        F.when(
-            F.col("invoice_ts")
-            == F.min("invoice_ts").over(Window.partitionBy("customer_id", "invoice_no")), 1
-        ).otherwise(0),
     )
-    return lines.groupBy("customer_id", "invoice_no", "invoice_ts", "is_cancellation").agg(
-        F.max("starts_invoice").alias("starts_invoice"),
+    parts = lines.groupBy("customer_id", "invoice_no", "invoice_ts", "is_cancellation").agg(
         F.sum(F.col("line_amount").cast(_LINE_MONEY)).cast(_MONEY).alias("amount"),
         F.sum("quantity").cast("long").alias("quantity"),
         F.sum("is_new_product").cast("long").alias("new_products"),
         F.min("country").alias("country"),
+    )
+    # Flag the invoice's first timestamp on the (small) per-part frame, not on the lines.
+    first_part = F.min("invoice_ts").over(Window.partitionBy("customer_id", "invoice_no"))
+    return parts.withColumn(
+        "starts_invoice", F.when(F.col("invoice_ts") == first_part, 1).otherwise(0)
     ).select(*ACTIVITY_COLUMNS)
 
 
@@ -242,6 +246,8 @@ def aggregate_activity_as_of(activity: DataFrame, points: DataFrame,
     require_columns(points, ("as_of_ts", "as_of_date"), "as-of points")
     if any(int(w) <= 0 for w in windows):
         raise ValueError(f"windows must be positive numbers of days, got {list(windows)}")
+    # invoice_activity's output is hash-partitioned by customer: the broadcast join keeps that,
+    # so both aggregations below run without shuffling the (large) customer x point grid.
     grid = activity.join(
         F.broadcast(points.select("as_of_ts", "as_of_date")),
         F.col("invoice_ts") <= F.col("as_of_ts"),
@@ -360,10 +366,13 @@ def with_cancellation_rate(df: DataFrame, output: str = "cancellation_rate") -> 
     )
 
 
+_SCORED = "_rfm_scored"
+
+
 def _quantile_score(value: str, ascending_is_better: bool, quantiles: int) -> Column:
     """ceil(q * k / n): k = scored customers at the same point no better than this one."""
     scored = F.col("frequency") > 0
-    group = Window.partitionBy("as_of_ts", scored)
+    group = Window.partitionBy("as_of_ts", _SCORED)
     # Order from worst to best so that cume_dist counts the customers no better than this one.
     order = F.col(value).asc() if ascending_is_better else F.col(value).desc()
     ranked = group.orderBy(order)
@@ -393,11 +402,13 @@ def with_rfm_scores(df: DataFrame, quantiles: int) -> DataFrame:
     if quantiles < 1:
         raise ValueError(f"quantiles must be >= 1, got {quantiles}")
     return (
-        df.withColumn("r_score", _quantile_score("recency_days", False, quantiles))
+        df.withColumn(_SCORED, F.col("frequency") > 0)  # one shuffle for the three windows
+        .withColumn("r_score", _quantile_score("recency_days", False, quantiles))
         .withColumn("f_score", _quantile_score("frequency", True, quantiles))
         .withColumn("m_score", _quantile_score("monetary", True, quantiles))
         .withColumn("rfm_score",
                     (F.col("r_score") + F.col("f_score") + F.col("m_score")).cast("int"))
+        .drop(_SCORED)
     )
 
 
