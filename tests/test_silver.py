@@ -890,3 +890,56 @@ def test_real_datasets_bronze_to_silver_reconcile_exactly(spark, tmp_path, share
         metrics[("transactions", "not_null:customer_id")].failed_count
         == expected["transactions"]["not_null:customer_id"]
     )
+
+
+def test_bad_file_through_bronze_and_silver_quarantines_each_bad_row(spark, tmp_path):
+    """Malformed lines, wrong types and an extra field: no crash, each bad row with reasons."""
+    from featurelake.runner import run_job
+
+    landing = tmp_path / "landing" / "online_retail"
+    landing.mkdir(parents=True)
+    (landing / "bad.csv").write_text(
+        "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+        "536365,85123A,HEART,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom\n"
+        "536366,22633,HAND WARMER,six,2010-12-01 08:28:00,1.85,17850,United Kingdom\n"
+        "536367,84879,BIRD,32,2010-13-01 08:34:00,1.69,13047,United Kingdom\n"
+        "536368,22960,JAR,6,2010-12-01 08:34:00,4.25,13047,United Kingdom,EXTRA\n"
+        "536369,21756,BATH\n"
+    )
+    spec = importlib.util.spec_from_file_location(
+        "featurelake_job_bronze", ROOT / "jobs" / "bronze.py"
+    )
+    bronze_job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bronze_job)
+    lake = tmp_path / "lake"
+    argv = [
+        "--conf-dir",
+        str(ROOT / "conf"),
+        "--conf",
+        f"lakehouse.root={lake}",
+        "--conf",
+        f"lakehouse.landing={tmp_path / 'landing'}",
+        "--source",
+        "online_retail",
+    ]
+    assert (
+        run_job(
+            "bronze",
+            bronze_job.main,
+            argv=argv,
+            add_arguments=bronze_job.add_arguments,
+            spark=spark,
+        )
+        == 0
+    )
+    assert run_silver_job(spark, lake, "--table", "transactions") == 0
+    tables = DeltaTables(spark)
+    silver = tables.read(str(lake / "silver" / "transactions")).select("invoice_no", "customer_id")
+    assert [tuple(r) for r in silver.collect()] == [("536365", "17850")]
+    quarantine = tables.read(str(lake / "silver" / "transactions_quarantine"))
+    got = {r["InvoiceNo"]: r["_failed_rules"] for r in quarantine.collect()}
+    assert set(got) == {"536366", "536367", "536368", "536369"}
+    assert got["536366"][0] == "parse:quantity"
+    assert got["536367"][0] == "parse:invoice_ts"
+    assert got["536368"][0] == "malformed_line"
+    assert got["536369"][0] == "malformed_line" and "not_null:customer_id" in got["536369"]
