@@ -2,7 +2,8 @@
 
     ./spark-submit.sh feature-pipeline [gold options: --as-of, --snapshot-start, ...]
 
-Silver is featurelake.silver.run_silver(ctx); gold is featurelake.gold.run_gold(ctx, options).
+Silver is featurelake.silver.run_silver(ctx) (every table in conf/tables/); gold is
+featurelake.gold.run_gold(ctx, options) with the same options as the gold job.
 """
 
 import argparse
@@ -10,17 +11,12 @@ import sys
 
 from featurelake.gold import add_gold_arguments, gold_options_from_args, run_gold
 from featurelake.runner import JobContext, run_job
+from featurelake.silver import run_silver
 
 
 def main(ctx: JobContext, args: argparse.Namespace) -> None:
-    options = gold_options_from_args(args)  # validate gold options before silver runs
-    try:
-        from featurelake.silver import run_silver
-    except ImportError as exc:
-        raise RuntimeError(
-            "feature-pipeline needs featurelake.silver.run_silver(ctx), the silver job's body"
-        ) from exc
-    run_silver(ctx)
+    options = gold_options_from_args(args)  # reject bad gold options before silver runs
+    run_silver(ctx)  # records its counts in ctx.summary["silver"]
     run_gold(ctx, options)
 
 
