@@ -98,3 +98,18 @@ def test_unknown_pii_column_is_an_error(spark):
     df = spark.createDataFrame([("Ada",)], "name string")
     with pytest.raises(ValueError, match=r"PII columns \['email'\] are not in the data"):
         with_pseudonymised_columns(df, [PiiColumn(column="email", action="drop")], KEY)
+
+
+def test_without_the_variable_a_configured_key_file_is_created_once_private(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    from featurelake.pii import load_pii_key
+
+    monkeypatch.delenv("FL_TEST_PII_KEY", raising=False)
+    path = tmp_path / "lake" / ".pii_key"
+    first = load_pii_key("FL_TEST_PII_KEY", str(path))
+    assert len(first) == 64 and load_pii_key("FL_TEST_PII_KEY", str(path)) == first
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    monkeypatch.setenv("FL_TEST_PII_KEY", "from-env")
+    assert load_pii_key("FL_TEST_PII_KEY", str(path)) == b"from-env"

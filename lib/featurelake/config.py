@@ -119,6 +119,8 @@ class SilverSettings(_Frozen):
     tables_dir: str = "tables"
     as_of: datetime | None = None
     pii_key_env: str = Field(default="FEATURELAKE_PII_KEY", min_length=1)
+    # Fallback when the variable is unset (local demo only): a generated key file, mode 0600.
+    pii_key_file: str | None = None
 
 
 class SyntheticSettings(_Frozen):

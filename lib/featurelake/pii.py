@@ -17,7 +17,10 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import secrets
+from pathlib import Path
 from collections.abc import Sequence
 from typing import Literal
 
@@ -26,6 +29,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from featurelake.cleaning import quoted
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "PiiColumn",
@@ -64,27 +69,42 @@ class PiiColumn(BaseModel):
         return self.output or f"{self.column}_hash"
 
 
-def load_pii_key(env_var: str) -> bytes:
+def load_pii_key(env_var: str, key_file: str | None = None) -> bytes:
     """Read the pseudonymisation key from the environment variable ``env_var``.
+
+    When the variable is unset and ``key_file`` is configured (the local demo does), the key is
+    read from that file, which is created on first use with 32 random bytes and mode 0600, so a
+    laptop run needs no set-up while the key still never sits in the repository.
 
     Args:
         env_var: the variable's name (from configuration).
+        key_file: optional fallback file (``silver.pii_key_file``).
 
     Returns:
-        The key as UTF-8 bytes.
+        The key as bytes.
 
     Raises:
-        PiiKeyError: the variable is unset or empty (the message names it).
+        PiiKeyError: the variable is unset or empty and no key file is configured (the message
+            names the variable).
     """
     value = os.environ.get(env_var)
-    if not value:
-        state = "is empty" if value == "" else "is not set"
-        raise PiiKeyError(
-            f"environment variable {env_var} {state}: it must hold the secret key used to "
-            f"pseudonymise PII columns (HMAC-SHA256); set it, e.g. export {env_var}=<secret>, "
-            "or change silver.pii_key_env"
-        )
-    return value.encode("utf-8")
+    if value:
+        return value.encode("utf-8")
+    if key_file:
+        path = Path(key_file)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+            log.warning("pii_key_file_created", extra={"fields": {"path": str(path)}})
+        return path.read_text(encoding="utf-8").strip().encode("utf-8")
+    state = "is empty" if value == "" else "is not set"
+    raise PiiKeyError(
+        f"environment variable {env_var} {state}: it must hold the secret key used to "
+        f"pseudonymise PII columns (HMAC-SHA256); set it, e.g. export {env_var}=<secret>, "
+        "or change silver.pii_key_env"
+    )
 
 
 def hmac_sha256_hex(col: Column, key: bytes) -> Column:

@@ -28,6 +28,8 @@ Example:
 
 from __future__ import annotations
 
+import os
+
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -612,7 +614,10 @@ def run_silver(
     started = datetime.now(timezone.utc)
     as_of = _utc(as_of or settings.as_of or started)
     needs_key = any(p.action == "hash" for spec in specs for p in spec.pii)
-    pii_key = load_pii_key(settings.pii_key_env) if needs_key else None
+    key_file = settings.pii_key_file
+    if key_file and not os.path.isabs(key_file):
+        key_file = os.path.join(ctx.settings.lakehouse.root, key_file)
+    pii_key = load_pii_key(settings.pii_key_env, key_file) if needs_key else None
 
     # Phase 1: build and judge every table; nothing is written until all pass.
     staged = []
