@@ -28,7 +28,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
@@ -44,7 +44,12 @@ from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationS
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from featurelake.ml.config import AlgorithmConfig, ClassificationConfig, _estimator_class
+from featurelake.ml.config import (
+    Algorithm,
+    AlgorithmConfig,
+    ClassificationConfig,
+    _estimator_class,
+)
 
 __all__ = [
     "BinaryMetrics",
@@ -70,7 +75,8 @@ FEATURES_COL = "_features"
 RAW_FEATURES_COL = "_features_raw"
 _BUCKETS = 10_000
 _ROC_BINS = 200
-_EVALUATOR_METRIC = {"roc_auc": "areaUnderROC", "pr_auc": "areaUnderPR"}
+_EVALUATOR_METRIC: dict[str, Literal["areaUnderROC", "areaUnderPR"]] = {
+    "roc_auc": "areaUnderROC", "pr_auc": "areaUnderPR"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,7 +206,7 @@ def build_preprocessing(config: ClassificationConfig) -> Pipeline:
 
 
 def build_estimator_pipeline(
-    config: ClassificationConfig, algorithm: str, *, use_weights: bool
+    config: ClassificationConfig, algorithm: Algorithm, *, use_weights: bool
 ) -> tuple[Pipeline, Any]:
     """The per-candidate stages on top of :func:`build_preprocessing`'s vector.
 
@@ -224,7 +230,7 @@ def build_estimator_pipeline(
 
 
 def _make_estimator(
-    config: ClassificationConfig, algorithm: str, spec: AlgorithmConfig, use_weights: bool
+    config: ClassificationConfig, algorithm: Algorithm, spec: AlgorithmConfig, use_weights: bool
 ) -> Any:
     cls = _estimator_class(algorithm)
     t = config.threshold
@@ -302,7 +308,7 @@ def evaluate_binary(predictions: DataFrame, label: str) -> BinaryMetrics:
         F.col(label).cast("double").alias("label"),
         F.col("prediction").cast("double").alias("prediction"),
         F.col("probability"),
-        vector_to_array("probability")[1].alias("p1"),
+        vector_to_array(F.col("probability"))[1].alias("p1"),
     ).cache()
     try:
         evaluator = BinaryClassificationEvaluator(labelCol="label", rawPredictionCol="probability")
@@ -314,6 +320,7 @@ def evaluate_binary(predictions: DataFrame, label: str) -> BinaryMetrics:
             F.sum(((F.col("label") == 0) & (F.col("prediction") == 0)).cast("long")).alias("tn"),
             F.sum(((F.col("label") == 1) & (F.col("prediction") == 0)).cast("long")).alias("fn"),
         ).first()
+        assert counts is not None  # an aggregate without grouping has one row
         bins = (
             scored.groupBy(F.least(F.floor(F.col("p1") * _ROC_BINS), F.lit(_ROC_BINS - 1))
                            .cast("int").alias("bin"))
@@ -423,7 +430,7 @@ def _search_metrics(model: Any) -> list[float]:
 
 
 def _train_candidate(
-    config: ClassificationConfig, algorithm: str, preprocessing: PipelineModel,
+    config: ClassificationConfig, algorithm: Algorithm, preprocessing: PipelineModel,
     train: DataFrame, test: DataFrame, use_weights: bool, tags: Mapping[str, str],
 ) -> CandidateResult:
     import mlflow
@@ -524,6 +531,7 @@ def train_classifier(
     stats = {}
     for side, frame in (("train", train), ("test", test)):
         row = frame.agg(F.count(F.lit(1)).alias("rows"), fingerprint(columns).alias("fp")).first()
+        assert row is not None
         stats[side] = (int(row["rows"]), str(row["fp"]))
     if stats["test"][0] == 0:
         raise ValueError("the held-out split is empty; lower split.test_fraction or add rows")
@@ -575,6 +583,7 @@ def label_coverage(data: DataFrame, label: str) -> dict[str, int]:
     """Counts of rows with and without a label in a :func:`prepare_training_frame` output."""
     row = data.agg(F.count(F.lit(1)).alias("rows"),
                    F.sum(F.col(label).isNull().cast("long")).alias("unlabelled")).first()
+    assert row is not None
     return {"rows": int(row["rows"]), "rows_without_label": int(row["unlabelled"] or 0)}
 
 

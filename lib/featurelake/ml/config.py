@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 GridValue = float | int | str | bool
+Algorithm = Literal["logistic_regression", "random_forest", "gbt"]
 NonEmptyValues = Annotated[list[GridValue], Field(min_length=1)]
 
 
@@ -162,7 +163,7 @@ class ClassificationConfig(_Frozen):
     numeric_features: list[str] = Field(default_factory=list)
     categorical_features: list[str] = Field(default_factory=list)
     algorithms: Annotated[
-        dict[Literal["logistic_regression", "random_forest", "gbt"], AlgorithmConfig],
+        dict[Algorithm, AlgorithmConfig],
         Field(min_length=1),
     ]
     split: SplitConfig = Field(default_factory=SplitConfig)
@@ -260,7 +261,7 @@ ModelConfig = ClassificationConfig | SegmentationConfig
 ModelConfigT = TypeVar("ModelConfigT", ClassificationConfig, SegmentationConfig)
 
 
-def _estimator_class(algorithm: str) -> type:
+def _estimator_class(algorithm: Algorithm) -> type:
     from pyspark.ml.classification import (
         GBTClassifier,
         LogisticRegression,

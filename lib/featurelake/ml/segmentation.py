@@ -80,8 +80,8 @@ def build_segmentation_pipeline(config: SegmentationConfig, k: int) -> Pipeline:
     # norm - at the origin (centred data) it never splits.
     stages.append(StandardScaler(inputCol=f"{FEATURES_COL}_raw", outputCol=FEATURES_COL,
                                  withMean=False, withStd=True))
-    common = {"featuresCol": FEATURES_COL, "predictionCol": PREDICTION_COL, "k": k,
-              "seed": config.seed, "maxIter": config.max_iter}
+    common: dict[str, Any] = {"featuresCol": FEATURES_COL, "predictionCol": PREDICTION_COL,
+                              "k": k, "seed": config.seed, "maxIter": config.max_iter}
     if config.algorithm == "kmeans":
         stages.append(KMeans(**common))
     elif config.algorithm == "bisecting_kmeans":
@@ -275,7 +275,9 @@ def train_segmentation(
             assigned = model.transform(data)
             profile_rows = [r.asDict() for r in
                             segment_profiles(assigned, config.feature_columns).collect()]
-            overall = overall_means(data, config.feature_columns).first().asDict()
+            overall_row = overall_means(data, config.feature_columns).first()
+            assert overall_row is not None  # an aggregate without grouping has one row
+            overall = overall_row.asDict()
             names = name_segments(profile_rows, overall, config.naming)
             profiles = sorted(({"segment_id": p["segment_id"], "segment_name":
                                 names[p["segment_id"]], **{c: v for c, v in p.items()
