@@ -40,6 +40,8 @@ def build_spark_session(app_name: str, settings: SparkSettings) -> SparkSession:
         # Spark's _SUCCESS marker is not a data file; Delta's log is the commit record.
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
         "spark.sql.adaptive.enabled": "true",
+        # wide silver/gold plans would otherwise log a truncation warning on every job
+        "spark.sql.debug.maxToStringFields": "500",
         "spark.driver.extraJavaOptions": "-Dlog4j2.level=WARN",
     }
     options.update(settings.conf)
