@@ -91,9 +91,15 @@ def segmented(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> 
     config = root / "tiny_segments.yaml"
     config.write_text(yaml.safe_dump(TINY_CONFIG), encoding="utf-8")
     assert run_segmentation_job(spark, root, config) == 0
+    from featurelake.pipeline import load_job_module
+
+    promote = load_job_module(PROJECT / "jobs", "promote")
+    assert run_job("promote", promote.main, argv=argv(root, config),
+                   add_arguments=promote.add_arguments, spark=spark) == 0
     tracking = f"sqlite:///{root}/mlflow/mlflow.db"
     client = mlflow.MlflowClient(tracking, tracking)
-    run = client.search_runs([client.get_experiment_by_name("tests").experiment_id])[0]
+    run = client.search_runs([client.get_experiment_by_name("tests").experiment_id],
+                             "tags.`featurelake.kind` = 'segmentation'")[0]
     return {"root": root, "client": client, "run": run,
             "segments": DeltaTables(spark).read(f"{root}/gold/customer_segments")}
 
@@ -201,6 +207,16 @@ def test_segments_table_carries_model_version_and_as_of(segmented: dict) -> None
     assert str(client.get_model_version_by_alias("tiny_segments", "challenger").version) == "1"
 
 
+def test_challenger_is_promoted_on_its_silhouette(segmented: dict) -> None:
+    client, run = segmented["client"], segmented["run"]
+    assert str(client.get_model_version_by_alias("tiny_segments", "champion").version) == "1"
+    tags = client.get_model_version("tiny_segments", "1").tags
+    assert tags["promotion.decision"] == "promoted"
+    # Scored again by the promote job on the logged feature version: the same silhouette.
+    assert float(tags["promotion.silhouette"]) == pytest.approx(
+        run.data.metrics["chosen_silhouette"], abs=1e-6)
+
+
 def test_profiles_and_plot_are_logged(segmented: dict, tmp_path: Path) -> None:
     client, run = segmented["client"], segmented["run"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -249,7 +265,8 @@ def test_online_retail_customers_each_get_one_segment(
     assert run_segmentation_job(spark, tmp_path, config) == 0
     tracking = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
     client = mlflow.MlflowClient(tracking, tracking)
-    run = client.search_runs([client.get_experiment_by_name("tests").experiment_id])[0]
+    run = client.search_runs([client.get_experiment_by_name("tests").experiment_id],
+                             "tags.`featurelake.kind` = 'segmentation'")[0]
     k = int(run.data.params["chosen_k"])
     print(f"online retail: chosen k={k}, silhouette={run.data.metrics['chosen_silhouette']:.4f}, "
           + ", ".join(f"k={j}: {run.data.metrics[f'silhouette_k{j}']:.4f}" for j in range(3, 7)))
