@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -151,19 +152,30 @@ def test_metadata_mismatch_names_the_undescribed_column(spark: SparkSession) -> 
 
 
 @pytest.fixture(scope="module")
-def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def job_conf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's base settings and gold config, without an environment overlay."""
+    conf = tmp_path_factory.mktemp("conf")
+    (conf / "env").mkdir()
+    (conf / "env" / "test.yaml").write_text("{}\n")
+    for name in ("base.yaml", GOLD_CONFIG_FILE):
+        shutil.copy(CONF / name, conf / name)
+    return conf
+
+
+@pytest.fixture(scope="module")
+def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory, job_conf: Path) -> Path:
     """A lakehouse with tiny silver tables and one gold run over them."""
     root = tmp_path_factory.mktemp("lake")
     tables = DeltaTables(spark)
     tables.write(credit_silver(spark), f"{root}/silver/credit_clients", "overwrite")
     tables.write(spark.createDataFrame(TX_ROWS, TX_SILVER), f"{root}/silver/transactions",
                  "overwrite")
-    assert _run_gold(spark, root) == 0
+    assert _run_gold(spark, job_conf, root) == 0
     return root
 
 
-def _run_gold(spark: SparkSession, root: Path, *extra: str) -> int:
-    argv = ["--conf-dir", str(CONF), "--env", "local", "--conf", f"lakehouse.root={root}", *extra]
+def _run_gold(spark: SparkSession, conf: Path, root: Path, *extra: str) -> int:
+    argv = ["--conf-dir", str(conf), "--env", "test", "--conf", f"lakehouse.root={root}", *extra]
     return run_job("gold", _gold_main, argv=argv, add_arguments=add_gold_arguments, spark=spark)
 
 
@@ -215,23 +227,30 @@ def test_gold_job_stores_metadata_for_the_version_written(spark: SparkSession, l
     assert json.loads(commit["featurelake.preprocessing"])["credit"]["age_bin_edges"][0] == 18
 
 
-def test_gold_job_rerun_leaves_identical_tables(spark: SparkSession, lake: Path) -> None:
+def test_gold_job_rerun_leaves_identical_tables(
+    spark: SparkSession, lake: Path, job_conf: Path
+) -> None:
     names = ["credit_features", "credit_labels", "customer_features", "customer_features_daily"]
     before = {n: _snapshot(spark, lake / "gold" / n) for n in names}
-    assert _run_gold(spark, lake) == 0
+    assert _run_gold(spark, job_conf, lake) == 0
     assert {n: _snapshot(spark, lake / "gold" / n) for n in names} == before
 
 
-def test_gold_job_as_of_limits_the_latest_snapshot(spark: SparkSession, lake: Path) -> None:
+def test_gold_job_as_of_limits_the_latest_snapshot(
+    spark: SparkSession, lake: Path, job_conf: Path
+) -> None:
     # Rewrites gold/customer_features of the shared lake: keep this after the tests reading it.
-    assert _run_gold(spark, lake, "--only", "customers", "--no-daily", "--as-of", "2011-01-02") == 0
+    argv = ["--only", "customers", "--no-daily", "--as-of", "2011-01-02"]
+    assert _run_gold(spark, job_conf, lake, *argv) == 0
     latest = DeltaTables(spark).read(f"{lake}/gold/customer_features", record=False)
     rows = [(r["customer_id"], r["frequency"], r["monetary"]) for r in latest.collect()]
     assert rows == [("A", 1, 10.0)]
 
 
-def test_gold_job_fails_clearly_without_silver(spark: SparkSession, tmp_path: Path) -> None:
-    assert _run_gold(spark, tmp_path, "--only", "credit") == 2
+def test_gold_job_fails_clearly_without_silver(
+    spark: SparkSession, tmp_path: Path, job_conf: Path
+) -> None:
+    assert _run_gold(spark, job_conf, tmp_path, "--only", "credit") == 2
 
 
 # ------------------------------------------------------------------ real data: independent RFM
