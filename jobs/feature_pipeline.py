@@ -10,8 +10,12 @@ import argparse
 import sys
 
 from featurelake.gold import add_gold_arguments, gold_options_from_args, run_gold
+
 from featurelake.runner import JobContext, run_job
 from featurelake.silver import run_silver
+
+# The pipeline runner finds a job's options under this name.
+add_arguments = add_gold_arguments
 
 
 def main(ctx: JobContext, args: argparse.Namespace) -> None:

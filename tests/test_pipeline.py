@@ -150,3 +150,16 @@ def test_from_resumes_after_the_failure_is_fixed(spark, tmp_path):
     results, _, _ = _run(spark, tmp_path, spec, plan_stages(spec, start_from="second"), jobs)
     assert [r.stage for r in results] == ["second", "third"]
     assert not marks["first"].exists()
+
+
+def test_every_job_exposes_main_and_its_options_for_the_pipeline():
+    from featurelake.pipeline import load_job_module
+
+    jobs = Path(__file__).resolve().parents[1] / "jobs"
+    for file in sorted(jobs.glob("*.py")):
+        if "run_job(" not in file.read_text():
+            continue  # serve runs uvicorn, not a Spark job
+        module = load_job_module(jobs, file.stem)
+        assert callable(getattr(module, "main", None)), file.name
+        if "add_arguments=" in file.read_text():
+            assert callable(getattr(module, "add_arguments", None)), file.name
