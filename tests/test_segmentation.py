@@ -277,3 +277,44 @@ def test_online_retail_customers_each_get_one_segment(
     assert segments.count() == customers_in.count()
     assert segments.select("customer_id").distinct().count() == customers_in.count()
     assert customers_in.subtract(segments.select("customer_id")).count() == 0
+
+
+
+def test_training_pipeline_trains_both_kinds_and_promotes(
+        spark: SparkSession, tmp_path: Path) -> None:
+    import shutil
+
+    from featurelake.pipeline import load_job_module
+
+    conf = tmp_path / "conf"
+    shutil.copytree(PROJECT / "conf", conf, ignore=shutil.ignore_patterns("models"))
+    (conf / "models").mkdir()
+    (conf / "models" / "segments.yaml").write_text(yaml.safe_dump(TINY_CONFIG), encoding="utf-8")
+    classifier = {
+        "kind": "classification", "name": "tiny_credit",
+        "features": {"table": "gold/credit_features", "key": "id"},
+        "labels": {"table": "gold/credit_labels", "key": "id"},
+        "label": "y", "numeric_features": ["x"],
+        "search": {"method": "train_validation_split"},
+        "algorithms": {"logistic_regression": {"params": {"maxIter": 5},
+                                               "grid": {"regParam": [0.0]}}},
+        "promotion": {"metric": "roc_auc", "min_metric": 0.9},
+    }
+    (conf / "models" / "credit.yaml").write_text(yaml.safe_dump(classifier), encoding="utf-8")
+    tables = DeltaTables(spark)
+    tables.write(spark.createDataFrame(customers(), SCHEMA), f"{tmp_path}/gold/customer_features")
+    # y = 1 exactly when x > 50: a separable problem, so the challenger clears 0.9.
+    tables.write(spark.createDataFrame([(i, float(i)) for i in range(100)], "id long, x double"),
+                 f"{tmp_path}/gold/credit_features")
+    tables.write(spark.createDataFrame([(i, int(i > 50)) for i in range(100)], "id long, y int"),
+                 f"{tmp_path}/gold/credit_labels")
+    job = load_job_module(PROJECT / "jobs", "training-pipeline")
+    args = argv(tmp_path, conf / "unused.yaml")[2:]  # the pipeline takes every config in conf
+    args = [a for a in args if a not in ("--model-config", str(conf / "unused.yaml"))]
+    assert run_job("training-pipeline", job.main, argv=["--conf-dir", str(conf), *args],
+                   add_arguments=job.add_arguments, spark=spark) == 0
+    tracking = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    client = mlflow.MlflowClient(tracking, tracking)
+    for name in ("tiny_segments", "tiny_credit"):
+        assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    assert tables.read(f"{tmp_path}/gold/customer_segments").count() == len(customers())
