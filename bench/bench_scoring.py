@@ -31,33 +31,46 @@ def main() -> None:
     args = parser.parse_args()
 
     import mlflow
+    from featurelake.config import MlflowSettings, SparkSettings
+    from featurelake.ml.scoring import predict, resolve_model
+    from featurelake.ml.tracking import configure_tracking
+    from featurelake.session import build_spark_session
     from mlflow.models import infer_signature
     from pyspark.ml import Pipeline
     from pyspark.ml.classification import LogisticRegression
     from pyspark.ml.feature import VectorAssembler
 
-    from featurelake.config import MlflowSettings, SparkSettings
-    from featurelake.ml.scoring import predict, resolve_model
-    from featurelake.ml.tracking import configure_tracking
-    from featurelake.session import build_spark_session
-
     work = Path(tempfile.mkdtemp(prefix="bench-scoring-"))
     spark = build_spark_session("bench-scoring", SparkSettings(master="local[*]"))
-    configure_tracking(MlflowSettings(tracking_uri=f"sqlite:///{work}/mlflow.db",
-                                      artifact_location=str(work / "artifacts"),
-                                      experiment="bench"))
+    configure_tracking(
+        MlflowSettings(
+            tracking_uri=f"sqlite:///{work}/mlflow.db",
+            artifact_location=str(work / "artifacts"),
+            experiment="bench",
+        )
+    )
     names = [f"x{i}" for i in range(8)]
     frame = spark.range(args.rows).select(
-        "id", *[(F.rand(i) * (i + 1)).alias(n) for i, n in enumerate(names)])
+        "id", *[(F.rand(i) * (i + 1)).alias(n) for i, n in enumerate(names)]
+    )
     frame = frame.withColumn("label", (F.col("x1") + F.col("x2") > 2.5).cast("double"))
     data = frame.repartition(8).cache()
     data.count()
-    model = Pipeline(stages=[VectorAssembler(inputCols=names, outputCol="features"),
-                             LogisticRegression(maxIter=20)]).fit(data.limit(50_000))
+    model = Pipeline(
+        stages=[
+            VectorAssembler(inputCols=names, outputCol="features"),
+            LogisticRegression(maxIter=20),
+        ]
+    ).fit(data.limit(50_000))
     example = data.select(*names).limit(5).toPandas()
     with mlflow.start_run():
-        mlflow.spark.log_model(model, artifact_path="model", registered_model_name="bench_lr",
-                               signature=infer_signature(example), pip_requirements=["pyspark"])
+        mlflow.spark.log_model(
+            model,
+            artifact_path="model",
+            registered_model_name="bench_lr",
+            signature=infer_signature(example),
+            pip_requirements=["pyspark"],
+        )
     resolved = resolve_model("models:/bench_lr/1")
     features = data.drop("label")
 
@@ -67,17 +80,31 @@ def main() -> None:
         return time.perf_counter() - started
 
     results = {}
-    results["direct"] = timed("direct", lambda: mlflow.spark.load_model(resolved.load_uri)
-                              .transform(features).select("id", "prediction", "probability"))
-    results["native"] = timed("native", lambda: predict(spark, resolved, features, "auto")[0]
-                              .select("id", "prediction", "probability"))
+    results["direct"] = timed(
+        "direct",
+        lambda: (
+            mlflow.spark.load_model(resolved.load_uri)
+            .transform(features)
+            .select("id", "prediction", "probability")
+        ),
+    )
+    results["native"] = timed(
+        "native",
+        lambda: predict(spark, resolved, features, "auto")[0].select(
+            "id", "prediction", "probability"
+        ),
+    )
     if not args.skip_pyfunc:
-        results["pyfunc"] = timed("pyfunc", lambda: predict(spark, resolved, features, "pyfunc")[0]
-                                  .select("id", "prediction"))
+        results["pyfunc"] = timed(
+            "pyfunc",
+            lambda: predict(spark, resolved, features, "pyfunc")[0].select("id", "prediction"),
+        )
     print(f"rows: {args.rows:,}")
     for name, seconds in results.items():
-        print(f"{name:<7} {seconds:8.2f}s  {args.rows / seconds:12,.0f} rows/s  "
-              f"ratio to direct: {results['direct'] / seconds:.2f}x")
+        print(
+            f"{name:<7} {seconds:8.2f}s  {args.rows / seconds:12,.0f} rows/s  "
+            f"ratio to direct: {results['direct'] / seconds:.2f}x"
+        )
     print("target: the job's default path (native) >= 0.8x the direct transform")
     spark.stop()
     shutil.rmtree(work, ignore_errors=True)

@@ -14,11 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from pyspark.sql import functions as F
-
 from featurelake.config import SparkSettings
 from featurelake.session import build_spark_session
 from featurelake.table_io import DeltaTables
+from pyspark.sql import functions as F
 
 
 def make_frame(spark, rows: int):
@@ -28,8 +27,13 @@ def make_frame(spark, rows: int):
         .withColumn("customer_id", (F.col("id") % 100_000).cast("int"))
         .withColumn("amount", (F.rand(7) * 500).cast("double"))
         .withColumn("price", (F.rand(11) * 100).cast("decimal(12,2)"))
-        .withColumn("country", F.element_at(F.array(*[F.lit(c) for c in
-                    ["UK", "France", "Germany", "Spain", "EIRE"]]), (F.col("id") % 5 + 1).cast("int")))
+        .withColumn(
+            "country",
+            F.element_at(
+                F.array(*[F.lit(c) for c in ["UK", "France", "Germany", "Spain", "EIRE"]]),
+                (F.col("id") % 5 + 1).cast("int"),
+            ),
+        )
         .withColumn("is_return", F.col("id") % 17 == 0)
         .withColumn("ts", F.timestamp_seconds(F.lit(1_290_000_000) + F.col("id") % 31_536_000))
         .withColumn("day", F.to_date("ts"))
@@ -41,8 +45,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    spark = build_spark_session("bench-table-io", SparkSettings(master="local[*]",
-                                                                shuffle_partitions=8))
+    spark = build_spark_session(
+        "bench-table-io", SparkSettings(master="local[*]", shuffle_partitions=8)
+    )
     # Materialise the input once so both writers time only the write.
     df = make_frame(spark, args.rows).repartition(8).cache()
     df.count()
@@ -52,7 +57,7 @@ def main() -> None:
     try:
         for i in range(args.repeat):
             # Alternate the order so neither writer always runs on a warmer JVM.
-            for kind in (("parquet", "delta") if i % 2 == 0 else ("delta", "parquet")):
+            for kind in ("parquet", "delta") if i % 2 == 0 else ("delta", "parquet"):
                 target = str(work / f"{kind}-{i}")
                 started = time.perf_counter()
                 if kind == "parquet":
@@ -62,7 +67,9 @@ def main() -> None:
                     tables.write(df, target)
                     delta_times.append(time.perf_counter() - started)
             started = time.perf_counter()
-            spark.read.parquet(str(work / f"parquet-{i}")).agg(F.sum("amount"), F.count("*")).collect()
+            spark.read.parquet(str(work / f"parquet-{i}")).agg(
+                F.sum("amount"), F.count("*")
+            ).collect()
             read_parquet.append(time.perf_counter() - started)
             started = time.perf_counter()
             tables.read(str(work / f"delta-{i}")).agg(F.sum("amount"), F.count("*")).collect()
@@ -73,10 +80,14 @@ def main() -> None:
     print(f"rows: {args.rows:,}  backend: {tables.backend}  repeats: {args.repeat}")
     print(f"write parquet  best {best_p:6.2f}s  all {[round(t, 2) for t in parquet_times]}")
     print(f"write delta    best {best_d:6.2f}s  all {[round(t, 2) for t in delta_times]}")
-    print(f"write ratio delta/parquet: {best_d / best_p:.3f}x (target <= 1.1x); "
-          f"commit overhead ~{best_d - best_p:+.2f}s")
-    print(f"read  parquet  best {min(read_parquet):6.2f}s   delta best {min(read_delta):6.2f}s   "
-          f"ratio {min(read_delta) / min(read_parquet):.3f}x")
+    print(
+        f"write ratio delta/parquet: {best_d / best_p:.3f}x (target <= 1.1x); "
+        f"commit overhead ~{best_d - best_p:+.2f}s"
+    )
+    print(
+        f"read  parquet  best {min(read_parquet):6.2f}s   delta best {min(read_delta):6.2f}s   "
+        f"ratio {min(read_delta) / min(read_parquet):.3f}x"
+    )
     print(f"write throughput delta: {args.rows / best_d:,.0f} rows/s")
     spark.stop()
 

@@ -10,7 +10,6 @@ import argparse
 import sys
 
 from featurelake.gold import add_gold_arguments, gold_options_from_args, run_gold
-
 from featurelake.runner import JobContext, run_job
 from featurelake.silver import run_silver
 

@@ -1,24 +1,14 @@
 """The whole pipeline: data, bronze, silver, gold, features, models, scoring, online store.
 
-    ./spark-submit.sh full-pipeline                  # every stage in conf/pipeline.yaml
-    ./spark-submit.sh full-pipeline --from silver    # resume from a failed stage
-    ./spark-submit.sh full-pipeline --only bronze silver
+./spark-submit.sh full-pipeline                  # every stage in conf/pipeline.yaml
+./spark-submit.sh full-pipeline --from silver    # resume from a failed stage
+./spark-submit.sh full-pipeline --only bronze silver
 """
 
 import argparse
 import logging
 import sys
 from pathlib import Path
-
-from pyspark.sql import Row
-from pyspark.sql.types import (
-    IntegerType,
-    LongType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
 
 from featurelake.logs import configure_logging
 from featurelake.pipeline import (
@@ -29,26 +19,47 @@ from featurelake.pipeline import (
     run_pipeline,
 )
 from featurelake.runner import DataError, JobContext, run_job
+from pyspark.sql import Row
+from pyspark.sql.types import (
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
 
 log = logging.getLogger("featurelake.jobs.full_pipeline")
 
-RUN_LOG_SCHEMA = StructType([
-    StructField("run_id", StringType()),
-    StructField("stage", StringType()),
-    StructField("status", StringType()),
-    StructField("attempt", IntegerType()),
-    StructField("started_at", TimestampType()),
-    StructField("ended_at", TimestampType()),
-    StructField("rows_written", LongType()),
-    StructField("error", StringType()),
-])
+RUN_LOG_SCHEMA = StructType(
+    [
+        StructField("run_id", StringType()),
+        StructField("stage", StringType()),
+        StructField("status", StringType()),
+        StructField("attempt", IntegerType()),
+        StructField("started_at", TimestampType()),
+        StructField("ended_at", TimestampType()),
+        StructField("rows_written", LongType()),
+        StructField("error", StringType()),
+    ]
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from", dest="start_from", default=None, metavar="STAGE",
-                        help="resume: run STAGE and every stage after it")
-    parser.add_argument("--only", nargs="+", default=[], metavar="STAGE",
-                        help="run only these stages (in dependency order)")
+    parser.add_argument(
+        "--from",
+        dest="start_from",
+        default=None,
+        metavar="STAGE",
+        help="resume: run STAGE and every stage after it",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=[],
+        metavar="STAGE",
+        help="run only these stages (in dependency order)",
+    )
     parser.add_argument("--list", action="store_true", help="print the stages and exit")
 
 
@@ -65,28 +76,39 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
     run_log = ctx.path(layer, table)
 
     def record(result: StageResult, run_id: str) -> None:
-        row = Row(run_id=run_id, stage=result.stage, status=result.status,
-                  attempt=result.attempts, started_at=result.started, ended_at=result.ended,
-                  rows_written=sum(result.rows_written.values()), error=result.error)
+        row = Row(
+            run_id=run_id,
+            stage=result.stage,
+            status=result.status,
+            attempt=result.attempts,
+            started_at=result.started,
+            ended_at=result.ended,
+            rows_written=sum(result.rows_written.values()),
+            error=result.error,
+        )
         ctx.tables.write(ctx.spark.createDataFrame([row], RUN_LOG_SCHEMA), run_log)
 
     common = ["--env", ctx.settings.env, "--conf-dir", ctx.settings.conf_dir]
     for override in args.conf:
         common += ["--conf", override]
     results = run_pipeline(
-        spec, stages, jobs_dir=Path(__file__).resolve().parent, common_args=common,
-        spark=ctx.spark, record=record, run_id=ctx.run_id,
+        spec,
+        stages,
+        jobs_dir=Path(__file__).resolve().parent,
+        common_args=common,
+        spark=ctx.spark,
+        record=record,
+        run_id=ctx.run_id,
     )
     # Stages configure logging for themselves; take it back for the pipeline's own lines.
-    configure_logging(ctx.job, ctx.run_id, ctx.settings.logging.level,
-                      ctx.settings.logging.format)
+    configure_logging(ctx.job, ctx.run_id, ctx.settings.logging.level, ctx.settings.logging.format)
     root = Path(ctx.settings.lakehouse.root).resolve()
     locations = {
         "tables": f"{root}/<layer>/<table>  (bronze, silver, gold, features, predictions, ops)",
         "run log": f"{run_log}  (run_id = {ctx.run_id})",
         "mlflow": f"{ctx.settings.mlflow.tracking_uri}  "
-                  f"(browse: .venv/bin/mlflow ui --backend-store-uri "
-                  f"{ctx.settings.mlflow.tracking_uri})",
+        f"(browse: .venv/bin/mlflow ui --backend-store-uri "
+        f"{ctx.settings.mlflow.tracking_uri})",
     }
     for result in results:
         for table in result.rows_written:

@@ -1,8 +1,8 @@
 """Table maintenance: history, vacuum and compaction of one Delta table.
 
-    ./spark-submit.sh tables history silver/transactions
-    ./spark-submit.sh tables vacuum silver/transactions --retention-hours 168
-    ./spark-submit.sh tables compact gold/customer_features
+./spark-submit.sh tables history silver/transactions
+./spark-submit.sh tables vacuum silver/transactions --retention-hours 168
+./spark-submit.sh tables compact gold/customer_features
 """
 
 import argparse
@@ -37,7 +37,9 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
         deleted = ctx.tables.vacuum(path, hours)
         ctx.summary["files_deleted"] = len(deleted)
     else:
-        ctx.summary["compaction"] = ctx.tables.compact(path, ctx.settings.delta.compact_target_file_mb)
+        ctx.summary["compaction"] = ctx.tables.compact(
+            path, ctx.settings.delta.compact_target_file_mb
+        )
 
 
 if __name__ == "__main__":

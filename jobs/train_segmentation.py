@@ -6,6 +6,7 @@
 """
 
 import argparse
+import json
 import logging
 import sys
 
@@ -57,7 +58,10 @@ def segment_one(ctx: JobContext, source: str, config: SegmentationConfig,
     client = mlflow.MlflowClient(target.tracking_uri, target.registry_uri)
     model_version = register_challenger(
         client, config.name, result.model_uri, run_id=result.run_id,
-        tags={**tags, "featurelake.k": str(result.k), "silhouette": f"{result.silhouette:.6f}"},
+        tags={**tags, "featurelake.k": str(result.k), "silhouette": f"{result.silhouette:.6f}",
+              # segment id -> name, so scoring can name segments without the training run
+              "featurelake.segment_names": json.dumps(
+                  {str(k): v for k, v in sorted(result.names.items())})},
         description=f"{config.algorithm} k={result.k} from run {result.run_id}")
     segments = assign_segments(result.model, features, config, result.names,
                                str(model_version.version))

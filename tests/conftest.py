@@ -7,10 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pyspark.sql import SparkSession
-
 from featurelake.config import SparkSettings
 from featurelake.session import build_spark_session
+from pyspark.sql import SparkSession
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
@@ -21,9 +20,15 @@ def spark() -> Iterator[SparkSession]:
     os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
     session = build_spark_session(
         "featurelake-tests",
-        SparkSettings(master="local[2]", shuffle_partitions=2, log_level="ERROR",
-                      conf={"spark.default.parallelism": "2",
-                            "spark.sql.adaptive.coalescePartitions.enabled": "true"}),
+        SparkSettings(
+            master="local[2]",
+            shuffle_partitions=2,
+            log_level="ERROR",
+            conf={
+                "spark.default.parallelism": "2",
+                "spark.sql.adaptive.coalescePartitions.enabled": "true",
+            },
+        ),
     )
     yield session
     session.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from featurelake.config import ConfigError, load_settings
 
 BASE = """\
@@ -19,8 +18,9 @@ delta:
 """
 
 
-def _conf(tmp_path: Path, base: str = BASE, local: str = "spark:\n  shuffle_partitions: 4\n",
-          **envs: str) -> Path:
+def _conf(
+    tmp_path: Path, base: str = BASE, local: str = "spark:\n  shuffle_partitions: 4\n", **envs: str
+) -> Path:
     conf = tmp_path / "conf"
     (conf / "env").mkdir(parents=True)
     (conf / "base.yaml").write_text(base)
@@ -95,9 +95,8 @@ def test_value_not_allowed_lists_the_allowed_values(tmp_path):
 
 
 def test_missing_required_key_names_file_and_key(tmp_path):
-    from pydantic import BaseModel, ConfigDict
-
     from featurelake.config import parse_model
+    from pydantic import BaseModel, ConfigDict
 
     class Source(BaseModel):
         model_config = ConfigDict(extra="forbid")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from featurelake.explore import describe_features, feature_drift, segment_profile
 
 
@@ -29,13 +28,18 @@ def test_psi_matches_a_hand_computation(spark):
 
 
 def test_segment_profile_sizes_shares_and_means(spark):
-    segments = spark.createDataFrame([("a", 0, "high-value"), ("b", 0, "high-value"),
-                                      ("c", 1, "new")], "cid string, segment_id int, segment_name string")
-    features = spark.createDataFrame([("a", 10.0), ("b", 30.0), ("c", 5.0), ("d", 99.0)],
-                                     "cid string, monetary double")
+    segments = spark.createDataFrame(
+        [("a", 0, "high-value"), ("b", 0, "high-value"), ("c", 1, "new")],
+        "cid string, segment_id int, segment_name string",
+    )
+    features = spark.createDataFrame(
+        [("a", 10.0), ("b", 30.0), ("c", 5.0), ("d", 99.0)], "cid string, monetary double"
+    )
     profile = segment_profile(segments, features, "cid", ["monetary"])
     assert profile[["segment_id", "segment_name", "size"]].values.tolist() == [
-        [0, "high-value", 2], [1, "new", 1]]
+        [0, "high-value", 2],
+        [1, "new", 1],
+    ]
     assert profile["share"].tolist() == pytest.approx([2 / 3, 1 / 3])
     assert profile["monetary"].tolist() == [20.0, 5.0]
 

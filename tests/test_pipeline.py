@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from featurelake.config import ConfigError, Settings
 from featurelake.pipeline import (
     PipelineSpec,
@@ -18,7 +17,7 @@ from featurelake.pipeline import (
 )
 from featurelake.runner import DataError, TransientError
 
-JOB = '''
+JOB = """
 from pathlib import Path
 from featurelake.runner import DataError, TransientError
 
@@ -35,12 +34,13 @@ def main(ctx, args):
     if behaviour == "bad-data":
         raise DataError("silver: 12 rows break rule not_null:customer_id")
     ctx.summary["calls"] = calls + 1
-'''
+"""
 
 
 def _spec(stages: dict) -> PipelineSpec:
-    return PipelineSpec.model_validate({"stages": stages,
-                                        "retry": {"max_attempts": 3, "backoff_seconds": 0.5}})
+    return PipelineSpec.model_validate(
+        {"stages": stages, "retry": {"max_attempts": 3, "backoff_seconds": 0.5}}
+    )
 
 
 def _jobs(tmp_path: Path, **behaviours: str) -> Path:
@@ -60,9 +60,15 @@ def _run(spark, tmp_path, spec, stages, jobs):
         recorded.append((result.stage, result.status, result.attempts))
 
     results = run_pipeline(
-        spec, stages, jobs_dir=jobs, spark=spark, record=record, run_id="run-1",
+        spec,
+        stages,
+        jobs_dir=jobs,
+        spark=spark,
+        record=record,
+        run_id="run-1",
         common_args=["--conf-dir", str(conf), "--conf", f"lakehouse.root={tmp_path}/lake"],
-        sleep=waits.append, progress=lambda text: None,
+        sleep=waits.append,
+        progress=lambda text: None,
     )
     return results, recorded, waits
 
@@ -72,15 +78,24 @@ def _stage(job: str, marker: Path, *deps: str) -> dict:
 
 
 def test_stages_run_in_dependency_order_not_declaration_order():
-    spec = _spec({"gold": {"job": "g", "depends_on": ["silver"]},
-                  "silver": {"job": "s", "depends_on": ["bronze"]},
-                  "bronze": {"job": "b"}})
+    spec = _spec(
+        {
+            "gold": {"job": "g", "depends_on": ["silver"]},
+            "silver": {"job": "s", "depends_on": ["bronze"]},
+            "bronze": {"job": "b"},
+        }
+    )
     assert plan_stages(spec) == ["bronze", "silver", "gold"]
 
 
 def test_from_runs_the_stage_and_everything_after_it():
-    spec = _spec({"a": {"job": "a"}, "b": {"job": "b", "depends_on": ["a"]},
-                  "c": {"job": "c", "depends_on": ["b"]}})
+    spec = _spec(
+        {
+            "a": {"job": "a"},
+            "b": {"job": "b", "depends_on": ["a"]},
+            "c": {"job": "c", "depends_on": ["b"]},
+        }
+    )
     assert plan_stages(spec, start_from="b") == ["b", "c"]
     assert plan_stages(spec, only=["c", "a"]) == ["a", "c"]
     with pytest.raises(ValueError, match="unknown stage 'x'"):
@@ -117,12 +132,19 @@ def test_transient_errors_are_retried_data_errors_never():
 def test_a_stage_failing_once_with_a_transient_error_succeeds_on_retry(spark, tmp_path):
     jobs = _jobs(tmp_path, first="ok", flaky="flaky", last="ok")
     marks = {n: tmp_path / f"{n}.count" for n in ("first", "flaky", "last")}
-    spec = _spec({"first": _stage("first", marks["first"]),
-                  "flaky": _stage("flaky", marks["flaky"], "first"),
-                  "last": _stage("last", marks["last"], "flaky")})
+    spec = _spec(
+        {
+            "first": _stage("first", marks["first"]),
+            "flaky": _stage("flaky", marks["flaky"], "first"),
+            "last": _stage("last", marks["last"], "flaky"),
+        }
+    )
     results, recorded, waits = _run(spark, tmp_path, spec, plan_stages(spec), jobs)
     assert [(r.stage, r.status, r.attempts) for r in results] == [
-        ("first", "succeeded", 1), ("flaky", "succeeded", 2), ("last", "succeeded", 1)]
+        ("first", "succeeded", 1),
+        ("flaky", "succeeded", 2),
+        ("last", "succeeded", 1),
+    ]
     assert ("flaky", "retrying", 1) in recorded
     assert waits == [0.5]
     assert marks["flaky"].read_text() == "2"
@@ -131,9 +153,13 @@ def test_a_stage_failing_once_with_a_transient_error_succeeds_on_retry(spark, tm
 def test_a_data_error_stops_at_once_with_the_stage_and_reason(spark, tmp_path):
     jobs = _jobs(tmp_path, first="ok", broken="bad-data", last="ok")
     marks = {n: tmp_path / f"{n}.count" for n in ("first", "broken", "last")}
-    spec = _spec({"first": _stage("first", marks["first"]),
-                  "broken": _stage("broken", marks["broken"], "first"),
-                  "last": _stage("last", marks["last"], "broken")})
+    spec = _spec(
+        {
+            "first": _stage("first", marks["first"]),
+            "broken": _stage("broken", marks["broken"], "first"),
+            "last": _stage("last", marks["last"], "broken"),
+        }
+    )
     results, recorded, waits = _run(spark, tmp_path, spec, plan_stages(spec), jobs)
     assert [(r.stage, r.status) for r in results] == [("first", "succeeded"), ("broken", "failed")]
     assert "not_null:customer_id" in results[-1].error
@@ -144,9 +170,13 @@ def test_a_data_error_stops_at_once_with_the_stage_and_reason(spark, tmp_path):
 def test_from_resumes_after_the_failure_is_fixed(spark, tmp_path):
     jobs = _jobs(tmp_path, first="ok", second="ok", third="ok")
     marks = {n: tmp_path / f"{n}.count" for n in ("first", "second", "third")}
-    spec = _spec({"first": _stage("first", marks["first"]),
-                  "second": _stage("second", marks["second"], "first"),
-                  "third": _stage("third", marks["third"], "second")})
+    spec = _spec(
+        {
+            "first": _stage("first", marks["first"]),
+            "second": _stage("second", marks["second"], "first"),
+            "third": _stage("third", marks["third"], "second"),
+        }
+    )
     results, _, _ = _run(spark, tmp_path, spec, plan_stages(spec, start_from="second"), jobs)
     assert [r.stage for r in results] == ["second", "third"]
     assert not marks["first"].exists()

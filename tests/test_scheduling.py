@@ -17,8 +17,10 @@ def test_the_dag_file_is_valid_python():
     ast.parse(DAG_FILE.read_text())
 
 
-@pytest.mark.skipif(importlib.util.find_spec("airflow") is None,
-                    reason="Airflow is not installed (pip install apache-airflow to parse the DAG)")
+@pytest.mark.skipif(
+    importlib.util.find_spec("airflow") is None,
+    reason="Airflow is not installed (pip install apache-airflow to parse the DAG)",
+)
 def test_airflow_parses_the_dag_with_one_task_per_stage():
     from airflow.models import DagBag
 

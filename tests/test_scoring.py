@@ -8,12 +8,6 @@ import mlflow
 import numpy as np
 import pytest
 from chispa import assert_df_equality
-from pyspark.ml import Pipeline
-from pyspark.ml.classification import LogisticRegression
-from pyspark.ml.clustering import KMeans
-from pyspark.ml.feature import VectorAssembler
-from pyspark.sql import functions as F
-
 from featurelake.config import MlflowSettings
 from featurelake.ml.scoring import (
     MissingColumnsError,
@@ -24,20 +18,43 @@ from featurelake.ml.scoring import (
     with_prediction_metadata,
 )
 from featurelake.ml.tracking import configure_tracking
+from pyspark.ml import Pipeline
+from pyspark.ml.classification import LogisticRegression
+from pyspark.ml.clustering import KMeans
+from pyspark.ml.feature import VectorAssembler
+from pyspark.sql import functions as F
 
 SCHEMA = "id long, x1 double, x2 double, label double"
 # Two well-separated classes: label 1 when x1 + x2 > 1.
-ROWS = [(i, float(a), float(b), float(a + b > 1)) for i, (a, b) in enumerate(
-    [(0.0, 0.1), (0.2, 0.1), (0.1, 0.3), (0.3, 0.2), (0.9, 0.8), (1.0, 0.7), (0.8, 0.9),
-     (0.7, 1.0), (0.05, 0.05), (0.95, 0.95)])]
+ROWS = [
+    (i, float(a), float(b), float(a + b > 1))
+    for i, (a, b) in enumerate(
+        [
+            (0.0, 0.1),
+            (0.2, 0.1),
+            (0.1, 0.3),
+            (0.3, 0.2),
+            (0.9, 0.8),
+            (1.0, 0.7),
+            (0.8, 0.9),
+            (0.7, 1.0),
+            (0.05, 0.05),
+            (0.95, 0.95),
+        ]
+    )
+]
 
 
 @pytest.fixture(scope="module")
 def tracking(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow")
-    configure_tracking(MlflowSettings(tracking_uri=f"sqlite:///{root}/mlflow.db",
-                                      artifact_location=str(root / "artifacts"),
-                                      experiment="scoring-tests"))
+    configure_tracking(
+        MlflowSettings(
+            tracking_uri=f"sqlite:///{root}/mlflow.db",
+            artifact_location=str(root / "artifacts"),
+            experiment="scoring-tests",
+        )
+    )
     yield root
     mlflow.set_tracking_uri(None)
 
@@ -47,16 +64,25 @@ def spark_model(spark, tracking):
     from mlflow.models import infer_signature
 
     train = spark.createDataFrame(ROWS, SCHEMA)
-    pipeline = Pipeline(stages=[VectorAssembler(inputCols=["x1", "x2"], outputCol="features"),
-                                LogisticRegression(labelCol="label", regParam=0.01)])
+    pipeline = Pipeline(
+        stages=[
+            VectorAssembler(inputCols=["x1", "x2"], outputCol="features"),
+            LogisticRegression(labelCol="label", regParam=0.01),
+        ]
+    )
     fitted = pipeline.fit(train)
     example = train.select("x1", "x2").limit(3).toPandas()
     signature = infer_signature(example, fitted.transform(train).select("prediction").toPandas())
     with mlflow.start_run() as run:
         mlflow.set_tag("featurelake.kind", "classification")
-        mlflow.spark.log_model(fitted, artifact_path="model", signature=signature,
-                               input_example=example, registered_model_name="scoring_lr",
-                               pip_requirements=["pyspark"])
+        mlflow.spark.log_model(
+            fitted,
+            artifact_path="model",
+            signature=signature,
+            input_example=example,
+            registered_model_name="scoring_lr",
+            pip_requirements=["pyspark"],
+        )
     client = mlflow.MlflowClient()
     client.set_registered_model_alias("scoring_lr", "champion", "1")
     return fitted, run.info.run_id
@@ -64,19 +90,20 @@ def spark_model(spark, tracking):
 
 @pytest.fixture(scope="module")
 def sklearn_model(tracking):
+    import pandas as pd
     from mlflow.models import infer_signature
     from sklearn.linear_model import LogisticRegression as SkLogistic
-
-    import pandas as pd
 
     frame = pd.DataFrame(ROWS, columns=["id", "x1", "x2", "label"])
     model = SkLogistic().fit(frame[["x1", "x2"]], frame["label"])
     with mlflow.start_run():
-        mlflow.sklearn.log_model(model, name="model",
-                                 signature=infer_signature(frame[["x1", "x2"]],
-                                                           model.predict(frame[["x1", "x2"]])),
-                                 registered_model_name="scoring_sklearn",
-                                 pip_requirements=["scikit-learn"])
+        mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(frame[["x1", "x2"]], model.predict(frame[["x1", "x2"]])),
+            registered_model_name="scoring_sklearn",
+            pip_requirements=["scikit-learn"],
+        )
     return model
 
 
@@ -102,10 +129,16 @@ def test_native_path_equals_a_direct_transform(spark, spark_model):
     from pyspark.ml.functions import vector_to_array
 
     direct = fitted.transform(df).select(
-        "id", "x1", "x2", "prediction", vector_to_array("probability")[1].alias("probability"),
-        F.lit(None).cast("int").alias("segment"))
-    assert_df_equality(scored, direct, ignore_row_order=True, ignore_nullable=True,
-                       ignore_metadata=True)
+        "id",
+        "x1",
+        "x2",
+        "prediction",
+        vector_to_array("probability")[1].alias("probability"),
+        F.lit(None).cast("int").alias("segment"),
+    )
+    assert_df_equality(
+        scored, direct, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True
+    )
 
 
 def test_pyfunc_path_with_a_spark_model_gives_the_same_predictions(spark, spark_model):
@@ -114,9 +147,13 @@ def test_pyfunc_path_with_a_spark_model_gives_the_same_predictions(spark, spark_
     native, _ = predict(spark, model, df, "native")
     pyfunc, path = predict(spark, model, df, "pyfunc")
     assert path == "pyfunc"
-    assert_df_equality(pyfunc.select("id", "prediction"), native.select("id", "prediction"),
-                       ignore_row_order=True, ignore_nullable=True,
-                       ignore_metadata=True)
+    assert_df_equality(
+        pyfunc.select("id", "prediction"),
+        native.select("id", "prediction"),
+        ignore_row_order=True,
+        ignore_nullable=True,
+        ignore_metadata=True,
+    )
 
 
 def test_pyfunc_path_with_a_sklearn_model_gives_its_predictions(spark, sklearn_model):
@@ -140,14 +177,19 @@ def test_native_path_on_a_non_spark_model_is_refused(spark, sklearn_model):
 
 def test_clustering_models_give_segments(spark, tracking):
     train = spark.createDataFrame(ROWS, SCHEMA)
-    fitted = Pipeline(stages=[VectorAssembler(inputCols=["x1", "x2"], outputCol="features"),
-                              KMeans(k=2, seed=1)]).fit(train)
+    fitted = Pipeline(
+        stages=[VectorAssembler(inputCols=["x1", "x2"], outputCol="features"), KMeans(k=2, seed=1)]
+    ).fit(train)
     from mlflow.models import infer_signature
 
     with mlflow.start_run():
-        mlflow.spark.log_model(fitted, artifact_path="model", pip_requirements=["pyspark"],
-                               signature=infer_signature(train.select("x1", "x2").toPandas()),
-                               registered_model_name="scoring_km")
+        mlflow.spark.log_model(
+            fitted,
+            artifact_path="model",
+            pip_requirements=["pyspark"],
+            signature=infer_signature(train.select("x1", "x2").toPandas()),
+            registered_model_name="scoring_km",
+        )
     scored, _ = predict(spark, resolve_model("models:/scoring_km/1"), train, "native")
     direct = {r["id"]: r["prediction"] for r in fitted.transform(train).collect()}
     assert {r["id"]: r["segment"] for r in scored.collect()} == direct
@@ -165,7 +207,8 @@ def test_missing_input_columns_are_named():
 
 def test_rows_with_null_or_nan_features_go_to_quarantine_with_reasons(spark):
     df = spark.createDataFrame(
-        [(1, 0.5, 0.5), (2, None, 0.1), (3, float("nan"), None)], "id long, x1 double, x2 double")
+        [(1, 0.5, 0.5), (2, None, 0.1), (3, float("nan"), None)], "id long, x1 double, x2 double"
+    )
     scorable, quarantined = split_scorable(df, ["x1", "x2"])
     assert [r["id"] for r in scorable.collect()] == [1]
     reasons = {r["id"]: r["_failed_rules"] for r in quarantined.collect()}
@@ -174,15 +217,29 @@ def test_rows_with_null_or_nan_features_go_to_quarantine_with_reasons(spark):
 
 def test_prediction_metadata_columns(spark, spark_model):
     model = resolve_model("models:/scoring_lr@champion")
-    scored = spark.createDataFrame([(7, 1.0, 0.9, None)],
-                                   "id long, prediction double, probability double, segment int")
+    scored = spark.createDataFrame(
+        [(7, 1.0, 0.9, None)], "id long, prediction double, probability double, segment int"
+    )
     out = with_prediction_metadata(
-        scored, model, keys=["id"], batch_id="b1",
+        scored,
+        model,
+        keys=["id"],
+        batch_id="b1",
         scoring_date=F.lit(date(2024, 5, 1)),
         inference_ts=F.lit(datetime(2024, 5, 1, 8, tzinfo=timezone.utc)),
-        feature_table_version=3)
+        feature_table_version=3,
+    )
     row = out.collect()[0].asDict()
-    assert row == {"id": 7, "prediction": 1.0, "probability": 0.9, "segment": None,
-                   "model_name": "scoring_lr", "model_version": "1", "run_id": model.run_id,
-                   "feature_table_version": 3, "batch_id": "b1",
-                   "inference_ts": datetime(2024, 5, 1, 8), "scoring_date": date(2024, 5, 1)}
+    assert row == {
+        "id": 7,
+        "prediction": 1.0,
+        "probability": 0.9,
+        "segment": None,
+        "model_name": "scoring_lr",
+        "model_version": "1",
+        "run_id": model.run_id,
+        "feature_table_version": 3,
+        "batch_id": "b1",
+        "inference_ts": datetime(2024, 5, 1, 8),
+        "scoring_date": date(2024, 5, 1),
+    }

@@ -204,7 +204,12 @@ def test_segments_table_carries_model_version_and_as_of(segmented: dict) -> None
     values = df.select("model_version", "as_of_ts").distinct().collect()
     assert [(r["model_version"], r["as_of_ts"]) for r in values] == [("1", AS_OF)]
     client = segmented["client"]
-    assert str(client.get_model_version_by_alias("tiny_segments", "challenger").version) == "1"
+    version = client.get_model_version_by_alias("tiny_segments", "challenger")
+    assert str(version.version) == "1"
+    names = json.loads(version.tags["featurelake.segment_names"])
+    by_id = {str(r["segment_id"]): r["segment_name"]
+             for r in df.select("segment_id", "segment_name").distinct().collect()}
+    assert names == by_id
 
 
 def test_challenger_is_promoted_on_its_silhouette(segmented: dict) -> None:

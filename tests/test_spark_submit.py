@@ -8,15 +8,20 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from featurelake.table_io import DeltaTables
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(ROOT / "spark-submit.sh"), *args], cwd=ROOT, text=True,
-                          capture_output=True, timeout=300, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [str(ROOT / "spark-submit.sh"), *args],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_help_lists_the_jobs():
@@ -45,8 +50,11 @@ def test_a_job_logs_json_lines_and_a_run_summary(spark, tmp_path):
     result = _run("tables", "history", "silver/kv", "--conf", f"lakehouse.root={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     # spark-submit merges the Python driver's stderr (our JSON logs) into stdout
-    lines = [json.loads(line) for line in (result.stdout + result.stderr).splitlines()
-             if line.startswith("{")]
+    lines = [
+        json.loads(line)
+        for line in (result.stdout + result.stderr).splitlines()
+        if line.startswith("{")
+    ]
     history = [line for line in lines if "event" not in line]
     assert [h["version"] for h in history] == [0]
     events = [line for line in lines if "event" in line]

@@ -14,6 +14,13 @@ import polars as pl
 import pytest
 from chispa import assert_df_equality
 from deltalake import DeltaTable
+from featurelake.table_io import (
+    ConcurrentWriteError,
+    DeltaTables,
+    Lineage,
+    SchemaMismatchError,
+    TableNotFoundError,
+)
 from pyspark.sql import SparkSession
 from pyspark.sql.types import (
     BooleanType,
@@ -28,35 +35,46 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from featurelake.table_io import (
-    ConcurrentWriteError,
-    DeltaTables,
-    Lineage,
-    SchemaMismatchError,
-    TableNotFoundError,
+ALL_TYPES = StructType(
+    [
+        StructField("s", StringType()),
+        StructField("l", LongType()),
+        StructField("i", IntegerType()),
+        StructField("d", DoubleType()),
+        StructField("dec", DecimalType(12, 2)),
+        StructField("b", BooleanType()),
+        StructField("dt", DateType()),
+        StructField("ts", TimestampType()),
+    ]
 )
 
-ALL_TYPES = StructType([
-    StructField("s", StringType()),
-    StructField("l", LongType()),
-    StructField("i", IntegerType()),
-    StructField("d", DoubleType()),
-    StructField("dec", DecimalType(12, 2)),
-    StructField("b", BooleanType()),
-    StructField("dt", DateType()),
-    StructField("ts", TimestampType()),
-])
-
 ALL_ROWS = [
-    ("a", 1, 10, 1.5, Decimal("12.34"), True, date(2024, 1, 31),
-     datetime(2024, 1, 31, 23, 59, 59, 123456)),
-    ("b", -(2**40), -7, -0.25, Decimal("-0.01"), False, date(1999, 12, 31),
-     datetime(1999, 12, 31, 0, 0, 0)),
+    (
+        "a",
+        1,
+        10,
+        1.5,
+        Decimal("12.34"),
+        True,
+        date(2024, 1, 31),
+        datetime(2024, 1, 31, 23, 59, 59, 123456),
+    ),
+    (
+        "b",
+        -(2**40),
+        -7,
+        -0.25,
+        Decimal("-0.01"),
+        False,
+        date(1999, 12, 31),
+        datetime(1999, 12, 31, 0, 0, 0),
+    ),
     (None, None, None, None, None, None, None, None),
 ]
 
-KV = StructType([StructField("k", LongType()), StructField("v", StringType()),
-                 StructField("p", StringType())])
+KV = StructType(
+    [StructField("k", LongType()), StructField("v", StringType()), StructField("p", StringType())]
+)
 
 
 @pytest.fixture()
@@ -64,7 +82,7 @@ def tables(spark: SparkSession) -> DeltaTables:
     return DeltaTables(spark, backend="delta-rs", lineage=Lineage(job="test", run_id="run-1"))
 
 
-def _kv(spark: SparkSession, rows: list[tuple]) -> "DataFrame":  # noqa: F821
+def _kv(spark: SparkSession, rows: list[tuple]) -> DataFrame:  # noqa: F821
     return spark.createDataFrame(rows, KV)
 
 
@@ -83,8 +101,9 @@ def test_every_column_type_reads_the_same_through_deltalake_and_polars(spark, ta
     assert by_deltalake["dec"].tolist()[:2] == [Decimal("-0.01"), Decimal("12.34")]
     by_polars = pl.read_delta(path).sort("l", nulls_last=True)
     assert by_polars.schema["ts"] == pl.Datetime("us", "UTC")
-    assert by_polars["ts"].to_list()[1] == datetime(2024, 1, 31, 23, 59, 59, 123456,
-                                                     tzinfo=timezone.utc)
+    assert by_polars["ts"].to_list()[1] == datetime(
+        2024, 1, 31, 23, 59, 59, 123456, tzinfo=timezone.utc
+    )
     assert by_polars["dt"].to_list() == [date(1999, 12, 31), date(2024, 1, 31), None]
     assert by_polars["i"].to_list() == [-7, 10, None]
 
@@ -121,30 +140,37 @@ def test_duckdb_reads_the_same_rows(spark, tables, tmp_path):
 
 def test_partitioned_write_lays_files_out_by_partition(spark, tables, tmp_path):
     path = str(tmp_path / "kv")
-    tables.write(_kv(spark, [(1, "x", "a"), (2, "y", "b"), (3, "z", "b")]), path,
-                 partition_by=["p"])
+    tables.write(
+        _kv(spark, [(1, "x", "a"), (2, "y", "b"), (3, "z", "b")]), path, partition_by=["p"]
+    )
     table = DeltaTable(path)
     assert table.metadata().partition_columns == ["p"]
     assert {Path(u).parent.name for u in table.file_uris()} == {"p=a", "p=b"}
-    assert_df_equality(tables.read(path), _kv(spark, [(1, "x", "a"), (2, "y", "b"), (3, "z", "b")]),
-                       ignore_row_order=True)
+    assert_df_equality(
+        tables.read(path),
+        _kv(spark, [(1, "x", "a"), (2, "y", "b"), (3, "z", "b")]),
+        ignore_row_order=True,
+    )
 
 
 def test_dynamic_partition_overwrite_replaces_only_partitions_present(spark, tables, tmp_path):
     path = str(tmp_path / "kv")
-    tables.write(_kv(spark, [(1, "x", "a"), (2, "y", "b"), (3, "z", "b")]), path,
-                 partition_by=["p"])
+    tables.write(
+        _kv(spark, [(1, "x", "a"), (2, "y", "b"), (3, "z", "b")]), path, partition_by=["p"]
+    )
     tables.write(_kv(spark, [(9, "new", "b")]), path, "overwrite", replace_partitions="dynamic")
-    assert_df_equality(tables.read(path), _kv(spark, [(1, "x", "a"), (9, "new", "b")]),
-                       ignore_row_order=True)
+    assert_df_equality(
+        tables.read(path), _kv(spark, [(1, "x", "a"), (9, "new", "b")]), ignore_row_order=True
+    )
 
 
 def test_overwrite_of_a_named_partition(spark, tables, tmp_path):
     path = str(tmp_path / "kv")
     tables.write(_kv(spark, [(1, "x", "a"), (2, "y", "b")]), path, partition_by=["p"])
     tables.write(_kv(spark, [(5, "w", "a")]), path, "overwrite", replace_partitions={"p": "a"})
-    assert_df_equality(tables.read(path), _kv(spark, [(5, "w", "a"), (2, "y", "b")]),
-                       ignore_row_order=True)
+    assert_df_equality(
+        tables.read(path), _kv(spark, [(5, "w", "a"), (2, "y", "b")]), ignore_row_order=True
+    )
 
 
 def test_overwrite_of_a_named_partition_rejects_rows_of_other_partitions(spark, tables, tmp_path):
@@ -161,8 +187,11 @@ def test_time_travel_by_version(spark, tables, tmp_path):
     tables.write(_kv(spark, [(2, "y", "a")]), path)
     tables.write(_kv(spark, [(3, "z", "a")]), path, "overwrite")
     assert_df_equality(tables.read(path, version=0), _kv(spark, [(1, "x", "a")]))
-    assert_df_equality(tables.read(path, version=1), _kv(spark, [(1, "x", "a"), (2, "y", "a")]),
-                       ignore_row_order=True)
+    assert_df_equality(
+        tables.read(path, version=1),
+        _kv(spark, [(1, "x", "a"), (2, "y", "a")]),
+        ignore_row_order=True,
+    )
     assert_df_equality(tables.read(path), _kv(spark, [(3, "z", "a")]))
 
 
@@ -206,9 +235,11 @@ def test_upsert_on_a_partitioned_table_rewrites_only_touched_partitions(spark, t
     untouched = {u for u in DeltaTable(path).file_uris() if "p=a" in u}
     tables.upsert(_kv(spark, [(2, "Y2", "b"), (3, "n", "b")]), path, keys=["k", "p"])
     assert untouched <= set(DeltaTable(path).file_uris())
-    assert_df_equality(tables.read(path),
-                       _kv(spark, [(1, "x", "a"), (2, "Y2", "b"), (3, "n", "b")]),
-                       ignore_row_order=True)
+    assert_df_equality(
+        tables.read(path),
+        _kv(spark, [(1, "x", "a"), (2, "Y2", "b"), (3, "n", "b")]),
+        ignore_row_order=True,
+    )
 
 
 def test_upsert_rejects_repeated_keys_in_the_new_rows(spark, tables, tmp_path):
@@ -230,7 +261,9 @@ def test_an_empty_table_has_a_schema_and_no_rows(spark, tables, tmp_path):
 def test_incompatible_write_fails_naming_the_columns(spark, tables, tmp_path):
     path = str(tmp_path / "kv")
     tables.write(_kv(spark, [(1, "x", "a")]), path)
-    wrong = spark.createDataFrame([("1", "x", "a", 2.0)], "k string, v string, p string, extra double")
+    wrong = spark.createDataFrame(
+        [("1", "x", "a", 2.0)], "k string, v string, p string, extra double"
+    )
     with pytest.raises(SchemaMismatchError) as info:
         tables.write(wrong, path)
     message = str(info.value)
@@ -244,13 +277,16 @@ def test_schema_evolution_only_when_asked(spark, tables, tmp_path):
     tables.write(_kv(spark, [(1, "x", "a")]), path)
     wider = spark.createDataFrame([(2, "y", "a", 2.5)], "k long, v string, p string, score double")
     tables.write(wider, path, schema_evolution=True)
-    expected = spark.createDataFrame([(1, "x", "a", None), (2, "y", "a", 2.5)],
-                                     "k long, v string, p string, score double")
+    expected = spark.createDataFrame(
+        [(1, "x", "a", None), (2, "y", "a", 2.5)], "k long, v string, p string, score double"
+    )
     assert_df_equality(tables.read(path), expected, ignore_row_order=True)
     assert pl.read_delta(path).columns == ["k", "v", "p", "score"]
 
 
-def test_a_crash_after_data_files_before_commit_leaves_the_previous_version(spark, tables, tmp_path):
+def test_a_crash_after_data_files_before_commit_leaves_the_previous_version(
+    spark, tables, tmp_path
+):
     path = str(tmp_path / "kv")
     tables.write(_kv(spark, [(1, "x", "a")]), path)
 
@@ -287,7 +323,9 @@ def test_concurrent_appends_both_land(spark, tmp_path):
     first = DeltaTables(spark, backend="delta-rs")
     first.write(_kv(spark, [(0, "seed", "a")]), path)
     errors: list[BaseException] = []
-    frames = [_kv(spark, [(k, f"w{k}", "a") for k in range(base, base + 50)]) for base in (100, 200)]
+    frames = [
+        _kv(spark, [(k, f"w{k}", "a") for k in range(base, base + 50)]) for base in (100, 200)
+    ]
 
     def append(df):
         try:
@@ -316,7 +354,8 @@ def test_concurrent_overwrites_never_lose_or_duplicate_rows(spark, tmp_path):
     def overwrite(base):
         try:
             DeltaTables(spark, backend="delta-rs").write(
-                _kv(spark, [(k, "o", "a") for k in range(base, base + 10)]), path, "overwrite")
+                _kv(spark, [(k, "o", "a") for k in range(base, base + 10)]), path, "overwrite"
+            )
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
@@ -336,8 +375,9 @@ def test_spark_deltalake_and_polars_read_the_same_rows(spark, tables, tmp_path):
     tables.write(_kv(spark, rows[:120]), path, partition_by=["p"])
     tables.write(_kv(spark, rows[120:]), path)
     by_spark = sorted(tuple(r) for r in tables.read(path).collect())
-    by_deltalake = sorted(DeltaTable(path).to_pandas()[["k", "v", "p"]].itertuples(index=False,
-                                                                                   name=None))
+    by_deltalake = sorted(
+        DeltaTable(path).to_pandas()[["k", "v", "p"]].itertuples(index=False, name=None)
+    )
     by_polars = sorted(pl.read_delta(path).select("k", "v", "p").iter_rows())
     assert by_spark == by_deltalake == by_polars == sorted(rows)
 
@@ -382,8 +422,9 @@ def test_compaction_merges_small_files_without_changing_rows(spark, tables, tmp_
     metrics = tables.compact(path)
     assert before == 5 and len(DeltaTable(path).file_uris()) == 1
     assert metrics["numFilesRemoved"] == 5
-    assert_df_equality(tables.read(path), _kv(spark, [(k, "v", "a") for k in range(5)]),
-                       ignore_row_order=True)
+    assert_df_equality(
+        tables.read(path), _kv(spark, [(k, "v", "a") for k in range(5)]), ignore_row_order=True
+    )
 
 
 def test_native_backend_requested_without_delta_spark_is_a_clear_error(spark):

@@ -80,8 +80,9 @@ class SparkSettings(_Frozen):
     """Spark session options; ``master`` is used only when spark-submit did not set one."""
 
     # local, local[N], local[*], spark://host:port, yarn, k8s://https://host:port
-    master: str = Field(default="local[*]",
-                        pattern=r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://\S+|yarn|k8s://\S+)$")
+    master: str = Field(
+        default="local[*]", pattern=r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://\S+|yarn|k8s://\S+)$"
+    )
     shuffle_partitions: int = Field(default=8, ge=1)
     log_level: Literal["ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"] = "WARN"
     ui_enabled: bool = False
@@ -222,7 +223,9 @@ def _interpolate(value: Any, source: str, key: str) -> Any:
             if default is not None:
                 return default
             raise ConfigError(
-                source, key, f"environment variable {name} is not set and ${{{name}}} has no default"
+                source,
+                key,
+                f"environment variable {name} is not set and ${{{name}}} has no default",
             )
 
         return _VAR.sub(repl, value)
@@ -253,14 +256,20 @@ def load_yaml_file(path: str | Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(str(path), "", f"expected a mapping at top level, got {type(data).__name__}")
+        raise ConfigError(
+            str(path), "", f"expected a mapping at top level, got {type(data).__name__}"
+        )
     result = _interpolate(data, str(path), "")
     assert isinstance(result, dict)
     return result
 
 
 def _merge(
-    base: dict[str, Any], overlay: Mapping[str, Any], origin: dict[str, str], source: str, prefix: str = ""
+    base: dict[str, Any],
+    overlay: Mapping[str, Any],
+    origin: dict[str, str],
+    source: str,
+    prefix: str = "",
 ) -> None:
     """Deep-merge ``overlay`` into ``base`` in place, recording each leaf's source."""
     for key, value in overlay.items():

@@ -55,8 +55,9 @@ class Workspace:
         return sorted(int(h["version"]) for h in self.tables.history(path))
 
 
-def connect(conf_dir: str = "conf", env: str | None = None,
-            overrides: Sequence[str] = ()) -> Workspace:
+def connect(
+    conf_dir: str = "conf", env: str | None = None, overrides: Sequence[str] = ()
+) -> Workspace:
     """Load the configuration and start (or reuse) the Spark session for a notebook."""
     settings = load_settings(conf_dir, env, overrides)
     spark = build_spark_session("featurelake-notebook", settings.spark)
@@ -66,13 +67,18 @@ def connect(conf_dir: str = "conf", env: str | None = None,
 
 def describe_features(df: DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """count, mean, stddev, min, quartiles and max of each column (rows: columns)."""
-    stats = df.select(*columns).summary("count", "mean", "stddev", "min", "25%", "50%", "75%",
-                                        "max").toPandas().set_index("summary")
+    stats = (
+        df.select(*columns)
+        .summary("count", "mean", "stddev", "min", "25%", "50%", "75%", "max")
+        .toPandas()
+        .set_index("summary")
+    )
     return stats.apply(pd.to_numeric, errors="coerce").T
 
 
-def plot_distributions(df: DataFrame, columns: Sequence[str], bins: int = 30,
-                       sample_rows: int = 100_000, seed: int = 7) -> Any:
+def plot_distributions(
+    df: DataFrame, columns: Sequence[str], bins: int = 30, sample_rows: int = 100_000, seed: int = 7
+) -> Any:
     """Histograms of ``columns`` on a sample of at most ``sample_rows`` rows."""
     import matplotlib
 
@@ -88,20 +94,25 @@ def plot_distributions(df: DataFrame, columns: Sequence[str], bins: int = 30,
     for ax, column in zip(axes.flat, columns, strict=False):
         ax.hist(sample[column].dropna(), bins=bins)
         ax.set_title(column)
-    for ax in list(axes.flat)[len(columns):]:
+    for ax in list(axes.flat)[len(columns) :]:
         ax.set_visible(False)
     fig.tight_layout()
     return fig
 
 
-def segment_profile(segments: DataFrame, features: DataFrame, key: str,
-                    columns: Sequence[str]) -> pd.DataFrame:
+def segment_profile(
+    segments: DataFrame, features: DataFrame, key: str, columns: Sequence[str]
+) -> pd.DataFrame:
     """Size, share and feature means per segment (segments joined to features on ``key``)."""
     joined = segments.select(key, "segment_id", "segment_name").join(
-        features.select(key, *columns), key)
-    profile = joined.groupBy("segment_id", "segment_name").agg(
-        F.count(F.lit(1)).alias("size"), *[F.avg(c).alias(c) for c in columns]
-    ).orderBy("segment_id").toPandas()
+        features.select(key, *columns), key
+    )
+    profile = (
+        joined.groupBy("segment_id", "segment_name")
+        .agg(F.count(F.lit(1)).alias("size"), *[F.avg(c).alias(c) for c in columns])
+        .orderBy("segment_id")
+        .toPandas()
+    )
     profile.insert(3, "share", profile["size"] / profile["size"].sum())
     return profile
 
@@ -111,7 +122,6 @@ def plot_segment_profiles(profile: pd.DataFrame, columns: Sequence[str]) -> Any:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
 
     weights = profile["size"] / profile["size"].sum()
     overall = {c: float((profile[c] * weights).sum()) for c in columns}
@@ -124,8 +134,9 @@ def plot_segment_profiles(profile: pd.DataFrame, columns: Sequence[str]) -> Any:
     return ax.figure
 
 
-def feature_drift(before: DataFrame, after: DataFrame, column: str,
-                  bins: int = 10) -> tuple[pd.DataFrame, float]:
+def feature_drift(
+    before: DataFrame, after: DataFrame, column: str, bins: int = 10
+) -> tuple[pd.DataFrame, float]:
     """Population stability index (PSI) of ``column`` between two snapshots.
 
     Bin edges are the ``before`` deciles (exact quantiles would need a sort; Spark's
@@ -145,17 +156,21 @@ def feature_drift(before: DataFrame, after: DataFrame, column: str,
         bucket = F.lit(len(bounds) - 2)
         for i in range(len(bounds) - 2, 0, -1):
             bucket = F.when(F.col(column) <= bounds[i], F.lit(i - 1)).otherwise(bucket)
-        counts = dict(df.filter(F.col(column).isNotNull())
-                      .groupBy(bucket.alias("b")).count().collect())
+        counts = dict(
+            df.filter(F.col(column).isNotNull()).groupBy(bucket.alias("b")).count().collect()
+        )
         total = sum(counts.values()) or 1
         return [counts.get(i, 0) / total for i in range(len(bounds) - 1)]
 
     b, a = shares(before), shares(after)
     floor = 1e-4
-    terms = [(max(y, floor) - max(x, floor)) * math.log(max(y, floor) / max(x, floor))
-             for x, y in zip(b, a, strict=True)]
-    table = pd.DataFrame({"lower": bounds[:-1], "upper": bounds[1:], "before": b, "after": a,
-                          "psi": terms})
+    terms = [
+        (max(y, floor) - max(x, floor)) * math.log(max(y, floor) / max(x, floor))
+        for x, y in zip(b, a, strict=True)
+    ]
+    table = pd.DataFrame(
+        {"lower": bounds[:-1], "upper": bounds[1:], "before": b, "after": a, "psi": terms}
+    )
     return table, float(sum(terms))
 
 
@@ -166,9 +181,13 @@ def model_runs(settings: Settings, experiment: str | None = None) -> pd.DataFram
     from featurelake.ml.tracking import configure_tracking
 
     target = configure_tracking(settings.mlflow, experiment)
-    runs = mlflow.search_runs(experiment_ids=[target.experiment_id],
-                              order_by=["attributes.start_time DESC"])
-    keep = [c for c in runs.columns if c.startswith(("metrics.", "params.algorithm",
-                                                     "tags.featurelake", "tags.mlflow.runName"))
-            or c in ("run_id", "start_time", "status")]
+    runs = mlflow.search_runs(
+        experiment_ids=[target.experiment_id], order_by=["attributes.start_time DESC"]
+    )
+    keep = [
+        c
+        for c in runs.columns
+        if c.startswith(("metrics.", "params.algorithm", "tags.featurelake", "tags.mlflow.runName"))
+        or c in ("run_id", "start_time", "status")
+    ]
     return runs[keep]

@@ -20,8 +20,8 @@ import hashlib
 import logging
 import os
 import secrets
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict

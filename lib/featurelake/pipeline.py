@@ -50,8 +50,13 @@ class RetryPolicy(BaseModel):
     # Error messages (regular expressions) that mark a failure as transient, besides the
     # TransientError and ConcurrentWriteError types.
     transient_patterns: tuple[str, ...] = (
-        "Connection refused", "Connection reset", "timed out", "ExecutorLostFailure",
-        "Py4JNetworkError", "Too many open files", "database is locked",
+        "Connection refused",
+        "Connection reset",
+        "timed out",
+        "ExecutorLostFailure",
+        "Py4JNetworkError",
+        "Too many open files",
+        "database is locked",
     )
 
 
@@ -81,8 +86,10 @@ class PipelineSpec(BaseModel):
         for name, stage in self.stages.items():
             unknown = [d for d in stage.depends_on if d not in self.stages]
             if unknown:
-                raise ValueError(f"stage {name!r} depends on unknown stages {unknown}; "
-                                 f"stages: {sorted(self.stages)}")
+                raise ValueError(
+                    f"stage {name!r} depends on unknown stages {unknown}; "
+                    f"stages: {sorted(self.stages)}"
+                )
         _topological(self.stages)  # raises on a cycle
         return self
 
@@ -133,7 +140,7 @@ def plan_stages(
         if name not in spec.stages:
             raise ValueError(f"unknown stage {name!r}; stages: {order}")
     if start_from:
-        return order[order.index(start_from):]
+        return order[order.index(start_from) :]
     if only:
         return [s for s in order if s in set(only)]
     return order
@@ -222,23 +229,29 @@ def run_pipeline(
             attempt += 1
             say(f"[{index}/{len(stages)}] {name}: running (attempt {attempt})")
             argv = [*stage.args, *common_args, "--run-id", run_id]
-            outcome = execute_job(stage.job, module.main, argv,
-                                  getattr(module, "add_arguments", None), spark)
+            outcome = execute_job(
+                stage.job, module.main, argv, getattr(module, "add_arguments", None), spark
+            )
             ok = outcome.code == 0
-            retry = (not ok and attempt < policy.max_attempts
-                     and is_transient(outcome.error, policy))
+            retry = not ok and attempt < policy.max_attempts and is_transient(outcome.error, policy)
             result = StageResult(
-                stage=name, status="succeeded" if ok else ("retrying" if retry else "failed"),
-                attempts=attempt, started=started, ended=datetime.now(timezone.utc),
+                stage=name,
+                status="succeeded" if ok else ("retrying" if retry else "failed"),
+                attempts=attempt,
+                started=started,
+                ended=datetime.now(timezone.utc),
                 rows_written=dict(outcome.summary.get("rows_written", {})),
-                error=outcome.summary.get("error"), summary=outcome.summary,
+                error=outcome.summary.get("error"),
+                summary=outcome.summary,
             )
             record(result, run_id)
             if not retry:
                 break
             wait = policy.backoff_seconds * policy.multiplier ** (attempt - 1)
-            say(f"[{index}/{len(stages)}] {name}: transient failure, retrying in {wait:.0f}s: "
-                f"{result.error}")
+            say(
+                f"[{index}/{len(stages)}] {name}: transient failure, retrying in {wait:.0f}s: "
+                f"{result.error}"
+            )
             sleep(wait)
         results.append(result)
         mark = "done" if result.status == "succeeded" else "FAILED"

@@ -61,10 +61,18 @@ class JobContext:
 def _common_parser(job: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=job, description=f"featurelake job: {job}")
     parser.add_argument("--env", default=None, help="configuration overlay conf/env/<ENV>.yaml")
-    parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a configuration value (repeatable)")
-    parser.add_argument("--conf-dir", default=os.environ.get("FEATURELAKE_CONF_DIR", "conf"),
-                        help="configuration directory (default: conf)")
+    parser.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a configuration value (repeatable)",
+    )
+    parser.add_argument(
+        "--conf-dir",
+        default=os.environ.get("FEATURELAKE_CONF_DIR", "conf"),
+        help="configuration directory (default: conf)",
+    )
     parser.add_argument("--run-id", default=None, help="run id (default: a new one)")
     return parser
 
@@ -73,7 +81,10 @@ def _resolve_conf_dir(conf_dir: str) -> str:
     """Use conf/ when present; on a cluster driver, unpack the archive spark-submit shipped."""
     if Path(conf_dir, "base.yaml").is_file():
         return conf_dir
-    for candidate in (Path(CONF_ARCHIVE), Path(os.environ.get("SPARK_FILES_DIR", "."), CONF_ARCHIVE)):
+    for candidate in (
+        Path(CONF_ARCHIVE),
+        Path(os.environ.get("SPARK_FILES_DIR", "."), CONF_ARCHIVE),
+    ):
         if candidate.is_file():
             target = tempfile.mkdtemp(prefix="featurelake-conf-")
             with zipfile.ZipFile(candidate) as archive:
@@ -147,8 +158,16 @@ def execute_job(
         session = spark or build_spark_session(f"featurelake-{job}", settings.spark)
         tables = DeltaTables(session, settings.delta.backend, Lineage(job=job, run_id=run_id))
         ctx = JobContext(job=job, run_id=run_id, settings=settings, spark=session, tables=tables)
-        log.info("job_started", extra={"fields": {"env": settings.env, "backend": tables.backend,
-                                                  "master": session.sparkContext.master}})
+        log.info(
+            "job_started",
+            extra={
+                "fields": {
+                    "env": settings.env,
+                    "backend": tables.backend,
+                    "master": session.sparkContext.master,
+                }
+            },
+        )
         body(ctx, args)
     except (ConfigError, DataError, TableIOError, ValueError) as exc:
         status, code, error, caught = "failed", 2, f"{type(exc).__name__}: {exc}", exc

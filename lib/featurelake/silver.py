@@ -28,9 +28,8 @@ Example:
 
 from __future__ import annotations
 
-import os
-
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone

@@ -85,8 +85,10 @@ def uniform(seed: int, key: Column, salt: str) -> Column:
         salt: names the draw, so that different draws for one key are independent.
     """
     hashed = F.xxhash64(F.lit(seed), key, F.lit(salt))
-    # 53 bits: every value is exact in a double.
-    return F.pmod(hashed, F.lit(_TWO_POW_53)).cast("double") / F.lit(float(_TWO_POW_53))
+    # The low 53 bits (= the hash mod 2^53), scaled by 2^-53: every value is exact in a double.
+    # A mask and a product generate less code than pmod and a division, same values.
+    low_bits = hashed.bitwiseAND(F.lit(_TWO_POW_53 - 1))
+    return low_bits.cast("double") * F.lit(1.0 / _TWO_POW_53)
 
 
 def _pick(options: tuple[str, ...], index: Column) -> Column:
@@ -104,6 +106,39 @@ def _csv_quote(value: Column) -> Column:
     needs = value.rlike('[,"\\r\\n]')
     return F.when(needs, F.concat(F.lit('"'), F.regexp_replace(value, '"', '""'), F.lit('"'))) \
         .otherwise(value)
+
+
+def _quote_csv_text(value: str) -> str:
+    """RFC 4180 quoting of one field: quoted when it holds a comma, quote or line break."""
+    if any(c in value for c in ',"\r\n'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+# Product descriptions, CSV-quoted, computed once here: a product's description is an adjective
+# (product % 16), a thing ((product // 16) % 16), so product % 256, and a suffix for multiples of
+# 13 or 17. Row expressions look the text up instead of building and quoting it per line.
+_DESCRIPTION_SUFFIXES = (", ASSORTED", ' 7" SIZE', "")
+_DESCRIPTIONS = tuple(
+    _quote_csv_text(f"{_ADJECTIVES[base % 16]} {_THINGS[base // 16]}{suffix}")
+    for base in range(len(_ADJECTIVES) * len(_THINGS))
+    for suffix in _DESCRIPTION_SUFFIXES
+)
+
+
+def _product_description(product: Column) -> Column:
+    """The product's CSV-ready description (see ``_DESCRIPTIONS``)."""
+    suffix = F.when(product % 13 == 0, F.lit(0)).when(product % 17 == 0, F.lit(1)).otherwise(2)
+    index = (product % (len(_ADJECTIVES) * len(_THINGS))) * len(_DESCRIPTION_SUFFIXES) + suffix
+    return _pick(_DESCRIPTIONS, index)
+
+
+def _format_cents(cents: Column) -> Column:
+    """An amount in cents as decimal text with two places: ``-345`` -> ``-3.45``."""
+    magnitude = F.abs(cents)
+    return F.concat(F.when(cents < 0, F.lit("-")).otherwise(F.lit("")),
+                    F.floor(magnitude / 100).cast("string"), F.lit("."),
+                    F.lpad((magnitude % 100).cast("string"), 2, "0"))
 
 
 def _epoch(day: str) -> int:
@@ -154,68 +189,68 @@ def online_retail_lines(ids: DataFrame, *, settings: SyntheticSettings, files: i
     invoices = max(1, -(-total // settings.lines_per_invoice))
     start = _epoch(settings.end_date) - settings.history_days * _SECONDS_PER_DAY
     line_id, invoice = F.col("id"), F.col("invoice")
-    # Each stage is its own projection so that the expressions built below refer to columns
-    # instead of repeating whole expression trees (generated code has a 64 KB limit).
-    staged = ids.withColumn("invoice", F.floor(line_id / settings.lines_per_invoice).cast("long"))
+    # Three projections: draws, then numbers, then text. Columns used more than once keep
+    # them apart (Spark does not merge them), so each compiles to a method small enough for
+    # the JIT (HotSpot leaves methods over 8 KB of bytecode interpreted).
+    staged = ids.withColumn("invoice", F.expr(f"id div {settings.lines_per_invoice}"))
 
-    # Invoice-level draws: time, customer, cancellation, missing customer.
+    # Invoice-level draws (time, customer, cancellation, missing customer) and line-level ones.
     u_customer = uniform(s, invoice, "customer")
     day = F.floor(invoice.cast("double") / invoices * settings.history_days).cast("long")
-    staged = staged.withColumns({
-        "seconds": F.lit(start) + day * _SECONDS_PER_DAY + F.lit(8 * 3600)
-        + _below(uniform(s, invoice, "time"), 10 * 60) * 60,
-        "customer": _below(u_customer * u_customer, settings.customers),
-        "missing": uniform(s, invoice, "missing_customer") < settings.missing_customer_rate,
-        "cancelled": uniform(s, invoice, "cancel") < settings.cancellation_rate,
-        "product": _below(F.pow(uniform(s, line_id, "product"), 2), settings.products),
-        "bad_price": uniform(s, line_id, "bad_price") < settings.bad_price_rate,
-        "future": uniform(s, line_id, "future") < settings.future_date_rate,
-    })
+    staged = staged.select(
+        "id", "invoice",
+        (F.lit(start) + day * _SECONDS_PER_DAY + F.lit(8 * 3600)
+         + _below(uniform(s, invoice, "time"), 10 * 60) * 60).alias("seconds"),
+        _below(u_customer * u_customer, settings.customers).alias("customer"),
+        (uniform(s, invoice, "missing_customer") < settings.missing_customer_rate)
+        .alias("missing"),
+        (uniform(s, invoice, "cancel") < settings.cancellation_rate).alias("cancelled"),
+        _below(F.pow(uniform(s, line_id, "product"), 2), settings.products).alias("product"),
+        (uniform(s, line_id, "bad_price") < settings.bad_price_rate).alias("bad_price"),
+        (uniform(s, line_id, "future") < settings.future_date_rate).alias("future"),
+        (uniform(s, line_id, "malformed") < settings.malformed_rate).alias("malformed"),
+    )
     seconds, customer, missing = F.col("seconds"), F.col("customer"), F.col("missing")
     cancelled, product, bad_price = F.col("cancelled"), F.col("product"), F.col("bad_price")
 
-    seconds = F.when(F.col("future"), seconds + F.lit(_FUTURE_YEARS_S)
-                     + _below(uniform(s, line_id, "future_days"), 365) * _SECONDS_PER_DAY
-                     ).otherwise(seconds)
-    invoice_no = (invoice + F.lit(FIRST_INVOICE_NO)).cast("string")
-    description = F.concat_ws(" ", _pick(_ADJECTIVES, product),
-                              _pick(_THINGS, F.floor(product / len(_ADJECTIVES))))
-    description = F.when(product % 13 == 0, F.concat(description, F.lit(", ASSORTED"))) \
-        .when(product % 17 == 0, F.concat(description, F.lit(' 7" SIZE'))) \
-        .otherwise(description)
+    # Numbers: signed quantity and price (in cents), the final time, the malformation kind.
     quantity = F.lit(1) + _below(F.pow(uniform(s, line_id, "quantity"), 3), 48)
     u_price = uniform(s, product, "price")
-    price = F.round(F.lit(0.19) + u_price * u_price * F.lit(15.0), 2)
-    price = F.when(bad_price & (uniform(s, line_id, "bad_price_kind") < 0.5), F.lit(0.0)) \
-        .when(bad_price, -price).otherwise(price)
-    names = list(ONLINE_RETAIL_COLUMNS)
+    cents = F.round(F.round(F.lit(0.19) + u_price * u_price * F.lit(15.0), 2) * 100).cast("long")
     staged = staged.select(
-        "id",
-        F.when(cancelled, F.concat(F.lit("C"), invoice_no)).otherwise(invoice_no).alias(names[0]),
-        F.concat((product + F.lit(10_000)).cast("string"),
-                 F.when(product % 7 == 0, F.lit("B")).otherwise(F.lit(""))).alias(names[1]),
-        _csv_quote(description).alias(names[2]),
-        F.when(cancelled, -quantity).otherwise(quantity).cast("string").alias(names[3]),
-        F.date_format(F.timestamp_seconds(seconds), "yyyy-MM-dd HH:mm:ss").alias(names[4]),
-        price.cast("decimal(12,2)").cast("string").alias(names[5]),
-        F.when(missing, F.lit("")).otherwise((customer + F.lit(FIRST_CUSTOMER_ID))
-                                             .cast("string")).alias(names[6]),
-        _customer_country(s, F.when(missing, -invoice - 1).otherwise(customer)).alias(names[7]),
-        (uniform(s, line_id, "malformed") < settings.malformed_rate).alias("malformed"),
-        _below(uniform(s, line_id, "malformed_kind"), 4).alias("malformed_kind"),
+        "id", "invoice", "product", "cancelled", "missing", "customer",
+        F.when(cancelled, -quantity).otherwise(quantity).alias("quantity"),
+        F.when(F.col("future"), seconds + F.lit(_FUTURE_YEARS_S)
+               + _below(uniform(s, line_id, "future_days"), 365) * _SECONDS_PER_DAY
+               ).otherwise(seconds).alias("seconds"),
+        F.when(bad_price & (uniform(s, line_id, "bad_price_kind") < 0.5), F.lit(0))
+        .when(bad_price, -cents).otherwise(cents).alias("cents"),
+        _customer_country(s, F.when(missing, -invoice - 1).otherwise(customer)).alias("country"),
+        F.when(F.col("malformed"), _below(uniform(s, line_id, "malformed_kind"), 4))
+        .alias("malformed_kind"),
         (uniform(s, line_id, "duplicate") < settings.duplicate_rate).alias("duplicate"),
     )
-    fields = [F.col(n) for n in names]
-    line = F.concat_ws(",", *fields)
-    # Malformed lines: a field missing, an extra field, an unparseable quantity or date.
+
+    # Text. Malformed lines: the last field missing (kind 0), an extra field (1), an
+    # unparseable quantity (2) or date (3); concat_ws skips nulls, so one expression writes
+    # every kind.
     kind = F.col("malformed_kind")
-    broken = F.when(kind == 0, F.concat_ws(",", *fields[:-1])) \
-        .when(kind == 1, F.concat(line, F.lit(",EXTRA"))) \
-        .when(kind == 2, F.concat_ws(",", *fields[:3], F.concat(fields[3], F.lit("x")),
-                                     *fields[4:])) \
-        .otherwise(F.concat_ws(",", *fields[:4], F.lit("2011-13-45 25:61:00"), *fields[5:]))
-    staged = staged.select(
-        "id", F.when(F.col("malformed"), broken).otherwise(line).alias("line"), "duplicate")
+    invoice_no = (invoice + F.lit(FIRST_INVOICE_NO)).cast("string")
+    quantity_text = F.col("quantity").cast("string")
+    fields = [
+        F.when(cancelled, F.concat(F.lit("C"), invoice_no)).otherwise(invoice_no),
+        F.concat((product + F.lit(10_000)).cast("string"),
+                 F.when(product % 7 == 0, F.lit("B")).otherwise(F.lit(""))),
+        _product_description(product),
+        F.when(kind == 2, F.concat(quantity_text, F.lit("x"))).otherwise(quantity_text),
+        F.when(kind == 3, F.lit("2011-13-45 25:61:00"))
+        .otherwise(F.date_format(F.timestamp_seconds(F.col("seconds")), "yyyy-MM-dd HH:mm:ss")),
+        _format_cents(F.col("cents")),
+        F.when(missing, F.lit("")).otherwise((customer + F.lit(FIRST_CUSTOMER_ID)).cast("string")),
+        F.when(kind == 0, F.lit(None).cast("string")).otherwise(F.col("country")),
+        F.when(kind == 1, F.lit("EXTRA")),
+    ]
+    staged = staged.select("id", F.concat_ws(",", *fields).alias("line"), "duplicate")
     return _emit(staged, F.col("line"), F.col("duplicate"), ",".join(ONLINE_RETAIL_COLUMNS),
                  files, total)
 

@@ -190,7 +190,9 @@ class DeltaTables:
                 "delta.backend is 'native' but delta-spark's classes are not on the classpath; "
                 "start Spark with --packages io.delta:delta-spark_2.13:<version> or use 'auto'"
             )
-        self.backend = "native" if (backend == "native" or (backend == "auto" and native)) else "delta-rs"
+        self.backend = (
+            "native" if (backend == "native" or (backend == "auto" and native)) else "delta-rs"
+        )
         self.rows_read: dict[str, int] = {}
         self.rows_written: dict[str, int] = {}
 
@@ -361,19 +363,37 @@ class DeltaTables:
             raise ValueError("overwrite_schema needs a full overwrite (mode='overwrite')")
         if self.backend == "native":
             result = self._write_native(
-                df, path, mode, partition_by, replace_partitions, schema_evolution,
-                overwrite_schema, metadata,
+                df,
+                path,
+                mode,
+                partition_by,
+                replace_partitions,
+                schema_evolution,
+                overwrite_schema,
+                metadata,
             )
         else:
             result = self._write_rs(
-                df, path, mode, partition_by, replace_partitions, schema_evolution,
-                overwrite_schema, metadata,
+                df,
+                path,
+                mode,
+                partition_by,
+                replace_partitions,
+                schema_evolution,
+                overwrite_schema,
+                metadata,
             )
         self.rows_written[path] = self.rows_written.get(path, 0) + result.rows_written
         log.info(
             "table_committed",
-            extra={"fields": {"table": path, "version": result.version,
-                              "rows": result.rows_written, "operation": result.operation}},
+            extra={
+                "fields": {
+                    "table": path,
+                    "version": result.version,
+                    "rows": result.rows_written,
+                    "operation": result.operation,
+                }
+            },
         )
         return result
 
@@ -395,16 +415,21 @@ class DeltaTables:
             if changed:
                 parts.append(f"type changed: {', '.join(changed)}")
             if extra and not schema_evolution:
-                parts.append(f"columns not in the table: {', '.join(extra)} "
-                             "(pass schema_evolution=True to add them)")
+                parts.append(
+                    f"columns not in the table: {', '.join(extra)} "
+                    "(pass schema_evolution=True to add them)"
+                )
             if missing:
                 parts.append(f"columns missing from the write: {', '.join(missing)}")
             raise SchemaMismatchError(
-                f"cannot write to {path}: " + "; ".join(parts)
+                f"cannot write to {path}: "
+                + "; ".join(parts)
                 + f". Table columns: {', '.join(table_schema.fieldNames())}; "
                 f"write columns: {', '.join(incoming.fieldNames())}"
             )
-        evolved = StructType(list(table_schema.fields) + [f for f in incoming.fields if f.name in extra])
+        evolved = StructType(
+            list(table_schema.fields) + [f for f in incoming.fields if f.name in extra]
+        )
         return df.select(*[F.col(f"`{n}`") for n in evolved.fieldNames()]), evolved
 
     def _write_rs(
@@ -429,15 +454,21 @@ class DeltaTables:
         )
         table_partitions = list(existing.metadata().partition_columns) if existing else None
         partitions = list(partition_by or table_partitions or [])
-        if table_partitions is not None and partition_by is not None and not overwrite_schema \
-                and list(partition_by) != table_partitions:
+        if (
+            table_partitions is not None
+            and partition_by is not None
+            and not overwrite_schema
+            and list(partition_by) != table_partitions
+        ):
             raise SchemaMismatchError(
                 f"cannot write to {path}: partitioned by {table_partitions}, write asks for "
                 f"{list(partition_by)}"
             )
         if replace_partitions is not None and not partitions:
             raise ValueError(f"{path} is not partitioned; replace_partitions needs partitions")
-        df, schema = self._prepare_schema(df, table_schema, schema_evolution, overwrite_schema, path)
+        df, schema = self._prepare_schema(
+            df, table_schema, schema_evolution, overwrite_schema, path
+        )
         missing_parts = [c for c in partitions if c not in schema.fieldNames()]
         if missing_parts:
             raise SchemaMismatchError(
@@ -452,7 +483,11 @@ class DeltaTables:
             commit = CommitProperties(custom_metadata=self.lineage.commit_metadata(metadata))
             if existing is None:
                 create_table_with_add_actions(
-                    root, delta_schema, adds, mode="error", partition_by=partitions or None,
+                    root,
+                    delta_schema,
+                    adds,
+                    mode="error",
+                    partition_by=partitions or None,
                     commit_properties=commit,
                 )
                 operation = "create"
@@ -461,11 +496,15 @@ class DeltaTables:
                     # Appends do not carry a new schema in delta-rs: evolve it first.
                     from deltalake.schema import Field as DeltaField
 
-                    new_fields = [f for f in schema.fields if f.name not in table_schema.fieldNames()]
+                    new_fields = [
+                        f for f in schema.fields if f.name not in table_schema.fieldNames()
+                    ]
                     existing.alter.add_columns(
                         [DeltaField.from_json(json.dumps(f.jsonValue())) for f in new_fields],
                         commit_properties=CommitProperties(
-                            custom_metadata=self.lineage.commit_metadata({"schema_evolution": "add"})
+                            custom_metadata=self.lineage.commit_metadata(
+                                {"schema_evolution": "add"}
+                            )
                         ),
                     )
                     existing = DeltaTable(root)
@@ -477,8 +516,12 @@ class DeltaTables:
                     if filters is None:  # dynamic overwrite with no rows: nothing to replace
                         mode, operation = "append", "partition-overwrite"
                 existing.create_write_transaction(
-                    adds, mode=mode, schema=delta_schema, partition_by=partitions or None,
-                    partition_filters=filters, commit_properties=commit,
+                    adds,
+                    mode=mode,
+                    schema=delta_schema,
+                    partition_by=partitions or None,
+                    partition_filters=filters,
+                    commit_properties=commit,
                 )
             version = DeltaTable(root).version()
         except CommitFailedError as exc:
@@ -569,10 +612,14 @@ class DeltaTables:
         dupes = df.groupBy(*keys).count().filter("count > 1").limit(3).collect()
         if dupes:
             shown = [{k: row[k] for k in keys} for row in dupes]
-            raise ValueError(f"upsert into {path}: keys {keys} repeat in the new rows, e.g. {shown}")
+            raise ValueError(
+                f"upsert into {path}: keys {keys} repeat in the new rows, e.g. {shown}"
+            )
         if not self.exists(path):
             result = self.write(df, path, "overwrite", partition_by=partition_by, metadata=metadata)
-            return WriteResult(path, result.version, result.rows_written, result.files_added, "upsert")
+            return WriteResult(
+                path, result.version, result.rows_written, result.files_added, "upsert"
+            )
         if self.backend == "native":
             return self._upsert_native(df, path, keys, schema_evolution, metadata)
 
@@ -586,8 +633,12 @@ class DeltaTables:
         kept = current.join(df.select(*keys), keys, "left_anti")
         merged = kept.unionByName(df, allowMissingColumns=schema_evolution)
         result = self.write(
-            merged, path, "overwrite", replace_partitions=replace,
-            schema_evolution=schema_evolution, metadata={"operation": "upsert", **(metadata or {})},
+            merged,
+            path,
+            "overwrite",
+            replace_partitions=replace,
+            schema_evolution=schema_evolution,
+            metadata={"operation": "upsert", **(metadata or {})},
         )
         return WriteResult(path, result.version, result.rows_written, result.files_added, "upsert")
 
@@ -610,8 +661,11 @@ class DeltaTables:
             rows = SparkDeltaTable.forPath(self.spark, path).history(limit or 1000).collect()
             out = []
             for row in rows:
-                entry = {"version": row["version"], "timestamp": int(row["timestamp"].timestamp() * 1000),
-                         "operation": row["operation"]}
+                entry = {
+                    "version": row["version"],
+                    "timestamp": int(row["timestamp"].timestamp() * 1000),
+                    "operation": row["operation"],
+                }
                 if row["userMetadata"]:
                     entry.update(json.loads(row["userMetadata"]))
                 out.append(entry)
@@ -635,8 +689,10 @@ class DeltaTables:
             return []
         table = self._open_rs(path, None, None)
         deleted = table.vacuum(
-            retention_hours=retention_hours, dry_run=dry_run,
-            enforce_retention_duration=False, full=True,
+            retention_hours=retention_hours,
+            dry_run=dry_run,
+            enforce_retention_duration=False,
+            full=True,
             commit_properties=_commit(self.lineage.commit_metadata()),
         )
         if not dry_run:
@@ -660,10 +716,12 @@ class DeltaTables:
             metrics = SparkDeltaTable.forPath(self.spark, path).optimize().executeCompaction()
             return metrics.collect()[0].asDict(recursive=True)
         table = self._open_rs(path, None, None)
-        return dict(table.optimize.compact(
-            target_size=target_size_mb * 1024 * 1024,
-            commit_properties=_commit(self.lineage.commit_metadata({"operation": "compact"})),
-        ))
+        return dict(
+            table.optimize.compact(
+                target_size=target_size_mb * 1024 * 1024,
+                commit_properties=_commit(self.lineage.commit_metadata({"operation": "compact"})),
+            )
+        )
 
     # ----------------------------------------------------------------------------------------
     # Native delta-spark backend
@@ -684,8 +742,10 @@ class DeltaTables:
         if exists:
             table_schema = self.read(path, record=False).schema
             df, _ = self._prepare_schema(df, table_schema, schema_evolution, overwrite_schema, path)
-        writer = df.write.format("delta").mode(mode).option(
-            "userMetadata", json.dumps(self.lineage.commit_metadata(metadata))
+        writer = (
+            df.write.format("delta")
+            .mode(mode)
+            .option("userMetadata", json.dumps(self.lineage.commit_metadata(metadata)))
         )
         if partition_by:
             writer = writer.partitionBy(*partition_by)
@@ -736,16 +796,23 @@ class DeltaTables:
             self.spark.conf.set("spark.databricks.delta.schema.autoMerge.enabled", "true")
         condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
         try:
-            (SparkDeltaTable.forPath(self.spark, path).alias("t")
-             .merge(df.alias("s"), condition)
-             .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+            (
+                SparkDeltaTable.forPath(self.spark, path)
+                .alias("t")
+                .merge(df.alias("s"), condition)
+                .whenMatchedUpdateAll()
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
         finally:
             self.spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
         version, _, files = self._native_last_commit(path)
         from delta.tables import DeltaTable as SDT
 
         metrics = SDT.forPath(self.spark, path).history(1).collect()[0]["operationMetrics"] or {}
-        rows = int(metrics.get("numTargetRowsInserted", 0)) + int(metrics.get("numTargetRowsUpdated", 0))
+        rows = int(metrics.get("numTargetRowsInserted", 0)) + int(
+            metrics.get("numTargetRowsUpdated", 0)
+        )
         return WriteResult(path, version, rows, files, "upsert")
 
 
@@ -810,7 +877,9 @@ def _partition_filters(
     if isinstance(replace, Mapping):
         unknown = [k for k in replace if k not in partitions]
         if unknown:
-            raise ValueError(f"{path}: {unknown} are not partition columns (partitions: {partitions})")
+            raise ValueError(
+                f"{path}: {unknown} are not partition columns (partitions: {partitions})"
+            )
         for add in adds:
             for key, value in replace.items():
                 if add.partition_values.get(key) != _partition_string(value):
@@ -823,9 +892,11 @@ def _partition_filters(
     if not present:
         return None
     if len(partitions) == 1:
-        return [(partitions[0], "in", sorted(v[0] for v in present if v[0] is not None))] if all(
-            v[0] is not None for v in present
-        ) else _null_partition_error(path)
+        return (
+            [(partitions[0], "in", sorted(v[0] for v in present if v[0] is not None))]
+            if all(v[0] is not None for v in present)
+            else _null_partition_error(path)
+        )
     if len(present) == 1:
         (only,) = present
         return [(p, "=", v) for p, v in zip(partitions, only, strict=True)]
@@ -858,8 +929,12 @@ def _file_stats(path: str, types: Mapping[str, DataType], skip: set[str]) -> dic
     import pyarrow.parquet as pq
 
     meta = pq.ParquetFile(path).metadata
-    stats: dict[str, Any] = {"numRecords": meta.num_rows, "minValues": {}, "maxValues": {},
-                             "nullCount": {}}
+    stats: dict[str, Any] = {
+        "numRecords": meta.num_rows,
+        "minValues": {},
+        "maxValues": {},
+        "nullCount": {},
+    }
     if meta.num_rows == 0:
         return stats
     columns = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
@@ -905,8 +980,10 @@ def _stat_value(value: Any, dtype: DataType, side: str) -> Any:
         millis = value.replace(microsecond=value.microsecond // 1000 * 1000)
         if side == "max" and millis != value:
             millis += timedelta(milliseconds=1)
-        return millis.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + \
-            f"{millis.microsecond // 1000:03d}Z"
+        return (
+            millis.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+            + f"{millis.microsecond // 1000:03d}Z"
+        )
     if isinstance(dtype, StringType) and isinstance(value, (str, bytes)):
         text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
         return text if len(text) <= _MAX_STRING_STAT else None

@@ -65,8 +65,13 @@ class ScoreOptions:
 
 def _is_table(ref: str) -> bool:
     layer, sep, name = ref.partition("/")
-    return bool(sep) and "/" not in name and "*" not in ref and not Path(ref).exists() and \
-        layer in ("bronze", "silver", "gold", "features", "predictions", "ops")
+    return (
+        bool(sep)
+        and "/" not in name
+        and "*" not in ref
+        and not Path(ref).exists()
+        and layer in ("bronze", "silver", "gold", "features", "predictions", "ops")
+    )
 
 
 def build_features_for(
@@ -93,15 +98,18 @@ def build_features_for(
             return df, identity, version
         if layer == "silver":
             return _silver_to_features(df, feature_table, config, as_of), identity, version
-        raise ValueError(f"cannot build {feature_table} from {options.input}; give the gold "
-                         f"table, its silver source or raw files")
+        raise ValueError(
+            f"cannot build {feature_table} from {options.input}; give the gold "
+            f"table, its silver source or raw files"
+        )
     silver = _raw_to_silver(ctx, options, as_of)
     digest = hashlib.sha256(options.input.encode()).hexdigest()[:12]
     return _silver_to_features(silver, feature_table, config, as_of), f"raw:{digest}", None
 
 
-def _silver_to_features(silver: DataFrame, feature_table: str, config: Any,
-                        as_of: datetime) -> DataFrame:
+def _silver_to_features(
+    silver: DataFrame, feature_table: str, config: Any, as_of: datetime
+) -> DataFrame:
     from featurelake import gold
     from featurelake.features.customers import as_of_timestamps
 
@@ -126,14 +134,14 @@ def _raw_to_silver(ctx: JobContext, options: ScoreOptions, as_of: datetime) -> D
         raise ValueError(f"unknown source {options.source!r}; sources: {sorted(sources)}")
     spec = sources[options.source]
     parsed = bronze.read_source_rows(ctx.spark, spec, options.input)
-    rows = bronze.with_lineage(parsed, spec=spec, batch_id="score",
-                               ingested_at=as_of)
+    rows = bronze.with_lineage(parsed, spec=spec, batch_id="score", ingested_at=as_of)
     specs = silver.load_table_specs(ctx.settings.conf_path(ctx.settings.silver.tables_dir))
     table = next((s for s in specs.values() if s.source == options.source), None)
     if table is None:
         raise ValueError(f"no silver table declared for source {options.source!r}")
-    plan = silver.build_silver(rows, table, as_of=as_of, run_id=ctx.run_id, quarantined_at=as_of,
-                               pii_key=None)
+    plan = silver.build_silver(
+        rows, table, as_of=as_of, run_id=ctx.run_id, quarantined_at=as_of, pii_key=None
+    )
     return plan.silver
 
 
@@ -151,7 +159,9 @@ def run_score(ctx: JobContext, options: ScoreOptions) -> dict[str, Any]:
     from featurelake.ml.tracking import configure_tracking
 
     configure_tracking(ctx.settings.mlflow)
-    model_config = load_model_config(ctx.settings.conf_path("models", f"{options.model_config}.yaml"))
+    model_config = load_model_config(
+        ctx.settings.conf_path("models", f"{options.model_config}.yaml")
+    )
     model: ResolvedModel = resolve_model(options.model_uri)
     now = datetime.now(timezone.utc)
     scoring_date = options.scoring_date or now.date()
@@ -161,33 +171,52 @@ def run_score(ctx: JobContext, options: ScoreOptions) -> dict[str, Any]:
     check_input_columns(features, [key, *model.input_columns], options.model_uri)
     scorable, quarantined = split_scorable(features, model.input_columns)
     scored, used_path = predict(ctx.spark, model, scorable, options.path)
-    batch_id = options.batch_id or hashlib.sha256(
-        f"{identity}|{model.load_uri}|{scoring_date}".encode()).hexdigest()[:16]
-    feature_version = input_version if options.input == feature_table else \
-        model.feature_table_version
+    batch_id = (
+        options.batch_id
+        or hashlib.sha256(f"{identity}|{model.load_uri}|{scoring_date}".encode()).hexdigest()[:16]
+    )
+    feature_version = (
+        input_version if options.input == feature_table else model.feature_table_version
+    )
     predictions = with_prediction_metadata(
-        scored, model, keys=[key], batch_id=batch_id, scoring_date=F.lit(scoring_date),
-        inference_ts=F.lit(now), feature_table_version=feature_version)
+        scored,
+        model,
+        keys=[key],
+        batch_id=batch_id,
+        scoring_date=F.lit(scoring_date),
+        inference_ts=F.lit(now),
+        feature_table_version=feature_version,
+    )
     layer, _, table = (options.output or f"predictions/{model.name}").partition("/")
     out_path = ctx.path(layer, table)
     written = _replace_batch(ctx, predictions, out_path, batch_id, scoring_date)
     quarantine_rows = quarantined.select(
-        F.col(f"`{key}`").cast("string").alias("key"), "_failed_rules",
-        F.lit(batch_id).alias("batch_id"), F.lit(model.name).alias("model_name"),
+        F.col(f"`{key}`").cast("string").alias("key"),
+        "_failed_rules",
+        F.lit(batch_id).alias("batch_id"),
+        F.lit(model.name).alias("model_name"),
         F.lit(now).cast("timestamp").alias("quarantined_at"),
-        F.lit(scoring_date).cast("date").alias("scoring_date"))
-    q_written = _replace_batch(ctx, quarantine_rows, f"{out_path}_quarantine", batch_id,
-                               scoring_date)
-    summary = {"model": model.load_uri, "path": used_path, "batch_id": batch_id,
-               "predictions_table": out_path, "rows_scored": written,
-               "rows_quarantined": q_written}
+        F.lit(scoring_date).cast("date").alias("scoring_date"),
+    )
+    q_written = _replace_batch(
+        ctx, quarantine_rows, f"{out_path}_quarantine", batch_id, scoring_date
+    )
+    summary = {
+        "model": model.load_uri,
+        "path": used_path,
+        "batch_id": batch_id,
+        "predictions_table": out_path,
+        "rows_scored": written,
+        "rows_quarantined": q_written,
+    }
     ctx.summary["score"] = summary
     log.info("scored", extra={"fields": summary})
     return summary
 
 
-def _replace_batch(ctx: JobContext, rows: DataFrame, path: str, batch_id: str,
-                   scoring_date: date) -> int:
+def _replace_batch(
+    ctx: JobContext, rows: DataFrame, path: str, batch_id: str, scoring_date: date
+) -> int:
     """Write ``rows`` as batch ``batch_id`` of ``scoring_date``, replacing an earlier run of it.
 
     The partition's other batches are rewritten with it in the same commit, so the replace is
@@ -199,8 +228,13 @@ def _replace_batch(ctx: JobContext, rows: DataFrame, path: str, batch_id: str,
     if not ctx.tables.exists(path):
         return ctx.tables.write(rows, path, partition_by=["scoring_date"]).rows_written
     others = ctx.tables.read(path, record=False).filter(
-        (F.col("scoring_date") == F.lit(scoring_date)) & (F.col("batch_id") != batch_id))
+        (F.col("scoring_date") == F.lit(scoring_date)) & (F.col("batch_id") != batch_id)
+    )
     kept = others.count()
-    result = ctx.tables.write(others.unionByName(rows), path, "overwrite",
-                              replace_partitions={"scoring_date": scoring_date.isoformat()})
+    result = ctx.tables.write(
+        others.unionByName(rows),
+        path,
+        "overwrite",
+        replace_partitions={"scoring_date": scoring_date.isoformat()},
+    )
     return result.rows_written - kept

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -93,7 +93,7 @@ def resolve_model(uri: str) -> ResolvedModel:
     name, version, load_uri = uri, None, uri
     try:
         if uri.startswith("models:/"):
-            body = uri[len("models:/"):]
+            body = uri[len("models:/") :]
             if "@" in body:
                 name, alias = body.split("@", 1)
                 mv = client.get_model_version_by_alias(name, alias)
@@ -106,8 +106,9 @@ def resolve_model(uri: str) -> ResolvedModel:
     except MlflowException as exc:
         raise ValueError(f"cannot load model {uri}: {exc.message}") from exc
     if info.signature is None or info.signature.inputs is None:
-        raise ValueError(f"model {uri} has no signature; log it with one so scoring knows its "
-                         "input columns")
+        raise ValueError(
+            f"model {uri} has no signature; log it with one so scoring knows its input columns"
+        )
     run_id = info.run_id
     tags: dict[str, str] = {}
     params: dict[str, str] = {}
@@ -120,12 +121,20 @@ def resolve_model(uri: str) -> ResolvedModel:
     # regressor (the native path still recognises Spark clustering stages itself).
     kind = tags.get("featurelake.kind") or params.get("kind") or "classification"
     table_version = tags.get("featurelake.feature_table_version") or params.get(
-        "feature_table_version")
+        "feature_table_version"
+    )
     return ResolvedModel(
-        uri=uri, load_uri=load_uri, name=name, version=version, run_id=run_id,
-        flavors=tuple(info.flavors), input_columns=tuple(info.signature.inputs.input_names()),
-        kind=kind, feature_table_version=int(table_version) if table_version not in
-        (None, "", "None") else None,
+        uri=uri,
+        load_uri=load_uri,
+        name=name,
+        version=version,
+        run_id=run_id,
+        flavors=tuple(info.flavors),
+        input_columns=tuple(info.signature.inputs.input_names()),
+        kind=kind,
+        feature_table_version=int(table_version)
+        if table_version not in (None, "", "None")
+        else None,
     )
 
 
@@ -146,8 +155,9 @@ def split_scorable(df: DataFrame, columns: Sequence[str]) -> tuple[DataFrame, Da
         (scorable rows, quarantined rows with ``_failed_rules``).
     """
     problems = [
-        F.when(_missing(F.col(f"`{c}`"), df.schema[c].dataType.typeName()),
-               F.lit(f"null_feature:{c}"))
+        F.when(
+            _missing(F.col(f"`{c}`"), df.schema[c].dataType.typeName()), F.lit(f"null_feature:{c}")
+        )
         for c in columns
     ]
     flagged = df.withColumn("_failed_rules", F.filter(F.array(*problems), lambda x: x.isNotNull()))
@@ -184,8 +194,10 @@ def predict(
         ValueError: ``native`` asked for a model that is not Spark-flavoured.
     """
     if path == "native" and not model.is_spark:
-        raise ValueError(f"{model.uri} has no Spark flavour (flavours: {list(model.flavors)}); "
-                         "use --path pyfunc or auto")
+        raise ValueError(
+            f"{model.uri} has no Spark flavour (flavours: {list(model.flavors)}); "
+            "use --path pyfunc or auto"
+        )
     chosen = "native" if path == "native" or (path == "auto" and model.is_spark) else "pyfunc"
     if chosen == "native":
         return _predict_native(model, df), chosen
@@ -201,34 +213,46 @@ def _predict_native(model: ResolvedModel, df: DataFrame) -> DataFrame:
     out = spark_model.transform(df)
     stages = getattr(spark_model, "stages", [spark_model])
     clustering = model.kind in ("clustering", "segmentation") or any(
-        type(s).__name__ in _CLUSTERING_MODELS for s in stages)
+        type(s).__name__ in _CLUSTERING_MODELS for s in stages
+    )
     if clustering:
-        return out.select(*original, F.col("prediction").cast("int").alias("segment"),
-                          F.col("prediction").cast("double").alias("prediction"),
-                          F.lit(None).cast("double").alias("probability"))
-    probability = (vector_to_array("probability")[1] if "probability" in out.columns
-                   else F.lit(None).cast("double"))
-    return out.select(*original, F.col("prediction").cast("double").alias("prediction"),
-                      probability.cast("double").alias("probability"),
-                      F.lit(None).cast("int").alias("segment"))
+        return out.select(
+            *original,
+            F.col("prediction").cast("int").alias("segment"),
+            F.col("prediction").cast("double").alias("prediction"),
+            F.lit(None).cast("double").alias("probability"),
+        )
+    probability = (
+        vector_to_array("probability")[1]
+        if "probability" in out.columns
+        else F.lit(None).cast("double")
+    )
+    return out.select(
+        *original,
+        F.col("prediction").cast("double").alias("prediction"),
+        probability.cast("double").alias("probability"),
+        F.lit(None).cast("int").alias("segment"),
+    )
 
 
 def _predict_pyfunc(spark: SparkSession, model: ResolvedModel, df: DataFrame) -> DataFrame:
     import mlflow.pyfunc
 
-    udf = mlflow.pyfunc.spark_udf(spark, model.load_uri, result_type="double",
-                                  env_manager="local")
+    udf = mlflow.pyfunc.spark_udf(spark, model.load_uri, result_type="double", env_manager="local")
     inputs = F.struct(*[F.col(f"`{c}`") for c in model.input_columns])
     value = udf(inputs)
     if model.kind in ("clustering", "segmentation"):
-        return df.select("*", value.alias("prediction"),
-                         F.lit(None).cast("double").alias("probability")).withColumn(
-            "segment", F.col("prediction").cast("int"))
+        return df.select(
+            "*", value.alias("prediction"), F.lit(None).cast("double").alias("probability")
+        ).withColumn("segment", F.col("prediction").cast("int"))
     # A pyfunc model returns one value per row: the label. Its probability is not part of
     # the pyfunc contract, so it is left null here (the native path fills it).
-    return df.select("*", value.alias("prediction"),
-                     F.lit(None).cast("double").alias("probability"),
-                     F.lit(None).cast("int").alias("segment"))
+    return df.select(
+        "*",
+        value.alias("prediction"),
+        F.lit(None).cast("double").alias("probability"),
+        F.lit(None).cast("int").alias("segment"),
+    )
 
 
 def with_prediction_metadata(
