@@ -116,12 +116,19 @@ def resolve_model(uri: str) -> ResolvedModel:
         run = client.get_run(run_id)
         tags, params = dict(run.data.tags), dict(run.data.params)
     if not uri.startswith("models:/"):
-        name = tags.get("featurelake.model_name", info.artifact_path)
-    # Training records the model's kind; any other model is treated as a classifier or
-    # regressor (the native path still recognises Spark clustering stages itself).
-    kind = tags.get("featurelake.kind") or params.get("kind") or "classification"
-    table_version = tags.get("featurelake.feature_table_version") or params.get(
-        "feature_table_version"
+        name = tags.get("featurelake.model", info.artifact_path)
+    # Training records the model's kind on the run (segmentation) or on the parent run of the
+    # candidates (classification); any other model is treated as a classifier or regressor
+    # (the native path still recognises Spark clustering stages itself).
+    kind = tags.get("featurelake.kind") or params.get("kind")
+    parent = tags.get("mlflow.parentRunId")
+    if not kind and parent:
+        kind = client.get_run(parent).data.tags.get("featurelake.kind")
+    kind = kind or "classification"
+    table_version = (
+        tags.get("featurelake.features.version")
+        or tags.get("featurelake.feature_table_version")
+        or params.get("feature_table_version")
     )
     return ResolvedModel(
         uri=uri,
