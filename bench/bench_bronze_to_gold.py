@@ -1,0 +1,472 @@
+"""Bronze -> gold on synthetic data: featurelake's jobs against one hand-written Spark SQL job.
+
+    .venv/bin/python bench/bench_bronze_to_gold.py [--scales 1000000 10000000]
+        [--lines-per-customer 50] [--no-warmup] [--keep] [--driver-memory 6g]
+
+Per scale, synthetic landing files are generated once into a temporary folder (job
+``generate-data``, outside the timings; credit clients at the configured default). Then, in one
+SparkSession:
+
+(a) **featurelake**: the ``bronze`` job (sources online_retail and credit_clients: every line
+    kept with lineage, ingest ledger, Delta commits) -> the ``silver`` job (tables transactions
+    and credit_clients: strict parsing, every expectation, dedup, quarantine and quality
+    metrics tables, reconciliation) -> the ``gold`` job (credit features and labels, customer
+    features as of ``synthetic.end_date``, feature metadata), each through
+    ``featurelake.runner.execute_job`` exactly as ``./spark-submit.sh`` runs it, into a fresh
+    lakehouse;
+(b) **baseline**: one Spark SQL job that reads the same raw CSV files, applies the same
+    cleaning simply (malformed lines and values that do not parse dropped, the same row rules,
+    exact-duplicate lines removed, one row per credit client), computes the same customer
+    features as of the same timestamp and the same credit features, and writes Parquet
+    (customer features, credit features, credit labels). No quarantine, lineage, ledger,
+    metrics or metadata.
+
+Both sides build the *latest snapshot* only: gold runs with ``--no-daily`` (the daily
+snapshot table, one row per customer and day, has no counterpart in the baseline). Customer
+profiles (PII) are not ingested by either side.
+
+Printed per scale: seconds per side (featurelake also per job), rows/s (input transaction
+lines / seconds), the ratio featurelake/baseline (target <= 1.3x), a sanity check (customer
+and credit feature row counts of both sides, and rows of the customer features that differ
+between them, compared exactly), then the growth of each side's time between scales.
+
+A warm-up of both sides on a small scale runs first (untimed) so that neither side pays the
+JVM's JIT warm-up. The machine's load average is printed at the start and end: on a shared
+machine the absolute numbers move with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from datetime import time as dtime
+from pathlib import Path
+from types import ModuleType
+
+from featurelake.config import Settings, load_settings
+from featurelake.gold import GOLD_CONFIG_FILE, GoldConfig, load_gold_config
+from featurelake.runner import execute_job
+from featurelake.session import build_spark_session
+from featurelake.table_io import DeltaTables
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = ("online_retail", "credit_clients")
+SILVER_TABLES = ("transactions", "credit_clients")
+_CORRUPT = "_corrupt_record"
+RETAIL_COLUMNS = ("InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate",
+                  "UnitPrice", "CustomerID", "Country")
+MONTHS = (1, 2, 3, 4, 5, 6)
+# Credit file columns by position; the header's names (PAY_0, default.payment.next.month) are
+# replaced by plain ones so the SQL needs no quoting.
+CREDIT_COLUMNS = (
+    "id", "limit_bal", "sex", "education", "marriage", "age",
+    *[f"pay_status_{k}" for k in MONTHS], *[f"bill_amt_{k}" for k in MONTHS],
+    *[f"pay_amt_{k}" for k in MONTHS], "default_next_month",
+)
+
+
+def _load_job(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"featurelake_job_{name}",
+                                                  ROOT / "jobs" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+JOBS = {name: _load_job(name) for name in ("generate_data", "bronze", "silver", "gold")}
+
+
+def _run(spark: SparkSession, job: str, module: str, argv: list[str]) -> float:
+    """Run one featurelake job in this session; return its wall-clock seconds."""
+    mod = JOBS[module]
+    started = time.perf_counter()
+    outcome = execute_job(job, mod.main, argv=argv, add_arguments=mod.add_arguments, spark=spark)
+    seconds = time.perf_counter() - started
+    if outcome.code != 0:
+        raise RuntimeError(f"job {job} failed ({outcome.code}): {outcome.summary.get('error')}")
+    return seconds
+
+
+def _common(lake: Path, landing: Path) -> list[str]:
+    return ["--conf-dir", str(ROOT / "conf"), "--conf", f"lakehouse.root={lake}",
+            "--conf", f"lakehouse.landing={landing}", "--conf", "logging.level=WARNING"]
+
+
+# --------------------------------------------------------------------------------------------
+# (a) featurelake
+# --------------------------------------------------------------------------------------------
+
+
+def generate(spark: SparkSession, landing: Path, transactions: int, customers: int) -> float:
+    """Synthetic landing files for one scale (untimed by the comparison)."""
+    argv = [*_common(landing.parent / "gen-lake", landing), "--out", str(landing),
+            "--transactions", str(transactions), "--customers", str(customers)]
+    return _run(spark, "generate-data", "generate_data", argv)
+
+
+def run_featurelake(spark: SparkSession, lake: Path, landing: Path, as_of: date
+                    ) -> dict[str, float]:
+    """bronze -> silver -> gold (latest snapshot) into a fresh lakehouse; seconds per job."""
+    common = _common(lake, landing)
+    sources = [arg for s in SOURCES for arg in ("--source", s)]
+    tables = [arg for t in SILVER_TABLES for arg in ("--table", t)]
+    return {
+        "bronze": _run(spark, "bronze", "bronze", [*common, *sources]),
+        "silver": _run(spark, "silver", "silver", [*common, *tables]),
+        "gold": _run(spark, "gold", "gold", [*common, "--as-of", as_of.isoformat(),
+                                             "--no-daily"]),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# (b) the baseline: one hand-written Spark SQL job
+# --------------------------------------------------------------------------------------------
+
+
+def _raw_csv(spark: SparkSession, folder: Path, columns: tuple[str, ...]) -> DataFrame:
+    # The generator's files by name (a list, as bronze reads them; no glob for Spark to probe).
+    files = sorted(str(p) for p in folder.glob("*.csv*") if not p.name.startswith((".", "_")))
+    schema = StructType([StructField(c, StringType()) for c in (*columns, _CORRUPT)])
+    return (spark.read.schema(schema)
+            .options(header=True, quote='"', escape='"', mode="PERMISSIVE",
+                     columnNameOfCorruptRecord=_CORRUPT)
+            .csv(files))
+
+
+CUSTOMER_SQL = """
+WITH typed AS (
+  SELECT upper(nullif(trim(InvoiceNo), ''))                                   AS invoice_no,
+         nullif(trim(StockCode), '')                                          AS stock_code,
+         regexp_replace(nullif(trim(Description), ''), '\\\\s+', ' ')         AS description,
+         try_cast(trim(Quantity) AS INT)                                      AS quantity,
+         try_to_timestamp(trim(InvoiceDate), 'yyyy-MM-dd HH:mm:ss')           AS invoice_ts,
+         try_cast(trim(UnitPrice) AS DOUBLE)                                  AS unit_price,
+         regexp_replace(nullif(trim(CustomerID), ''), '^([0-9]+)\\\\.0+$', '$1') AS customer_id,
+         regexp_replace(nullif(trim(Country), ''), '\\\\s+', ' ')             AS country
+  FROM {raw}
+  WHERE _corrupt_record IS NULL
+),
+clean AS (  -- the silver rules; then exact duplicates removed
+  SELECT DISTINCT invoice_no, stock_code, description, quantity, invoice_ts, unit_price,
+         customer_id, country, startswith(invoice_no, 'C') AS is_cancellation,
+         CAST(quantity * unit_price AS DOUBLE) AS line_amount
+  FROM typed
+  WHERE invoice_no RLIKE '^C?[0-9]{{{{6,}}}}$' AND stock_code IS NOT NULL
+    AND quantity IS NOT NULL AND invoice_ts IS NOT NULL AND unit_price IS NOT NULL
+    AND customer_id RLIKE '^[0-9]+$' AND country IS NOT NULL
+    AND (startswith(invoice_no, 'C') OR (quantity > 0 AND unit_price > 0))
+    AND (NOT startswith(invoice_no, 'C') OR quantity < 0)
+    AND invoice_ts <= current_timestamp()
+),
+lines AS (
+  SELECT *, CAST(line_amount AS DECIMAL(24,6)) AS amount FROM clean WHERE invoice_ts <= {as_of}
+),
+invoices AS (  -- an invoice counts from its first line; its country is that line's
+  SELECT customer_id, invoice_no, is_cancellation, min(invoice_ts) AS first_ts,
+         min(struct(invoice_ts, country)).country AS country
+  FROM lines GROUP BY customer_id, invoice_no, is_cancellation
+),
+per_invoice AS (
+  SELECT customer_id,
+         count_if(NOT is_cancellation)                                   AS frequency,
+         count(*)                                                        AS invoices,
+         count_if(is_cancellation)                                       AS cancelled_invoices,
+         {orders}
+  FROM invoices GROUP BY customer_id
+),
+top_country AS (
+  SELECT customer_id, min(struct(-n, country)).country AS country
+  FROM (SELECT customer_id, country, count(*) AS n FROM invoices GROUP BY customer_id, country)
+  GROUP BY customer_id
+),
+per_line AS (
+  SELECT customer_id,
+         min(CASE WHEN NOT is_cancellation THEN invoice_ts END)          AS first_purchase_ts,
+         max(CASE WHEN NOT is_cancellation THEN invoice_ts END)          AS last_purchase_ts,
+         CAST(sum(amount) AS DOUBLE)                                     AS monetary,
+         CAST(sum(CASE WHEN NOT is_cancellation THEN amount ELSE 0 END) AS DOUBLE)
+                                                                         AS purchase_amount,
+         CAST(sum(CASE WHEN NOT is_cancellation THEN quantity ELSE 0 END) AS BIGINT)
+                                                                         AS purchase_quantity,
+         count(DISTINCT CASE WHEN NOT is_cancellation THEN stock_code END)
+                                                                         AS distinct_products,
+         {spend}
+  FROM lines GROUP BY customer_id
+),
+features AS (
+  SELECT l.*, i.frequency, i.invoices, i.cancelled_invoices, {orders_cols}, c.country,
+         CAST(floor((unix_micros({as_of}) - unix_micros(last_purchase_ts)) / 86400000000)
+              AS INT) AS recency_days,
+         CAST(floor((unix_micros({as_of}) - unix_micros(first_purchase_ts)) / 86400000000)
+              AS INT) AS tenure_days,
+         i.frequency > 0 AS scored
+  FROM per_line l JOIN per_invoice i USING (customer_id) JOIN top_country c USING (customer_id)
+),
+scored AS (  -- score = ceil(q * k / n), k = scored customers no better than this one
+  SELECT *,
+    CASE WHEN scored THEN CAST(({q} * count(*) OVER (PARTITION BY scored ORDER BY recency_days DESC)
+         + count(*) OVER (PARTITION BY scored) - 1) DIV count(*) OVER (PARTITION BY scored)
+         AS INT) END AS r_score,
+    CASE WHEN scored THEN CAST(({q} * count(*) OVER (PARTITION BY scored ORDER BY frequency)
+         + count(*) OVER (PARTITION BY scored) - 1) DIV count(*) OVER (PARTITION BY scored)
+         AS INT) END AS f_score,
+    CASE WHEN scored THEN CAST(({q} * count(*) OVER (PARTITION BY scored ORDER BY monetary)
+         + count(*) OVER (PARTITION BY scored) - 1) DIV count(*) OVER (PARTITION BY scored)
+         AS INT) END AS m_score
+  FROM features
+)
+SELECT customer_id, {as_of} AS as_of_ts, to_date({as_of}) AS as_of_date, recency_days,
+       frequency, monetary, r_score, f_score, m_score,
+       CAST(r_score + f_score + m_score AS INT) AS rfm_score, tenure_days,
+       CAST(CASE WHEN frequency > 0 THEN purchase_amount / frequency END AS DOUBLE)
+         AS avg_basket_value,
+       CAST(CASE WHEN frequency > 0 THEN purchase_quantity / frequency END AS DOUBLE)
+         AS avg_basket_size,
+       distinct_products,
+       CAST(CASE WHEN invoices > 0 THEN cancelled_invoices / invoices END AS DOUBLE)
+         AS cancellation_rate,
+       {window_cols}, country
+FROM scored
+"""
+
+
+def customer_sql(config: GoldConfig, as_of: datetime) -> str:
+    """The baseline's customer-features query over ``{raw}`` (the raw CSV rows)."""
+    windows = config.customers.windows_days
+    ts = f"TIMESTAMP '{as_of.isoformat(sep=' ')}'"
+
+    def since(w: int, column: str) -> str:
+        return f"{column} > {ts} - INTERVAL {int(w)} DAYS"
+
+    orders = ",\n         ".join(
+        f"count_if(NOT is_cancellation AND {since(w, 'first_ts')}) AS orders_{w}d"
+        for w in windows)
+    spend = ",\n         ".join(
+        f"CAST(sum(CASE WHEN {since(w, 'invoice_ts')} THEN amount ELSE 0 END) AS DOUBLE) "
+        f"AS spend_{w}d" for w in windows)
+    window_cols = ", ".join([f"spend_{w}d" for w in windows] + [f"orders_{w}d" for w in windows])
+    return CUSTOMER_SQL.format(
+        raw="{raw}", as_of=ts, orders=orders, spend=spend, q=config.customers.rfm_quantiles,
+        orders_cols=", ".join(f"i.orders_{w}d" for w in windows), window_cols=window_cols)
+
+
+def credit_sql(config: GoldConfig) -> str:
+    """The baseline's credit query over ``{raw}``: features and the label in one frame."""
+    cred = config.credit
+    edges = list(cred.age_bin_edges)
+    labels = [f"<{edges[0]}", *[f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:], strict=False)],
+              f"{edges[-1]}+"]
+    age_bin = "CASE WHEN age IS NULL THEN NULL " + " ".join(
+        f"WHEN age < {e} THEN '{label}'" for e, label in zip(edges, labels, strict=False)
+    ) + f" ELSE '{labels[-1]}' END"
+    ints = ["sex", "education", "marriage", "age", *[f"pay_status_{k}" for k in MONTHS],
+            "default_next_month"]
+    doubles = ["limit_bal", *[f"bill_amt_{k}" for k in MONTHS], *[f"pay_amt_{k}" for k in MONTHS]]
+    typed = ", ".join(
+        ["try_cast(trim(id) AS BIGINT) AS id"]
+        + [f"try_cast(trim({c}) AS INT) AS {c}" for c in ints]
+        + [f"try_cast(trim({c}) AS DOUBLE) AS {c}" for c in doubles])
+    not_null = " AND ".join(f"{c} IS NOT NULL" for c in ("id", *ints, *doubles))
+    rules = " AND ".join(
+        ["limit_bal > 0", "sex IN (1, 2)", "education IN (1, 2, 3, 4)", "marriage IN (1, 2, 3)",
+         "age BETWEEN 18 AND 100", "default_next_month IN (0, 1)"]
+        + [f"pay_status_{k} BETWEEN -2 AND 9" for k in MONTHS]
+        + [f"pay_amt_{k} >= 0" for k in MONTHS])
+    # least-squares slope of the bills against x = 6 - k (x grows toward the recent month)
+    trend = "(0.0 " + " ".join(f"+ {(6 - k) - 2.5} * bill_amt_{k}" for k in MONTHS) + ") / 17.5"
+    ratios = ", ".join(
+        f"CASE WHEN bill_amt_{k} IS NULL OR pay_amt_{k} IS NULL THEN NULL "
+        f"WHEN bill_amt_{k} <= 0 THEN CAST({float(cred.zero_bill_pay_ratio)} AS DOUBLE) "
+        f"ELSE pay_amt_{k} / bill_amt_{k} END AS pay_ratio_{k}" for k in MONTHS)
+    utils = ", ".join(f"CASE WHEN limit_bal > 0 THEN bill_amt_{k} / limit_bal END "
+                      f"AS utilization_{k}" for k in MONTHS)
+    util_sum = "(0.0D " + " ".join(f"+ coalesce(utilization_{k}, 0.0D)" for k in MONTHS) + ")"
+    util_n = " + ".join(f"CAST(utilization_{k} IS NOT NULL AS INT)" for k in MONTHS)
+    delinquent = " + ".join(f"CASE WHEN pay_status_{k} > 0 THEN 1 ELSE 0 END" for k in MONTHS)
+    statuses = ", ".join(f"pay_status_{k}" for k in MONTHS)
+    columns = ", ".join(CREDIT_COLUMNS)
+    normalized = columns.replace(
+        "education,", "CASE WHEN education IN (0, 5, 6) THEN 4 ELSE education END AS education,"
+    ).replace("marriage,", "CASE WHEN marriage = 0 THEN 3 ELSE marriage END AS marriage,")
+    return f"""
+WITH typed AS (
+  SELECT {typed} FROM {{raw}} WHERE _corrupt_record IS NULL
+),
+normalized AS (
+  SELECT {normalized} FROM typed WHERE {not_null}
+),
+clients AS (  -- one row per client
+  SELECT {columns} FROM (
+    SELECT *, row_number() OVER (PARTITION BY id ORDER BY id) AS _n
+    FROM normalized WHERE {rules}
+  ) WHERE _n = 1
+),
+with_ratios AS (
+  SELECT *, {age_bin} AS age_bin, CAST({trend} AS DOUBLE) AS bill_trend, {ratios}, {utils}
+  FROM clients
+)
+SELECT id, limit_bal, age, age_bin, sex, education, marriage, bill_trend,
+       {", ".join(f"pay_ratio_{k}" for k in MONTHS)},
+       {", ".join(f"utilization_{k}" for k in MONTHS)},
+       CAST(CASE WHEN {util_n} > 0 THEN {util_sum} / ({util_n}) END AS DOUBLE)
+         AS avg_utilization,
+       CAST({delinquent} AS INT) AS delinquent_months,
+       CAST(greatest(greatest({statuses}), 0) AS INT) AS worst_delay,
+       {statuses}, {", ".join(f"bill_amt_{k}" for k in MONTHS)},
+       {", ".join(f"pay_amt_{k}" for k in MONTHS)}, default_next_month
+FROM with_ratios
+"""
+
+
+def run_baseline(spark: SparkSession, landing: Path, out: Path, config: GoldConfig,
+                 as_of: datetime) -> float:
+    """One Spark SQL job: raw CSV -> cleaned -> features -> Parquet. Returns seconds."""
+    started = time.perf_counter()
+    retail = _raw_csv(spark, landing / "online_retail", RETAIL_COLUMNS)
+    credit = _raw_csv(spark, landing / "credit_clients", CREDIT_COLUMNS)
+    customers = spark.sql(customer_sql(config, as_of), raw=retail)
+    customers.write.mode("overwrite").parquet(str(out / "customer_features"))
+    clients = spark.sql(credit_sql(config), raw=credit).cache()
+    try:
+        clients.drop("default_next_month").write.mode("overwrite").parquet(
+            str(out / "credit_features"))
+        clients.select("id", "default_next_month").write.mode("overwrite").parquet(
+            str(out / "credit_labels"))
+    finally:
+        clients.unpersist()
+    return time.perf_counter() - started
+
+
+# --------------------------------------------------------------------------------------------
+# Comparison and reporting
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ScaleResult:
+    transactions: int
+    featurelake: dict[str, float] = field(default_factory=dict)
+    baseline: float = 0.0
+
+    @property
+    def featurelake_total(self) -> float:
+        return sum(self.featurelake.values())
+
+
+def compare_outputs(spark: SparkSession, lake: Path, out: Path) -> str:
+    """Row counts of both sides and the customer-feature rows that differ (exact compare)."""
+    tables = DeltaTables(spark)
+    gold = tables.read(str(lake / "gold" / "customer_features"), record=False)
+    base = spark.read.parquet(str(out / "customer_features")).select(*gold.columns)
+    base = base.select(*[F.col(f.name).cast(f.dataType) for f in gold.schema.fields])
+    gold_credit = tables.read(str(lake / "gold" / "credit_features"), record=False).count()
+    base_credit = spark.read.parquet(str(out / "credit_features")).count()
+    gold_rows, base_rows = gold.count(), base.count()
+    only_gold, only_base = gold.exceptAll(base).count(), base.exceptAll(gold).count()
+    verdict = "OK" if (gold_rows == base_rows and gold_credit == base_credit
+                       and only_gold == only_base == 0) else "MISMATCH"
+    return (f"customer_features rows: featurelake {gold_rows:,} baseline {base_rows:,}; "
+            f"rows differing: {only_gold:,} only in featurelake, {only_base:,} only in baseline; "
+            f"credit_features rows: featurelake {gold_credit:,} baseline {base_credit:,} "
+            f"-> {verdict}")
+
+
+def run_scale(spark: SparkSession, settings: Settings, config: GoldConfig, work: Path,
+              transactions: int, customers: int, *, check: bool = True,
+              report: bool = True) -> ScaleResult:
+    """Generate one scale, time both sides, optionally compare and print."""
+    scale_dir = work / f"scale-{transactions}"
+    landing = scale_dir / "landing"
+    gen_s = generate(spark, landing, transactions, customers)
+    as_of_day = date.fromisoformat(str(settings.synthetic.end_date))
+    as_of = datetime.combine(as_of_day, dtime.max)
+    result = ScaleResult(transactions)
+    result.featurelake = run_featurelake(spark, scale_dir / "lake", landing, as_of_day)
+    result.baseline = run_baseline(spark, landing, scale_dir / "baseline", config, as_of)
+    if report:
+        fl, base = result.featurelake_total, result.baseline
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in result.featurelake.items())
+        print(f"\n== {transactions:,} transactions, {customers:,} customers "
+              f"(generated in {gen_s:.1f} s, untimed)")
+        print(f"featurelake  {fl:8.1f} s  {transactions / fl:>10,.0f} rows/s   ({stages})")
+        print(f"baseline     {base:8.1f} s  {transactions / base:>10,.0f} rows/s")
+        print(f"ratio featurelake/baseline: {fl / base:.2f}x (target <= 1.3x)")
+    if check:
+        print("sanity: " + compare_outputs(spark, scale_dir / "lake", scale_dir / "baseline"),
+              flush=True)
+    return result
+
+
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scales", type=int, nargs="+", default=[1_000_000, 10_000_000],
+                        help="transaction lines per scale")
+    parser.add_argument("--lines-per-customer", type=int, default=50,
+                        help="customers = transactions / this (default 50)")
+    parser.add_argument("--warmup-transactions", type=int, default=20_000)
+    parser.add_argument("--no-warmup", action="store_true")
+    parser.add_argument("--no-check", action="store_true", help="skip the output comparison")
+    parser.add_argument("--keep", action="store_true", help="keep the generated data and tables")
+    parser.add_argument("--driver-memory", default="6g")
+    args = parser.parse_args()
+
+    settings = load_settings(ROOT / "conf")
+    config = load_gold_config(settings.conf_path(GOLD_CONFIG_FILE))
+    spark_settings = settings.spark.model_copy(
+        update={"conf": {**settings.spark.conf, "spark.driver.memory": args.driver_memory,
+                         "spark.ui.showConsoleProgress": "false"}})
+    spark = build_spark_session("bench-bronze-to-gold", spark_settings)
+    # Quiet: the baseline's positional CSV schema differs from the header names on purpose.
+    spark.sparkContext.setLogLevel("ERROR")
+    work = Path(tempfile.mkdtemp(prefix="bench-bronze-to-gold-"))
+    print(f"load average at start: {_load()}; master {spark.sparkContext.master}, shuffle "
+          f"partitions {settings.spark.shuffle_partitions}, driver memory {args.driver_memory}; "
+          f"as of {settings.synthetic.end_date}; latest snapshot only (gold --no-daily); "
+          f"work dir {work}", flush=True)
+    results: list[ScaleResult] = []
+    try:
+        if not args.no_warmup:
+            warm = args.warmup_transactions
+            run_scale(spark, settings, config, work / "warmup", warm,
+                      max(1, warm // args.lines_per_customer), check=False, report=False)
+            shutil.rmtree(work / "warmup", ignore_errors=True)
+        for scale in args.scales:
+            results.append(run_scale(spark, settings, config, work, scale,
+                                     max(1, scale // args.lines_per_customer),
+                                     check=not args.no_check))
+            if not args.keep:
+                shutil.rmtree(work / f"scale-{scale}", ignore_errors=True)
+        if len(results) > 1:
+            first = results[0]
+            print()
+            for later in results[1:]:
+                factor = later.transactions / first.transactions
+                print(f"growth {first.transactions:,} -> {later.transactions:,} ({factor:.0f}x "
+                      f"data): featurelake {later.featurelake_total / first.featurelake_total:.2f}x"
+                      f" time, baseline {later.baseline / first.baseline:.2f}x time")
+        print(f"load average at end: {_load()}")
+    finally:
+        if args.keep:
+            print(f"kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+        spark.stop()
+
+
+if __name__ == "__main__":
+    main()
