@@ -34,7 +34,7 @@ __all__ = ["ScoreOptions", "build_features_for", "run_score"]
 
 log = logging.getLogger(__name__)
 
-LAYERS_OF_FEATURES = ("gold",)
+LAYERS_OF_FEATURES = ("gold", "features")
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,8 @@ def build_features_for(
         df = ctx.tables.read(path)
         version = ctx.tables.lineage.reads[path]
         identity = f"{options.input}@v{version}"
-        if options.input == feature_table:
-            return df, identity, version
+        if options.input == feature_table or layer in LAYERS_OF_FEATURES:
+            return df, identity, version  # already features (the table, a copy or a subset)
         if layer == "silver":
             return _silver_to_features(df, feature_table, config, as_of), identity, version
         raise ValueError(
@@ -176,7 +176,9 @@ def run_score(ctx: JobContext, options: ScoreOptions) -> dict[str, Any]:
         or hashlib.sha256(f"{identity}|{model.load_uri}|{scoring_date}".encode()).hexdigest()[:16]
     )
     feature_version = (
-        input_version if options.input == feature_table else model.feature_table_version
+        input_version
+        if options.input.partition("/")[0] in LAYERS_OF_FEATURES
+        else model.feature_table_version
     )
     predictions = with_prediction_metadata(
         scored,
