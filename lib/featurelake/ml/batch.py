@@ -173,7 +173,9 @@ def run_score(ctx: JobContext, options: ScoreOptions) -> dict[str, Any]:
     scored, used_path = predict(ctx.spark, model, scorable, options.path)
     batch_id = (
         options.batch_id
-        or hashlib.sha256(f"{identity}|{model.load_uri}|{scoring_date}".encode()).hexdigest()[:16]
+        # One batch per model name, input and day: re-running the day (even after retraining
+        # or a gold rebuild) replaces that day's predictions instead of adding a second set.
+        or hashlib.sha256(f"{model.name}|{options.input}|{scoring_date}".encode()).hexdigest()[:16]
     )
     feature_version = (
         input_version
@@ -205,13 +207,14 @@ def run_score(ctx: JobContext, options: ScoreOptions) -> dict[str, Any]:
     )
     summary = {
         "model": model.load_uri,
+        "input": identity,
         "path": used_path,
         "batch_id": batch_id,
         "predictions_table": out_path,
         "rows_scored": written,
         "rows_quarantined": q_written,
     }
-    ctx.summary["score"] = summary
+    ctx.summary.setdefault("score", {})[model.name] = summary
     log.info("scored", extra={"fields": summary})
     return summary
 
