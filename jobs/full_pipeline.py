@@ -110,10 +110,27 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
         f"(browse: .venv/bin/mlflow ui --backend-store-uri "
         f"{ctx.settings.mlflow.tracking_uri})",
     }
-    for result in results:
-        for table in result.rows_written:
-            if "/predictions/" in table:
-                locations["predictions"] = table
+    predictions = sorted(
+        {
+            table
+            for r in results
+            for table in r.rows_written
+            if "/predictions/" in table and not table.endswith("_quarantine")
+        }
+    )
+    if predictions:
+        locations["predictions"] = ", ".join(predictions)
+    try:
+        from featurelake.feature_store.online import load_serving_config
+
+        store = load_serving_config(ctx.settings).online_store
+        locations["online store"] = (
+            store.sqlite_path
+            if store.type == "sqlite"
+            else f"{store.redis_url} (prefix {store.key_prefix})"
+        )
+    except Exception as exc:  # noqa: BLE001 - the summary must not hide the run's outcome
+        locations["online store"] = f"(serving configuration not readable: {exc})"
     sys.stdout.write("\n" + format_summary(results, locations) + "\n")
     ctx.summary["stages"] = {r.stage: r.status for r in results}
     failed = [r for r in results if r.status != "succeeded"]
