@@ -155,3 +155,28 @@ def test_missing_input_columns_are_named(spark, scored_lake):
     assert outcome.code == 2
     assert isinstance(outcome.error, MissingColumnsError)
     assert "age, bill_trend" in str(outcome.error)
+
+
+def test_raw_files_are_scored_through_the_bronze_silver_and_gold_code(spark, scored_lake,
+                                                                        tmp_path):
+    lake, model, gold = scored_lake
+    header = ["ID", "LIMIT_BAL", "SEX", "EDUCATION", "MARRIAGE", "AGE",
+              "PAY_0", *[f"PAY_{k}" for k in range(2, 7)],
+              *[f"BILL_AMT{k}" for k in range(1, 7)], *[f"PAY_AMT{k}" for k in range(1, 7)],
+              "default.payment.next.month"]
+    lines = [",".join(header)]
+    for r in _silver_rows(60):
+        values = [r["id"], r["limit_bal"], r["sex"], r["education"], r["marriage"], r["age"],
+                  *[r[f"pay_status_{k}"] for k in range(1, 7)],
+                  *[r[f"bill_amt_{k}"] for k in range(1, 7)],
+                  *[r[f"pay_amt_{k}"] for k in range(1, 7)], r["default_next_month"]]
+        lines.append(",".join(str(v) for v in values))
+    raw = tmp_path / "clients.csv"
+    raw.write_text("\n".join(lines) + "\n")
+    outcome = _score(spark, lake, "--input", str(raw), "--source", "credit_clients",
+                     "--output", "predictions/from_raw")
+    assert outcome.code == 0, outcome.summary
+    from_raw = DeltaTables(spark).read(str(lake / "predictions" / "from_raw"))
+    direct = model.transform(gold).select("id", "prediction")
+    assert_df_equality(from_raw.select("id", "prediction"), direct, ignore_row_order=True,
+                       ignore_nullable=True, ignore_metadata=True)
