@@ -308,6 +308,7 @@ def silver_credit_clients(spark: SparkSession, csv: Path):
 
 
 @pytest.mark.realdata
+@pytest.mark.slow  # the full 30k-client search; opt-in: ./test.sh -m slow
 def test_credit_default_champion_reaches_published_auc(
         spark: SparkSession, shared_data: Path, tmp_path: Path) -> None:
     from featurelake.gold import build_credit_gold, load_gold_config
