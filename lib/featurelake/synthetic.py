@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timezone
 
 from pyspark.sql import Column, DataFrame
@@ -76,24 +77,43 @@ _FUTURE_YEARS_S = 50 * 365 * _SECONDS_PER_DAY
 _TWO_POW_53 = 2**53
 
 
-def uniform(seed: int, key: Column, salt: str) -> Column:
+def uniform(seed: int, key: Column | str, salt: str) -> Column:
     """A pseudo-random double in [0, 1) that depends only on ``(seed, key, salt)``.
 
     Args:
         seed: the generator's seed.
-        key: the column the draw belongs to (a line, an invoice, a customer...).
-        salt: names the draw, so that different draws for one key are independent.
+        key: the column the draw belongs to (a line, an invoice, a customer...): a column name
+            (preferred: one JVM call builds the draw) or any Column.
+        salt: names the draw, so that different draws for one key are independent; letters,
+            digits and ``_``.
     """
-    hashed = F.xxhash64(F.lit(seed), key, F.lit(salt))
+    if not re.fullmatch(r"\w+", salt):
+        raise ValueError(f"salt must be letters, digits or '_': {salt!r}")
     # The low 53 bits (= the hash mod 2^53), scaled by 2^-53: every value is exact in a double.
     # A mask and a product generate less code than pmod and a division, same values.
+    if isinstance(key, str):
+        # One SQL expression instead of a dozen Column calls (each a round trip to the JVM);
+        # the literals have the same types as F.lit's (INT or BIGINT seed, STRING salt).
+        return F.expr(f"CAST(xxhash64({int(seed)}, `{key}`, '{salt}') & {_TWO_POW_53 - 1}L "
+                      f"AS DOUBLE) * {1.0 / _TWO_POW_53!r}D")
+    hashed = F.xxhash64(F.lit(seed), key, F.lit(salt))
     low_bits = hashed.bitwiseAND(F.lit(_TWO_POW_53 - 1))
     return low_bits.cast("double") * F.lit(1.0 / _TWO_POW_53)
 
 
+_SEPARATOR = "\u001f"  # ASCII unit separator: in none of the option texts
+
+
+def _string_array(options: tuple[str, ...]) -> Column:
+    """A constant array of strings, built with a few JVM calls (one literal, split once by the
+    optimizer's constant folding) instead of one call per element."""
+    if any(_SEPARATOR in o for o in options):
+        raise ValueError(f"option texts must not contain {_SEPARATOR!r}: {options}")
+    return F.split(F.lit(_SEPARATOR.join(options)), _SEPARATOR)
+
+
 def _pick(options: tuple[str, ...], index: Column) -> Column:
-    choices = F.array(*[F.lit(o) for o in options])
-    return F.element_at(choices, (index % len(options) + 1).cast("int"))
+    return F.element_at(_string_array(options), (index % len(options) + 1).cast("int"))
 
 
 def _below(u: Column, n: int) -> Column:
@@ -164,7 +184,7 @@ def _emit(
     return ids.select(F.explode(F.concat(*parts)).alias("value"))
 
 
-def _customer_country(seed: int, customer: Column) -> Column:
+def _customer_country(seed: int, customer: Column | str) -> Column:
     u = uniform(seed, customer, "country")
     return F.when(u < _HOME_SHARE, F.lit(_HOME_COUNTRY)).otherwise(
         _pick(_COUNTRIES, _below(uniform(seed, customer, "country_pick"), len(_COUNTRIES))))
@@ -188,47 +208,47 @@ def online_retail_lines(ids: DataFrame, *, settings: SyntheticSettings, files: i
     s, total = settings.seed, settings.transactions
     invoices = max(1, -(-total // settings.lines_per_invoice))
     start = _epoch(settings.end_date) - settings.history_days * _SECONDS_PER_DAY
-    line_id, invoice = F.col("id"), F.col("invoice")
-    # Three projections: draws, then numbers, then text. Columns used more than once keep
-    # them apart (Spark does not merge them), so each compiles to a method small enough for
-    # the JIT (HotSpot leaves methods over 8 KB of bytecode interpreted).
+    invoice = F.col("invoice")
+    # Three projections: draws, then numbers, then text. Later stages refer to columns instead
+    # of repeating expression trees, which keeps the generated per-row method (about 6 KB of
+    # bytecode) under HotSpot's 8 KB limit for JIT compilation: a larger one runs interpreted.
     staged = ids.withColumn("invoice", F.expr(f"id div {settings.lines_per_invoice}"))
 
     # Invoice-level draws (time, customer, cancellation, missing customer) and line-level ones.
-    u_customer = uniform(s, invoice, "customer")
+    u_customer = uniform(s, "invoice", "customer")
     day = F.floor(invoice.cast("double") / invoices * settings.history_days).cast("long")
     staged = staged.select(
         "id", "invoice",
         (F.lit(start) + day * _SECONDS_PER_DAY + F.lit(8 * 3600)
-         + _below(uniform(s, invoice, "time"), 10 * 60) * 60).alias("seconds"),
+         + _below(uniform(s, "invoice", "time"), 10 * 60) * 60).alias("seconds"),
         _below(u_customer * u_customer, settings.customers).alias("customer"),
-        (uniform(s, invoice, "missing_customer") < settings.missing_customer_rate)
+        (uniform(s, "invoice", "missing_customer") < settings.missing_customer_rate)
         .alias("missing"),
-        (uniform(s, invoice, "cancel") < settings.cancellation_rate).alias("cancelled"),
-        _below(F.pow(uniform(s, line_id, "product"), 2), settings.products).alias("product"),
-        (uniform(s, line_id, "bad_price") < settings.bad_price_rate).alias("bad_price"),
-        (uniform(s, line_id, "future") < settings.future_date_rate).alias("future"),
-        (uniform(s, line_id, "malformed") < settings.malformed_rate).alias("malformed"),
+        (uniform(s, "invoice", "cancel") < settings.cancellation_rate).alias("cancelled"),
+        _below(F.pow(uniform(s, "id", "product"), 2), settings.products).alias("product"),
+        (uniform(s, "id", "bad_price") < settings.bad_price_rate).alias("bad_price"),
+        (uniform(s, "id", "future") < settings.future_date_rate).alias("future"),
+        (uniform(s, "id", "malformed") < settings.malformed_rate).alias("malformed"),
     )
     seconds, customer, missing = F.col("seconds"), F.col("customer"), F.col("missing")
     cancelled, product, bad_price = F.col("cancelled"), F.col("product"), F.col("bad_price")
 
     # Numbers: signed quantity and price (in cents), the final time, the malformation kind.
-    quantity = F.lit(1) + _below(F.pow(uniform(s, line_id, "quantity"), 3), 48)
-    u_price = uniform(s, product, "price")
+    quantity = F.lit(1) + _below(F.pow(uniform(s, "id", "quantity"), 3), 48)
+    u_price = uniform(s, "product", "price")
     cents = F.round(F.round(F.lit(0.19) + u_price * u_price * F.lit(15.0), 2) * 100).cast("long")
     staged = staged.select(
         "id", "invoice", "product", "cancelled", "missing", "customer",
         F.when(cancelled, -quantity).otherwise(quantity).alias("quantity"),
         F.when(F.col("future"), seconds + F.lit(_FUTURE_YEARS_S)
-               + _below(uniform(s, line_id, "future_days"), 365) * _SECONDS_PER_DAY
+               + _below(uniform(s, "id", "future_days"), 365) * _SECONDS_PER_DAY
                ).otherwise(seconds).alias("seconds"),
-        F.when(bad_price & (uniform(s, line_id, "bad_price_kind") < 0.5), F.lit(0))
+        F.when(bad_price & (uniform(s, "id", "bad_price_kind") < 0.5), F.lit(0))
         .when(bad_price, -cents).otherwise(cents).alias("cents"),
         _customer_country(s, F.when(missing, -invoice - 1).otherwise(customer)).alias("country"),
-        F.when(F.col("malformed"), _below(uniform(s, line_id, "malformed_kind"), 4))
+        F.when(F.col("malformed"), _below(uniform(s, "id", "malformed_kind"), 4))
         .alias("malformed_kind"),
-        (uniform(s, line_id, "duplicate") < settings.duplicate_rate).alias("duplicate"),
+        (uniform(s, "id", "duplicate") < settings.duplicate_rate).alias("duplicate"),
     )
 
     # Text. Malformed lines: the last field missing (kind 0), an extra field (1), an
@@ -271,7 +291,7 @@ def credit_client_lines(ids: DataFrame, *, settings: SyntheticSettings, files: i
     """
     s, total = settings.seed, settings.credit_clients
     client = F.col("id") + 1
-    u = {name: uniform(s, client, name) for name in
+    u = {name: uniform(s, "client", name) for name in
          ("limit", "sex", "education", "marriage", "age", "risk", "default",
           "out_of_range", "oor_kind", "oor_pick")}
     education = F.when(u["education"] < 0.35, F.lit(1)).when(u["education"] < 0.82, F.lit(2)) \
@@ -282,9 +302,9 @@ def credit_client_lines(ids: DataFrame, *, settings: SyntheticSettings, files: i
     odd_education = out_of_range & (u["oor_kind"] < 0.5)
     # Each stage is its own projection: later expressions refer to columns, keeping the
     # generated code small.
-    staged = ids.select(
+    staged = ids.withColumn("client", client).select(
         "id",
-        client.alias("client"),
+        "client",
         ((F.lit(1) + _below(u["limit"] * u["limit"], 80)) * 10_000).alias("limit_bal"),
         F.when(u["sex"] < 0.6, F.lit(2)).otherwise(F.lit(1)).alias("sex"),
         F.when(odd_education, F.element_at(F.array(F.lit(0), F.lit(5), F.lit(6)),
@@ -293,28 +313,28 @@ def credit_client_lines(ids: DataFrame, *, settings: SyntheticSettings, files: i
         F.when(out_of_range & ~odd_education, F.lit(0)).otherwise(marriage).alias("marriage"),
         (F.lit(21) + _below(F.pow(u["age"], 1.5), 55)).alias("age"),
         F.pow(u["risk"], 3).alias("risk"),
-        uniform(s, client, "util").alias("util"),
+        uniform(s, "client", "util").alias("util"),
         u["default"].alias("u_default"),
     )
     client, limit_bal = F.col("client"), F.col("limit_bal")
     months = range(1, 7)
     month_columns = {}
     for month in months:
-        late = uniform(s, client, f"late{month}") < F.col("risk")
+        late = uniform(s, "client", f"late{month}") < F.col("risk")
         month_columns[f"late{month}"] = late.cast("int")
         month_columns[f"pay{month}"] = F.when(
-            late, F.lit(1) + _below(uniform(s, client, f"delay{month}"), 3)
-        ).otherwise(F.lit(-2) + _below(uniform(s, client, f"status{month}"), 3))
-        u_bill = uniform(s, client, f"bill{month}")
+            late, F.lit(1) + _below(uniform(s, "client", f"delay{month}"), 3)
+        ).otherwise(F.lit(-2) + _below(uniform(s, "client", f"status{month}"), 3))
+        u_bill = uniform(s, "client", f"bill{month}")
         month_columns[f"bill{month}"] = F.when(
-            uniform(s, client, f"refund{month}") < 0.02, -_below(u_bill, 2000)
+            uniform(s, "client", f"refund{month}") < 0.02, -_below(u_bill, 2000)
         ).otherwise(F.floor(limit_bal * F.col("util") * (F.lit(0.7) + F.lit(0.6) * u_bill)))
     staged = staged.withColumns(month_columns)
     # A month's payment settles part of the previous month's bill (month 6: its own).
     staged = staged.withColumns({
         f"paid{month}": F.floor(
             F.greatest(F.col(f"bill{min(month + 1, 6)}"), F.lit(0))
-            * (F.lit(0.02) + F.lit(0.4) * uniform(s, client, f"paid{month}")))
+            * (F.lit(0.02) + F.lit(0.4) * uniform(s, "client", f"paid{month}")))
         for month in months
     })
     late_months = sum((F.col(f"late{m}") for m in months[1:]), F.col("late1"))
@@ -329,11 +349,11 @@ def credit_client_lines(ids: DataFrame, *, settings: SyntheticSettings, files: i
         F.concat_ws(",", *texts[:-1]).alias("short_line"),
         F.concat_ws(",", texts[0], F.lit("abc"), *texts[2:]).alias("bad_number_line"),
     )
-    malformed = uniform(s, client, "malformed") < settings.malformed_rate
-    broken = F.when(uniform(s, client, "malformed_kind") < 0.5, F.col("short_line")) \
+    malformed = uniform(s, "client", "malformed") < settings.malformed_rate
+    broken = F.when(uniform(s, "client", "malformed_kind") < 0.5, F.col("short_line")) \
         .otherwise(F.col("bad_number_line"))
     line = F.when(malformed, broken).otherwise(F.col("line"))
-    duplicate = uniform(s, client, "duplicate") < settings.duplicate_rate
+    duplicate = uniform(s, "client", "duplicate") < settings.duplicate_rate
     return _emit(staged, line, duplicate, ",".join(CREDIT_CLIENT_COLUMNS), files, total)
 
 
@@ -355,29 +375,29 @@ def customer_profile_lines(
     """
     s, total = settings.seed, settings.customers
     customer = F.col("id")
-    first = _pick(_FIRST_NAMES, _below(uniform(s, customer, "first"), len(_FIRST_NAMES)))
-    last = _pick(_LAST_NAMES, _below(uniform(s, customer, "last"), len(_LAST_NAMES)))
+    first = _pick(_FIRST_NAMES, _below(uniform(s, "id", "first"), len(_FIRST_NAMES)))
+    last = _pick(_LAST_NAMES, _below(uniform(s, "id", "last"), len(_LAST_NAMES)))
     customer_id = (customer + F.lit(FIRST_CUSTOMER_ID)).cast("string")
     local_part = F.regexp_replace(F.lower(F.concat(first, F.lit("."), last)), "[^a-z.]", "")
     email = F.concat(local_part, customer_id, F.lit("@example.com"))
-    email = F.when(uniform(s, customer, "no_email") < settings.missing_customer_rate / 4,
+    email = F.when(uniform(s, "id", "no_email") < settings.missing_customer_rate / 4,
                    F.lit(None)).otherwise(email)
-    phone = F.concat(F.lit("+44 7"), F.lpad(_below(uniform(s, customer, "phone"), 10**9)
+    phone = F.concat(F.lit("+44 7"), F.lpad(_below(uniform(s, "id", "phone"), 10**9)
                                            .cast("string"), 9, "0"))
     birth = F.date_add(F.lit("1940-01-01").cast("date"),
-                       _below(uniform(s, customer, "birth"), 63 * 365).cast("int"))
+                       _below(uniform(s, "id", "birth"), 63 * 365).cast("int"))
     signup = F.date_sub(F.lit(settings.end_date).cast("date"),
                         (F.lit(settings.history_days)
-                         + _below(uniform(s, customer, "signup"), 4 * 365)).cast("int"))
+                         + _below(uniform(s, "id", "signup"), 4 * 365)).cast("int"))
     record = F.struct(
         customer_id.alias("customer_id"), F.concat_ws(" ", first, last).alias("name"),
         email.alias("email"), phone.alias("phone"),
         F.date_format(birth, "yyyy-MM-dd").alias("birth_date"),
-        _customer_country(s, customer).alias("country"),
+        _customer_country(s, "id").alias("country"),
         F.date_format(signup, "yyyy-MM-dd").alias("signup_date"),
     )
     line = F.to_json(record)
-    malformed = uniform(s, customer, "malformed") < settings.malformed_rate
+    malformed = uniform(s, "id", "malformed") < settings.malformed_rate
     line = F.when(malformed, F.substring(line, 1, 40)).otherwise(line)
-    duplicate = uniform(s, customer, "duplicate") < settings.duplicate_rate
+    duplicate = uniform(s, "id", "duplicate") < settings.duplicate_rate
     return _emit(ids, line, duplicate, None, files, total)
