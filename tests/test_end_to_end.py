@@ -21,8 +21,9 @@ SMALL = [
     "--conf", "synthetic.customers=300",
     "--conf", "synthetic.credit_clients=2000",
 ]
-# Tables that grow by design on every run: the run log and the promotion decisions.
-APPEND_ONLY_BY_DESIGN = {"ops/pipeline_runs", "ops/model_promotions"}
+# Tables that grow by design on every run: the run log, the promotion decisions, and the feature
+# metadata catalog (one row per feature per gold table *version*; a rerun commits new versions).
+APPEND_ONLY_BY_DESIGN = {"ops/pipeline_runs", "ops/model_promotions", "gold/_feature_metadata"}
 
 
 def _pipeline(root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -80,6 +81,8 @@ def test_a_second_run_duplicates_nothing(lake):
     assert changed == {}, second.stdout[-3000:]
     runs = DeltaTable(str(root / "ops" / "pipeline_runs")).to_pandas()
     assert runs["run_id"].nunique() == 2
+    metadata = DeltaTable(str(root / "gold" / "_feature_metadata")).to_pandas()
+    assert not metadata.duplicated(["table", "delta_version", "feature"]).any()
 
 
 def test_every_bronze_row_is_accounted_for(lake):
