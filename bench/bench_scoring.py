@@ -77,7 +77,9 @@ def main() -> None:
     def timed(name: str, build) -> float:
         started = time.perf_counter()
         build().write.mode("overwrite").parquet(str(work / name))
-        return time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        print(f"{name:<7} {seconds:8.2f}s  {args.rows / seconds:12,.0f} rows/s", flush=True)
+        return seconds
 
     results = {}
     results["direct"] = timed(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
@@ -31,6 +32,10 @@ def build_spark_session(app_name: str, settings: SparkSettings) -> SparkSession:
     # --master; only a plain Python process (tests, notebooks) takes settings.master.
     if "PYSPARK_GATEWAY_PORT" not in os.environ and not SparkConf().contains("spark.master"):
         builder = builder.master(settings.master)
+        # Python workers must run this interpreter (with pandas, mlflow...), not whatever
+        # `python3` is on PATH; spark-submit.sh sets it itself for submitted jobs.
+        if "PYSPARK_PYTHON" not in os.environ:
+            builder = builder.config("spark.pyspark.python", sys.executable)
     options = {
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
