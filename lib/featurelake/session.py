@@ -33,9 +33,10 @@ def build_spark_session(app_name: str, settings: SparkSettings) -> SparkSession:
     if "PYSPARK_GATEWAY_PORT" not in os.environ and not SparkConf().contains("spark.master"):
         builder = builder.master(settings.master)
         # Python workers must run this interpreter (with pandas, mlflow...), not whatever
-        # `python3` is on PATH; spark-submit.sh sets it itself for submitted jobs.
-        if "PYSPARK_PYTHON" not in os.environ:
-            builder = builder.config("spark.pyspark.python", sys.executable)
+        # `python3` is on PATH. PySpark reads only the environment variable for this (not
+        # spark.pyspark.python), so it is set here, once, when the session is built;
+        # spark-submit.sh sets it itself for submitted jobs.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     options = {
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
