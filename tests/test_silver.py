@@ -707,8 +707,11 @@ def test_fail_rule_stops_before_anything_is_committed(spark, lake, tmp_path, cap
 def test_unset_pii_key_fails_with_the_variable_name(spark, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("FEATURELAKE_PII_KEY", raising=False)
     capsys.readouterr()
-    assert run_silver_job(spark, tmp_path, "--table", "customers") == 2
+    # no key file either (the local overlay names one for the laptop demo)
+    assert run_silver_job(spark, tmp_path, "--table", "customers",
+                          "--conf", "silver.pii_key_file=") == 2
     assert "environment variable FEATURELAKE_PII_KEY is not set" in capsys.readouterr().err
+
 
 
 def test_missing_bronze_table_says_run_bronze_first(spark, tmp_path, capsys):
