@@ -109,9 +109,18 @@ def post(server: dict, body: object, key: str | None = "analyst") -> httpx.Respo
 
 
 def audit_line(server: dict, response: httpx.Response) -> dict:
+    import time
+
     request_id = response.headers["x-request-id"]
-    lines = server["audit"].read_text(encoding="utf-8").splitlines()
-    matches = [json.loads(line) for line in lines if f'"request_id":"{request_id}"' in line]
+    # The line is written once the response has been sent (it records status and latency), so
+    # the client may get the response a moment before the line lands: wait up to 5 s.
+    deadline = time.monotonic() + 5
+    while True:
+        lines = server["audit"].read_text(encoding="utf-8").splitlines()
+        matches = [json.loads(line) for line in lines if f'"request_id":"{request_id}"' in line]
+        if matches or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     assert len(matches) == 1, f"expected one audit line for {request_id}, found {len(matches)}"
     return matches[0]
 
