@@ -58,6 +58,11 @@ class JobContext:
         return self.settings.lakehouse.table_path(layer, table)
 
 
+def _tell_user(message: str) -> None:
+    """One plain line on stderr beside the JSON log: what a person at the terminal reads."""
+    sys.stderr.write(message + "\n")
+
+
 def _common_parser(job: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=job, description=f"featurelake job: {job}")
     parser.add_argument("--env", default=None, help="configuration overlay conf/env/<ENV>.yaml")
@@ -148,7 +153,7 @@ def execute_job(
     except ConfigError as exc:
         configure_logging(job, run_id)
         log.error("config_error", extra={"fields": {"error": str(exc)}})
-        print(f"featurelake {job}: configuration error: {exc}", file=sys.stderr)
+        _tell_user(f"featurelake {job}: configuration error: {exc}")
         return JobOutcome(2, {"status": "failed", "error": str(exc)}, exc)
     configure_logging(job, run_id, settings.logging.level, settings.logging.format)
     started = time.monotonic()
@@ -171,11 +176,11 @@ def execute_job(
         body(ctx, args)
     except (ConfigError, DataError, TableIOError, ValueError) as exc:
         status, code, error, caught = "failed", 2, f"{type(exc).__name__}: {exc}", exc
-        print(f"featurelake {job}: {error}", file=sys.stderr)
+        _tell_user(f"featurelake {job}: {error}")
     except Exception as exc:  # noqa: BLE001 - report every failure in the run summary
         status, code, error, caught = "failed", 1, f"{type(exc).__name__}: {exc}", exc
         log.exception("job_failed")
-        print(f"featurelake {job}: {error}", file=sys.stderr)
+        _tell_user(f"featurelake {job}: {error}")
     fields: dict[str, Any] = {
         "status": status,
         "duration_s": round(time.monotonic() - started, 3),
