@@ -361,28 +361,17 @@ class DeltaTables:
             raise ValueError("replace_partitions needs mode='overwrite'")
         if overwrite_schema and (mode != "overwrite" or replace_partitions is not None):
             raise ValueError("overwrite_schema needs a full overwrite (mode='overwrite')")
-        if self.backend == "native":
-            result = self._write_native(
-                df,
-                path,
-                mode,
-                partition_by,
-                replace_partitions,
-                schema_evolution,
-                overwrite_schema,
-                metadata,
-            )
-        else:
-            result = self._write_rs(
-                df,
-                path,
-                mode,
-                partition_by,
-                replace_partitions,
-                schema_evolution,
-                overwrite_schema,
-                metadata,
-            )
+        backend_write = self._write_native if self.backend == "native" else self._write_rs
+        result = backend_write(
+            df,
+            path,
+            mode,
+            partition_by,
+            replace_partitions,
+            schema_evolution,
+            overwrite_schema,
+            metadata,
+        )
         self.rows_written[path] = self.rows_written.get(path, 0) + result.rows_written
         log.info(
             "table_committed",
