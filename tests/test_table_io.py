@@ -318,6 +318,63 @@ def test_a_crash_after_data_files_before_commit_leaves_the_previous_version(
     assert_df_equality(tables.read(path), _kv(spark, [(1, "x", "a")]))
 
 
+def _data_files(path: str) -> set[str]:
+    return {str(p) for p in Path(path).rglob("*.parquet") if "_staging" not in p.parts}
+
+
+def test_a_staged_write_is_invisible_until_committed(spark, tables, tmp_path):
+    path = str(tmp_path / "kv")
+    tables.write(_kv(spark, [(1, "x", "a")]), path)
+    staged = tables.stage(_kv(spark, [(2, "y", "a"), (3, "z", "a")]), path, "overwrite")
+    assert (staged.rows, staged.state) == (2, "staged")
+    # Readers still see version 0 with its one row.
+    assert tables.version(path) == 0
+    assert DeltaTable(path).to_pyarrow_table().num_rows == 1
+    result = tables.commit(staged)
+    assert (result.version, result.rows_written, staged.state) == (1, 2, "committed")
+    assert sorted(r["k"] for r in tables.read(path).collect()) == [2, 3]
+    with pytest.raises(ValueError, match="already committed"):
+        tables.commit(staged)
+
+
+def test_an_aborted_write_leaves_the_table_and_its_files_as_they_were(spark, tables, tmp_path):
+    path = str(tmp_path / "kv")
+    tables.write(_kv(spark, [(1, "x", "a")]), path)
+    before = _data_files(path)
+    staged = tables.stage(_kv(spark, [(2, "y", "a")]), path, "append")
+    assert len(_data_files(path)) > len(before)  # the staged files sit beside the data
+    tables.abort(staged)
+    assert staged.state == "aborted"
+    assert _data_files(path) == before
+    assert tables.version(path) == 0
+    assert_df_equality(tables.read(path), _kv(spark, [(1, "x", "a")]))
+    with pytest.raises(ValueError, match="already aborted"):
+        tables.commit(staged)
+    tables.abort(staged)  # a second abort is a no-op
+
+
+def test_a_staged_write_of_a_table_that_does_not_exist_yet_creates_it_on_commit(
+    spark, tables, tmp_path
+):
+    path = str(tmp_path / "new")
+    staged = tables.stage(_kv(spark, [(1, "x", "a")]), path, "overwrite")
+    assert not tables.exists(path)
+    assert tables.commit(staged).operation == "create"
+    assert tables.read(path).count() == 1
+
+
+def test_a_commit_landing_between_stage_and_commit_is_a_concurrent_write_error(
+    spark, tables, tmp_path
+):
+    path = str(tmp_path / "kv")
+    tables.write(_kv(spark, [(1, "x", "a")]), path)
+    staged = tables.stage(_kv(spark, [(2, "y", "a")]), path, "overwrite")
+    DeltaTables(spark, backend="delta-rs").write(_kv(spark, [(9, "other", "a")]), path, "append")
+    with pytest.raises(ConcurrentWriteError, match="nothing was committed"):
+        tables.commit(staged)
+    assert sorted(r["k"] for r in tables.read(path).collect()) == [1, 9]
+
+
 def test_concurrent_appends_both_land(spark, tmp_path):
     path = str(tmp_path / "kv")
     first = DeltaTables(spark, backend="delta-rs")

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -27,7 +28,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -57,6 +58,7 @@ __all__ = [
     "ConcurrentWriteError",
     "DeltaTables",
     "SchemaMismatchError",
+    "StagedWrite",
     "TableIOError",
     "TableNotFoundError",
     "WriteResult",
@@ -106,6 +108,28 @@ class WriteResult:
     rows_written: int
     files_added: int
     operation: str
+
+
+@dataclass
+class StagedWrite:
+    """A write whose data files exist but are not committed yet (:meth:`DeltaTables.stage`).
+
+    Readers see nothing of it until :meth:`DeltaTables.commit`; :meth:`DeltaTables.abort`
+    removes its files.
+
+    Attributes:
+        path: the table path.
+        rows: rows in the staged files (from their Parquet footers, or counted).
+        files: number of staged data files.
+        state: ``staged``, ``committed`` or ``aborted``.
+    """
+
+    path: str
+    rows: int
+    files: int
+    _commit: Callable[[], WriteResult] = field(repr=False)
+    _abort: Callable[[], None] = field(repr=False)
+    state: Literal["staged", "committed", "aborted"] = "staged"
 
 
 @dataclass
@@ -355,14 +379,51 @@ class DeltaTables:
             ConcurrentWriteError: a conflicting commit landed first; nothing was committed.
             ValueError: inconsistent arguments.
         """
+        return self.commit(
+            self.stage(
+                df,
+                path,
+                mode,
+                partition_by=partition_by,
+                replace_partitions=replace_partitions,
+                schema_evolution=schema_evolution,
+                overwrite_schema=overwrite_schema,
+                metadata=metadata,
+            )
+        )
+
+    def stage(
+        self,
+        df: DataFrame,
+        path: str,
+        mode: WriteMode = "append",
+        *,
+        partition_by: Sequence[str] | None = None,
+        replace_partitions: Literal["dynamic"] | Mapping[str, Any] | None = None,
+        schema_evolution: bool = False,
+        overwrite_schema: bool = False,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> StagedWrite:
+        """The first half of :meth:`write`: compute ``df`` and write its data files, uncommitted.
+
+        A job that must judge what it computed before publishing anything (silver's ``fail``
+        rules) stages every output, then commits them or aborts them all. The schema is checked
+        here, before any Spark work. A conflicting commit landing between ``stage`` and
+        ``commit`` makes ``commit`` raise :class:`ConcurrentWriteError`.
+
+        Args: as :meth:`write`.
+
+        Returns:
+            A :class:`StagedWrite` to pass to :meth:`commit` or :meth:`abort`.
+        """
         if mode not in ("append", "overwrite"):
             raise ValueError(f"mode must be 'append' or 'overwrite', got {mode!r}")
         if replace_partitions is not None and mode != "overwrite":
             raise ValueError("replace_partitions needs mode='overwrite'")
         if overwrite_schema and (mode != "overwrite" or replace_partitions is not None):
             raise ValueError("overwrite_schema needs a full overwrite (mode='overwrite')")
-        backend_write = self._write_native if self.backend == "native" else self._write_rs
-        result = backend_write(
+        backend_stage = self._stage_native if self.backend == "native" else self._stage_rs
+        return backend_stage(
             df,
             path,
             mode,
@@ -372,12 +433,27 @@ class DeltaTables:
             overwrite_schema,
             metadata,
         )
-        self.rows_written[path] = self.rows_written.get(path, 0) + result.rows_written
+
+    def commit(self, staged: StagedWrite) -> WriteResult:
+        """Commit a staged write in one atomic Delta commit.
+
+        Raises:
+            ConcurrentWriteError: a conflicting commit landed first; nothing was committed
+                (the staged files are left for ``vacuum``).
+            ValueError: the staged write was already committed or aborted.
+        """
+        if staged.state != "staged":
+            raise ValueError(f"{staged.path}: this staged write was already {staged.state}")
+        try:
+            result = staged._commit()
+        finally:
+            staged.state = "committed"
+        self.rows_written[result.path] = self.rows_written.get(result.path, 0) + result.rows_written
         log.info(
             "table_committed",
             extra={
                 "fields": {
-                    "table": path,
+                    "table": result.path,
                     "version": result.version,
                     "rows": result.rows_written,
                     "operation": result.operation,
@@ -385,6 +461,14 @@ class DeltaTables:
             },
         )
         return result
+
+    def abort(self, staged: StagedWrite) -> None:
+        """Discard a staged write's files; the table is untouched. A no-op once committed."""
+        if staged.state != "staged":
+            return
+        staged.state = "aborted"
+        staged._abort()
+        log.info("table_write_aborted", extra={"fields": {"table": staged.path}})
 
     def _prepare_schema(
         self,
@@ -421,7 +505,7 @@ class DeltaTables:
         )
         return df.select(*[F.col(f"`{n}`") for n in evolved.fieldNames()]), evolved
 
-    def _write_rs(
+    def _stage_rs(
         self,
         df: DataFrame,
         path: str,
@@ -431,7 +515,7 @@ class DeltaTables:
         schema_evolution: bool,
         overwrite_schema: bool,
         metadata: Mapping[str, Any] | None,
-    ) -> WriteResult:
+    ) -> StagedWrite:
         from deltalake import DeltaTable, Schema
         from deltalake.exceptions import CommitFailedError
         from deltalake.transaction import CommitProperties, create_table_with_add_actions
@@ -466,61 +550,86 @@ class DeltaTables:
             )
 
         adds, staging = self._stage_files(df, root, partitions, schema)
-        try:
-            rows = sum(json.loads(a.stats)["numRecords"] for a in adds)
-            delta_schema = Schema.from_json(schema.json())
-            commit = CommitProperties(custom_metadata=self.lineage.commit_metadata(metadata))
-            if existing is None:
-                create_table_with_add_actions(
-                    root,
-                    delta_schema,
-                    adds,
-                    mode="error",
-                    partition_by=partitions or None,
-                    commit_properties=commit,
-                )
-                operation = "create"
-            else:
-                if table_schema is not None and schema != table_schema and not overwrite_schema:
-                    # Appends do not carry a new schema in delta-rs: evolve it first.
-                    from deltalake.schema import Field as DeltaField
+        shutil.rmtree(staging, ignore_errors=True)
+        rows = sum(json.loads(a.stats)["numRecords"] for a in adds)
 
-                    new_fields = [
-                        f for f in schema.fields if f.name not in table_schema.fieldNames()
-                    ]
-                    existing.alter.add_columns(
-                        [DeltaField.from_json(json.dumps(f.jsonValue())) for f in new_fields],
-                        commit_properties=CommitProperties(
-                            custom_metadata=self.lineage.commit_metadata(
-                                {"schema_evolution": "add"}
-                            )
-                        ),
-                    )
-                    existing = DeltaTable(root)
-                filters = None
-                operation = mode
-                if mode == "overwrite" and replace_partitions is not None:
-                    filters = _partition_filters(replace_partitions, adds, partitions, path)
-                    operation = "partition-overwrite"
-                    if filters is None:  # dynamic overwrite with no rows: nothing to replace
-                        mode, operation = "append", "partition-overwrite"
-                existing.create_write_transaction(
-                    adds,
-                    mode=mode,
-                    schema=delta_schema,
-                    partition_by=partitions or None,
-                    partition_filters=filters,
-                    commit_properties=commit,
+        def commit() -> WriteResult:
+            nonlocal existing, mode
+            # delta-rs checks appends against each other, but an overwrite built on an older
+            # snapshot would remove only the files of that snapshot and keep rows committed
+            # since: refuse it instead (a retry of the job recomputes from the new version).
+            if existing is None:
+                landed = DeltaTable.is_deltatable(root)
+            else:
+                landed = mode == "overwrite" and DeltaTable(root).version() != existing.version()
+            if landed:
+                raise ConcurrentWriteError(
+                    f"{path}: another commit landed after this {mode} was staged; nothing was "
+                    "committed (retry the job)"
                 )
-            version = DeltaTable(root).version()
-        except CommitFailedError as exc:
-            raise ConcurrentWriteError(
-                f"{path}: a concurrent commit conflicted with this {mode}; nothing was committed "
-                f"(retry the job): {exc}"
-            ) from exc
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return WriteResult(path, version, rows, len(adds), operation)
+            try:
+                delta_schema = Schema.from_json(schema.json())
+                properties = CommitProperties(
+                    custom_metadata=self.lineage.commit_metadata(metadata)
+                )
+                if existing is None:
+                    create_table_with_add_actions(
+                        root,
+                        delta_schema,
+                        adds,
+                        mode="error",
+                        partition_by=partitions or None,
+                        commit_properties=properties,
+                    )
+                    operation = "create"
+                else:
+                    evolve = table_schema is not None and schema != table_schema
+                    if evolve and not overwrite_schema:
+                        assert table_schema is not None
+                        # Appends do not carry a new schema in delta-rs: evolve it first.
+                        from deltalake.schema import Field as DeltaField
+
+                        new_fields = [
+                            f for f in schema.fields if f.name not in table_schema.fieldNames()
+                        ]
+                        existing.alter.add_columns(
+                            [DeltaField.from_json(json.dumps(f.jsonValue())) for f in new_fields],
+                            commit_properties=CommitProperties(
+                                custom_metadata=self.lineage.commit_metadata(
+                                    {"schema_evolution": "add"}
+                                )
+                            ),
+                        )
+                        existing = DeltaTable(root)
+                    filters = None
+                    operation = mode
+                    if mode == "overwrite" and replace_partitions is not None:
+                        filters = _partition_filters(replace_partitions, adds, partitions, path)
+                        operation = "partition-overwrite"
+                        if filters is None:  # dynamic overwrite with no rows: nothing to replace
+                            mode, operation = "append", "partition-overwrite"
+                    existing.create_write_transaction(
+                        adds,
+                        mode=mode,
+                        schema=delta_schema,
+                        partition_by=partitions or None,
+                        partition_filters=filters,
+                        commit_properties=properties,
+                    )
+                version = DeltaTable(root).version()
+            except CommitFailedError as exc:
+                raise ConcurrentWriteError(
+                    f"{path}: a concurrent commit conflicted with this {mode}; nothing was "
+                    f"committed (retry the job): {exc}"
+                ) from exc
+            return WriteResult(path, version, rows, len(adds), operation)
+
+        def abort() -> None:
+            for add in adds:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(root, add.path))
+
+        return StagedWrite(path, rows, len(adds), commit, abort)
 
     def _stage_files(
         self, df: DataFrame, root: str, partitions: Sequence[str], schema: StructType
@@ -715,6 +824,45 @@ class DeltaTables:
     # ----------------------------------------------------------------------------------------
     # Native delta-spark backend
     # ----------------------------------------------------------------------------------------
+
+    def _stage_native(
+        self,
+        df: DataFrame,
+        path: str,
+        mode: WriteMode,
+        partition_by: Sequence[str] | None,
+        replace_partitions: Literal["dynamic"] | Mapping[str, Any] | None,
+        schema_evolution: bool,
+        overwrite_schema: bool,
+        metadata: Mapping[str, Any] | None,
+    ) -> StagedWrite:
+        # delta-spark writes and commits in one call: staging computes the rows once into
+        # Spark's cache (counted), and the commit writes them from there.
+        if self.exists(path):
+            table_schema = self.read(path, record=False).schema
+            self._prepare_schema(df, table_schema, schema_evolution, overwrite_schema, path)
+        cached = df.persist()
+        rows = cached.count()
+
+        def commit() -> WriteResult:
+            try:
+                return self._write_native(
+                    cached,
+                    path,
+                    mode,
+                    partition_by,
+                    replace_partitions,
+                    schema_evolution,
+                    overwrite_schema,
+                    metadata,
+                )
+            finally:
+                cached.unpersist()
+
+        def abort() -> None:
+            cached.unpersist()
+
+        return StagedWrite(path, rows, cached.rdd.getNumPartitions(), commit, abort)
 
     def _write_native(
         self,
