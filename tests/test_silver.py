@@ -689,6 +689,7 @@ def test_fail_rule_stops_before_anything_is_committed(spark, lake, tmp_path, cap
         str(lake / "ops" / "quality_metrics"),
     ]
     versions = [tables.version(p) for p in paths]
+    files = [sorted(Path(p).rglob("*.parquet")) for p in paths]
     capsys.readouterr()
     code = run_silver_job(
         spark, lake, "--table", "transactions", "--conf", f"silver.tables_dir={tmp_path}"
@@ -702,6 +703,8 @@ def test_fail_rule_stops_before_anything_is_committed(spark, lake, tmp_path, cap
     ) in err
     assert "nothing was committed" in err
     assert [tables.version(p) for p in paths] == versions
+    # The silver files written before the judgement were removed, not left as orphans.
+    assert [sorted(Path(p).rglob("*.parquet")) for p in paths] == files
 
 
 def test_unset_pii_key_fails_with_the_variable_name(spark, tmp_path, monkeypatch, capsys):

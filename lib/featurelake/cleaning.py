@@ -29,6 +29,7 @@ __all__ = [
     "SilverType",
     "apply_cleaning",
     "collapse_whitespace",
+    "compact_array",
     "normalize_codes",
     "parse_boolean",
     "parse_date",
@@ -273,10 +274,11 @@ def with_parsed_columns(
         a raw column whose name equals a parsed one up to case is replaced by it.
     """
     parsed_specs = [spec for spec in columns if spec.source is not None]
-    # Step 1 materialises each cleaned string once (as a temporary column), so the parse and
-    # failure expressions below reference it by name instead of repeating the cleaning
-    # expression: much smaller plans for wide tables.
-    staged = {
+    # Three projections, each materialising what the next one reads more than once, so no
+    # expression is evaluated twice per row: the cleaned strings, then the parsed values, then
+    # the declared columns (normalised, cast) with the failure flags of the parsed values.
+    # They also keep the plans small for wide tables.
+    cleaned = {
         f"__cleaned_{i}": apply_cleaning(
             (F.col(raw).getField(str(spec.source)) if raw else quoted(str(spec.source))).cast(
                 "string"
@@ -285,24 +287,43 @@ def with_parsed_columns(
         )
         for i, spec in enumerate(parsed_specs)
     }
+    parsed = {
+        f"__parsed_{i}": parse_value(F.col(f"__cleaned_{i}"), spec.type, spec.format)
+        for i, spec in enumerate(parsed_specs)
+    }
     errors = []
-    parsed_columns: dict[str, Column] = {}
+    final: dict[str, Column] = {}
     for i, spec in enumerate(parsed_specs):
-        cleaned = F.col(f"__cleaned_{i}")
-        parsed = parse_value(cleaned, spec.type, spec.format)
+        value = F.col(f"__parsed_{i}")
         if spec.type != "string":
             errors.append(
-                F.when(cleaned.isNotNull() & parsed.isNull(), F.lit(f"parse:{spec.name}"))
+                (F.col(f"__cleaned_{i}").isNotNull() & value.isNull(), f"parse:{spec.name}")
             )
         if spec.normalize:
-            parsed = normalize_codes(parsed, spec.normalize)
-        parsed_columns[spec.name] = parsed.cast(spec.type)
-    flags = F.array(*errors) if errors else F.array().cast("array<string>")
-    parsed_columns[PARSE_ERRORS] = F.filter(flags, lambda x: x.isNotNull())
-    # Step 2 is one projection: every expression reads the staged strings, even where a new
-    # name equals a raw one up to case (Spark resolves names case-insensitively: EDUCATION vs
-    # education).
-    return df.withColumns(staged).withColumns(parsed_columns).drop(*staged)
+            value = normalize_codes(value, spec.normalize)
+        final[spec.name] = value.cast(spec.type)
+    final[PARSE_ERRORS] = compact_array(errors)
+    # Every expression reads the staged columns, even where a new name equals a raw one up to
+    # case (Spark resolves names case-insensitively: EDUCATION vs education).
+    return df.withColumns(cleaned).withColumns(parsed).withColumns(final).drop(*cleaned, *parsed)
+
+
+def compact_array(flags: Sequence[tuple[Column, str]]) -> Column:
+    """An ``array<string>`` of the names whose condition is true, in order (empty when none).
+
+    The same result as ``filter(array(when(c1, n1), ...), x -> x IS NOT NULL)``, built from
+    ``concat`` so that Spark generates code for it (higher-order functions are interpreted
+    row by row); each condition appears once in the plan.
+
+    Args:
+        flags: (condition, name) pairs; a null condition counts as false.
+    """
+    empty = F.array().cast("array<string>")
+    if not flags:
+        return empty
+    return F.concat(
+        *[F.when(condition, F.array(F.lit(name))).otherwise(empty) for condition, name in flags]
+    )
 
 
 def with_derived_columns(df: DataFrame, columns: Sequence[ColumnSpec]) -> DataFrame:

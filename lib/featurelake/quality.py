@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from featurelake.cleaning import quoted
+from featurelake.cleaning import compact_array, quoted
 
 __all__ = [
     "CheckOutcome",
@@ -46,6 +46,7 @@ __all__ = [
     "ValidationResult",
     "WARNED_RULES",
     "evaluate_table_checks",
+    "rule_failure_aggregates",
     "rule_failure_counts",
     "rule_passes",
     "table_check_aggregates",
@@ -208,12 +209,8 @@ def with_rule_failures(
             passes = (
                 _unique_passes(exp, in_scope) if exp.type == "unique" else rule_passes(exp, as_of)
             )
-            flags.append(F.when(in_scope & ~passes, F.lit(exp.rule)))
-        new = (
-            F.filter(F.array(*flags), lambda x: x.isNotNull())
-            if flags
-            else F.array().cast("array<string>")
-        )
+            flags.append((in_scope & ~passes, exp.rule))
+        new = compact_array(flags)
         if column in out.columns:
             new = F.concat(F.coalesce(F.col(column), F.array().cast("array<string>")), new)
         out = out.withColumn(column, new)
@@ -255,6 +252,20 @@ def validate(
     return ValidationResult(annotated=annotated, clean=clean, quarantine=quarantine)
 
 
+def rule_failure_aggregates(rules: Sequence[tuple[str, Severity]]) -> list[Column]:
+    """Aggregate columns counting the rows that broke each rule (``<severity>|<rule>``).
+
+    Args:
+        rules: (rule name, severity) pairs to count; rules nobody broke count 0.
+    """
+    return [
+        F.coalesce(
+            F.sum(F.array_contains(F.col(RULE_COLUMNS[severity]), rule).cast("long")), F.lit(0)
+        ).alias(f"{severity}|{rule}")
+        for rule, severity in rules
+    ]
+
+
 def rule_failure_counts(df: DataFrame, rules: Sequence[tuple[str, Severity]]) -> DataFrame:
     """One row: ``rows`` and, per rule, how many rows broke it (column ``<severity>|<rule>``).
 
@@ -262,15 +273,7 @@ def rule_failure_counts(df: DataFrame, rules: Sequence[tuple[str, Severity]]) ->
         df: rows annotated by :func:`with_rule_failures`.
         rules: (rule name, severity) pairs to count; rules nobody broke count 0.
     """
-    aggs = [F.count(F.lit(1)).alias("rows")]
-    for rule, severity in rules:
-        column = F.col(RULE_COLUMNS[severity])
-        aggs.append(
-            F.coalesce(F.sum(F.array_contains(column, rule).cast("long")), F.lit(0)).alias(
-                f"{severity}|{rule}"
-            )
-        )
-    return df.agg(*aggs)
+    return df.agg(F.count(F.lit(1)).alias("rows"), *rule_failure_aggregates(rules))
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,9 +329,10 @@ class CheckOutcome:
     detail: str
 
 
-def table_check_aggregates(checks: Sequence[TableCheck]) -> list[Column]:
-    """Aggregate columns a table check needs: ``rows`` and ``nulls:<column>`` per null check."""
-    aggs = [F.count(F.lit(1)).alias("rows")]
+def table_check_aggregates(checks: Sequence[TableCheck], rows: str = "rows") -> list[Column]:
+    """Aggregate columns a table check needs: the row count (named ``rows``) and
+    ``nulls:<column>`` per null check."""
+    aggs = [F.count(F.lit(1)).alias(rows)]
     for column in dict.fromkeys(c.column for c in checks if c.type == "max_null_rate"):
         aggs.append(
             F.coalesce(F.sum(quoted(str(column)).isNull().cast("long")), F.lit(0)).alias(

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, Observation, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -58,12 +59,12 @@ from featurelake.quality import (
     Severity,
     TableCheck,
     evaluate_table_checks,
-    rule_failure_counts,
+    rule_failure_aggregates,
     table_check_aggregates,
     with_rule_failures,
 )
 from featurelake.runner import DataError, JobContext
-from featurelake.table_io import TableNotFoundError
+from featurelake.table_io import StagedWrite, TableNotFoundError
 
 __all__ = [
     "BronzeSchemaError",
@@ -76,7 +77,6 @@ __all__ = [
     "SilverPlan",
     "SilverTableSpec",
     "build_silver",
-    "count_outcomes",
     "fatal_examples",
     "fatal_failures",
     "load_table_specs",
@@ -238,16 +238,30 @@ class SilverPlan:
     """The lazy result of :func:`build_silver`.
 
     Attributes:
-        classified: every bronze row once, with its typed columns, ``_outcome`` and rule arrays;
-            the job counts and examines this (persist it: every output derives from it).
+        classified: every bronze row once, with its typed columns, ``_outcome`` and rule arrays
+            (for examination and for the examples in a ``fail`` message; the job does not
+            write it).
         silver: the clean rows in the silver schema (PII pseudonymised).
         quarantine: the quarantined rows: raw columns (PII hashed), lineage,
             ``_failed_rules``, ``_run_id``, ``_quarantined_at``.
+        observations: with ``observe=True``, the Spark observations that measure the counts
+            while ``silver`` is computed; read them with :meth:`counts`.
     """
 
     classified: DataFrame
     silver: DataFrame
     quarantine: DataFrame
+    observations: tuple[Observation, Observation, Observation] | None = None
+
+    def counts(self, spec: SilverTableSpec) -> SilverCounts:
+        """The counts measured while ``silver`` was written (needs ``observe=True``).
+
+        Blocks until the first action on ``silver`` has finished.
+        """
+        if self.observations is None:
+            raise ValueError("build_silver(..., observe=True) is needed to measure counts")
+        rows, ranked, clean = (o.get for o in self.observations)
+        return summarize_counts({**rows, **ranked, **clean}, spec)
 
 
 def _check_bronze_schema(bronze: DataFrame, spec: SilverTableSpec) -> None:
@@ -261,15 +275,30 @@ def _check_bronze_schema(bronze: DataFrame, spec: SilverTableSpec) -> None:
         )
 
 
-def _with_latest_rank(df: DataFrame, spec: SilverTableSpec) -> DataFrame:
-    """Mark all but the latest clean record of each key as duplicates."""
+def _with_latest_rank(
+    df: DataFrame, spec: SilverTableSpec, among: Column | None = None
+) -> DataFrame:
+    """Mark all but the latest record of each key as duplicates.
+
+    Args:
+        df: the rows.
+        spec: the declaration (its dedup key and order).
+        among: a boolean column: only rows where it is true take part (the others are never
+            duplicates); all rows when None.
+
+    The window is partitioned by a 64-bit hash of the key before the key itself: the hash
+    (a function of the key, so the groups are the same) makes the shuffle's sort compare one
+    long instead of up to a dozen strings.
+    """
     if spec.dedup is None:
         return df.withColumn(_DUP, F.lit(False))
+    keys = [quoted(k) for k in spec.dedup_key]
+    groups = [F.xxhash64(*keys), *keys] if among is None else [among, F.xxhash64(*keys), *keys]
     order = [quoted(c).desc_nulls_last() for c in spec.dedup.latest_by]
-    order.append(F.xxhash64(F.to_json(F.col(RAW))).desc())
-    window = Window.partitionBy(F.col(_OK), *[quoted(k) for k in spec.dedup_key]).orderBy(*order)
-    rank = F.row_number().over(window)
-    return df.withColumn(_DUP, F.col(_OK) & (rank > 1))
+    order.append(F.xxhash64(F.col(RAW)).desc())
+    rank = F.row_number().over(Window.partitionBy(*groups).orderBy(*order))
+    duplicate = rank > 1 if among is None else among & (rank > 1)
+    return df.withColumn(_DUP, duplicate)
 
 
 def _raw_pii(spec: SilverTableSpec, key: bytes | None) -> dict[str, Column | None]:
@@ -293,6 +322,7 @@ def build_silver(
     run_id: str,
     quarantined_at: datetime,
     pii_key: bytes | None,
+    observe: bool = False,
 ) -> SilverPlan:
     """Build the silver table, its quarantine and the classified rows from one bronze snapshot.
 
@@ -303,6 +333,10 @@ def build_silver(
         run_id: written to quarantine rows.
         quarantined_at: written to quarantine rows (one value per run keeps reruns comparable).
         pii_key: the HMAC key; needed when a PII column is hashed.
+        observe: measure every count (rows, outcomes, each rule, the table checks) with Spark
+            observations while ``silver`` is computed, so that writing silver and its
+            quarantine needs no extra pass over the data; read them with
+            :meth:`SilverPlan.counts` after ``silver``'s first action.
 
     Returns:
         A :class:`SilverPlan`.
@@ -325,26 +359,70 @@ def build_silver(
     df = df.withColumn(FAILED_RULES, F.concat(malformed, F.col(PARSE_ERRORS))).drop(PARSE_ERRORS)
     row_rules = [e for e in spec.expectations if e.type != "unique"]
     unique_rules = [e for e in spec.expectations if e.type == "unique"]
-    df = df.transform(with_rule_failures, row_rules, as_of=as_of)
-    df = df.withColumn(_OK, F.size(F.col(FAILED_RULES)) == 0)
-    df = df.transform(_with_latest_rank, spec)
-    df = df.transform(
-        with_rule_failures, unique_rules, as_of=as_of, scope=F.col(_OK) & ~F.col(_DUP)
+    checked = df.transform(with_rule_failures, row_rules, as_of=as_of).withColumn(
+        _OK, F.size(F.col(FAILED_RULES)) == 0
     )
-    classified = df.withColumn(
-        OUTCOME,
-        F.when(F.size(F.col(FAILED_RULES)) > 0, F.lit("quarantined"))
-        .when(F.col(_DUP), F.lit("duplicate"))
-        .otherwise(F.lit("clean")),
-    ).drop(_OK, _DUP)
+    not_unique = [e.rule for e in unique_rules]
 
+    def with_unique_rules(rows: DataFrame, scope: Column) -> DataFrame:
+        return rows.transform(with_rule_failures, unique_rules, as_of=as_of, scope=scope)
+
+    # Every bronze row once, with its outcome: for examination, and for the quarantine when
+    # unique rules exist (they judge the deduplicated rows).
+    classified = (
+        checked.transform(_with_latest_rank, spec, among=F.col(_OK))
+        .transform(with_unique_rules, F.col(_OK) & ~F.col(_DUP))
+        .withColumn(
+            OUTCOME,
+            F.when(F.size(F.col(FAILED_RULES)) > 0, F.lit("quarantined"))
+            .when(F.col(_DUP), F.lit("duplicate"))
+            .otherwise(F.lit("clean")),
+        )
+        .drop(_OK, _DUP)
+    )
+
+    # Silver is computed from the rows that passed only (the window sorts no rejected row).
+    # It carries the observations, each measured exactly once in silver's single pass; the
+    # quarantine's lineage has none (a plan holding an observation twice would count twice).
+    observations = None
+    measured = checked
+    if observe:
+        observations = (
+            Observation(f"silver-rows-{spec.name}-{uuid.uuid4().hex}"),
+            Observation(f"silver-ranked-{spec.name}-{uuid.uuid4().hex}"),
+            Observation(f"silver-clean-{spec.name}-{uuid.uuid4().hex}"),
+        )
+        measured = checked.observe(
+            observations[0],
+            F.count(F.lit(1)).alias("rows"),
+            *rule_failure_aggregates([r for r in spec.rules if r[0] not in not_unique]),
+        )
+    ranked = (
+        measured.filter(F.col(_OK))
+        .transform(_with_latest_rank, spec)
+        .transform(with_unique_rules, ~F.col(_DUP))
+    )
+    if observations is not None:
+        ranked = ranked.observe(
+            observations[1],
+            F.count(F.lit(1)).alias("passed"),
+            F.coalesce(F.sum((~F.col(_DUP)).cast("long")), F.lit(0)).alias("kept"),
+            *rule_failure_aggregates([r for r in spec.rules if r[0] in not_unique]),
+        )
+    clean = ranked.filter(~F.col(_DUP) & (F.size(F.col(FAILED_RULES)) == 0))
+    if observations is not None:
+        clean = clean.observe(observations[2], *table_check_aggregates(spec.checks, rows="clean"))
     silver = (
-        classified.filter(F.col(OUTCOME) == "clean")
-        .select(*[quoted(c.name) for c in spec.columns], *[quoted(c) for c in LINEAGE_COLUMNS])
+        clean.select(*[quoted(c.name) for c in spec.columns], *[quoted(c) for c in LINEAGE_COLUMNS])
         .transform(with_pseudonymised_columns, spec.pii, pii_key)
         .select(*[quoted(c) for c in spec.output_columns])
     )
 
+    rejected = (
+        classified.filter(F.col(OUTCOME) == "quarantined")
+        if unique_rules
+        else checked.filter(~F.col(_OK))
+    )
     raw_pii = _raw_pii(spec, pii_key)
     raw_out = []
     for name in raw_columns:
@@ -353,14 +431,17 @@ def build_silver(
                 raw_out.append(raw_pii[name].alias(name))  # type: ignore[union-attr]
             continue
         raw_out.append(F.col(RAW).getField(name).alias(name))
-    quarantine = classified.filter(F.col(OUTCOME) == "quarantined").select(
+    quarantine = rejected.select(
         *raw_out,
         *[quoted(c) for c in LINEAGE_COLUMNS],
         F.col(FAILED_RULES),
         F.lit(run_id).alias("_run_id"),
         F.lit(quarantined_at).cast("timestamp").alias("_quarantined_at"),
     )
-    return SilverPlan(classified=classified, silver=silver, quarantine=quarantine)
+
+    return SilverPlan(
+        classified=classified, silver=silver, quarantine=quarantine, observations=observations
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,36 +475,27 @@ class SilverCounts:
         return self.rows_in == self.rows_out + self.rows_quarantined + self.rows_deduplicated
 
 
-def count_outcomes(plan: SilverPlan, spec: SilverTableSpec) -> DataFrame:
-    """One-row query: outcomes, failures per rule and table-check measures, in one pass.
+def summarize_counts(measured: Mapping[str, Any], spec: SilverTableSpec) -> SilverCounts:
+    """Turn the measured values of one silver build into :class:`SilverCounts`.
 
-    Columns: ``rows``, ``clean``, ``quarantined``, ``duplicate``, ``<severity>|<rule>`` per
-    rule, and the table checks' ``nulls:<column>`` measured on the clean rows.
+    Args:
+        measured: ``rows`` (bronze rows classified), ``passed`` (rows that broke no row rule),
+            ``kept`` (of those, the latest record of each key), ``clean`` (of those, the rows
+            that broke no ``unique`` rule), ``<severity>|<rule>`` per rule and the table checks'
+            ``nulls:<column>``.
+        spec: the table declaration.
     """
-    classified = plan.classified
-    per_rule = rule_failure_counts(classified, spec.rules)
-    outcome = F.col(OUTCOME)
-    outcome_aggs = [
-        F.coalesce(F.sum((outcome == name).cast("long")), F.lit(0)).alias(name)
-        for name in ("clean", "quarantined", "duplicate")
-    ]
-    clean_only = classified.filter(outcome == "clean")
-    checks = clean_only.agg(*table_check_aggregates(spec.checks)).drop("rows")
-    both = classified.agg(*outcome_aggs)
-    return per_rule.crossJoin(both).crossJoin(checks)
-
-
-def summarize_counts(row: Mapping[str, Any], spec: SilverTableSpec) -> SilverCounts:
-    """Turn the collected :func:`count_outcomes` row into :class:`SilverCounts`."""
-    measured = {k: v for k, v in row.items() if k.startswith("nulls:")}
-    measured["rows"] = row["clean"]
+    rows, passed = int(measured["rows"]), int(measured["passed"])
+    kept, clean = int(measured["kept"]), int(measured["clean"])
+    checks = {k: v for k, v in measured.items() if k.startswith("nulls:")}
+    checks["rows"] = clean
     return SilverCounts(
-        rows_in=int(row["rows"]),
-        rows_out=int(row["clean"]),
-        rows_quarantined=int(row["quarantined"]),
-        rows_deduplicated=int(row["duplicate"]),
-        rule_failures={(rule, sev): int(row[f"{sev}|{rule}"]) for rule, sev in spec.rules},
-        checks=tuple(evaluate_table_checks(spec.checks, measured)),
+        rows_in=rows,
+        rows_out=clean,
+        rows_quarantined=(rows - passed) + (kept - clean),
+        rows_deduplicated=passed - kept,
+        rule_failures={(rule, sev): int(measured[f"{sev}|{rule}"]) for rule, sev in spec.rules},
+        checks=tuple(evaluate_table_checks(spec.checks, checks)),
     )
 
 
@@ -533,12 +605,13 @@ def _utc(value: datetime) -> datetime:
 
 
 def _reconciliation_error(
-    spec: SilverTableSpec, bronze_rows: int, counts: SilverCounts, where: str
+    spec: SilverTableSpec, bronze_rows: int, counts: SilverCounts, silver: int, quarantine: int
 ) -> str:
     return (
-        f"silver table {spec.name}: counts do not reconcile ({where}): bronze rows read "
-        f"{bronze_rows}, classified {counts.rows_in} = silver {counts.rows_out} + quarantined "
-        f"{counts.rows_quarantined} + duplicates {counts.rows_deduplicated}"
+        f"silver table {spec.name}: counts do not reconcile: bronze rows read {bronze_rows}, "
+        f"classified {counts.rows_in} = silver {counts.rows_out} + quarantined "
+        f"{counts.rows_quarantined} + duplicates {counts.rows_deduplicated}; files written hold "
+        f"{silver} silver and {quarantine} quarantine rows; nothing was committed"
     )
 
 
@@ -591,8 +664,15 @@ def run_silver(
     The body of the ``silver`` job and of ``feature-pipeline``. Full rebuild (overwrite) each
     run: dedup keeps the latest record per key across *all* batches, so it must see them all,
     and an overwrite from the same bronze snapshot gives the same rows - idempotent by
-    construction. ``fail`` rules and checks of every selected table are judged before anything
-    is written. Metrics of an earlier run of a table over the same bronze version are replaced.
+    construction.
+
+    Per table, silver and quarantine files are written but not committed (one pass over the
+    bronze rows each; every count is measured during silver's pass). Then ``fail`` rules and
+    checks of every selected table are judged and the counts reconciled - bronze rows read
+    (from the Delta log) = silver + quarantined + duplicates, and the staged files hold
+    exactly the counted rows. Only when every table passes is anything committed; otherwise
+    the staged files are removed. Metrics of an earlier run of a table over the same bronze
+    version are replaced.
 
     Args:
         ctx: the job context.
@@ -604,8 +684,8 @@ def run_silver(
         per quarantine rule, warnings, silver version (also in ``ctx.summary["silver"]``).
 
     Raises:
-        DataError: a ``fail`` rule or check broke (nothing written), a bronze table is missing,
-            or the counts do not reconcile.
+        DataError: a ``fail`` rule or check broke (nothing committed), a bronze table is
+            missing, or the counts do not reconcile.
         ConfigError: an invalid declaration. PiiKeyError: the PII key variable is unset.
     """
     settings = ctx.settings.silver
@@ -618,8 +698,9 @@ def run_silver(
         key_file = os.path.join(ctx.settings.lakehouse.root, key_file)
     pii_key = load_pii_key(settings.pii_key_env, key_file) if needs_key else None
 
-    # Phase 1: build and judge every table; nothing is written until all pass.
-    staged = []
+    # Phase 1: build, write uncommitted, count and judge every table.
+    staged: list[StagedWrite] = []
+    built = []
     try:
         for spec in specs:
             bronze_path = ctx.path("bronze", spec.source)
@@ -640,55 +721,42 @@ def run_silver(
                 run_id=ctx.run_id,
                 quarantined_at=started,
                 pii_key=pii_key,
+                observe=True,
             )
-            plan.classified.persist()
-            counts = summarize_counts(count_outcomes(plan, spec).collect()[0].asDict(), spec)
-            staged.append((spec, plan, counts, bronze_version))
+            silver_write = ctx.tables.stage(
+                plan.silver, ctx.path("silver", spec.name), "overwrite", overwrite_schema=True
+            )
+            staged.append(silver_write)
+            counts = plan.counts(spec)
             message = _fail_message(spec, plan, counts)
             if message:
                 raise DataError(message + "; nothing was committed")
-            if (bronze_rows >= 0 and counts.rows_in != bronze_rows) or not counts.reconciles:
-                raise DataError(_reconciliation_error(spec, bronze_rows, counts, "before writing"))
-            for (rule, severity), n in counts.rule_failures.items():
-                if severity == "warn" and n:
-                    log.warning(
-                        "expectation_warning",
-                        extra={"fields": {"table": spec.name, "rule": rule, "rows": n}},
-                    )
-            for check in counts.checks:
-                if check.severity == "warn" and not check.passed:
-                    log.warning(
-                        "table_check_warning",
-                        extra={
-                            "fields": {
-                                "table": spec.name,
-                                "rule": check.rule,
-                                "detail": check.detail,
-                            }
-                        },
-                    )
-
-        # Phase 2: write silver, quarantine and metrics; verify the written counts.
-        reports = {}
-        for spec, plan, counts, bronze_version in staged:
-            written = ctx.tables.write(
-                plan.silver, ctx.path("silver", spec.name), "overwrite", overwrite_schema=True
-            )
-            quarantined = ctx.tables.write(
+            quarantine_write = ctx.tables.stage(
                 plan.quarantine,
                 ctx.path("silver", spec.quarantine_name),
                 "overwrite",
                 overwrite_schema=True,
             )
-            if (written.rows_written, quarantined.rows_written) != (
-                counts.rows_out,
-                counts.rows_quarantined,
+            staged.append(quarantine_write)
+            if (
+                (bronze_rows >= 0 and counts.rows_in != bronze_rows)
+                or not counts.reconciles
+                or (silver_write.rows, quarantine_write.rows)
+                != (counts.rows_out, counts.rows_quarantined)
             ):
                 raise DataError(
-                    f"silver table {spec.name}: wrote {written.rows_written} silver and "
-                    f"{quarantined.rows_written} quarantine rows, counted {counts.rows_out} and "
-                    f"{counts.rows_quarantined}"
+                    _reconciliation_error(
+                        spec, bronze_rows, counts, silver_write.rows, quarantine_write.rows
+                    )
                 )
+            _log_warnings(spec, counts)
+            built.append((spec, counts, bronze_version, silver_write, quarantine_write))
+
+        # Phase 2: commit silver and quarantine, record the metrics.
+        reports = {}
+        for spec, counts, bronze_version, silver_write, quarantine_write in built:
+            written = ctx.tables.commit(silver_write)
+            quarantined = ctx.tables.commit(quarantine_write)
             rows = quality_metric_rows(spec, counts, run_id=ctx.run_id, measured_at=started)
             _replace_metrics(ctx, spec, rows, bronze_version)
             report = {
@@ -716,5 +784,20 @@ def run_silver(
         ctx.summary["silver"] = reports
         return reports
     finally:
-        for _, plan, _, _ in staged:
-            plan.classified.unpersist()
+        for write in staged:
+            ctx.tables.abort(write)  # a no-op for the committed ones
+
+
+def _log_warnings(spec: SilverTableSpec, counts: SilverCounts) -> None:
+    for (rule, severity), n in counts.rule_failures.items():
+        if severity == "warn" and n:
+            log.warning(
+                "expectation_warning",
+                extra={"fields": {"table": spec.name, "rule": rule, "rows": n}},
+            )
+    for check in counts.checks:
+        if check.severity == "warn" and not check.passed:
+            log.warning(
+                "table_check_warning",
+                extra={"fields": {"table": spec.name, "rule": check.rule, "detail": check.detail}},
+            )

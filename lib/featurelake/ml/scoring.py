@@ -19,6 +19,8 @@ from typing import Literal
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from featurelake.cleaning import compact_array
+
 __all__ = [
     "MissingColumnsError",
     "ResolvedModel",
@@ -162,12 +164,10 @@ def split_scorable(df: DataFrame, columns: Sequence[str]) -> tuple[DataFrame, Da
         (scorable rows, quarantined rows with ``_failed_rules``).
     """
     problems = [
-        F.when(
-            _missing(F.col(f"`{c}`"), df.schema[c].dataType.typeName()), F.lit(f"null_feature:{c}")
-        )
+        (_missing(F.col(f"`{c}`"), df.schema[c].dataType.typeName()), f"null_feature:{c}")
         for c in columns
     ]
-    flagged = df.withColumn("_failed_rules", F.filter(F.array(*problems), lambda x: x.isNotNull()))
+    flagged = df.withColumn("_failed_rules", compact_array(problems))
     scorable = flagged.filter(F.size("_failed_rules") == 0).drop("_failed_rules")
     quarantined = flagged.filter(F.size("_failed_rules") > 0)
     return scorable, quarantined
