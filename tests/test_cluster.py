@@ -24,8 +24,7 @@ def test_the_pipeline_runs_through_spark_submit_on_a_standalone_cluster(tmp_path
              "--env", "cluster", "--conf", f"lakehouse.root={lake}",
              "--conf", "spark.shuffle_partitions=4",
              "--conf", "synthetic.transactions=4000", "--conf", "synthetic.customers=200",
-             "--conf", "synthetic.credit_clients=1000", "--conf", "silver.pii_key_env=FL_TEST_KEY",
-             "--only", "generate-data", "bronze", "silver", "gold", "features-apply"],
+             "--conf", "synthetic.credit_clients=1000", "--conf", "silver.pii_key_env=FL_TEST_KEY"],
             cwd=ROOT, text=True, capture_output=True, timeout=1500,
             env={**os.environ, "FL_TEST_KEY": "cluster-test-key"},
         )
@@ -36,6 +35,17 @@ def test_the_pipeline_runs_through_spark_submit_on_a_standalone_cluster(tmp_path
     assert started and all(e["fields"]["master"] == master for e in started)
     # the library and configuration were shipped to the executors
     assert (ROOT / "build" / "featurelake-lib.zip").is_file()
+    # every stage, training and scoring included, ran on the cluster
+    for stage in ("generate-data", "bronze", "silver", "gold", "features-apply",
+                  "train-segmentation", "train-classifier", "promote", "score", "materialize"):
+        assert f"{stage:<22}succeeded" in result.stdout, stage
     for table in ("bronze/online_retail", "silver/transactions", "gold/customer_features",
-                  "gold/credit_features", "features/_registry"):
+                  "gold/credit_features", "features/_registry", "gold/customer_segments",
+                  "predictions/customer_segments", "ops/pipeline_runs"):
         assert DeltaTable(str(lake / table)).to_pyarrow_table().num_rows > 0, table
+    bronze = DeltaTable(str(lake / "bronze" / "online_retail")).to_pyarrow_table().num_rows
+    silver = DeltaTable(str(lake / "silver" / "transactions")).to_pyarrow_table().num_rows
+    quarantined = DeltaTable(
+        str(lake / "silver" / "transactions_quarantine")).to_pyarrow_table().num_rows
+    assert silver + quarantined <= bronze and silver > 0
+    assert (lake / "online" / "features.db").is_file()
