@@ -102,13 +102,10 @@ case "$job" in
   serve) exec "$venv/bin/python" "$script" --env "$env_name" "${job_args[@]}" ;;
 esac
 
-# -XX:-DontCompileHugeMethods: wide silver and gold plans generate Java methods larger than
-# the JIT compiles by default; interpreted, they run about 20% slower per row.
 submit=("$venv/bin/spark-submit" --master "$master" --name "featurelake-$job"
         --conf "spark.pyspark.python=$venv/bin/python"
         --conf "spark.pyspark.driver.python=$venv/bin/python"
-        --driver-java-options "-Dlog4j2.configurationFile=file:$root/bin/log4j2.properties -XX:-DontCompileHugeMethods"
-        --conf "spark.executor.extraJavaOptions=-XX:-DontCompileHugeMethods"
+        --driver-java-options "-Dlog4j2.configurationFile=file:$root/bin/log4j2.properties"
         "${spark_confs[@]}")
 
 case "$master" in
