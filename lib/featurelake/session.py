@@ -53,6 +53,11 @@ def build_spark_session(app_name: str, settings: SparkSettings) -> SparkSession:
         # the optimizer then needs gigabytes and minutes. It only adds inferred filters (such as
         # IS NOT NULL on join keys); results are the same without it.
         "spark.sql.constraintPropagation.enabled": "false",
+        # PySpark's DataFrame debugging records the Python call site of every Column and
+        # DataFrame call, at the price of two extra JVM round trips per call: building one
+        # silver table's plan (thousands of calls) spent more than a second there. Our errors
+        # name the table and rule themselves; set it back to true in spark.conf to debug.
+        "spark.python.sql.dataFrameDebugging.enabled": "false",
         "spark.driver.extraJavaOptions": "-Dlog4j2.level=WARN",
     }
     options.update(settings.conf)

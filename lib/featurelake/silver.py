@@ -358,7 +358,14 @@ def build_silver(
     ).otherwise(F.array().cast("array<string>"))
     df = df.withColumn(FAILED_RULES, F.concat(malformed, F.col(PARSE_ERRORS))).drop(PARSE_ERRORS)
     row_rules = [e for e in spec.expectations if e.type != "unique"]
-    unique_rules = [e for e in spec.expectations if e.type == "unique"]
+    # A unique rule on exactly the dedup key holds by construction once duplicates are removed
+    # (one latest record per key; nulls pass unique rules): it needs no second window, and
+    # its count, taken with the row rules, is zero.
+    unique_rules = [
+        e
+        for e in spec.expectations
+        if e.type == "unique" and not (spec.dedup and spec.dedup_key == [e.column])
+    ]
     checked = df.transform(with_rule_failures, row_rules, as_of=as_of).withColumn(
         _OK, F.size(F.col(FAILED_RULES)) == 0
     )
