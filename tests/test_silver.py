@@ -949,3 +949,87 @@ def test_bad_file_through_bronze_and_silver_quarantines_each_bad_row(spark, tmp_
     assert got["536367"][0] == "parse:invoice_ts"
     assert got["536368"][0] == "malformed_line"
     assert got["536369"][0] == "malformed_line" and "not_null:customer_id" in got["536369"]
+
+
+# --------------------------------------------------------------------------------------------
+# unique rules after deduplication
+# --------------------------------------------------------------------------------------------
+
+
+def _accounts_spec(unique_column: str):
+    """A small declaration: accounts deduplicated on id, a unique rule on ``unique_column``."""
+    from featurelake.silver import SilverTableSpec
+
+    return SilverTableSpec.model_validate(
+        {
+            "name": "accounts",
+            "source": "accounts",
+            "columns": [
+                {"name": "id", "source": "id", "type": "long"},
+                {"name": "email", "source": "email", "type": "string"},
+            ],
+            "dedup": {"key": ["id"]},
+            "expectations": [{"type": "unique", "column": unique_column}],
+        }
+    )
+
+
+def _accounts_bronze(spark):
+    return bronze_rows(
+        spark,
+        ["id", "email"],
+        [
+            (("1", "a@x.org"), None, "f1.csv", T1, "b1"),
+            (("1", "a@x.org"), None, "f2.csv", T2, "b2"),  # id 1 again, later: a duplicate
+            (("2", "a@x.org"), None, "f1.csv", T1, "b1"),  # shares id 1's email
+            (("3", "b@x.org"), None, "f1.csv", T1, "b1"),
+        ],
+    )
+
+
+def _accounts_plan(spark, unique_column):
+    spec = _accounts_spec(unique_column)
+    plan = build_silver(
+        _accounts_bronze(spark),
+        spec,
+        as_of=AS_OF,
+        run_id="r",
+        quarantined_at=RUN_AT,
+        pii_key=None,
+        observe=True,
+    )
+    silver_ids = sorted(r["id"] for r in plan.silver.collect())  # the action the counts need
+    return spec, plan, silver_ids
+
+
+def test_unique_rule_off_the_dedup_key_quarantines_every_sharer(spark):
+    spec, plan, silver_ids = _accounts_plan(spark, "email")
+    # After dedup: ids 1 (batch b2), 2, 3; ids 1 and 2 share a@x.org and both break the rule.
+    assert silver_ids == [3]
+    got = sorted(
+        (r["id"], r["_batch_id"], list(r["_failed_rules"])) for r in plan.quarantine.collect()
+    )
+    assert got == [("1", "b2", ["unique:email"]), ("2", "b1", ["unique:email"])]
+    counts = plan.counts(spec)
+    assert (counts.rows_in, counts.rows_out, counts.rows_quarantined, counts.rows_deduplicated) == (
+        4,
+        1,
+        2,
+        1,
+    )
+    assert counts.rule_failures[("unique:email", "drop")] == 2
+
+
+def test_unique_rule_on_the_dedup_key_holds_after_dedup(spark):
+    spec, plan, silver_ids = _accounts_plan(spark, "id")
+    # id 1 twice: the later record is kept, the other is a duplicate, not a unique failure.
+    assert silver_ids == [1, 2, 3]
+    assert plan.quarantine.count() == 0
+    counts = plan.counts(spec)
+    assert (counts.rows_in, counts.rows_out, counts.rows_quarantined, counts.rows_deduplicated) == (
+        4,
+        3,
+        0,
+        1,
+    )
+    assert counts.rule_failures[("unique:id", "drop")] == 0
