@@ -118,9 +118,20 @@ def test_json_lines_keep_bad_lines_and_undeclared_keys(spark):
 
 
 def test_source_file_from_uri_decodes_spark_file_uris(spark):
-    df = spark.createDataFrame([("file:/tmp/a%20b/c+d%25.csv",), ("file:///x/y.csv",)], "u string")
+    uris = ["file:/tmp/a%20b/c+d%25.csv", "file:///x/y.csv", "file:/p/a+b.csv",
+            "file://host/share/f.csv", "s3a://bucket/k%20ey.csv", "file:relative.csv"]
+    df = spark.createDataFrame([(u,) for u in uris], "u string")
     got = [r[0] for r in df.select(source_file_from_uri("u")).collect()]
-    assert got == ["/tmp/a b/c+d%.csv", "/x/y.csv"]
+    assert got == ["/tmp/a b/c+d%.csv", "/x/y.csv", "/p/a+b.csv", "//host/share/f.csv",
+                   "s3a://bucket/k ey.csv", "file:relative.csv"]
+
+
+def test_header_and_blank_lines_with_a_byte_order_mark_are_not_rows(spark):
+    # The header's BOM is dropped before the comparison; a line holding only a BOM is blank.
+    out = _lines(spark, "\ufeffa,b,c", "\ufeff", "1,x,2").transform(
+        parse_csv_lines, spec=SPEC, header=("a", "b", "c"), header_line="\ufeffa,b,c")
+    expected = spark.createDataFrame([("1", "x", "2", None, "/f.csv")], OUT)
+    assert_df_equality(out, expected)
 
 
 def test_with_lineage_gives_the_bronze_contract_schema(spark):

@@ -78,6 +78,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RESCUED_DATA = "_rescued_data"
+_ALL = 2**31 - 1  # substring length: the rest of the string
 SOURCE_FILE = "_source_file"
 INGESTED_AT = "_ingested_at"
 BATCH_ID = "_batch_id"
@@ -426,15 +427,25 @@ def source_file_from_uri(uri: Column | str) -> Column:
         A column named ``_source_file``; non-``file:`` URIs keep their scheme.
     """
     col = F.col(uri) if isinstance(uri, str) else uri
-    local = F.regexp_replace(col, r"^file:(//)?(?=/)", "")
-    # url_decode turns '+' into a space; a literal '+' in a file name must survive.
-    decoded = F.url_decode(F.regexp_replace(local, r"\+", "%2B"))
+    # Evaluated on every line, so plain prefix tests instead of a regex: "file:///p" and
+    # "file:/p" become "/p" ("file://host/p" keeps "//host/p"); other schemes are kept.
+    local = (
+        F.when(col.startswith("file:///"), F.substring(col, 8, _ALL))
+        .when(col.startswith("file:/"), F.substring(col, 6, _ALL))
+        .otherwise(col)
+    )
+    # url_decode turns '+' into a space; a literal '+' in a file name must survive. Without a
+    # '%' there is nothing to decode.
+    decoded = F.when(
+        local.contains("%"), F.url_decode(F.regexp_replace(local, r"\+", "%2B"))
+    ).otherwise(local)
     return decoded.alias(SOURCE_FILE)
 
 
 def _data_lines(lines: DataFrame, header_line: str | None) -> DataFrame:
     """Drop blank lines and the header line (compared without a byte-order mark)."""
-    text = F.regexp_replace(F.col("value"), "^\ufeff", "")
+    value = F.col("value")
+    text = F.when(value.startswith("\ufeff"), F.substring(value, 2, _ALL)).otherwise(value)
     keep = F.length(text) > 0
     if header_line is not None:
         keep = keep & (text != F.lit(header_line.lstrip("\ufeff")))
