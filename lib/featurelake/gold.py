@@ -324,7 +324,9 @@ def _run_customers(ctx: JobContext, config: GoldConfig, options: GoldRunOptions)
     points = as_of_timestamps(ctx.spark, [latest_ts])
     if daily:
         points = as_of_points(ctx.spark, start, end, cadence).unionByName(points).distinct()
-    features = build_customer_gold(transactions, points, config.customers).persist()
+    features = build_customer_gold(transactions, points, config.customers)
+    if daily:  # two writes (latest and daily) read the features: compute them once
+        features = features.persist()
     try:
         preprocessing = {
             "customers": config.customers.model_dump(mode="json"),
