@@ -35,11 +35,15 @@ from featurelake.bronze import (
 )
 from featurelake.runner import JobContext, run_job
 from featurelake.sources import SourceSpec, load_sources
+from pyspark.sql import Column, Observation
 from pyspark.sql import functions as F
 
 log = logging.getLogger("featurelake.jobs.bronze")
 
 _FILES_META = "bronze_files"
+# Up to this many files per batch, rows per file are counted while the batch is written (two
+# aggregates per file in one observation); a larger batch is read back once and grouped.
+_OBSERVED_FILES_MAX = 64
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -114,10 +118,17 @@ def ingest(
             {"path": f.path, "size": f.size, "modified_at": f.modified_at.isoformat(),
              "sha256": f.sha256, "status": plan.statuses[f.path]} for f in plan.to_ingest
         ]
-        ctx.tables.write(bronze, table, mode="append",
-                         metadata={"source": spec.name, "batch_id": batch_id,
-                                   _FILES_META: files_meta})
-        counts = batch_counts(ctx, table, batch_id)
+        paths = [f.path for f in plan.to_ingest]
+        observation = None
+        if len(paths) <= _OBSERVED_FILES_MAX:
+            observation = Observation(f"bronze-{batch_id}")
+            bronze = bronze.observe(observation, *per_file_counts(paths))
+        result = ctx.tables.write(bronze, table, mode="append",
+                                  metadata={"source": spec.name, "batch_id": batch_id,
+                                            _FILES_META: files_meta})
+        counts = observed_counts(observation, paths) if observation is not None else {}
+        if sum(c[0] for c in counts.values()) != result.rows_written:
+            counts = batch_counts(ctx, table, batch_id)  # many files: read the batch back
     entries = [
         _ledger_row(spec.name, f, batch_id, counts.get(f.path, (0, 0))[0],
                     plan.statuses[f.path], now)
@@ -136,6 +147,23 @@ def ingest(
         "rows": rows, "rows_rescued": rescued,
         "rows_per_file": {path: c[0] for path, c in counts.items()}}})
     return rows, rescued
+
+
+def per_file_counts(paths: list[str]) -> list[Column]:
+    """Aggregates for an observation: rows and rescued rows of each file, by position."""
+    aggregates = []
+    for i, path in enumerate(paths):
+        here = F.col(SOURCE_FILE) == F.lit(path)
+        aggregates.append(F.count_if(here).alias(f"rows_{i}"))
+        aggregates.append(F.count_if(here & F.col(RESCUED_DATA).isNotNull()).alias(f"rescued_{i}"))
+    return aggregates
+
+
+def observed_counts(observation: Observation, paths: list[str]) -> dict[str, tuple[int, int]]:
+    """Rows and rescued rows per file, as measured while the batch was written."""
+    measured = observation.get
+    return {path: (int(measured[f"rows_{i}"]), int(measured[f"rescued_{i}"]))
+            for i, path in enumerate(paths)}
 
 
 def batch_counts(ctx: JobContext, table: str, batch_id: str) -> dict[str, tuple[int, int]]:

@@ -313,6 +313,17 @@ def test_job_ingests_every_line_with_lineage_in_one_commit(spark, tmp_path):
     assert ledger[str(one)]["size"] == os.path.getsize(one)
 
 
+def test_job_counts_rows_per_file_by_reading_back_a_batch_of_many_files(spark, tmp_path,
+                                                                        monkeypatch):
+    # Past the observed-files limit the batch is read back and grouped: same ledger counts.
+    monkeypatch.setattr(JOB, "_OBSERVED_FILES_MAX", 1)
+    one = _land(tmp_path / "landing", "a.csv.gz", FILE_1)
+    two = _land(tmp_path / "landing", "b.csv.gz", FILE_2)
+    assert _run(spark, tmp_path, _conf(tmp_path, "reingest")) == 0
+    ledger = {r["path"]: r["rows"] for r in _ledger_table(spark, tmp_path).collect()}
+    assert ledger == {str(one): 3, str(two): 1}
+
+
 def test_job_rerun_without_new_files_adds_nothing(spark, tmp_path):
     _land(tmp_path / "landing", "a.csv.gz", FILE_1)
     conf = _conf(tmp_path, "reingest")
