@@ -1033,3 +1033,74 @@ def test_unique_rule_on_the_dedup_key_holds_after_dedup(spark):
         1,
     )
     assert counts.rule_failures[("unique:id", "drop")] == 0
+
+
+# --------------------------------------------------------------------------------------------
+# which record of a key is kept
+# --------------------------------------------------------------------------------------------
+
+
+def _accounts_dedup(spark, rows):
+    """silver rows (id, email, batch) and the classified outcomes, of accounts keyed on id."""
+    from featurelake.silver import SilverTableSpec
+
+    spec = SilverTableSpec.model_validate(
+        {
+            "name": "accounts",
+            "source": "accounts",
+            "columns": [
+                {"name": "id", "source": "id", "type": "long"},
+                {"name": "email", "source": "email", "type": "string"},
+            ],
+            "dedup": {"key": ["id"]},
+        }
+    )
+    plan = build_silver(
+        bronze_rows(spark, ["id", "email"], rows),
+        spec,
+        as_of=AS_OF,
+        run_id="r",
+        quarantined_at=RUN_AT,
+        pii_key=None,
+        observe=True,
+    )
+    silver = sorted((r["id"], r["email"], r["_batch_id"]) for r in plan.silver.collect())
+    clean = sorted(
+        (r["id"], r["email"], r["_batch_id"])
+        for r in plan.classified.where("_outcome = 'clean'").collect()
+    )
+    return silver, clean, plan.counts(spec)
+
+
+def test_the_latest_record_is_kept_whole_not_column_by_column(spark):
+    # The older record has the greater email: a column-wise maximum would mix the two records.
+    silver, clean, counts = _accounts_dedup(
+        spark,
+        [
+            (("1", "z@x.org"), None, "f1.csv", T1, "b1"),
+            (("1", "a@x.org"), None, "f2.csv", T2, "b2"),
+        ],
+    )
+    assert silver == [(1, "a@x.org", "b2")]
+    assert clean == silver  # the classified rows (a window) make the same choice
+    assert (counts.rows_in, counts.rows_out, counts.rows_deduplicated) == (2, 1, 1)
+
+
+def test_a_record_without_ingest_time_loses_to_one_with_it(spark):
+    # latest_by sorts descending with nulls last: a null _ingested_at is the oldest.
+    silver, clean, _ = _accounts_dedup(
+        spark,
+        [
+            (("1", "a@x.org"), None, "f9.csv", None, "b9"),
+            (("1", "b@x.org"), None, "f1.csv", T1, "b1"),
+        ],
+    )
+    assert silver == clean == [(1, "b@x.org", "b1")]
+
+
+def test_ties_on_every_lineage_column_go_to_the_same_record_in_silver_and_classified(spark):
+    # Same key, file, batch and time: the hash of the raw row decides, the same way both times.
+    rows = [((("1", f"{c}@x.org")), None, "f1.csv", T1, "b1") for c in "abcdefgh"]
+    silver, clean, counts = _accounts_dedup(spark, rows)
+    assert len(silver) == 1 and silver == clean
+    assert (counts.rows_in, counts.rows_out, counts.rows_deduplicated) == (8, 1, 7)
