@@ -97,7 +97,6 @@ LINEAGE_COLUMNS = ("_batch_id", "_source_file", "_ingested_at")
 DEFAULT_LATEST_BY = ("_ingested_at", "_batch_id", "_source_file")
 _OK = "_row_ok"
 _DUP = "_is_duplicate"
-_GROUP_ROWS = "_group_rows"
 TOTAL_RULE = "_total"
 
 
@@ -302,43 +301,6 @@ def _with_latest_rank(
     return df.withColumn(_DUP, duplicate)
 
 
-def _latest_per_key(df: DataFrame, spec: SilverTableSpec, columns: Sequence[str]) -> DataFrame:
-    """The latest record of each key, by aggregation: ``columns`` and ``_group_rows``.
-
-    The same choice as :func:`_with_latest_rank`: the greatest
-    ``(latest_by..., hash of the raw row)`` wins. Spark orders a struct's null fields first,
-    so the maximum takes the non-null value (descending, nulls last, as the window does);
-    rows equal in every field of the struct have the same raw row and lineage, hence the
-    same values. An aggregation (grouped by a 64-bit hash of the key, then the key) costs
-    less than a window, which sorts every row of a group by the order columns.
-
-    Args:
-        df: the rows to deduplicate (every one takes part).
-        spec: the declaration (dedup key and order); without ``dedup`` every row is kept.
-        columns: the columns to return, key columns included.
-    """
-    if spec.dedup is None:
-        return df.select(*[quoted(c) for c in columns], F.lit(1).cast("long").alias(_GROUP_ROWS))
-    keys = spec.dedup_key
-    order = list(spec.dedup.latest_by)
-    carried = [c for c in columns if c not in keys and c not in order]
-    latest = F.max(
-        F.struct(
-            *[quoted(c).alias(f"_o{i}") for i, c in enumerate(order)],
-            F.xxhash64(F.col(RAW)).alias("_tiebreak"),
-            *[quoted(c).alias(f"_c{i}") for i, c in enumerate(carried)],
-        )
-    ).alias("_latest")
-    grouped = df.groupBy(F.xxhash64(*[quoted(k) for k in keys]).alias("_key_hash"),
-                         *[quoted(k) for k in keys]).agg(
-        F.count(F.lit(1)).alias(_GROUP_ROWS), latest
-    )
-    fields = {k: quoted(k) for k in keys}
-    fields.update({c: F.col("_latest").getField(f"_o{i}") for i, c in enumerate(order)})
-    fields.update({c: F.col("_latest").getField(f"_c{i}") for i, c in enumerate(carried)})
-    return grouped.select(*[fields[c].alias(c) for c in columns], F.col(_GROUP_ROWS))
-
-
 def _raw_pii(spec: SilverTableSpec, key: bytes | None) -> dict[str, Column | None]:
     """Raw (bronze) columns holding PII: their hashed value, or None to drop them."""
     by_name = {c.name: c for c in spec.columns}
@@ -426,7 +388,7 @@ def build_silver(
         .drop(_OK, _DUP)
     )
 
-    # Silver is computed from the rows that passed only (the dedup groups no rejected row).
+    # Silver is computed from the rows that passed only (the window sorts no rejected row).
     # It carries the observations, each measured exactly once in silver's single pass; the
     # quarantine's lineage has none (a plan holding an observation twice would count twice).
     observations = None
@@ -442,22 +404,19 @@ def build_silver(
             F.count(F.lit(1)).alias("rows"),
             *rule_failure_aggregates([r for r in spec.rules if r[0] not in not_unique]),
         )
-    # One row per key among the rows that passed, with the size of its group: passed rows =
-    # sum of the group sizes, kept rows = groups.
-    business = [c.name for c in spec.columns]
     ranked = (
         measured.filter(F.col(_OK))
-        .transform(_latest_per_key, spec, [*business, *LINEAGE_COLUMNS])
-        .transform(with_unique_rules, F.lit(True))
+        .transform(_with_latest_rank, spec)
+        .transform(with_unique_rules, ~F.col(_DUP))
     )
     if observations is not None:
         ranked = ranked.observe(
             observations[1],
-            F.coalesce(F.sum(F.col(_GROUP_ROWS)), F.lit(0)).cast("long").alias("passed"),
-            F.count(F.lit(1)).alias("kept"),
+            F.count(F.lit(1)).alias("passed"),
+            F.coalesce(F.sum((~F.col(_DUP)).cast("long")), F.lit(0)).alias("kept"),
             *rule_failure_aggregates([r for r in spec.rules if r[0] in not_unique]),
         )
-    clean = ranked.filter(F.size(F.col(FAILED_RULES)) == 0)
+    clean = ranked.filter(~F.col(_DUP) & (F.size(F.col(FAILED_RULES)) == 0))
     if observations is not None:
         clean = clean.observe(observations[2], *table_check_aggregates(spec.checks, rows="clean"))
     silver = (
