@@ -1065,6 +1065,7 @@ def _accounts_dedup(spark, rows):
         observe=True,
     )
     silver = sorted((r["id"], r["email"], r["_batch_id"]) for r in plan.silver.collect())
+    assert plan.quarantine.count() == 0  # counts need both actions
     clean = sorted(
         (r["id"], r["email"], r["_batch_id"])
         for r in plan.classified.where("_outcome = 'clean'").collect()
