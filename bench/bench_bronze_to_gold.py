@@ -1,7 +1,7 @@
 """Bronze -> gold on synthetic data: featurelake's jobs against one hand-written Spark SQL job.
 
     .venv/bin/python bench/bench_bronze_to_gold.py [--scales 1000000 10000000]
-        [--lines-per-customer 50] [--no-warmup] [--keep] [--driver-memory 6g]
+        [--repeat 3] [--lines-per-customer 50] [--no-warmup] [--keep] [--driver-memory 6g]
 
 Per scale, synthetic landing files are generated once into a temporary folder (job
 ``generate-data``, outside the timings; credit clients at the configured default). Then, in one
@@ -25,14 +25,19 @@ Both sides build the *latest snapshot* only: gold runs with ``--no-daily`` (the 
 snapshot table, one row per customer and day, has no counterpart in the baseline). Customer
 profiles (PII) are not ingested by either side.
 
-Printed per scale: seconds per side (featurelake also per job), rows/s (input transaction
-lines / seconds), the ratio featurelake/baseline (target <= 1.3x), a sanity check (customer
-and credit feature row counts of both sides, and rows of the customer features that differ
-between them, compared exactly), then the growth of each side's time between scales.
+Each side runs ``--repeat`` times per scale, alternating which side goes first (the first
+run at a new scale is slower on either side while the JIT compiles its hot paths, and the
+machine's speed drifts): every run's seconds are printed, and the comparison uses each side's
+median.
 
-A warm-up of both sides on a small scale runs first (untimed) so that neither side pays the
-JVM's JIT warm-up. The machine's load average is printed at the start and end: on a shared
-machine the absolute numbers move with it.
+Printed per scale: each run, then the median seconds per side (featurelake also per job),
+rows/s (input transaction lines / median seconds), the ratio of the medians
+featurelake/baseline (target <= 1.3x), a sanity check (customer and credit feature row counts
+of both sides' last runs, and rows of the customer features that differ between them,
+compared exactly), then the growth of each side's median time between scales.
+
+A warm-up of both sides on a small scale runs first (untimed). The machine's load average is
+printed at the start and end: on a shared machine the absolute numbers move with it.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import argparse
 import importlib.util
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -355,12 +361,23 @@ def run_baseline(spark: SparkSession, landing: Path, out: Path, config: GoldConf
 @dataclass
 class ScaleResult:
     transactions: int
-    featurelake: dict[str, float] = field(default_factory=dict)
-    baseline: float = 0.0
+    featurelake_runs: list[dict[str, float]] = field(default_factory=list)
+    baseline_runs: list[float] = field(default_factory=list)
+
+    @property
+    def featurelake(self) -> dict[str, float]:
+        """Median seconds per job."""
+        return {job: statistics.median(run[job] for run in self.featurelake_runs)
+                for job in self.featurelake_runs[0]}
 
     @property
     def featurelake_total(self) -> float:
-        return sum(self.featurelake.values())
+        """Median of the runs' total seconds."""
+        return statistics.median(sum(run.values()) for run in self.featurelake_runs)
+
+    @property
+    def baseline(self) -> float:
+        return statistics.median(self.baseline_runs)
 
 
 def compare_outputs(spark: SparkSession, lake: Path, out: Path) -> str:
@@ -382,22 +399,38 @@ def compare_outputs(spark: SparkSession, lake: Path, out: Path) -> str:
 
 
 def run_scale(spark: SparkSession, settings: Settings, config: GoldConfig, work: Path,
-              transactions: int, customers: int, *, check: bool = True,
+              transactions: int, customers: int, *, repeat: int = 1, check: bool = True,
               report: bool = True) -> ScaleResult:
-    """Generate one scale, time both sides, optionally compare and print."""
+    """Generate one scale, time both sides ``repeat`` times, optionally compare and print."""
     scale_dir = work / f"scale-{transactions}"
     landing = scale_dir / "landing"
     gen_s = generate(spark, landing, transactions, customers)
     as_of_day = date.fromisoformat(str(settings.synthetic.end_date))
     as_of = datetime.combine(as_of_day, dtime.max)
     result = ScaleResult(transactions)
-    result.featurelake = run_featurelake(spark, scale_dir / "lake", landing, as_of_day)
-    result.baseline = run_baseline(spark, landing, scale_dir / "baseline", config, as_of)
+    if report:
+        print(f"\n== {transactions:,} transactions, {customers:,} customers "
+              f"(generated in {gen_s:.1f} s, untimed)", flush=True)
+    for run in range(repeat):
+        sides = ("featurelake", "baseline") if run % 2 == 0 else ("baseline", "featurelake")
+        for side in sides:
+            if side == "featurelake":
+                shutil.rmtree(scale_dir / "lake", ignore_errors=True)
+                jobs = run_featurelake(spark, scale_dir / "lake", landing, as_of_day)
+                result.featurelake_runs.append(jobs)
+                detail = ", ".join(f"{k} {v:.1f}" for k, v in jobs.items())
+                line = f"featurelake {sum(jobs.values()):6.1f} s ({detail})"
+            else:
+                shutil.rmtree(scale_dir / "baseline", ignore_errors=True)
+                seconds = run_baseline(spark, landing, scale_dir / "baseline", config, as_of)
+                result.baseline_runs.append(seconds)
+                line = f"baseline    {seconds:6.1f} s"
+            if report:
+                print(f"  run {run + 1}/{repeat}  {line}", flush=True)
     if report:
         fl, base = result.featurelake_total, result.baseline
         stages = ", ".join(f"{k} {v:.1f}" for k, v in result.featurelake.items())
-        print(f"\n== {transactions:,} transactions, {customers:,} customers "
-              f"(generated in {gen_s:.1f} s, untimed)")
+        print(f"median of {repeat} run(s) per side:")
         print(f"featurelake  {fl:8.1f} s  {transactions / fl:>10,.0f} rows/s   ({stages})")
         print(f"baseline     {base:8.1f} s  {transactions / base:>10,.0f} rows/s")
         print(f"ratio featurelake/baseline: {fl / base:.2f}x (target <= 1.3x)")
@@ -416,6 +449,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", type=int, nargs="+", default=[1_000_000, 10_000_000],
                         help="transaction lines per scale")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="timed runs per side and scale, alternating which side goes first; "
+                        "the medians are compared (default 3)")
     parser.add_argument("--lines-per-customer", type=int, default=50,
                         help="customers = transactions / this (default 50)")
     parser.add_argument("--warmup-transactions", type=int, default=20_000)
@@ -424,6 +460,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the generated data and tables")
     parser.add_argument("--driver-memory", default="6g")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
 
     settings = load_settings(ROOT / "conf")
     config = load_gold_config(settings.conf_path(GOLD_CONFIG_FILE))
@@ -448,7 +486,7 @@ def main() -> None:
         for scale in args.scales:
             results.append(run_scale(spark, settings, config, work, scale,
                                      max(1, scale // args.lines_per_customer),
-                                     check=not args.no_check))
+                                     repeat=args.repeat, check=not args.no_check))
             if not args.keep:
                 shutil.rmtree(work / f"scale-{scale}", ignore_errors=True)
         if len(results) > 1:
