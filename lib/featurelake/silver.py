@@ -245,24 +245,23 @@ class SilverPlan:
         quarantine: the quarantined rows: raw columns (PII hashed), lineage,
             ``_failed_rules``, ``_run_id``, ``_quarantined_at``.
         observations: with ``observe=True``, the Spark observations that measure the counts
-            while ``silver`` and ``quarantine`` are computed; read them with :meth:`counts`.
+            while ``silver`` is computed; read them with :meth:`counts`.
     """
 
     classified: DataFrame
     silver: DataFrame
     quarantine: DataFrame
-    observations: tuple[Observation, Observation, Observation, Observation] | None = None
+    observations: tuple[Observation, Observation, Observation] | None = None
 
     def counts(self, spec: SilverTableSpec) -> SilverCounts:
-        """The counts measured while ``silver`` and ``quarantine`` were written.
+        """The counts measured while ``silver`` was written (needs ``observe=True``).
 
-        Needs ``observe=True``. Blocks until the first actions on both ``silver`` and
-        ``quarantine`` have finished: run both before calling it.
+        Blocks until the first action on ``silver`` has finished.
         """
         if self.observations is None:
             raise ValueError("build_silver(..., observe=True) is needed to measure counts")
-        rows, ranked, clean, rejected = (o.get for o in self.observations)
-        return summarize_counts({**rows, **ranked, **clean, **rejected}, spec)
+        rows, ranked, clean = (o.get for o in self.observations)
+        return summarize_counts({**rows, **ranked, **clean}, spec)
 
 
 def _check_bronze_schema(bronze: DataFrame, spec: SilverTableSpec) -> None:
@@ -335,9 +334,9 @@ def build_silver(
         quarantined_at: written to quarantine rows (one value per run keeps reruns comparable).
         pii_key: the HMAC key; needed when a PII column is hashed.
         observe: measure every count (rows, outcomes, each rule, the table checks) with Spark
-            observations while ``silver`` and ``quarantine`` are computed, so that counting
-            needs no extra pass over the data; read them with :meth:`SilverPlan.counts` after
-            the first action on each.
+            observations while ``silver`` is computed, so that writing silver and its
+            quarantine needs no extra pass over the data; read them with
+            :meth:`SilverPlan.counts` after ``silver``'s first action.
 
     Returns:
         A :class:`SilverPlan`.
@@ -390,27 +389,20 @@ def build_silver(
     )
 
     # Silver is computed from the rows that passed only (the window sorts no rejected row).
-    # Each observation is measured exactly once: three in silver's single pass, one in the
-    # quarantine's (a plan holding an observation twice would count twice). Drop rules other
-    # than unique ones are counted on the quarantined rows only: a row that broke one is
-    # quarantined by definition, and counting there evaluates the per-rule aggregates on a
-    # fraction of the rows (on every bronze row they cost more than a tenth of silver's pass).
+    # It carries the observations, each measured exactly once in silver's single pass; the
+    # quarantine's lineage has none (a plan holding an observation twice would count twice).
     observations = None
     measured = checked
-    counted_on_quarantine = [r for r in spec.rules if r[1] == "drop" and r[0] not in not_unique]
     if observe:
         observations = (
             Observation(f"silver-rows-{spec.name}-{uuid.uuid4().hex}"),
             Observation(f"silver-ranked-{spec.name}-{uuid.uuid4().hex}"),
             Observation(f"silver-clean-{spec.name}-{uuid.uuid4().hex}"),
-            Observation(f"silver-rejected-{spec.name}-{uuid.uuid4().hex}"),
         )
         measured = checked.observe(
             observations[0],
             F.count(F.lit(1)).alias("rows"),
-            *rule_failure_aggregates(
-                [r for r in spec.rules if r[0] not in not_unique and r not in counted_on_quarantine]
-            ),
+            *rule_failure_aggregates([r for r in spec.rules if r[0] not in not_unique]),
         )
     ranked = (
         measured.filter(F.col(_OK))
@@ -438,12 +430,6 @@ def build_silver(
         if unique_rules
         else checked.filter(~F.col(_OK))
     )
-    if observations is not None:
-        rejected = rejected.observe(
-            observations[3],
-            F.count(F.lit(1)).alias("rejected"),
-            *rule_failure_aggregates(counted_on_quarantine),
-        )
     raw_pii = _raw_pii(spec, pii_key)
     raw_out = []
     for name in raw_columns:
@@ -688,7 +674,7 @@ def run_silver(
     construction.
 
     Per table, silver and quarantine files are written but not committed (one pass over the
-    bronze rows each; every count is measured during these two passes). Then ``fail`` rules and
+    bronze rows each; every count is measured during silver's pass). Then ``fail`` rules and
     checks of every selected table are judged and the counts reconciled - bronze rows read
     (from the Delta log) = silver + quarantined + duplicates, and the staged files hold
     exactly the counted rows. Only when every table passes is anything committed; otherwise
@@ -748,6 +734,10 @@ def run_silver(
                 plan.silver, ctx.path("silver", spec.name), "overwrite", overwrite_schema=True
             )
             staged.append(silver_write)
+            counts = plan.counts(spec)
+            message = _fail_message(spec, plan, counts)
+            if message:
+                raise DataError(message + "; nothing was committed")
             quarantine_write = ctx.tables.stage(
                 plan.quarantine,
                 ctx.path("silver", spec.quarantine_name),
@@ -755,10 +745,6 @@ def run_silver(
                 overwrite_schema=True,
             )
             staged.append(quarantine_write)
-            counts = plan.counts(spec)
-            message = _fail_message(spec, plan, counts)
-            if message:
-                raise DataError(message + "; nothing was committed")
             if (
                 (bronze_rows >= 0 and counts.rows_in != bronze_rows)
                 or not counts.reconciles
