@@ -34,6 +34,7 @@ from featurelake.bronze import (
     with_lineage,
 )
 from featurelake.runner import JobContext, run_job
+from featurelake.session import local_frame
 from featurelake.sources import SourceSpec, load_sources
 from pyspark.sql import Column, Observation
 from pyspark.sql import functions as F
@@ -135,7 +136,7 @@ def ingest(
         for f in plan.to_ingest + plan.skipped
     ]
     if entries:
-        ctx.tables.write(ctx.spark.createDataFrame(entries, INGESTED_FILES_SCHEMA), ledger_path,
+        ctx.tables.write(local_frame(ctx.spark, entries, INGESTED_FILES_SCHEMA), ledger_path,
                          mode="append", metadata={"source": spec.name, "batch_id": batch_id})
     for landed in plan.skipped:
         log.warning("changed_file_skipped", extra={"fields": {"source": spec.name,
@@ -207,7 +208,7 @@ def recover_unrecorded_batches(ctx: JobContext, spec: SourceSpec, ledger_path: s
                         batch, counts.get(f["path"], (0, 0))[0], f["status"], at)
             for f in files
         ]
-        ctx.tables.write(ctx.spark.createDataFrame(entries, INGESTED_FILES_SCHEMA), ledger_path,
+        ctx.tables.write(local_frame(ctx.spark, entries, INGESTED_FILES_SCHEMA), ledger_path,
                          mode="append", metadata={"source": spec.name, "batch_id": batch,
                                                   "recovered": True})
         log.warning("ledger_recovered", extra={"fields": {"source": spec.name, "batch_id": batch,

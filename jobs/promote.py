@@ -24,6 +24,7 @@ from featurelake.ml.registry import CHALLENGER, alias_version, promote
 from featurelake.ml.segmentation import silhouette
 from featurelake.ml.tracking import configure_tracking
 from featurelake.runner import JobContext, run_job
+from featurelake.session import local_frame
 
 log = logging.getLogger("featurelake.jobs.promote")
 
@@ -89,7 +90,7 @@ def promote_one(ctx: JobContext, client, config: ModelConfig) -> dict:
         mlflow.log_dict(decision.as_dict(), "decision.json")
     record = {**decision.as_dict(), "decided_at": datetime.fromisoformat(decision.decided_at),
               "job_run_id": ctx.run_id}
-    ctx.tables.write(ctx.spark.createDataFrame([record], _PROMOTION_SCHEMA),
+    ctx.tables.write(local_frame(ctx.spark, [record], _PROMOTION_SCHEMA),
                      ctx.path(*PROMOTIONS_TABLE), mode="append")
     return {"decision": "promoted" if decision.promoted else "rejected",
             "reason": decision.reason, "challenger_version": decision.challenger_version,

@@ -64,6 +64,7 @@ from featurelake.quality import (
     with_rule_failures,
 )
 from featurelake.runner import DataError, JobContext
+from featurelake.session import local_frame
 from featurelake.table_io import StagedWrite, TableNotFoundError
 
 __all__ = [
@@ -640,7 +641,7 @@ def _replace_metrics(
 ) -> None:
     """Append this run's metrics, removing those of earlier runs over the same bronze version."""
     path = ctx.path("ops", METRICS_TABLE)
-    new = ctx.spark.createDataFrame(rows, METRICS_SCHEMA)
+    new = local_frame(ctx.spark, rows, METRICS_SCHEMA)
     meta = {"silver_table": spec.name, "bronze_version": str(bronze_version)}
     if not ctx.tables.exists(path):
         ctx.tables.write(new, path, "overwrite", metadata=meta)

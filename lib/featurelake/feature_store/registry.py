@@ -40,6 +40,7 @@ from pyspark.sql.types import (
 
 from featurelake.config import Settings
 from featurelake.feature_store.definitions import FeatureView, UnknownFeatureError
+from featurelake.session import local_frame
 from featurelake.table_io import DeltaTables
 
 __all__ = [
@@ -272,7 +273,7 @@ class FeatureRegistry:
             gone = latest[name]
             rows.append((name, gone.version + 1, DELETED, "", "", gone.source_table, None,
                          applied_at, applied_by, run_id))
-        df = self.tables.spark.createDataFrame(rows, REGISTRY_SCHEMA)
+        df = local_frame(self.tables.spark, rows, REGISTRY_SCHEMA)
         result = self.tables.write(
             df, self.path, "append",
             metadata={"operation": "features-apply", "views_added": plan.added,

@@ -47,6 +47,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, StructField, StructType, TimestampType
 
 from featurelake.features import require_columns
+from featurelake.session import local_frame
 
 __all__ = [
     "ACTIVITY_COLUMNS",
@@ -123,7 +124,7 @@ def as_of_points(spark: SparkSession, start: date, end: date, cadence_days: int 
         raise ValueError(f"cadence_days must be >= 1, got {cadence_days}")
     if end < start:
         raise ValueError(f"snapshot end {end} is before snapshot start {start}")
-    days = spark.createDataFrame([(start,)], _POINTS_SCHEMA).select(
+    days = local_frame(spark, [(start,)], _POINTS_SCHEMA).select(
         F.explode(F.sequence(F.col("as_of_date"), F.lit(end),
                              F.make_dt_interval(F.lit(cadence_days)))).alias("as_of_date")
     )
@@ -156,7 +157,7 @@ def as_of_timestamps(spark: SparkSession, timestamps: Sequence[datetime]) -> Dat
     """
     if not timestamps:
         raise ValueError("at least one as-of timestamp is needed")
-    points = spark.createDataFrame([(as_utc(t),) for t in timestamps], _TS_SCHEMA)
+    points = local_frame(spark, [(as_utc(t),) for t in timestamps], _TS_SCHEMA)
     return points.select("as_of_ts", F.to_date("as_of_ts").alias("as_of_date"))
 
 

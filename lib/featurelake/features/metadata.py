@@ -18,6 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import ArrayType, LongType, StringType, StructField, StructType
 
 from featurelake.features.credit import BILL_AMT, MONTHS, PAY_AMT, PAY_STATUS
+from featurelake.session import local_frame
 
 __all__ = [
     "FEATURE_METADATA_SCHEMA",
@@ -204,4 +205,4 @@ def feature_metadata_frame(
     config = json.dumps(preprocessing, sort_keys=True, default=str)
     rows = [(table, int(delta_version), r["feature"], r["type"], r["description"],
              list(r["source_columns"]), config) for r in records]
-    return spark.createDataFrame(rows, FEATURE_METADATA_SCHEMA)
+    return local_frame(spark, rows, FEATURE_METADATA_SCHEMA)
