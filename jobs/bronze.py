@@ -129,7 +129,8 @@ def ingest(
                                             _FILES_META: files_meta})
         counts = observed_counts(observation, paths) if observation is not None else {}
         if sum(c[0] for c in counts.values()) != result.rows_written:
-            counts = batch_counts(ctx, table, batch_id)  # many files: read the batch back
+            # many files, or counts that do not add up: read the batch back
+            counts = batch_counts(ctx, table, batch_id)
     entries = [
         _ledger_row(spec.name, f, batch_id, counts.get(f.path, (0, 0))[0],
                     plan.statuses[f.path], now)

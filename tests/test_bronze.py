@@ -324,6 +324,23 @@ def test_job_counts_rows_per_file_by_reading_back_a_batch_of_many_files(spark, t
     assert ledger == {str(one): 3, str(two): 1}
 
 
+def test_job_records_a_header_only_file_with_zero_rows(spark, tmp_path):
+    # No data line: the write counts nothing, the ledger still records the file (0 rows).
+    empty = _land(tmp_path / "landing", "empty.csv.gz", [RETAIL_HEADER])
+    full = _land(tmp_path / "landing", "full.csv.gz", FILE_2)
+    assert _run(spark, tmp_path, _conf(tmp_path, "reingest")) == 0
+    ledger = {r["path"]: (r["rows"], r["status"]) for r in _ledger_table(spark, tmp_path).collect()}
+    assert ledger == {str(empty): (0, "ingested"), str(full): (1, "ingested")}
+    assert _bronze(spark, tmp_path).count() == 1
+
+
+def test_job_with_only_a_header_only_file_records_it_and_ingests_nothing(spark, tmp_path):
+    empty = _land(tmp_path / "landing", "empty.csv.gz", [RETAIL_HEADER])
+    assert _run(spark, tmp_path, _conf(tmp_path, "reingest")) == 0
+    ledger = [(r["path"], r["rows"]) for r in _ledger_table(spark, tmp_path).collect()]
+    assert ledger == [(str(empty), 0)]
+
+
 def test_job_rerun_without_new_files_adds_nothing(spark, tmp_path):
     _land(tmp_path / "landing", "a.csv.gz", FILE_1)
     conf = _conf(tmp_path, "reingest")

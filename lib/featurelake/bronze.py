@@ -78,10 +78,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RESCUED_DATA = "_rescued_data"
-_ALL = 2**31 - 1  # substring length: the rest of the string
 SOURCE_FILE = "_source_file"
 INGESTED_AT = "_ingested_at"
 BATCH_ID = "_batch_id"
+_ALL = 2**31 - 1  # a substring length meaning "the rest of the string"
 INGESTED_FILES_TABLE = "_ingested_files"
 _CORRUPT = "_corrupt_record"
 _HASH_CHUNK = 1 << 20
