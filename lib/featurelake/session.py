@@ -99,7 +99,7 @@ def local_frame(
     """
     import pyarrow as pa
 
-    struct = schema if isinstance(schema, T.StructType) else T._parse_datatype_string(schema)
+    struct = schema if isinstance(schema, T.StructType) else T.DataType.fromDDL(schema)
     if not isinstance(struct, T.StructType):
         raise TypeError(f"schema must describe a struct, got {schema!r}")
     names = struct.fieldNames()
