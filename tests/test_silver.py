@@ -956,10 +956,12 @@ def test_bad_file_through_bronze_and_silver_quarantines_each_bad_row(spark, tmp_
 # --------------------------------------------------------------------------------------------
 
 
-def _accounts_spec(unique_column: str):
-    """A small declaration: accounts deduplicated on id, a unique rule on ``unique_column``."""
+def _accounts_spec(unique_column: str | None):
+    """A small declaration: accounts deduplicated on id, a unique rule on ``unique_column``
+    (no rule when None)."""
     from featurelake.silver import SilverTableSpec
 
+    rules = [{"type": "unique", "column": unique_column}] if unique_column else []
     return SilverTableSpec.model_validate(
         {
             "name": "accounts",
@@ -969,7 +971,7 @@ def _accounts_spec(unique_column: str):
                 {"name": "email", "source": "email", "type": "string"},
             ],
             "dedup": {"key": ["id"]},
-            "expectations": [{"type": "unique", "column": unique_column}],
+            "expectations": rules,
         }
     )
 
@@ -1042,19 +1044,7 @@ def test_unique_rule_on_the_dedup_key_holds_after_dedup(spark):
 
 def _accounts_dedup(spark, rows):
     """silver rows (id, email, batch) and the classified outcomes, of accounts keyed on id."""
-    from featurelake.silver import SilverTableSpec
-
-    spec = SilverTableSpec.model_validate(
-        {
-            "name": "accounts",
-            "source": "accounts",
-            "columns": [
-                {"name": "id", "source": "id", "type": "long"},
-                {"name": "email", "source": "email", "type": "string"},
-            ],
-            "dedup": {"key": ["id"]},
-        }
-    )
+    spec = _accounts_spec(None)
     plan = build_silver(
         bronze_rows(spark, ["id", "email"], rows),
         spec,
