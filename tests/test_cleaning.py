@@ -45,7 +45,23 @@ def test_trim_to_null_trims_and_nulls_blanks(spark):
 def test_collapse_whitespace(spark):
     _check(
         spark,
-        [("RED  HEART\tT-LIGHT", "RED HEART T-LIGHT"), ("one", "one"), (None, None)],
+        [
+            ("RED  HEART\tT-LIGHT", "RED HEART T-LIGHT"),
+            ("one", "one"),
+            ("one two", "one two"),  # a single space stays
+            (None, None),
+            ("", ""),
+            # each whitespace character of the class alone, and runs mixing them
+            ("a\tb", "a b"),
+            ("a\nb", "a b"),
+            ("a\x0bb", "a b"),  # vertical tab
+            ("a\fb", "a b"),
+            ("a\rb", "a b"),
+            ("a \r\n b", "a b"),
+            ("   ", " "),
+            (" lead and trail ", " lead and trail "),
+            ("\u00a0nbsp", "\u00a0nbsp"),  # not ASCII whitespace: the regex leaves it
+        ],
         "string",
         collapse_whitespace,
     )
