@@ -13,9 +13,11 @@ next run from the bronze commit's metadata before it plans anything.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
+import threading
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -33,6 +35,7 @@ from featurelake.bronze import (
     read_source_rows,
     with_lineage,
 )
+from featurelake.concurrency import run_concurrently
 from featurelake.runner import JobContext, run_job
 from featurelake.session import local_frame
 from featurelake.sources import SourceSpec, load_sources
@@ -45,6 +48,7 @@ _FILES_META = "bronze_files"
 # Up to this many files per batch, rows per file are counted while the batch is written (two
 # aggregates per file in one observation); a larger batch is read back once and grouped.
 _OBSERVED_FILES_MAX = 64
+_LEDGER_LOCK = threading.Lock()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +64,8 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
         raise ValueError(f"unknown source(s) {unknown}; declared in "
                          f"{ctx.settings.conf_path('sources')}: {sorted(sources)}")
     ledger_path = ctx.path("bronze", INGESTED_FILES_TABLE)
-    for name in names:
+
+    def ingest_source(name: str) -> None:
         spec = sources[name]
         recover_unrecorded_batches(ctx, spec, ledger_path)
         ledger = read_ledger(ctx, ledger_path, spec.name)
@@ -74,6 +79,10 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
         rows, rescued = ingest(ctx, spec, plan, ledger_path)
         ctx.summary[f"{name}.rows_ingested"] = rows
         ctx.summary[f"{name}.rows_rescued"] = rescued
+
+    # Sources are independent (own table, own ledger rows): ingested concurrently.
+    run_concurrently([functools.partial(ingest_source, name) for name in names],
+                     ctx.settings.spark.concurrent_tables)
 
 
 def read_ledger(ctx: JobContext, ledger_path: str, source: str) -> list[dict[str, Any]]:
@@ -137,8 +146,10 @@ def ingest(
         for f in plan.to_ingest + plan.skipped
     ]
     if entries:
-        ctx.tables.write(local_frame(ctx.spark, entries, INGESTED_FILES_SCHEMA), ledger_path,
-                         mode="append", metadata={"source": spec.name, "batch_id": batch_id})
+        ledger = local_frame(ctx.spark, entries, INGESTED_FILES_SCHEMA)
+        with _LEDGER_LOCK:  # sources ingested concurrently share the ledger (and its creation)
+            ctx.tables.write(ledger, ledger_path, mode="append",
+                             metadata={"source": spec.name, "batch_id": batch_id})
     for landed in plan.skipped:
         log.warning("changed_file_skipped", extra={"fields": {"source": spec.name,
                                                                "path": landed.path}})

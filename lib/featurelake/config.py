@@ -86,6 +86,9 @@ class SparkSettings(_Frozen):
     shuffle_partitions: int = Field(default=8, ge=1)
     log_level: Literal["ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"] = "WARN"
     ui_enabled: bool = False
+    # Independent tables a job builds at the same time (their Spark jobs are submitted from
+    # threads: one table's tasks run while another is planned or committed); 1 = in turn.
+    concurrent_tables: int = Field(default=4, ge=1)
     conf: dict[str, str] = Field(default_factory=dict)
 
 

@@ -15,7 +15,9 @@ computed), ``gold/customer_features`` (the latest snapshot) and ``gold/_feature_
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -26,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from featurelake.concurrency import run_concurrently
 from featurelake.config import load_yaml_file, parse_model
 from featurelake.features.credit import (
     build_credit_features,
@@ -70,6 +73,7 @@ log = logging.getLogger(__name__)
 #: The preprocessing configuration file, relative to the configuration directory.
 GOLD_CONFIG_FILE = "features_gold.yaml"
 PARTS = ("credit", "customers")
+_METADATA_LOCK = threading.Lock()  # serialises appends to gold/_feature_metadata
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,8 +292,9 @@ def _write_with_metadata(
     )
     meta = feature_metadata_frame(ctx.spark, table=f"gold/{table}", delta_version=result.version,
                                   records=records, preprocessing=preprocessing)
-    ctx.tables.write(meta, ctx.path("gold", "_feature_metadata"), "append",
-                     metadata={"describes": f"gold/{table}@{result.version}"})
+    with _METADATA_LOCK:  # gold parts built concurrently share the metadata table
+        ctx.tables.write(meta, ctx.path("gold", "_feature_metadata"), "append",
+                         metadata={"describes": f"gold/{table}@{result.version}"})
     ctx.summary.setdefault("gold_versions", {})[f"gold/{table}"] = result.version
     return result.rows_written
 
@@ -371,8 +376,10 @@ def run_gold(ctx: JobContext, options: GoldRunOptions | None = None) -> None:
     options = options or GoldRunOptions()
     config_path = ctx.settings.conf_path(GOLD_CONFIG_FILE)
     config = load_gold_config(config_path)
+    parts = []
     if "credit" in options.parts:
-        _run_credit(ctx, config)
+        parts.append(functools.partial(_run_credit, ctx, config))
     if "customers" in options.parts:
-        _run_customers(ctx, config, options)
+        parts.append(functools.partial(_run_customers, ctx, config, options))
+    run_concurrently(parts, ctx.settings.spark.concurrent_tables)  # independent tables
     ctx.summary["gold_config"] = str(config_path)

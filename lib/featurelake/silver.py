@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import uuid
@@ -49,6 +50,7 @@ from featurelake.cleaning import (
     with_derived_columns,
     with_parsed_columns,
 )
+from featurelake.concurrency import run_concurrently
 from featurelake.config import ConfigError, load_yaml_file, parse_model
 from featurelake.pii import PiiColumn, hmac_sha256_hex, load_pii_key, with_pseudonymised_columns
 from featurelake.quality import (
@@ -706,59 +708,64 @@ def run_silver(
         key_file = os.path.join(ctx.settings.lakehouse.root, key_file)
     pii_key = load_pii_key(settings.pii_key_env, key_file) if needs_key else None
 
-    # Phase 1: build, write uncommitted, count and judge every table.
+    # Phase 1: build, write uncommitted, count and judge every table (tables concurrently).
     staged: list[StagedWrite] = []
-    built = []
-    try:
-        for spec in specs:
-            bronze_path = ctx.path("bronze", spec.source)
-            before = ctx.tables.rows_read.get(bronze_path, 0)
-            try:
-                bronze = ctx.tables.read(bronze_path)
-            except TableNotFoundError as exc:
-                raise DataError(
-                    f"silver table {spec.name}: bronze table {spec.source} not found at "
-                    f"{bronze_path}; run the bronze job first"
-                ) from exc
-            bronze_rows = ctx.tables.rows_read[bronze_path] - before  # from the Delta log's stats
-            bronze_version = ctx.tables.lineage.reads[bronze_path]
-            plan = build_silver(
-                bronze,
-                spec,
-                as_of=as_of,
-                run_id=ctx.run_id,
-                quarantined_at=started,
-                pii_key=pii_key,
-                observe=True,
-            )
-            silver_write = ctx.tables.stage(
-                plan.silver, ctx.path("silver", spec.name), "overwrite", overwrite_schema=True
-            )
-            staged.append(silver_write)
-            counts = plan.counts(spec)
-            message = _fail_message(spec, plan, counts)
-            if message:
-                raise DataError(message + "; nothing was committed")
-            quarantine_write = ctx.tables.stage(
-                plan.quarantine,
-                ctx.path("silver", spec.quarantine_name),
-                "overwrite",
-                overwrite_schema=True,
-            )
-            staged.append(quarantine_write)
-            if (
-                (bronze_rows >= 0 and counts.rows_in != bronze_rows)
-                or not counts.reconciles
-                or (silver_write.rows, quarantine_write.rows)
-                != (counts.rows_out, counts.rows_quarantined)
-            ):
-                raise DataError(
-                    _reconciliation_error(
-                        spec, bronze_rows, counts, silver_write.rows, quarantine_write.rows
-                    )
+
+    def stage_table(spec: SilverTableSpec) -> tuple[Any, ...]:
+        bronze_path = ctx.path("bronze", spec.source)
+        before = ctx.tables.rows_read.get(bronze_path, 0)
+        try:
+            bronze = ctx.tables.read(bronze_path)
+        except TableNotFoundError as exc:
+            raise DataError(
+                f"silver table {spec.name}: bronze table {spec.source} not found at "
+                f"{bronze_path}; run the bronze job first"
+            ) from exc
+        bronze_rows = ctx.tables.rows_read[bronze_path] - before  # from the Delta log's stats
+        bronze_version = ctx.tables.lineage.reads[bronze_path]
+        plan = build_silver(
+            bronze,
+            spec,
+            as_of=as_of,
+            run_id=ctx.run_id,
+            quarantined_at=started,
+            pii_key=pii_key,
+            observe=True,
+        )
+        silver_write = ctx.tables.stage(
+            plan.silver, ctx.path("silver", spec.name), "overwrite", overwrite_schema=True
+        )
+        staged.append(silver_write)
+        counts = plan.counts(spec)
+        message = _fail_message(spec, plan, counts)
+        if message:
+            raise DataError(message + "; nothing was committed")
+        quarantine_write = ctx.tables.stage(
+            plan.quarantine,
+            ctx.path("silver", spec.quarantine_name),
+            "overwrite",
+            overwrite_schema=True,
+        )
+        staged.append(quarantine_write)
+        if (
+            (bronze_rows >= 0 and counts.rows_in != bronze_rows)
+            or not counts.reconciles
+            or (silver_write.rows, quarantine_write.rows)
+            != (counts.rows_out, counts.rows_quarantined)
+        ):
+            raise DataError(
+                _reconciliation_error(
+                    spec, bronze_rows, counts, silver_write.rows, quarantine_write.rows
                 )
-            _log_warnings(spec, counts)
-            built.append((spec, counts, bronze_version, silver_write, quarantine_write))
+            )
+        _log_warnings(spec, counts)
+        return spec, counts, bronze_version, silver_write, quarantine_write
+
+    try:
+        built = run_concurrently(
+            [functools.partial(stage_table, spec) for spec in specs],
+            ctx.settings.spark.concurrent_tables,
+        )
 
         # Phase 2: commit silver and quarantine, record the metrics.
         reports = {}
