@@ -62,6 +62,13 @@ def build_spark_session(app_name: str, settings: SparkSettings) -> SparkSession:
         # silver table's plan (thousands of calls) spent more than a second there. Our errors
         # name the table and rule themselves; set it back to true in spark.conf to debug.
         "spark.python.sql.dataFrameDebugging.enabled": "false",
+        # Spark keeps the classes it generates and compiles for a plan, and reuses them when a
+        # later job generates the same code. One bronze -> silver -> gold run generates about
+        # 140 classes, more than the default 100 of this cache: a driver running the jobs
+        # again (full-pipeline, notebooks, the bench) compiled them all every time (1.5 s a
+        # run at 1M transactions; 0.65 s with this, what is left being plans whose literals,
+        # such as the run's as-of time, change).
+        "spark.sql.codegen.cache.maxEntries": "1000",
         "spark.driver.extraJavaOptions": "-Dlog4j2.level=WARN",
     }
     options.update(settings.conf)
