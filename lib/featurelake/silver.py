@@ -32,8 +32,8 @@ import functools
 import logging
 import os
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -241,20 +241,27 @@ class SilverPlan:
     """The lazy result of :func:`build_silver`.
 
     Attributes:
-        classified: every bronze row once, with its typed columns, ``_outcome`` and rule arrays
-            (for examination and for the examples in a ``fail`` message; the job does not
-            write it).
         silver: the clean rows in the silver schema (PII pseudonymised).
         quarantine: the quarantined rows: raw columns (PII hashed), lineage,
             ``_failed_rules``, ``_run_id``, ``_quarantined_at``.
         observations: with ``observe=True``, the Spark observations that measure the counts
             while ``silver`` is computed; read them with :meth:`counts`.
+        classify: builds :attr:`classified`.
     """
 
-    classified: DataFrame
     silver: DataFrame
     quarantine: DataFrame
+    classify: Callable[[], DataFrame] = field(repr=False)
     observations: tuple[Observation, Observation, Observation] | None = None
+
+    @functools.cached_property
+    def classified(self) -> DataFrame:
+        """Every bronze row once, with its typed columns, ``_outcome`` and rule arrays.
+
+        For examination and for the examples in a ``fail`` message; the job does not write
+        it, so its plan (a second ranking window) is built only when asked for.
+        """
+        return self.classify()
 
     def counts(self, spec: SilverTableSpec) -> SilverCounts:
         """The counts measured while ``silver`` was written (needs ``observe=True``).
@@ -377,19 +384,20 @@ def build_silver(
     def with_unique_rules(rows: DataFrame, scope: Column) -> DataFrame:
         return rows.transform(with_rule_failures, unique_rules, as_of=as_of, scope=scope)
 
-    # Every bronze row once, with its outcome: for examination, and for the quarantine when
-    # unique rules exist (they judge the deduplicated rows).
-    classified = (
-        checked.transform(_with_latest_rank, spec, among=F.col(_OK))
-        .transform(with_unique_rules, F.col(_OK) & ~F.col(_DUP))
-        .withColumn(
-            OUTCOME,
-            F.when(F.size(F.col(FAILED_RULES)) > 0, F.lit("quarantined"))
-            .when(F.col(_DUP), F.lit("duplicate"))
-            .otherwise(F.lit("clean")),
+    def classify() -> DataFrame:
+        # Every bronze row once, with its outcome: for examination, and for the quarantine
+        # when unique rules exist (they judge the deduplicated rows).
+        return (
+            checked.transform(_with_latest_rank, spec, among=F.col(_OK))
+            .transform(with_unique_rules, F.col(_OK) & ~F.col(_DUP))
+            .withColumn(
+                OUTCOME,
+                F.when(F.size(F.col(FAILED_RULES)) > 0, F.lit("quarantined"))
+                .when(F.col(_DUP), F.lit("duplicate"))
+                .otherwise(F.lit("clean")),
+            )
+            .drop(_OK, _DUP)
         )
-        .drop(_OK, _DUP)
-    )
 
     # Silver is computed from the rows that passed only (the window sorts no rejected row).
     # It carries the observations, each measured exactly once in silver's single pass; the
@@ -429,7 +437,7 @@ def build_silver(
     )
 
     rejected = (
-        classified.filter(F.col(OUTCOME) == "quarantined")
+        classify().filter(F.col(OUTCOME) == "quarantined")
         if unique_rules
         else checked.filter(~F.col(_OK))
     )
@@ -450,7 +458,7 @@ def build_silver(
     )
 
     return SilverPlan(
-        classified=classified, silver=silver, quarantine=quarantine, observations=observations
+        silver=silver, quarantine=quarantine, classify=classify, observations=observations
     )
 
 
