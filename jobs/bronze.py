@@ -5,9 +5,10 @@
 
 Per source: list the files matching its glob, compare them with ``bronze/_ingested_files``,
 read only new (and, per ``on_changed_file``, changed) files, keep every line, add lineage, and
-append them to ``bronze/<source>`` in one commit; then record the files in the ledger. A run
-with no new files writes nothing. A run that died between the two commits is repaired by the
-next run from the bronze commit's metadata before it plans anything.
+append them to ``bronze/<source>`` in one commit; then record the files in the ledger. Sources
+are ingested concurrently (up to ``spark.concurrent_tables``). A run with no new files writes
+nothing. A run that died between the two commits is repaired by the next run from the bronze
+commit's metadata before it plans anything.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from featurelake.bronze import (
 )
 from featurelake.concurrency import run_concurrently
 from featurelake.runner import JobContext, run_job
-from featurelake.session import local_frame
 from featurelake.sources import SourceSpec, load_sources
 from pyspark.sql import Column, Observation
 from pyspark.sql import functions as F
@@ -146,10 +146,9 @@ def ingest(
         for f in plan.to_ingest + plan.skipped
     ]
     if entries:
-        ledger = local_frame(ctx.spark, entries, INGESTED_FILES_SCHEMA)
         with _LEDGER_LOCK:  # sources ingested concurrently share the ledger (and its creation)
-            ctx.tables.write(ledger, ledger_path, mode="append",
-                             metadata={"source": spec.name, "batch_id": batch_id})
+            ctx.tables.append_rows(entries, INGESTED_FILES_SCHEMA, ledger_path,
+                                   metadata={"source": spec.name, "batch_id": batch_id})
     for landed in plan.skipped:
         log.warning("changed_file_skipped", extra={"fields": {"source": spec.name,
                                                                "path": landed.path}})
@@ -220,9 +219,10 @@ def recover_unrecorded_batches(ctx: JobContext, spec: SourceSpec, ledger_path: s
                         batch, counts.get(f["path"], (0, 0))[0], f["status"], at)
             for f in files
         ]
-        ctx.tables.write(local_frame(ctx.spark, entries, INGESTED_FILES_SCHEMA), ledger_path,
-                         mode="append", metadata={"source": spec.name, "batch_id": batch,
-                                                  "recovered": True})
+        with _LEDGER_LOCK:
+            ctx.tables.append_rows(entries, INGESTED_FILES_SCHEMA, ledger_path,
+                                   metadata={"source": spec.name, "batch_id": batch,
+                                             "recovered": True})
         log.warning("ledger_recovered", extra={"fields": {"source": spec.name, "batch_id": batch,
                                                           "files": len(entries)}})
 

@@ -19,7 +19,6 @@ from featurelake.pipeline import (
     run_pipeline,
 )
 from featurelake.runner import DataError, JobContext, run_job
-from featurelake.session import local_frame
 from pyspark.sql import Row
 from pyspark.sql.types import (
     IntegerType,
@@ -87,7 +86,7 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
             rows_written=sum(result.rows_written.values()),
             error=result.error,
         )
-        ctx.tables.write(local_frame(ctx.spark, [row], RUN_LOG_SCHEMA), run_log)
+        ctx.tables.append_rows([row], RUN_LOG_SCHEMA, run_log)
 
     common = ["--env", ctx.settings.env, "--conf-dir", ctx.settings.conf_dir]
     for override in args.conf:

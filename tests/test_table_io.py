@@ -489,3 +489,69 @@ def test_native_backend_requested_without_delta_spark_is_a_clear_error(spark):
 
     with pytest.raises(TableIOError, match="--packages io.delta:delta-spark"):
         DeltaTables(spark, backend="native")
+
+
+# --------------------------------------------------------------------------------------------
+# append_rows: driver-side rows without a Spark job
+# --------------------------------------------------------------------------------------------
+
+
+def test_append_rows_writes_every_type_without_a_spark_job(spark, tables, tmp_path):
+    path = str(tmp_path / "rows")
+    sc = spark.sparkContext
+    sc.setJobGroup("append-rows", "append_rows must not run Spark jobs")
+    try:
+        result = tables.append_rows(ALL_ROWS, ALL_TYPES, path, metadata={"why": "test"})
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+    assert list(sc.statusTracker().getJobIdsForGroup("append-rows")) == []
+    assert (result.version, result.rows_written, result.files_added) == (0, 3, 1)
+    # the values, worked out by hand, through three readers
+    read = tables.read(path)
+    assert read.schema == ALL_TYPES
+    by_spark = {r["s"]: r for r in read.collect()}
+    assert by_spark["b"]["l"] == -(2**40) and by_spark["a"]["dec"] == Decimal("12.34")
+    by_polars = pl.read_delta(path).sort("l", nulls_last=True)
+    assert by_polars.schema["ts"] == pl.Datetime("us", "UTC")  # naive input taken as UTC
+    assert by_polars["ts"].to_list()[1] == datetime(
+        2024, 1, 31, 23, 59, 59, 123456, tzinfo=timezone.utc
+    )
+    assert by_polars["dt"].to_list() == [date(1999, 12, 31), date(2024, 1, 31), None]
+    by_deltalake = DeltaTable(path).to_pandas().sort_values("l", na_position="last")
+    assert by_deltalake["dec"].tolist()[:2] == [Decimal("-0.01"), Decimal("12.34")]
+    # per-file statistics as a Spark write records them; the commit carries the lineage
+    import pyarrow as pa
+
+    add = pa.table(DeltaTable(path).get_add_actions(flatten=True)).to_pylist()[0]
+    assert (add["num_records"], add["min.l"], add["max.l"]) == (3, -(2**40), 1)
+    assert add["null_count.s"] == 1
+    commit = tables.history(path)[0]
+    assert commit["featurelake.run_id"] == "run-1" and commit["featurelake.why"] == "test"
+
+
+def test_append_rows_appends_and_checks_the_schema_like_write(spark, tables, tmp_path):
+    path = str(tmp_path / "kv")
+    tables.write(_kv(spark, [(1, "x", "a")]), path)
+    # mappings by name, in any order; the table's column order is kept
+    tables.append_rows([{"p": "b", "v": "y", "k": 2}], KV, path)
+    assert sorted(tuple(r) for r in tables.read(path).collect()) == [(1, "x", "a"), (2, "y", "b")]
+    assert pl.read_delta(path).columns == ["k", "v", "p"]
+    with pytest.raises(SchemaMismatchError) as info:
+        tables.append_rows([("3", "z", "c")], "k string, v string, p string", path)
+    assert "k (table bigint, write string)" in str(info.value)
+    assert tables.version(path) == 1
+
+
+def test_append_rows_to_a_partitioned_table_goes_through_spark(spark, tables, tmp_path):
+    path = str(tmp_path / "kv")
+    tables.write(_kv(spark, [(1, "x", "a")]), path, partition_by=["p"])
+    tables.append_rows([(2, "y", "b")], KV, path)
+    assert sorted(d for d in os.listdir(path) if not d.startswith("_")) == ["p=a", "p=b"]
+    assert sorted(tuple(r) for r in tables.read(path).collect()) == [(1, "x", "a"), (2, "y", "b")]
+
+
+def test_append_rows_with_no_rows_creates_an_empty_table(spark, tables, tmp_path):
+    path = str(tmp_path / "empty")
+    result = tables.append_rows([], KV, path)
+    assert (result.version, result.rows_written, result.files_added) == (0, 0, 0)
+    assert tables.read(path).schema == KV and tables.read(path).count() == 0

@@ -43,12 +43,13 @@ from featurelake.features.customers import (
     end_of_day,
 )
 from featurelake.features.metadata import (
+    FEATURE_METADATA_SCHEMA,
     FeatureSpec,
     credit_feature_specs,
     credit_label_specs,
     customer_feature_specs,
     describe_columns,
-    feature_metadata_frame,
+    feature_metadata_rows,
 )
 
 if TYPE_CHECKING:
@@ -290,11 +291,12 @@ def _write_with_metadata(
                   "preprocessing": preprocessing},
         **write_options,
     )
-    meta = feature_metadata_frame(ctx.spark, table=f"gold/{table}", delta_version=result.version,
-                                  records=records, preprocessing=preprocessing)
+    meta = feature_metadata_rows(table=f"gold/{table}", delta_version=result.version,
+                                 records=records, preprocessing=preprocessing)
     with _METADATA_LOCK:  # gold parts built concurrently share the metadata table
-        ctx.tables.write(meta, ctx.path("gold", "_feature_metadata"), "append",
-                         metadata={"describes": f"gold/{table}@{result.version}"})
+        ctx.tables.append_rows(
+            meta, FEATURE_METADATA_SCHEMA, ctx.path("gold", "_feature_metadata"),
+            metadata={"describes": f"gold/{table}@{result.version}"})
     ctx.summary.setdefault("gold_versions", {})[f"gold/{table}"] = result.version
     return result.rows_written
 

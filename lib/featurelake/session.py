@@ -14,7 +14,7 @@ from pyspark.sql import types as T
 
 from featurelake.config import SparkSettings
 
-__all__ = ["build_spark_session", "local_frame"]
+__all__ = ["arrow_rows", "build_spark_session", "local_frame"]
 
 
 def build_spark_session(app_name: str, settings: SparkSettings) -> SparkSession:
@@ -104,6 +104,18 @@ def local_frame(
             schema holds a type this does not convert (maps, structs).
         ValueError: a non-nullable field holds None.
     """
+    table, struct = arrow_rows(rows, schema)
+    return spark.createDataFrame(table, struct)
+
+
+def arrow_rows(
+    rows: Sequence[Sequence[Any] | Mapping[str, Any]], schema: T.StructType | str
+) -> tuple[Any, T.StructType]:
+    """The rows as a ``pyarrow.Table`` of the Spark schema, and that schema as a ``StructType``.
+
+    The conversion behind :func:`local_frame` (same arguments, rules and errors); Spark types
+    map to Arrow as Spark itself maps them (timestamps: microseconds, UTC).
+    """
     import pyarrow as pa
 
     struct = schema if isinstance(schema, T.StructType) else T.DataType.fromDDL(schema)
@@ -137,7 +149,7 @@ def local_frame(
             [pa.field(f.name, _arrow_type(f.dataType), f.nullable) for f in struct.fields]
         ),
     )
-    return spark.createDataFrame(table, struct)
+    return table, struct
 
 
 def _arrow_type(dtype: T.DataType) -> Any:

@@ -651,10 +651,9 @@ def _replace_metrics(
 ) -> None:
     """Append this run's metrics, removing those of earlier runs over the same bronze version."""
     path = ctx.path("ops", METRICS_TABLE)
-    new = local_frame(ctx.spark, rows, METRICS_SCHEMA)
     meta = {"silver_table": spec.name, "bronze_version": str(bronze_version)}
     if not ctx.tables.exists(path):
-        ctx.tables.write(new, path, "overwrite", metadata=meta)
+        ctx.tables.append_rows(rows, METRICS_SCHEMA, path, metadata=meta)
         return
     stale = sorted(
         {
@@ -666,10 +665,11 @@ def _replace_metrics(
         }
     )
     if not stale:
-        ctx.tables.write(new, path, "append", metadata=meta)
+        ctx.tables.append_rows(rows, METRICS_SCHEMA, path, metadata=meta)
         return
     current = ctx.tables.read(path, record=False)
     kept = current.filter(~((current["table"] == spec.name) & current["run_id"].isin(stale)))
+    new = local_frame(ctx.spark, rows, METRICS_SCHEMA)
     ctx.tables.write(kept.unionByName(new), path, "overwrite", metadata=meta)
     log.info("quality_metrics_replaced", extra={"fields": {"table": spec.name, "runs": stale}})
 
@@ -685,7 +685,8 @@ def run_silver(
     construction.
 
     Per table, silver and quarantine files are written but not committed (one pass over the
-    bronze rows each; every count is measured during silver's pass). Then ``fail`` rules and
+    bronze rows each; every count is measured during silver's pass); tables are built
+    concurrently, up to ``spark.concurrent_tables`` at a time. Then ``fail`` rules and
     checks of every selected table are judged and the counts reconciled - bronze rows read
     (from the Delta log) = silver + quarantined + duplicates, and the staged files hold
     exactly the counted rows. Only when every table passes is anything committed; otherwise

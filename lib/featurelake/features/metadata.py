@@ -14,11 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql.types import ArrayType, LongType, StringType, StructField, StructType
 
 from featurelake.features.credit import BILL_AMT, MONTHS, PAY_AMT, PAY_STATUS
-from featurelake.session import local_frame
 
 __all__ = [
     "FEATURE_METADATA_SCHEMA",
@@ -28,7 +27,7 @@ __all__ = [
     "credit_label_specs",
     "customer_feature_specs",
     "describe_columns",
-    "feature_metadata_frame",
+    "feature_metadata_rows",
 ]
 
 
@@ -182,27 +181,24 @@ def describe_columns(df: DataFrame, specs: Sequence[FeatureSpec]) -> list[dict[s
     ]
 
 
-def feature_metadata_frame(
-    spark: SparkSession,
+def feature_metadata_rows(
     *,
     table: str,
     delta_version: int,
     records: Sequence[Mapping[str, Any]],
     preprocessing: Mapping[str, Any],
-) -> DataFrame:
+) -> list[tuple[Any, ...]]:
     """The ``gold/_feature_metadata`` rows describing one version of one gold table.
 
     Args:
-        spark: the session that owns the result (no data is read).
         table: the gold table, e.g. ``"gold/credit_features"``.
         delta_version: the Delta version these rows describe.
         records: :func:`describe_columns` output.
         preprocessing: the preprocessing configuration used (stored as sorted JSON).
 
     Returns:
-        A frame with :data:`FEATURE_METADATA_SCHEMA`.
+        Tuples in :data:`FEATURE_METADATA_SCHEMA` order.
     """
     config = json.dumps(preprocessing, sort_keys=True, default=str)
-    rows = [(table, int(delta_version), r["feature"], r["type"], r["description"],
+    return [(table, int(delta_version), r["feature"], r["type"], r["description"],
              list(r["source_columns"]), config) for r in records]
-    return local_frame(spark, rows, FEATURE_METADATA_SCHEMA)
