@@ -652,19 +652,17 @@ def _replace_metrics(
     """Append this run's metrics, removing those of earlier runs over the same bronze version."""
     path = ctx.path("ops", METRICS_TABLE)
     meta = {"silver_table": spec.name, "bronze_version": str(bronze_version)}
-    if not ctx.tables.exists(path):
-        ctx.tables.append_rows(rows, METRICS_SCHEMA, path, metadata=meta)
-        return
+    history = ctx.tables.history(path) if ctx.tables.exists(path) else []
     stale = sorted(
         {
             entry["featurelake.run_id"]
-            for entry in ctx.tables.history(path)
+            for entry in history
             if entry.get("featurelake.silver_table") == spec.name
             and entry.get("featurelake.bronze_version") == str(bronze_version)
             and entry.get("featurelake.run_id") != ctx.run_id
         }
     )
-    if not stale:
+    if not stale:  # the first metrics, or none of an earlier run to replace
         ctx.tables.append_rows(rows, METRICS_SCHEMA, path, metadata=meta)
         return
     current = ctx.tables.read(path, record=False)

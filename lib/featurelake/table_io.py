@@ -54,6 +54,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from featurelake.session import arrow_rows
+
 __all__ = [
     "ConcurrentWriteError",
     "DeltaTables",
@@ -426,8 +428,6 @@ class DeltaTables:
             SchemaMismatchError: as :meth:`write`.
             TypeError, ValueError: rows that do not fit the schema (as ``local_frame``).
         """
-        from featurelake.session import arrow_rows
-
         table, struct = arrow_rows(rows, schema)
         if self.backend == "native":
             frame = self.spark.createDataFrame(table, struct)
