@@ -306,8 +306,11 @@ def _with_latest_rank(
     groups = [F.xxhash64(*keys), *keys] if among is None else [among, F.xxhash64(*keys), *keys]
     order = [quoted(c).desc_nulls_last() for c in spec.dedup.latest_by]
     order.append(F.xxhash64(F.col(RAW)).desc())
-    rank = F.row_number().over(Window.partitionBy(*groups).orderBy(*order))
-    duplicate = rank > 1 if among is None else among & (rank > 1)
+    # "Not the first row of its group": a previous row exists. With row_number() > 1 the
+    # optimiser would add a partial top-1 per group before the shuffle - a second full sort,
+    # which only pays off when most rows are duplicates.
+    later = F.lag(F.lit(True)).over(Window.partitionBy(*groups).orderBy(*order)).isNotNull()
+    duplicate = later if among is None else among & later
     return df.withColumn(_DUP, duplicate)
 
 
