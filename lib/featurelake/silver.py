@@ -56,6 +56,7 @@ from featurelake.pii import PiiColumn, hmac_sha256_hex, load_pii_key, with_pseud
 from featurelake.quality import (
     FAILED_RULES,
     FATAL_RULES,
+    RULE_COLUMNS,
     CheckOutcome,
     Expectation,
     Severity,
@@ -418,11 +419,14 @@ def build_silver(
             F.count(F.lit(1)).alias("rows"),
             *rule_failure_aggregates([r for r in spec.rules if r[0] not in not_unique]),
         )
-    ranked = (
-        measured.filter(F.col(_OK))
-        .transform(_with_latest_rank, spec)
-        .transform(with_unique_rules, ~F.col(_DUP))
-    )
+    passed = measured.filter(F.col(_OK))
+    if not unique_rules:
+        # The rows that passed broke no rule and no later rule can reject them: the rule
+        # arrays (empty) need not travel through the shuffle.
+        passed = passed.drop(*RULE_COLUMNS.values())
+    ranked = passed.transform(_with_latest_rank, spec)
+    if unique_rules:
+        ranked = ranked.transform(with_unique_rules, ~F.col(_DUP))
     if observations is not None:
         ranked = ranked.observe(
             observations[1],
@@ -430,7 +434,9 @@ def build_silver(
             F.coalesce(F.sum((~F.col(_DUP)).cast("long")), F.lit(0)).alias("kept"),
             *rule_failure_aggregates([r for r in spec.rules if r[0] in not_unique]),
         )
-    clean = ranked.filter(~F.col(_DUP) & (F.size(F.col(FAILED_RULES)) == 0))
+    clean = ranked.filter(
+        ~F.col(_DUP) & (F.size(F.col(FAILED_RULES)) == 0) if unique_rules else ~F.col(_DUP)
+    )
     if observations is not None:
         clean = clean.observe(observations[2], *table_check_aggregates(spec.checks, rows="clean"))
     silver = (
