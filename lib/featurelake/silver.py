@@ -299,12 +299,16 @@ def _with_latest_rank(
 
     The window is partitioned by a 64-bit hash of the key before the key itself: the hash
     (a function of the key, so the groups are the same) makes the shuffle's sort compare one
-    long instead of up to a dozen strings.
+    long instead of up to a dozen strings. It comes before ``among`` too: Spark's sort keeps
+    the first sort key of each row as a prefix and compares whole rows only when prefixes tie;
+    a boolean first ties for nearly every pair (measured on 1M transactions: a job sorting and
+    ranking every row, then writing the rejected ones, took 4.7 s of task time with ``among``
+    first, 3.5 s with the hash first).
     """
     if spec.dedup is None:
         return df.withColumn(_DUP, F.lit(False))
     keys = [quoted(k) for k in spec.dedup_key]
-    groups = [F.xxhash64(*keys), *keys] if among is None else [among, F.xxhash64(*keys), *keys]
+    groups = [F.xxhash64(*keys), *keys] if among is None else [F.xxhash64(*keys), among, *keys]
     order = [quoted(c).desc_nulls_last() for c in spec.dedup.latest_by]
     order.append(F.xxhash64(F.col(RAW)).desc())
     # "Not the first row of its group": a previous row exists. With row_number() > 1 the
