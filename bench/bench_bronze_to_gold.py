@@ -28,12 +28,8 @@ profiles (PII) are not ingested by either side.
 Each side first runs ``--warmup-runs`` times per scale (default 1; printed, not compared),
 then ``--repeat`` times, alternating which side goes first (the machine's speed drifts):
 every run's seconds are printed, and the comparison uses each side's median. The warm-up is
-at full scale because the JVM's JIT keeps compiling hot paths well past a small run:
-measured here on 2 cores, seven runs in a row at 1M took featurelake 35.1 (cold), 19.4, 18.4,
-18.7, 16.6, 16.3 and 15.7 s and the baseline 19.6, 14.8, 15.2, 15.4, 14.0, 13.2 and 14.2 s -
-the three jobs' many more generated classes take longer to compile, while the compiler
-threads share the two cores with the tasks. A warm-up of 20k transactions, as used before,
-left the first timed run at 1M still warming.
+at full scale because the JVM's JIT keeps compiling hot paths well past a small run, the
+three jobs' many generated classes longer than one query's (figures in the README).
 
 Printed per scale: each run, then the median seconds per side (featurelake also per job),
 rows/s (input transaction lines / median seconds), the ratio of the medians
