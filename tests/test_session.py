@@ -1,11 +1,14 @@
-"""local_frame: small driver-side frames through Arrow, equal to what createDataFrame builds."""
+"""local_frame: small driver-side frames through Arrow, equal to what createDataFrame builds.
+
+run_constant: a run's time on every row, without new generated code for each new value."""
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-from featurelake.session import local_frame
+from featurelake.session import local_frame, run_constant
+from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -68,3 +71,51 @@ def test_bad_rows_are_refused_with_the_reason(spark):
         local_frame(spark, [("a", 1)], SCHEMA)
     with pytest.raises(TypeError, match="does not support the type map"):
         local_frame(spark, [], "m map<string,int>")
+
+
+def _compiled_classes(spark) -> int:
+    """Classes Spark's code generator has compiled in this JVM so far."""
+    metrics = spark.sparkContext._jvm.org.apache.spark.metrics.source.CodegenMetrics
+    return metrics.METRIC_COMPILATION_TIME().getCount()
+
+
+def _judge(spark, at: Column) -> list[tuple[int, int, int]]:
+    # 1000 rows in 4 partitions, one per second from 2024-01-01T00:00:00Z; per partition: rows,
+    # rows at or before the constant, and the constant in microseconds.
+    rows = spark.range(0, 1000, 1, 4).select(
+        F.spark_partition_id().alias("p"),
+        F.timestamp_seconds(F.col("id") + 1704067200).alias("ts"),
+        at.alias("at"),
+    )
+    out = rows.groupBy("p").agg(
+        F.count(F.lit(1)),
+        F.sum((F.col("ts") <= F.col("at")).cast("int")),
+        F.max(F.unix_micros("at")),
+    )
+    return sorted(tuple(r)[1:] for r in out.collect())
+
+
+def test_run_constant_is_the_value_on_every_row_of_every_partition(spark):
+    # 2024-01-01T00:02:00.5Z: rows 0..120 (seconds 0 to 120) are at or before it; partitions of
+    # 250 rows each, so only the first holds them.
+    at = datetime(2024, 1, 1, 0, 2, 0, 500000, tzinfo=timezone.utc)
+    us = 1704067200 * 1_000_000 + 120_500_000
+    assert _judge(spark, run_constant(at)) == [(250, 0, us)] * 3 + [(250, 121, us)]
+    naive = datetime(2024, 1, 1, 0, 2, 0, 500000)  # taken as UTC
+    assert _judge(spark, run_constant(naive))[-1] == (250, 121, us)
+    schema = spark.range(1).select(run_constant(at).alias("at")).schema
+    assert schema["at"].dataType == T.TimestampType()
+
+
+def test_a_new_run_constant_value_reuses_the_generated_code(spark):
+    first = datetime(2024, 1, 1, 0, 0, 10)
+    _judge(spark, run_constant(first))
+    before = _compiled_classes(spark)
+    later = [_judge(spark, run_constant(first + timedelta(seconds=k))) for k in (1, 2, 3)]
+    assert [r[-1][1] for r in later] == [12, 13, 14]
+    assert _compiled_classes(spark) == before
+    # The check can fail: a plain literal of a new value compiles new classes.
+    _judge(spark, F.lit(first + timedelta(seconds=5)))
+    before = _compiled_classes(spark)
+    _judge(spark, F.lit(first + timedelta(seconds=6)))
+    assert _compiled_classes(spark) > before

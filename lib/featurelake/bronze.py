@@ -48,6 +48,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
 
 from featurelake.runner import DataError
+from featurelake.session import run_constant
 from featurelake.sources import ReaderOptions, SourceSpec
 
 __all__ = [
@@ -571,7 +572,7 @@ def with_lineage(
         A DataFrame with exactly :func:`bronze_schema`'s columns and types.
     """
     extended = df.withColumns({
-        INGESTED_AT: F.lit(_as_utc(ingested_at)).cast(TimestampType()),
+        INGESTED_AT: run_constant(_as_utc(ingested_at)),
         BATCH_ID: F.lit(batch_id),
     })
     return extended.select(*[F.col(f"`{f.name}`").cast(f.dataType).alias(f.name)

@@ -34,6 +34,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from featurelake.cleaning import compact_array, quoted
+from featurelake.session import run_constant
 
 __all__ = [
     "CheckOutcome",
@@ -166,7 +167,7 @@ def rule_passes(expectation: Expectation, as_of: datetime | None = None) -> Colu
     if kind == "not_future":
         if as_of is None:
             raise ValueError(f"rule {expectation.rule}: not_future needs the run's as_of time")
-        return col.isNull() | (col <= F.lit(_as_naive_utc(as_of)))
+        return col.isNull() | (col <= run_constant(_as_naive_utc(as_of)))
     raise ValueError(f"rule {expectation.rule}: {kind} is not a row-local rule")
 
 

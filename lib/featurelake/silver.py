@@ -67,7 +67,7 @@ from featurelake.quality import (
     with_rule_failures,
 )
 from featurelake.runner import DataError, JobContext
-from featurelake.session import local_frame
+from featurelake.session import local_frame, run_constant
 from featurelake.table_io import StagedWrite, TableNotFoundError
 
 __all__ = [
@@ -467,7 +467,7 @@ def build_silver(
         *[quoted(c) for c in LINEAGE_COLUMNS],
         F.col(FAILED_RULES),
         F.lit(run_id).alias("_run_id"),
-        F.lit(quarantined_at).cast("timestamp").alias("_quarantined_at"),
+        run_constant(quarantined_at).alias("_quarantined_at"),
     )
 
     return SilverPlan(
