@@ -1,4 +1,8 @@
-"""The one place a SparkSession is built."""
+"""The one place a SparkSession is built, and how driver-side values are handed to Spark.
+
+``local_frame`` builds small frames through Arrow; ``run_constant`` gives a run's own time to
+a query without compiling it into the query's generated code.
+"""
 
 from __future__ import annotations
 
