@@ -4,6 +4,7 @@ run_constant: a run's time on every row, without new generated code for each new
 
 from __future__ import annotations
 
+import time
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -105,6 +106,18 @@ def test_run_constant_is_the_value_on_every_row_of_every_partition(spark):
     assert _judge(spark, run_constant(naive))[-1] == (250, 121, us)
     schema = spark.range(1).select(run_constant(at).alias("at")).schema
     assert schema["at"].dataType == T.TimestampType()
+
+
+def test_run_constant_takes_naive_times_as_utc_in_any_process_time_zone(spark, monkeypatch):
+    # PySpark reads a naive literal in the Python process's zone (5 h off in New York).
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        got = spark.range(1).select(F.unix_micros(run_constant(datetime(2024, 1, 1)))).first()[0]
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert got == 1704067200 * 1_000_000  # 2024-01-01T00:00:00Z
 
 
 def test_a_new_run_constant_value_reuses_the_generated_code(spark):

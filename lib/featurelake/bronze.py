@@ -572,7 +572,7 @@ def with_lineage(
         A DataFrame with exactly :func:`bronze_schema`'s columns and types.
     """
     extended = df.withColumns({
-        INGESTED_AT: run_constant(_as_utc(ingested_at)),
+        INGESTED_AT: run_constant(ingested_at),
         BATCH_ID: F.lit(batch_id),
     })
     return extended.select(*[F.col(f"`{f.name}`").cast(f.dataType).alias(f.name)

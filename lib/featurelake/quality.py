@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -128,13 +128,6 @@ class Expectation(BaseModel):
         return self.name or f"{self.type}:{self.column}"
 
 
-def _as_naive_utc(value: datetime) -> datetime:
-    """Spark session time is UTC; a naive datetime literal is read as session-local time."""
-    if value.tzinfo is None:
-        return value
-    return value.astimezone(timezone.utc).replace(tzinfo=None)
-
-
 def rule_passes(expectation: Expectation, as_of: datetime | None = None) -> Column:
     """A boolean column, never null: True where the row satisfies ``expectation``.
 
@@ -167,7 +160,7 @@ def rule_passes(expectation: Expectation, as_of: datetime | None = None) -> Colu
     if kind == "not_future":
         if as_of is None:
             raise ValueError(f"rule {expectation.rule}: not_future needs the run's as_of time")
-        return col.isNull() | (col <= run_constant(_as_naive_utc(as_of)))
+        return col.isNull() | (col <= run_constant(as_of))
     raise ValueError(f"rule {expectation.rule}: {kind} is not a row-local rule")
 
 

@@ -127,11 +127,14 @@ def run_constant(value: datetime) -> Column:
     use it in projections, not in join keys or grouping keys).
 
     Args:
-        value: the instant; naive values are taken as UTC (the session time zone).
+        value: the instant; naive values are taken as UTC (the session time zone; PySpark
+            would read a naive literal in the Python process's local zone).
 
     Returns:
         A timestamp column equal to ``value`` on every row.
     """
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
     return F.element_at(F.array(F.lit(value)), F.spark_partition_id() * 0 + 1)
 
 
