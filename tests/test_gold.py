@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from deltalake import write_deltalake
 from featurelake.config import ConfigError
 from featurelake.features.customers import as_of_timestamps
 from featurelake.features.metadata import (
@@ -30,7 +31,7 @@ from featurelake.gold import (
     resolve_snapshot_range,
     run_gold,
 )
-from featurelake.runner import JobContext, run_job
+from featurelake.runner import JobContext, execute_job, run_job
 from featurelake.table_io import DeltaTables
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -245,6 +246,40 @@ def test_gold_job_as_of_limits_the_latest_snapshot(
     latest = DeltaTables(spark).read(f"{lake}/gold/customer_features", record=False)
     rows = [(r["customer_id"], r["frequency"], r["monetary"]) for r in latest.collect()]
     assert rows == [("A", 1, 10.0)]
+
+
+def test_gold_job_reads_the_data_range_from_rows_when_files_have_no_statistics(
+    spark: SparkSession, lake: Path, tmp_path: Path, job_conf: Path
+) -> None:
+    # The range and the rows without a customer come from the Delta log's file statistics
+    # when there are any; a table written without them (here by delta-rs, told to index no
+    # column) must give the same snapshots and counts, computed from the rows.
+    write_deltalake(str(tmp_path / "silver" / "transactions"),
+                    spark.createDataFrame(TX_ROWS, TX_SILVER).toArrow(),
+                    configuration={"delta.dataSkippingNumIndexedCols": "0"})
+    assert DeltaTables(spark).column_stats(str(tmp_path / "silver" / "transactions"),
+                                           ["invoice_date"]) is None
+    shutil.copytree(lake / "silver" / "credit_clients", tmp_path / "silver" / "credit_clients")
+    argv = ["--conf-dir", str(job_conf), "--env", "test", "--conf", f"lakehouse.root={tmp_path}"]
+    outcome = execute_job("gold", _gold_main, argv, add_gold_arguments, spark)
+    assert outcome.code == 0
+    # Line 4 of TX_ROWS has no customer; Jan 1 to Jan 4 is the range of its invoice dates.
+    assert outcome.summary["transactions_without_customer"] == 1
+    assert (_snapshot(spark, tmp_path / "gold" / "customer_features_daily")
+            == _snapshot(spark, lake / "gold" / "customer_features_daily"))
+
+
+def test_gold_job_counts_rows_without_a_customer_from_file_statistics(
+    spark: SparkSession, lake: Path, tmp_path: Path, job_conf: Path
+) -> None:
+    shutil.copytree(lake / "silver", tmp_path / "silver")
+    assert DeltaTables(spark).column_stats(str(tmp_path / "silver" / "transactions"),
+                                           ["invoice_date"]) is not None
+    argv = ["--conf-dir", str(job_conf), "--env", "test", "--conf", f"lakehouse.root={tmp_path}",
+            "--only", "customers", "--no-daily"]
+    outcome = execute_job("gold", _gold_main, argv, add_gold_arguments, spark)
+    assert outcome.code == 0
+    assert outcome.summary["transactions_without_customer"] == 1
 
 
 def test_gold_job_fails_clearly_without_silver(

@@ -15,6 +15,7 @@ import pytest
 from chispa import assert_df_equality
 from deltalake import DeltaTable
 from featurelake.table_io import (
+    ColumnStats,
     ConcurrentWriteError,
     DeltaTables,
     Lineage,
@@ -555,3 +556,47 @@ def test_append_rows_with_no_rows_creates_an_empty_table(spark, tables, tmp_path
     result = tables.append_rows([], KV, path)
     assert (result.version, result.rows_written, result.files_added) == (0, 0, 0)
     assert tables.read(path).schema == KV and tables.read(path).count() == 0
+
+
+def test_column_stats_combine_every_file_of_the_version_without_reading_data(
+    spark, tables, tmp_path
+):
+    path = str(tmp_path / "stats")
+    schema = "d date, n long, s string"
+    tables.write(spark.createDataFrame([(date(2024, 3, 5), 7, None), (None, -2, None)], schema),
+                 path)
+    tables.write(spark.createDataFrame([(date(2023, 12, 31), None, "b"),
+                                        (date(2024, 1, 1), 4, "a")], schema), path)
+    stats = tables.column_stats(path, ["d", "n", "s"])
+    # By hand: d over both files 2023-12-31..2024-03-05 with one null; n -2..7 with one null;
+    # s only in the second file (the first holds nulls only, so it has no min or max).
+    assert stats == {
+        "d": ColumnStats(date(2023, 12, 31), date(2024, 3, 5), 1),
+        "n": ColumnStats(-2, 7, 1),
+        "s": ColumnStats("a", "b", 2),
+    }
+    assert tables.column_stats(path, ["d", "n"], version=0) == {
+        "d": ColumnStats(date(2024, 3, 5), date(2024, 3, 5), 1),
+        "n": ColumnStats(-2, 7, 0),
+    }
+
+
+def test_column_stats_are_none_when_a_file_has_no_statistics(spark, tables, tmp_path):
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    path = str(tmp_path / "nostats")
+    # The first file written by delta-rs, on a table told to keep statistics for no column.
+    write_deltalake(path, pa.table({"d": pa.array([date(2025, 1, 1)]), "n": pa.array([2])}),
+                    configuration={"delta.dataSkippingNumIndexedCols": "0"})
+    assert tables.column_stats(path, ["d"]) is None
+    tables.write(spark.createDataFrame([(date(2024, 1, 1), 1)], "d date, n long"), path)
+    assert tables.column_stats(path, ["n"]) is None  # one file with statistics is not enough
+
+
+def test_column_stats_of_an_empty_table_and_a_missing_table(spark, tables, tmp_path):
+    path = str(tmp_path / "empty")
+    tables.write(spark.createDataFrame([], "d date"), path)
+    assert tables.column_stats(path, ["d"]) == {"d": ColumnStats(None, None, 0)}
+    with pytest.raises(TableNotFoundError):
+        tables.column_stats(str(tmp_path / "absent"), ["d"])

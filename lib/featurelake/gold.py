@@ -311,18 +311,37 @@ def _run_credit(ctx: JobContext, config: GoldConfig) -> None:
         ctx, labels, "credit_labels", credit_label_specs(), preprocessing)
 
 
-def _run_customers(ctx: JobContext, config: GoldConfig, options: GoldRunOptions) -> None:
-    from featurelake.runner import DataError
+def _transaction_span(
+    ctx: JobContext, path: str, transactions: DataFrame
+) -> tuple[date | None, date | None, int]:
+    """First and last invoice date and rows without a customer, of the version just read.
 
-    transactions = ctx.tables.read(ctx.path("silver", "transactions"))
+    From the Delta log's file statistics when every file has them (no pass over the data
+    before the features' own); otherwise from the rows.
+    """
+    stats = ctx.tables.column_stats(
+        path, ["invoice_date", "customer_id"], version=ctx.tables.lineage.reads[path])
+    if stats is not None:
+        dates = stats["invoice_date"]
+        return dates.min, dates.max, stats["customer_id"].null_count
     span = transactions.agg(
         F.min("invoice_date").alias("first"), F.max("invoice_date").alias("last"),
         F.sum(F.col("customer_id").isNull().cast("long")).alias("no_customer"),
     ).first()
-    if span is None or span["first"] is None:
+    assert span is not None  # a global aggregate has one row
+    return span["first"], span["last"], int(span["no_customer"] or 0)
+
+
+def _run_customers(ctx: JobContext, config: GoldConfig, options: GoldRunOptions) -> None:
+    from featurelake.runner import DataError
+
+    path = ctx.path("silver", "transactions")
+    transactions = ctx.tables.read(path)
+    first, last, no_customer = _transaction_span(ctx, path, transactions)
+    if first is None:
         raise DataError("silver/transactions has no rows with an invoice date: nothing to build "
                         "customer features from (run the silver job first)")
-    start, end = resolve_snapshot_range(config.snapshots, span["first"], span["last"],
+    start, end = resolve_snapshot_range(config.snapshots, first, last,
                                         options.snapshot_start, options.snapshot_end)
     latest_ts = options.as_of or datetime.combine(end, time.max)
     daily = config.snapshots.daily if options.daily is None else options.daily
@@ -356,7 +375,7 @@ def _run_customers(ctx: JobContext, config: GoldConfig, options: GoldRunOptions)
             ctx.summary["snapshot_dates"] = len(_snapshot_dates(start, end, cadence))
     finally:
         features.unpersist()
-    ctx.summary["transactions_without_customer"] = int(span["no_customer"] or 0)
+    ctx.summary["transactions_without_customer"] = no_customer
     log.info("customer_features_built", extra={"fields": {
         "snapshot_start": start.isoformat(), "snapshot_end": end.isoformat(),
         "latest_as_of": latest_ts.isoformat(), "daily": daily}})

@@ -57,6 +57,7 @@ from pyspark.sql.types import (
 from featurelake.session import arrow_rows
 
 __all__ = [
+    "ColumnStats",
     "ConcurrentWriteError",
     "DeltaTables",
     "SchemaMismatchError",
@@ -110,6 +111,21 @@ class WriteResult:
     rows_written: int
     files_added: int
     operation: str
+
+
+@dataclass(frozen=True)
+class ColumnStats:
+    """One column's statistics over a whole table version, from its files' Delta statistics.
+
+    Attributes:
+        min: the smallest non-null value; None when the column holds no non-null value.
+        max: the largest non-null value; None when the column holds no non-null value.
+        null_count: rows where the column is null.
+    """
+
+    min: Any
+    max: Any
+    null_count: int
 
 
 @dataclass(frozen=True)
@@ -281,6 +297,57 @@ class DeltaTables:
             self.lineage.reads[path] = read_version
             self.rows_read[path] = self.rows_read.get(path, 0) + rows
         return df
+
+    def column_stats(
+        self, path: str, columns: Sequence[str], version: int | None = None
+    ) -> dict[str, ColumnStats] | None:
+        """Min, max and null count of columns over a table version, from the Delta log alone.
+
+        Each data file's statistics (written with every commit by this module, and by most
+        Delta writers) are combined; no data file is read. Exact for numbers, dates and
+        timestamps; other writers may keep only a prefix of a long string, so string min/max
+        are for display, not for logic.
+
+        Args:
+            path: the table path.
+            columns: top-level column names.
+            version: the table version (the latest when None); pass the version a read
+                recorded (``lineage.reads[path]``) to describe the rows that read returns.
+
+        Returns:
+            Per column, its :class:`ColumnStats`; None when any file lacks a needed statistic
+            (a null count, or a min/max where the file has non-null values) - the caller
+            then computes the figures from the data.
+
+        Raises:
+            TableNotFoundError: no table at ``path``, or no such version.
+        """
+        import pyarrow as pa
+
+        actions = pa.table(self._open_rs(path, version, None).get_add_actions(flatten=True))
+        if actions.num_rows == 0:
+            return {c: ColumnStats(None, None, 0) for c in columns}
+        if "num_records" not in actions.column_names:
+            return None
+        records = actions.column("num_records").to_pylist()
+        out = {}
+        for name in columns:
+            needed = [f"null_count.{name}", f"min.{name}", f"max.{name}"]
+            if any(c not in actions.column_names for c in needed):
+                return None
+            nulls, lows, highs = (actions.column(c).to_pylist() for c in needed)
+            low = high = None
+            for n, count, lo, hi in zip(records, nulls, lows, highs, strict=True):
+                if n is None or count is None:
+                    return None
+                if count == n:  # only nulls in this file: it has no min or max
+                    continue
+                if lo is None or hi is None:
+                    return None
+                low = lo if low is None else min(low, lo)
+                high = hi if high is None else max(high, hi)
+            out[name] = ColumnStats(low, high, int(sum(nulls)))
+        return out
 
     def _open_rs(self, path: str, version: int | None, timestamp: datetime | str | None) -> Any:
         from deltalake import DeltaTable
