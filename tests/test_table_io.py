@@ -568,8 +568,8 @@ def test_column_stats_combine_every_file_of_the_version_without_reading_data(
     tables.write(spark.createDataFrame([(date(2023, 12, 31), None, "b"),
                                         (date(2024, 1, 1), 4, "a")], schema), path)
     stats = tables.column_stats(path, ["d", "n", "s"])
-    # By hand: d over both files 2023-12-31..2024-03-05 with one null; n -2..7 with one null;
-    # s only in the second file (the first holds nulls only, so it has no min or max).
+    # By hand: d over both writes 2023-12-31..2024-03-05 with one null; n -2..7 with one
+    # null; s only in the second write (the first one's files hold nulls only: no min or max).
     assert stats == {
         "d": ColumnStats(date(2023, 12, 31), date(2024, 3, 5), 1),
         "n": ColumnStats(-2, 7, 1),

@@ -316,14 +316,17 @@ class DeltaTables:
 
         Returns:
             Per column, its :class:`ColumnStats`; None when any file lacks a needed statistic
-            (a null count, or a min/max where the file has non-null values) - the caller
-            then computes the figures from the data.
+            (a null count, or a min/max where the file has non-null values), and on the
+            native backend (its tables may be on storage delta-rs is not set up for) - the
+            caller then computes the figures from the data.
 
         Raises:
             TableNotFoundError: no table at ``path``, or no such version.
         """
         import pyarrow as pa
 
+        if self.backend == "native":
+            return None
         actions = pa.table(self._open_rs(path, version, None).get_add_actions(flatten=True))
         if actions.num_rows == 0:
             return {c: ColumnStats(None, None, 0) for c in columns}
