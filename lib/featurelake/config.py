@@ -23,6 +23,10 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+# libyaml's loader when PyYAML was built with it (its wheels are): the same documents, about
+# ten times faster than the pure-Python one (every job reads a dozen of these files).
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 __all__ = [
     "ConfigError",
     "DeltaSettings",
@@ -253,7 +257,7 @@ def load_yaml_file(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(str(path), "", "file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), "", f"invalid YAML: {exc}") from exc
     if data is None:
@@ -302,7 +306,7 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError("--conf", text, "expected dotted.key=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=_YAML_LOADER) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key.split("."), value
