@@ -323,11 +323,9 @@ class DeltaTables:
         Raises:
             TableNotFoundError: no table at ``path``, or no such version.
         """
-        import pyarrow as pa
-
         if self.backend == "native":
             return None
-        actions = pa.table(self._open_rs(path, version, None).get_add_actions(flatten=True))
+        actions = _add_actions(self._open_rs(path, version, None))
         if actions.num_rows == 0:
             return {c: ColumnStats(None, None, 0) for c in columns}
         if "num_records" not in actions.column_names:
@@ -1149,10 +1147,15 @@ def _sql_literal(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def _total_rows(table: Any) -> int:
+def _add_actions(table: Any) -> Any:
+    """A delta-rs table's data files with their flattened statistics, as an Arrow table."""
     import pyarrow as pa
 
-    actions = pa.table(table.get_add_actions(flatten=True))
+    return pa.table(table.get_add_actions(flatten=True))
+
+
+def _total_rows(table: Any) -> int:
+    actions = _add_actions(table)
     if actions.num_rows == 0 or "num_records" not in actions.column_names:
         return 0
     return int(sum(v or 0 for v in actions.column("num_records").to_pylist()))
