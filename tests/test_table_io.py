@@ -485,6 +485,49 @@ def test_compaction_merges_small_files_without_changing_rows(spark, tables, tmp_
     )
 
 
+def _codecs_and_encodings(path: str) -> set[tuple[str, tuple[str, ...]]]:
+    """(codec, encodings) of every column chunk of the table's current data files, by pyarrow."""
+    import pyarrow.parquet as pq
+
+    found = set()
+    for uri in DeltaTable(path).file_uris():
+        meta = pq.ParquetFile(uri.removeprefix("file://")).metadata
+        for g in range(meta.num_row_groups):
+            for c in range(meta.num_columns):
+                chunk = meta.row_group(g).column(c)
+                found.add((chunk.compression, tuple(sorted(chunk.encodings))))
+    return found
+
+
+def test_data_files_are_zstd_without_dictionaries_by_default(spark, tables, tmp_path):
+    # The same text on every row: a dictionary writer would store it once (PLAIN_DICTIONARY /
+    # RLE_DICTIONARY); without one it is PLAIN. Written by Spark, by Arrow and by compaction.
+    spark_written, arrow_written = str(tmp_path / "spark"), str(tmp_path / "arrow")
+    tables.write(_kv(spark, [(k, "same", "a") for k in range(100)]), spark_written)
+    tables.append_rows([(k, "same", "a") for k in range(100)], KV, arrow_written)
+    tables.append_rows([(k, "same", "a") for k in range(100, 200)], KV, arrow_written)
+    tables.compact(arrow_written)
+    for path in (spark_written, arrow_written):
+        found = _codecs_and_encodings(path)
+        assert {codec for codec, _ in found} == {"ZSTD"}, (path, found)
+        assert not any("DICTIONARY" in e for _, encodings in found for e in encodings), found
+    assert DeltaTable(arrow_written).to_pandas()["k"].sort_values().tolist() == list(range(200))
+
+
+def test_compression_and_dictionaries_come_from_the_delta_settings(spark, tmp_path):
+    from featurelake.config import DeltaSettings
+
+    delta = DeltaSettings(backend="delta-rs", parquet_compression="snappy", parquet_dictionary=True)
+    tables = DeltaTables.for_settings(spark, delta, Lineage(job="test"))
+    spark_written, arrow_written = str(tmp_path / "spark"), str(tmp_path / "arrow")
+    tables.write(_kv(spark, [(k, "same", "a") for k in range(100)]), spark_written)
+    tables.append_rows([(k, "same", "a") for k in range(100)], KV, arrow_written)
+    for path in (spark_written, arrow_written):
+        found = _codecs_and_encodings(path)
+        assert {codec for codec, _ in found} == {"SNAPPY"}, (path, found)
+        assert any("DICTIONARY" in e for _, encodings in found for e in encodings), found
+
+
 def test_native_backend_requested_without_delta_spark_is_a_clear_error(spark):
     from featurelake.table_io import TableIOError
 

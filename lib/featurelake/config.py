@@ -102,6 +102,9 @@ class DeltaSettings(_Frozen):
     backend: Literal["auto", "native", "delta-rs"] = "auto"
     vacuum_retention_hours: int = Field(default=168, ge=0)
     compact_target_file_mb: int = Field(default=128, ge=1)
+    # How data files are written (see docs/PERFORMANCE.md for the measurements behind them).
+    parquet_compression: Literal["zstd", "snappy", "gzip", "lz4_raw", "uncompressed"] = "zstd"
+    parquet_dictionary: bool = False
 
 
 class LoggingSettings(_Frozen):

@@ -61,7 +61,7 @@ def connect(
     """Load the configuration and start (or reuse) the Spark session for a notebook."""
     settings = load_settings(conf_dir, env, overrides)
     spark = build_spark_session("featurelake-notebook", settings.spark)
-    tables = DeltaTables(spark, settings.delta.backend, Lineage(job="notebook"))
+    tables = DeltaTables.for_settings(spark, settings.delta, Lineage(job="notebook"))
     return Workspace(settings, spark, tables)
 
 

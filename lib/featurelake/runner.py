@@ -161,7 +161,9 @@ def execute_job(
     ctx = None
     try:
         session = spark or build_spark_session(f"featurelake-{job}", settings.spark)
-        tables = DeltaTables(session, settings.delta.backend, Lineage(job=job, run_id=run_id))
+        tables = DeltaTables.for_settings(
+            session, settings.delta, Lineage(job=job, run_id=run_id)
+        )
         ctx = JobContext(job=job, run_id=run_id, settings=settings, spark=session, tables=tables)
         log.info(
             "job_started",

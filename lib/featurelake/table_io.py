@@ -54,6 +54,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from featurelake.config import DeltaSettings
 from featurelake.session import arrow_rows
 
 __all__ = [
@@ -221,6 +222,11 @@ class DeltaTables:
         spark: the job's session.
         backend: ``auto`` (native when available, else delta-rs), ``native`` or ``delta-rs``.
         lineage: job name, run id and the versions read so far, recorded on every commit.
+        parquet_compression: the data files' codec (``zstd``, ``snappy``, ``gzip``,
+            ``lz4_raw``, ``uncompressed``).
+        parquet_dictionary: dictionary-encode the data files' columns. Off by default: on the
+            bench's transactions the dictionaries cost more write (and read) time than they
+            save, and zstd keeps the files as small.
 
     Raises:
         TableIOError: ``backend="native"`` but delta-spark is not on the classpath.
@@ -231,9 +237,14 @@ class DeltaTables:
         spark: SparkSession,
         backend: Literal["auto", "native", "delta-rs"] = "auto",
         lineage: Lineage | None = None,
+        *,
+        parquet_compression: str = "zstd",
+        parquet_dictionary: bool = False,
     ) -> None:
         self.spark = spark
         self.lineage = lineage or Lineage()
+        self.parquet_compression = parquet_compression
+        self.parquet_dictionary = parquet_dictionary
         native = native_delta_available(spark)
         if backend == "native" and not native:
             raise TableIOError(
@@ -245,6 +256,26 @@ class DeltaTables:
         )
         self.rows_read: dict[str, int] = {}
         self.rows_written: dict[str, int] = {}
+
+    @classmethod
+    def for_settings(
+        cls, spark: SparkSession, delta: DeltaSettings, lineage: Lineage
+    ) -> DeltaTables:
+        """The tables of a job or notebook configured by the ``delta`` settings."""
+        return cls(
+            spark,
+            delta.backend,
+            lineage,
+            parquet_compression=delta.parquet_compression,
+            parquet_dictionary=delta.parquet_dictionary,
+        )
+
+    def _parquet_options(self) -> dict[str, str]:
+        """Spark writer options for the data files."""
+        return {
+            "compression": self.parquet_compression,
+            "parquet.enable.dictionary": "true" if self.parquet_dictionary else "false",
+        }
 
     # ----------------------------------------------------------------------------------------
     # Reads
@@ -639,7 +670,9 @@ class DeltaTables:
             schema, _ = _resolve_schema(
                 _nullable(df.struct), table_schema, schema_evolution, overwrite_schema, path
             )
-            adds = _stage_arrow(df.table, root, schema)
+            adds = _stage_arrow(
+                df.table, root, schema, self.parquet_compression, self.parquet_dictionary
+            )
         else:
             df, schema = self._prepare_schema(
                 df, table_schema, schema_evolution, overwrite_schema, path
@@ -744,7 +777,7 @@ class DeltaTables:
 
         batch = uuid.uuid4().hex
         staging = os.path.join(root, _STAGING, batch)
-        writer = df.write.mode("errorifexists")
+        writer = df.write.mode("errorifexists").options(**self._parquet_options())
         if partitions:
             writer = writer.partitionBy(*partitions)
         writer.parquet(staging)
@@ -914,10 +947,17 @@ class DeltaTables:
 
             metrics = SparkDeltaTable.forPath(self.spark, path).optimize().executeCompaction()
             return metrics.collect()[0].asDict(recursive=True)
+        from deltalake import ColumnProperties, WriterProperties
+
         table = self._open_rs(path, None, None)
+        properties = WriterProperties(
+            compression=self.parquet_compression.upper(),
+            default_column_properties=ColumnProperties(dictionary_enabled=self.parquet_dictionary),
+        )
         return dict(
             table.optimize.compact(
                 target_size=target_size_mb * 1024 * 1024,
+                writer_properties=properties,
                 commit_properties=_commit(self.lineage.commit_metadata({"operation": "compact"})),
             )
         )
@@ -983,6 +1023,7 @@ class DeltaTables:
         writer = (
             df.write.format("delta")
             .mode(mode)
+            .options(**self._parquet_options())
             .option("userMetadata", json.dumps(self.lineage.commit_metadata(metadata)))
         )
         if partition_by:
@@ -1059,7 +1100,13 @@ class DeltaTables:
 # --------------------------------------------------------------------------------------------
 
 
-def _stage_arrow(table: Any, root: str, schema: StructType) -> list[Any]:
+# Spark's codec names where Arrow's differ (Arrow's "lz4" is the raw LZ4 block format).
+_ARROW_CODECS = {"lz4_raw": "lz4", "uncompressed": "none"}
+
+
+def _stage_arrow(
+    table: Any, root: str, schema: StructType, compression: str, dictionary: bool
+) -> list[Any]:
     """Write an Arrow table as one Parquet file in the table's folder; its add action.
 
     Columns are written in ``schema``'s order, all nullable, as Spark writes them. No rows,
@@ -1073,10 +1120,11 @@ def _stage_arrow(table: Any, root: str, schema: StructType) -> list[Any]:
         return []
     aligned = table.select(schema.fieldNames())
     aligned = aligned.cast(pa.schema([pa.field(f.name, f.type, True) for f in aligned.schema]))
-    name = f"part-00000-{uuid.uuid4().hex}-c000.snappy.parquet"
+    codec = _ARROW_CODECS.get(compression, compression)
+    name = f"part-00000-{uuid.uuid4().hex}-c000.{compression}.parquet"
     target = os.path.join(root, name)
     os.makedirs(root, exist_ok=True)
-    pq.write_table(aligned, target, compression="snappy")
+    pq.write_table(aligned, target, compression=codec, use_dictionary=dictionary)
     stats = _file_stats(target, {f.name: f.dataType for f in schema.fields}, set())
     return [AddAction(name, os.path.getsize(target), {}, int(time.time() * 1000), True,
                       json.dumps(stats))]

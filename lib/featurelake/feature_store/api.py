@@ -88,7 +88,9 @@ class FeatureStore:
                  tables: DeltaTables | None = None) -> None:
         self.spark = spark
         self.settings = settings
-        self.tables = tables or DeltaTables(spark, settings.delta.backend, Lineage(job="notebook"))
+        self.tables = tables or DeltaTables.for_settings(
+            spark, settings.delta, Lineage(job="notebook")
+        )
         self.registry = FeatureRegistry(self.tables, registry_path(settings))
 
     @classmethod

@@ -293,7 +293,7 @@ def materialize_online(
             f"unknown feature view(s) {unknown}; declared: {sorted(declared)}")
     chosen = [declared[v] for v in views] if views else [v for v in declared.values() if v.online]
     serving = load_serving_config(settings)
-    tables = DeltaTables(spark, settings.delta.backend, Lineage(job="materialize-notebook"))
+    tables = DeltaTables.for_settings(spark, settings.delta, Lineage(job="materialize-notebook"))
     store = open_online_store(serving.online_store)
     try:
         return [materialize_view(tables, settings, view, store, up_to=up_to, full=full,
