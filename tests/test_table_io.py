@@ -528,6 +528,11 @@ def test_compression_and_dictionaries_come_from_the_delta_settings(spark, tmp_pa
         assert any("DICTIONARY" in e for _, encodings in found for e in encodings), found
 
 
+def test_an_unknown_codec_is_a_clear_error(spark):
+    with pytest.raises(ValueError, match="parquet_compression must be one of .*'lz5'"):
+        DeltaTables(spark, backend="delta-rs", parquet_compression="lz5")
+
+
 def test_native_backend_requested_without_delta_spark_is_a_clear_error(spark):
     from featurelake.table_io import TableIOError
 

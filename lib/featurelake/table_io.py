@@ -72,6 +72,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 WriteMode = Literal["append", "overwrite"]
+# The data files' codecs by Spark's names; Arrow's name where it differs (Arrow's "lz4" is the
+# raw LZ4 block format).
+PARQUET_CODECS = {
+    "zstd": "zstd",
+    "snappy": "snappy",
+    "gzip": "gzip",
+    "lz4_raw": "lz4",
+    "uncompressed": "none",
+}
 _STAGING = "_staging"
 _HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 # Delta's convention: string statistics are kept only for short prefixes; we keep exact
@@ -226,10 +235,11 @@ class DeltaTables:
             ``lz4_raw``, ``uncompressed``).
         parquet_dictionary: dictionary-encode the data files' columns. Off by default: on the
             bench's transactions the dictionaries cost more write (and read) time than they
-            save, and zstd keeps the files as small.
+            save, and with zstd the files stay about as small (docs/PERFORMANCE.md).
 
     Raises:
         TableIOError: ``backend="native"`` but delta-spark is not on the classpath.
+        ValueError: an unknown ``parquet_compression``.
     """
 
     def __init__(
@@ -241,6 +251,11 @@ class DeltaTables:
         parquet_compression: str = "zstd",
         parquet_dictionary: bool = False,
     ) -> None:
+        if parquet_compression not in PARQUET_CODECS:
+            raise ValueError(
+                f"parquet_compression must be one of {list(PARQUET_CODECS)}, "
+                f"got {parquet_compression!r}"
+            )
         self.spark = spark
         self.lineage = lineage or Lineage()
         self.parquet_compression = parquet_compression
@@ -1100,10 +1115,6 @@ class DeltaTables:
 # --------------------------------------------------------------------------------------------
 
 
-# Spark's codec names where Arrow's differ (Arrow's "lz4" is the raw LZ4 block format).
-_ARROW_CODECS = {"lz4_raw": "lz4", "uncompressed": "none"}
-
-
 def _stage_arrow(
     table: Any, root: str, schema: StructType, compression: str, dictionary: bool
 ) -> list[Any]:
@@ -1120,7 +1131,7 @@ def _stage_arrow(
         return []
     aligned = table.select(schema.fieldNames())
     aligned = aligned.cast(pa.schema([pa.field(f.name, f.type, True) for f in aligned.schema]))
-    codec = _ARROW_CODECS.get(compression, compression)
+    codec = PARQUET_CODECS[compression]
     name = f"part-00000-{uuid.uuid4().hex}-c000.{compression}.parquet"
     target = os.path.join(root, name)
     os.makedirs(root, exist_ok=True)
