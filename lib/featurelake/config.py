@@ -33,6 +33,7 @@ __all__ = [
     "LakehouseSettings",
     "LoggingSettings",
     "MlflowSettings",
+    "ParquetCodec",
     "Settings",
     "SparkSettings",
     "load_settings",
@@ -96,6 +97,10 @@ class SparkSettings(_Frozen):
     conf: dict[str, str] = Field(default_factory=dict)
 
 
+# The data files' codecs, by Spark's names.
+ParquetCodec = Literal["zstd", "snappy", "gzip", "lz4_raw", "uncompressed"]
+
+
 class DeltaSettings(_Frozen):
     """Table I/O: ``auto`` uses delta-spark when its classes are loaded, else delta-rs."""
 
@@ -103,7 +108,7 @@ class DeltaSettings(_Frozen):
     vacuum_retention_hours: int = Field(default=168, ge=0)
     compact_target_file_mb: int = Field(default=128, ge=1)
     # How data files are written (see docs/PERFORMANCE.md for the measurements behind them).
-    parquet_compression: Literal["zstd", "snappy", "gzip", "lz4_raw", "uncompressed"] = "zstd"
+    parquet_compression: ParquetCodec = "zstd"
     parquet_dictionary: bool = False
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import unquote, urlparse
 
 from pyspark.sql import DataFrame, SparkSession
@@ -54,7 +54,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from featurelake.config import DeltaSettings
+from featurelake.config import DeltaSettings, ParquetCodec
 from featurelake.session import arrow_rows
 
 __all__ = [
@@ -72,15 +72,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 WriteMode = Literal["append", "overwrite"]
-# The data files' codecs by Spark's names; Arrow's name where it differs (Arrow's "lz4" is the
-# raw LZ4 block format).
-PARQUET_CODECS = {
-    "zstd": "zstd",
-    "snappy": "snappy",
-    "gzip": "gzip",
-    "lz4_raw": "lz4",
-    "uncompressed": "none",
-}
+# Arrow's name for a codec where it differs from Spark's (Arrow's "lz4" is the raw block format).
+_ARROW_CODEC = {"lz4_raw": "lz4", "uncompressed": "none"}
 _STAGING = "_staging"
 _HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 # Delta's convention: string statistics are kept only for short prefixes; we keep exact
@@ -248,12 +241,12 @@ class DeltaTables:
         backend: Literal["auto", "native", "delta-rs"] = "auto",
         lineage: Lineage | None = None,
         *,
-        parquet_compression: str = "zstd",
+        parquet_compression: ParquetCodec = "zstd",
         parquet_dictionary: bool = False,
     ) -> None:
-        if parquet_compression not in PARQUET_CODECS:
+        if parquet_compression not in get_args(ParquetCodec):
             raise ValueError(
-                f"parquet_compression must be one of {list(PARQUET_CODECS)}, "
+                f"parquet_compression must be one of {list(get_args(ParquetCodec))}, "
                 f"got {parquet_compression!r}"
             )
         self.spark = spark
@@ -1131,7 +1124,7 @@ def _stage_arrow(
         return []
     aligned = table.select(schema.fieldNames())
     aligned = aligned.cast(pa.schema([pa.field(f.name, f.type, True) for f in aligned.schema]))
-    codec = PARQUET_CODECS[compression]
+    codec = _ARROW_CODEC.get(compression, compression)
     name = f"part-00000-{uuid.uuid4().hex}-c000.{compression}.parquet"
     target = os.path.join(root, name)
     os.makedirs(root, exist_ok=True)
