@@ -259,6 +259,22 @@ def test_with_derived_columns_in_declaration_order(spark):
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
 
 
+def test_a_derived_column_reads_the_value_an_earlier_one_replaced(spark):
+    df = spark.createDataFrame([(-2, 2.5), (6, 1.5)], "quantity int, unit_price double")
+    specs = [
+        ColumnSpec(name="quantity", expr="abs(quantity)", type="int"),
+        ColumnSpec(name="price_cents", expr="unit_price * 100", type="int"),
+        ColumnSpec(name="line_amount", expr="QUANTITY * unit_price", type="double"),
+    ]
+    got = df.transform(with_derived_columns, specs)
+    # by hand: |-2| * 2.5 = 5.0 (not -5.0), 6 * 1.5 = 9.0
+    expected = spark.createDataFrame(
+        [(2, 2.5, 250, 5.0), (6, 1.5, 150, 9.0)],
+        "quantity int, unit_price double, price_cents int, line_amount double",
+    )
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
 def test_column_spec_needs_exactly_one_of_source_and_expr():
     with pytest.raises(ValidationError, match="exactly one of source or expr"):
         ColumnSpec(name="x", type="int")

@@ -1,12 +1,15 @@
 """local_frame: small driver-side frames through Arrow, equal to what createDataFrame builds.
 
-run_constant: a run's time on every row, without new generated code for each new value."""
+run_constant: a run's time on every row, without new generated code for each new value.
+
+The session looks up each JVM function once: functions then cost one JVM round trip a call."""
 
 from __future__ import annotations
 
 import time
 from datetime import date, datetime, timedelta, timezone
 
+import py4j.clientserver
 import pytest
 from featurelake.session import local_frame, run_constant
 from pyspark.sql import Column
@@ -132,3 +135,32 @@ def test_a_new_run_constant_value_reuses_the_generated_code(spark):
     before = _compiled_classes(spark)
     _judge(spark, F.lit(first + timedelta(seconds=6)))
     assert _compiled_classes(spark) > before
+
+
+def _commands_sent(monkeypatch, build) -> list[str]:
+    """The py4j commands (first line: c = call, r = reflection...) sent while ``build`` runs."""
+    sent: list[str] = []
+    send = py4j.clientserver.ClientServerConnection.send_command
+
+    def recording(self, command):
+        sent.append(command.split("\n", 1)[0])
+        return send(self, command)
+
+    monkeypatch.setattr(py4j.clientserver.ClientServerConnection, "send_command", recording)
+    build()
+    monkeypatch.undo()
+    return sent
+
+
+def test_functions_are_looked_up_in_the_jvm_once(spark, monkeypatch):
+    def build():
+        return F.when(F.col("a").isNull(), F.lit(0)).otherwise(F.abs(F.col("a")))
+
+    build()  # the session may have looked these up already; now it has
+    sent = _commands_sent(monkeypatch, build)
+    # when, col, lit, abs, col: one call each, plus isNull and otherwise on columns; no
+    # reflection (PySpark alone sends two reflection commands before each function call).
+    assert sent.count("r") == 0
+    assert sent.count("c") == 7
+    df = spark.createDataFrame([(None,), (-3,), (2,)], "a int")
+    assert [r[0] for r in df.select(build()).collect()] == [0, 3, 2]

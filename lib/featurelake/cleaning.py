@@ -342,8 +342,15 @@ def with_derived_columns(df: DataFrame, columns: Sequence[ColumnSpec]) -> DataFr
         df: rows with the parsed columns.
         columns: the column declarations; parsed ones (``source``) are skipped here.
     """
+    # Columns go in as few projections as declaration order allows (each Spark DataFrame step
+    # analyses the whole plan again): a column whose expression mentions one of the pending
+    # names, even only inside a string, starts a new projection, so that it reads the value.
     out = df
+    pending: dict[str, Column] = {}
     for spec in columns:
-        if spec.expr is not None:
-            out = out.withColumn(spec.name, F.expr(spec.expr).cast(spec.type))
-    return out
+        if spec.expr is None:
+            continue
+        if any(name.lower() in spec.expr.lower() for name in pending):
+            out, pending = out.withColumns(pending), {}
+        pending[spec.name] = F.expr(spec.expr).cast(spec.type)
+    return out.withColumns(pending) if pending else out

@@ -194,7 +194,8 @@ def with_rule_failures(
         ``df`` with the three rule columns.
     """
     in_scope = F.coalesce(scope, F.lit(False)) if scope is not None else F.lit(True)
-    out = df
+    present = set(df.columns)
+    added: dict[str, Column] = {}
     for severity, column in RULE_COLUMNS.items():
         flags = []
         for exp in expectations:
@@ -205,10 +206,11 @@ def with_rule_failures(
             )
             flags.append((in_scope & ~passes, exp.rule))
         new = compact_array(flags)
-        if column in out.columns:
+        if column in present:
             new = F.concat(F.coalesce(F.col(column), F.array().cast("array<string>")), new)
-        out = out.withColumn(column, new)
-    return out
+        added[column] = new
+    # One projection: each Spark DataFrame step analyses the whole plan again.
+    return df.withColumns(added)
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,36 @@ def build_spark_session(app_name: str, settings: SparkSettings) -> SparkSession:
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(settings.log_level)
+    _remember_jvm_functions()
     return spark
+
+
+def _remember_jvm_functions() -> None:
+    """Make PySpark look up each JVM function (``F.col``, ``F.when``...) once per gateway.
+
+    Every ``pyspark.sql.functions`` call finds its JVM function by two reflection round trips
+    (the class ``org.apache.spark.sql.functions``, then the method) before the one that calls
+    it, and PySpark keeps neither. Building one silver table's plan makes hundreds of these
+    calls: at 1M transactions the credit clients' plan sent 5,566 commands to the JVM, 2,625
+    of them such look-ups (0.14 s). The looked-up method is the same for the life of the
+    gateway, so it is kept here, per gateway, in place of PySpark's look-up. Does nothing
+    when PySpark has no such look-up (another version): plans are then built as before.
+    """
+    from pyspark.sql.functions import builtin
+
+    lookup = getattr(builtin, "_get_jvm_function", None)
+    if lookup is None or getattr(lookup, "remembers", False):
+        return
+    known: dict[str, tuple[Any, Any]] = {}
+
+    def remembered(name: str, sc: Any) -> Any:
+        entry = known.get(name)
+        if entry is None or entry[0] is not sc._jvm:  # a new gateway: look up again
+            entry = known[name] = (sc._jvm, lookup(name, sc))
+        return entry[1]
+
+    remembered.remembers = True  # type: ignore[attr-defined]
+    builtin._get_jvm_function = remembered
 
 
 def local_frame(

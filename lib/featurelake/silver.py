@@ -380,7 +380,10 @@ def build_silver(
     malformed = F.when(
         F.col(RAW).getField(RESCUED).isNotNull(), F.array(F.lit(MALFORMED_RULE))
     ).otherwise(F.array().cast("array<string>"))
-    df = df.withColumn(FAILED_RULES, F.concat(malformed, F.col(PARSE_ERRORS))).drop(PARSE_ERRORS)
+    df = df.select(
+        *[quoted(c) for c in df.columns if c != PARSE_ERRORS],
+        F.concat(malformed, F.col(PARSE_ERRORS)).alias(FAILED_RULES),
+    )
     row_rules = [e for e in spec.expectations if e.type != "unique"]
     # A unique rule on exactly the dedup key holds by construction once duplicates are removed
     # (one latest record per key; nulls pass unique rules): it needs no second window, and
