@@ -265,12 +265,14 @@ def test_a_derived_column_reads_the_value_an_earlier_one_replaced(spark):
         ColumnSpec(name="quantity", expr="abs(quantity)", type="int"),
         ColumnSpec(name="price_cents", expr="unit_price * 100", type="int"),
         ColumnSpec(name="line_amount", expr="QUANTITY * unit_price", type="double"),
+        ColumnSpec(name="Price_Cents", expr="unit_price * 10", type="int"),
     ]
     got = df.transform(with_derived_columns, specs)
-    # by hand: |-2| * 2.5 = 5.0 (not -5.0), 6 * 1.5 = 9.0
+    # by hand: |-2| * 2.5 = 5.0 (not -5.0), 6 * 1.5 = 9.0; the last declaration replaces
+    # price_cents (Spark's names are case-insensitive) as it would one at a time
     expected = spark.createDataFrame(
-        [(2, 2.5, 250, 5.0), (6, 1.5, 150, 9.0)],
-        "quantity int, unit_price double, price_cents int, line_amount double",
+        [(2, 2.5, 25, 5.0), (6, 1.5, 15, 9.0)],
+        "quantity int, unit_price double, Price_Cents int, line_amount double",
     )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
 
