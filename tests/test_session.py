@@ -146,9 +146,9 @@ def _commands_sent(monkeypatch, build) -> list[str]:
         sent.append(command.split("\n", 1)[0])
         return send(self, command)
 
-    monkeypatch.setattr(py4j.clientserver.ClientServerConnection, "send_command", recording)
-    build()
-    monkeypatch.undo()
+    with monkeypatch.context() as patched:
+        patched.setattr(py4j.clientserver.ClientServerConnection, "send_command", recording)
+        build()
     return sent
 
 
