@@ -10,6 +10,7 @@ from featurelake.quality import (
     Expectation,
     TableCheck,
     evaluate_table_checks,
+    rule_failure_aggregates,
     rule_failure_counts,
     table_check_aggregates,
     validate,
@@ -198,6 +199,24 @@ def test_rule_failure_counts_counts_rows_per_rule_including_zero(spark):
         "drop|not_null:k": 0,
         "warn|not_null:country": 1,
     }
+
+
+def test_rule_failure_aggregates_count_only_the_rows_a_condition_selects(spark):
+    rules = [
+        Expectation(type="expression", name="positive_quantity", expr="quantity > 0"),
+        Expectation(type="not_null", column="country", severity="warn"),
+    ]
+    annotated = with_rule_failures(spark.createDataFrame(ROWS, SCHEMA), rules, as_of=AS_OF)
+    # k=2 (quantity 0) and k=4 (no quantity) break positive_quantity; only k=4 has no country.
+    # k >= 2 selects both; k >= 4 selects row 4 alone.
+    at_least_2, at_least_4 = (
+        annotated.agg(*rule_failure_aggregates([(r.rule, r.severity) for r in rules], where=cond))
+        .collect()[0]
+        .asDict()
+        for cond in (annotated["k"] >= 2, annotated["k"] >= 4)
+    )
+    assert at_least_2 == {"drop|positive_quantity": 2, "warn|not_null:country": 1}
+    assert at_least_4 == {"drop|positive_quantity": 1, "warn|not_null:country": 1}
 
 
 def test_table_checks_min_rows_and_null_rate(spark):

@@ -1069,6 +1069,45 @@ def test_unique_rule_on_the_dedup_key_holds_after_dedup(spark):
     assert counts.rule_failures[("unique:id", "drop")] == 0
 
 
+def test_each_row_counts_once_for_every_rule_it_broke_whatever_its_outcome(spark):
+    # Silver's counts come from the rows that passed the row rules (counted after the dedup
+    # window) and from the rejected ones (counted as the quarantine is written): a warn rule
+    # broken by a clean row, by that row's duplicate and by a rejected row counts 3.
+    no_description = ("536380", "22720", " ", "2", "2010-12-01 09:00:00", "1.00", "13047", "France")
+    rows = [
+        (no_description, None, "f1.csv", T1, "b1"),  # a duplicate of the next row
+        (no_description, None, "f2.csv", T2, "b2"),  # clean (the latest), warned
+        (("536381", "22721", "", "1", "2010-12-01 09:00:00", "2.00", None, "France"), None,
+         "f1.csv", T1, "b1"),  # rejected: no customer; warned
+        (("536382", "22722", "CLOCK", "1", "2010-12-01 09:00:00", "3.00", "13047", "France"),
+         None, "f1.csv", T1, "b1"),  # clean
+    ]
+    spec = SPECS["transactions"]
+    plan = build_silver(
+        bronze_rows(spark, RETAIL_COLUMNS, rows),
+        spec,
+        as_of=AS_OF,
+        run_id="r",
+        quarantined_at=RUN_AT,
+        pii_key=None,
+        observe=True,
+    )
+    assert sorted(r["invoice_no"] for r in plan.silver.collect()) == ["536380", "536382"]
+    assert [r["InvoiceNo"] for r in plan.quarantine.collect()] == ["536381"]
+    counts = plan.counts(spec)
+    assert (counts.rows_in, counts.rows_out, counts.rows_quarantined, counts.rows_deduplicated) == (
+        4,
+        2,
+        1,
+        1,
+    )
+    failures = counts.rule_failures
+    assert failures[("not_null:description", "warn")] == 3
+    assert failures[("not_null:customer_id", "drop")] == 1
+    assert failures[("regex:customer_id", "drop")] == 0  # a null passes the regex rule
+    assert sum(n for (_, severity), n in failures.items() if severity == "drop") == 1
+
+
 # --------------------------------------------------------------------------------------------
 # which record of a key is kept
 # --------------------------------------------------------------------------------------------

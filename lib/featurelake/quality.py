@@ -248,18 +248,24 @@ def validate(
     return ValidationResult(annotated=annotated, clean=clean, quarantine=quarantine)
 
 
-def rule_failure_aggregates(rules: Sequence[tuple[str, Severity]]) -> list[Column]:
+def rule_failure_aggregates(
+    rules: Sequence[tuple[str, Severity]], where: Column | None = None
+) -> list[Column]:
     """Aggregate columns counting the rows that broke each rule (``<severity>|<rule>``).
 
     Args:
         rules: (rule name, severity) pairs to count; rules nobody broke count 0.
+        where: a boolean column: only rows where it is true are counted. All rows when None.
     """
-    return [
-        F.coalesce(
-            F.sum(F.array_contains(F.col(RULE_COLUMNS[severity]), rule).cast("long")), F.lit(0)
-        ).alias(f"{severity}|{rule}")
-        for rule, severity in rules
-    ]
+    aggregates = []
+    for rule, severity in rules:
+        broke = F.array_contains(F.col(RULE_COLUMNS[severity]), rule)
+        if where is not None:
+            broke = broke & where
+        aggregates.append(
+            F.coalesce(F.sum(broke.cast("long")), F.lit(0)).alias(f"{severity}|{rule}")
+        )
+    return aggregates
 
 
 def rule_failure_counts(df: DataFrame, rules: Sequence[tuple[str, Severity]]) -> DataFrame:
