@@ -1108,6 +1108,66 @@ def test_each_row_counts_once_for_every_rule_it_broke_whatever_its_outcome(spark
     assert sum(n for (_, severity), n in failures.items() if severity == "drop") == 1
 
 
+def test_a_row_quarantined_by_a_unique_rule_counts_its_warnings_once(spark):
+    # Rows that pass the row rules and then break a unique rule are counted with the passed
+    # rows, not again with the quarantine's. The warn rule is broken by the three a@x.org
+    # rows: id 1's older record (a duplicate), id 1's latest and id 2 (both quarantined by
+    # unique:email); b@x.org keeps it.
+    from featurelake.silver import SilverTableSpec
+
+    spec = SilverTableSpec.model_validate(
+        {
+            "name": "accounts",
+            "source": "accounts",
+            "columns": [
+                {"name": "id", "source": "id", "type": "long"},
+                {"name": "email", "source": "email", "type": "string"},
+            ],
+            "dedup": {"key": ["id"]},
+            "expectations": [
+                {"type": "unique", "column": "email"},
+                {"type": "regex", "column": "email", "pattern": "b@.*", "severity": "warn"},
+            ],
+        }
+    )
+    plan = build_silver(
+        _accounts_bronze(spark),
+        spec,
+        as_of=AS_OF,
+        run_id="r",
+        quarantined_at=RUN_AT,
+        pii_key=None,
+        observe=True,
+    )
+    assert [r["id"] for r in plan.silver.collect()] == [3]
+    assert sorted(r["id"] for r in plan.quarantine.collect()) == ["1", "2"]
+    counts = plan.counts(spec)
+    assert (counts.rows_in, counts.rows_out, counts.rows_quarantined, counts.rows_deduplicated) == (
+        4,
+        1,
+        2,
+        1,
+    )
+    assert counts.rule_failures[("regex:email", "warn")] == 3
+    assert counts.rule_failures[("unique:email", "drop")] == 2
+
+
+def test_a_rule_may_not_take_a_name_the_parser_counts():
+    from featurelake.silver import SilverTableSpec
+
+    with pytest.raises(ValueError, match=r"rule names used twice: \['malformed_line'\]"):
+        SilverTableSpec.model_validate(
+            {
+                "name": "accounts",
+                "source": "accounts",
+                "columns": [{"name": "id", "source": "id", "type": "long"}],
+                "expectations": [
+                    {"type": "expression", "name": "malformed_line", "expr": "id > 0"}
+                ],
+            }
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # which record of a key is kept
 # --------------------------------------------------------------------------------------------

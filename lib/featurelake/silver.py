@@ -168,10 +168,15 @@ class SilverTableSpec(BaseModel):
             raise ValueError(
                 f"unknown columns {unknown} (declared: {names} + lineage {list(LINEAGE_COLUMNS)})"
             )
-        rules = [e.rule for e in self.expectations]
+        # Every rule counted, the parser's own (malformed_line, parse:<column>) included: each
+        # name is one count in the quality metrics.
+        rules = [rule for rule, _ in self.rules]
         twice = sorted({r for r in rules if rules.count(r) > 1})
         if twice:
-            raise ValueError(f"rule names used twice: {twice} (give the rules distinct names)")
+            raise ValueError(
+                f"rule names used twice: {twice} (give the rules distinct names; "
+                f"{MALFORMED_RULE} and parse:<column> are the parser's own)"
+            )
         return self
 
     @property
