@@ -988,12 +988,13 @@ def test_bad_file_through_bronze_and_silver_quarantines_each_bad_row(spark, tmp_
 # --------------------------------------------------------------------------------------------
 
 
-def _accounts_spec(unique_column: str | None):
+def _accounts_spec(unique_column: str | None, *more_rules: dict):
     """A small declaration: accounts deduplicated on id, a unique rule on ``unique_column``
-    (no rule when None)."""
+    (no rule when None), then ``more_rules``."""
     from featurelake.silver import SilverTableSpec
 
     rules = [{"type": "unique", "column": unique_column}] if unique_column else []
+    rules += more_rules
     return SilverTableSpec.model_validate(
         {
             "name": "accounts",
@@ -1021,8 +1022,8 @@ def _accounts_bronze(spark):
     )
 
 
-def _accounts_plan(spark, unique_column):
-    spec = _accounts_spec(unique_column)
+def _accounts_plan(spark, unique_column, *more_rules):
+    spec = _accounts_spec(unique_column, *more_rules)
     plan = build_silver(
         _accounts_bronze(spark),
         spec,
@@ -1113,33 +1114,9 @@ def test_a_row_quarantined_by_a_unique_rule_counts_its_warnings_once(spark):
     # rows, not again with the quarantine's. The warn rule is broken by the three a@x.org
     # rows: id 1's older record (a duplicate), id 1's latest and id 2 (both quarantined by
     # unique:email); b@x.org keeps it.
-    from featurelake.silver import SilverTableSpec
-
-    spec = SilverTableSpec.model_validate(
-        {
-            "name": "accounts",
-            "source": "accounts",
-            "columns": [
-                {"name": "id", "source": "id", "type": "long"},
-                {"name": "email", "source": "email", "type": "string"},
-            ],
-            "dedup": {"key": ["id"]},
-            "expectations": [
-                {"type": "unique", "column": "email"},
-                {"type": "regex", "column": "email", "pattern": "b@.*", "severity": "warn"},
-            ],
-        }
-    )
-    plan = build_silver(
-        _accounts_bronze(spark),
-        spec,
-        as_of=AS_OF,
-        run_id="r",
-        quarantined_at=RUN_AT,
-        pii_key=None,
-        observe=True,
-    )
-    assert [r["id"] for r in plan.silver.collect()] == [3]
+    warn_rule = {"type": "regex", "column": "email", "pattern": "b@.*", "severity": "warn"}
+    spec, plan, silver_ids = _accounts_plan(spark, "email", warn_rule)
+    assert silver_ids == [3]
     assert sorted(r["id"] for r in plan.quarantine.collect()) == ["1", "2"]
     counts = plan.counts(spec)
     assert (counts.rows_in, counts.rows_out, counts.rows_quarantined, counts.rows_deduplicated) == (
@@ -1153,19 +1130,8 @@ def test_a_row_quarantined_by_a_unique_rule_counts_its_warnings_once(spark):
 
 
 def test_a_rule_may_not_take_a_name_the_parser_counts():
-    from featurelake.silver import SilverTableSpec
-
     with pytest.raises(ValueError, match=r"rule names used twice: \['malformed_line'\]"):
-        SilverTableSpec.model_validate(
-            {
-                "name": "accounts",
-                "source": "accounts",
-                "columns": [{"name": "id", "source": "id", "type": "long"}],
-                "expectations": [
-                    {"type": "expression", "name": "malformed_line", "expr": "id > 0"}
-                ],
-            }
-        )
+        _accounts_spec(None, {"type": "expression", "name": "malformed_line", "expr": "id > 0"})
 
 
 # --------------------------------------------------------------------------------------------
