@@ -1,7 +1,7 @@
 """Bronze -> gold on synthetic data: featurelake's jobs against one hand-written Spark SQL job.
 
     .venv/bin/python bench/bench_bronze_to_gold.py [--scales 1000000 10000000]
-        [--repeat 3] [--warmup-runs 1] [--lines-per-customer 50] [--keep] [--driver-memory 6g]
+        [--repeat 3] [--warmup-runs 3] [--lines-per-customer 50] [--keep] [--driver-memory 6g]
 
 Per scale, synthetic landing files are generated once into a temporary folder (job
 ``generate-data``, outside the timings; credit clients at the configured default). Then, in one
@@ -30,11 +30,16 @@ Both sides build the *latest snapshot* only: gold runs with ``--no-daily`` (the 
 snapshot table, one row per customer and day, has no counterpart in the baseline). Customer
 profiles (PII) are not ingested by either side.
 
-Each side first runs ``--warmup-runs`` times per scale (default 1; printed, not compared),
+Each side first runs ``--warmup-runs`` times per scale (default 3; printed, not compared),
 then ``--repeat`` times, each side going first in turn (the machine's speed drifts):
-every run's seconds are printed, and the comparison uses each side's median. The warm-up is
-at full scale because the JVM's JIT keeps compiling hot paths well past a small run, the
-three jobs' many generated classes longer than one query's (figures in the README).
+every run's seconds are printed, and the comparison uses each side's median. Each run also
+prints the CPU seconds the JVM's JIT compilers spent during it (process-wide). The warm-up is
+at full scale and several runs long because the JIT keeps compiling hot paths well past one
+run: on 2 cores its compiler threads take CPU from the tasks, and the three jobs' generated
+classes give it about twice the work of one query (at 1M, featurelake's first three runs in
+one driver spent 40, 17 and 10 JIT seconds, the baseline's 20, 8 and 5; from the fourth on
+both spend 3-4 s a run). With one warm-up run, the timed runs measured that backlog more than
+the jobs (figures in docs/PERFORMANCE.md).
 
 Printed per scale: each run, then the median seconds per side (featurelake also per job),
 rows/s (input transaction lines / median seconds), the ratios of the medians
@@ -108,6 +113,12 @@ def _run(spark: SparkSession, job: str, module: str, argv: list[str]) -> float:
     if outcome.code != 0:
         raise RuntimeError(f"job {job} failed ({outcome.code}): {outcome.summary.get('error')}")
     return seconds
+
+
+def jit_seconds(spark: SparkSession) -> float:
+    """CPU seconds the driver JVM's JIT compilers have spent so far (all compiler threads)."""
+    management = spark.sparkContext._jvm.java.lang.management.ManagementFactory
+    return management.getCompilationMXBean().getTotalCompilationTime() / 1000
 
 
 def _common(lake: Path, landing: Path) -> list[str]:
@@ -434,6 +445,7 @@ def run_scale(spark: SparkSession, settings: Settings, config: GoldConfig, work:
     for run in range(warmup + repeat):
         timed = run >= warmup
         for side in order[run % 3:] + order[:run % 3]:  # each side goes first in turn
+            jit_before = jit_seconds(spark)
             if side == "featurelake":
                 shutil.rmtree(scale_dir / "lake", ignore_errors=True)
                 jobs = run_featurelake(spark, scale_dir / "lake", landing, as_of_day)
@@ -450,7 +462,8 @@ def run_scale(spark: SparkSession, settings: Settings, config: GoldConfig, work:
                         seconds)
                 line = f"{side:<16}{seconds:6.1f} s"
             label = f"run {run - warmup + 1}/{repeat}" if timed else f"warm-up {run + 1}/{warmup}"
-            print(f"  {label:<12} {line}", flush=True)
+            print(f"  {label:<12} {line}  [JIT {jit_seconds(spark) - jit_before:.1f} s]",
+                  flush=True)
     fl, base, stable = result.featurelake_total, result.baseline, result.stable
     stages = ", ".join(f"{k} {v:.1f}" for k, v in result.featurelake.items())
     print(f"median of {repeat} timed run(s) per side:")
@@ -481,8 +494,8 @@ def main() -> None:
                         "the medians are compared (default 3)")
     parser.add_argument("--lines-per-customer", type=int, default=50,
                         help="customers = transactions / this (default 50)")
-    parser.add_argument("--warmup-runs", type=int, default=1,
-                        help="untimed runs per side and scale before the timed ones (default 1)")
+    parser.add_argument("--warmup-runs", type=int, default=3,
+                        help="untimed runs per side and scale before the timed ones (default 3)")
     parser.add_argument("--no-check", action="store_true", help="skip the output comparison")
     parser.add_argument("--keep", action="store_true", help="keep the generated data and tables")
     parser.add_argument("--driver-memory", default="6g")
