@@ -45,8 +45,16 @@ Printed per scale: each run, then the median seconds per side (featurelake also 
 rows/s (input transaction lines / median seconds), the ratios of the medians
 featurelake/baseline (target <= 1.3x) and featurelake/baseline-stable, a sanity check per
 baseline (customer and credit feature row counts of the last runs, and rows of the customer
-features that differ from featurelake's, compared exactly), then the growth of each side's
-median time between scales.
+features that differ from featurelake's, compared exactly).
+
+Then, per scale, each side runs ``--cold-runs`` times (default 1) in a fresh driver, a new
+Python process and JVM as one ``spark-submit`` gives it (featurelake's three jobs in one
+driver, as ``full-pipeline`` runs them), the two taking turns to go first. Printed: each run's
+seconds (timed as the warm runs are, without the session's start, which is printed beside),
+the medians and their ratio. In a fresh driver both baselines compile every stage once, so
+the cold comparison has one baseline.
+
+Last, the growth of each side's median time between scales, warm and cold.
 
 The machine's load average is printed at the start and end: on a shared machine the absolute
 numbers move with it.
@@ -56,9 +64,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -390,6 +401,8 @@ class ScaleResult:
     featurelake_runs: list[dict[str, float]] = field(default_factory=list)
     baseline_runs: list[float] = field(default_factory=list)
     stable_runs: list[float] = field(default_factory=list)  # baseline, "now" out of the code
+    cold_featurelake: list[float] = field(default_factory=list)  # each in a fresh driver
+    cold_baseline: list[float] = field(default_factory=list)
 
     @property
     def featurelake(self) -> dict[str, float]:
@@ -429,10 +442,61 @@ def compare_outputs(spark: SparkSession, lake: Path, out: Path) -> str:
             f"-> {verdict}")
 
 
+COLD_RESULT = "cold-result: "
+
+
+def cold_run(side: str, landing: Path, out: Path, driver_memory: str) -> dict[str, float]:
+    """One side in a fresh driver (Python and JVM), as one spark-submit runs it.
+
+    Returns the side's seconds (``work``, as the warm runs time it), the session's start
+    (``session``) and the whole process (``process``).
+    """
+    command = [sys.executable, __file__, "--cold-side", side, "--cold-landing", str(landing),
+               "--cold-out", str(out), "--driver-memory", driver_memory]
+    started = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True)
+    process = time.perf_counter() - started
+    results = [line for line in proc.stdout.splitlines() if line.startswith(COLD_RESULT)]
+    if proc.returncode != 0 or not results:
+        raise RuntimeError(f"cold run of {side} failed (exit {proc.returncode}):\n"
+                           f"{proc.stderr[-3000:]}")
+    return {**json.loads(results[-1][len(COLD_RESULT):]), "process": process}
+
+
+def _cold_side(args: argparse.Namespace, settings: Settings, config: GoldConfig) -> None:
+    """The child of ``cold_run``: start a session, run one side once, print its seconds."""
+    as_of_day = date.fromisoformat(str(settings.synthetic.end_date))
+    started = time.perf_counter()
+    spark = _session(settings, args.driver_memory)
+    session = time.perf_counter() - started
+    try:
+        landing, out = Path(args.cold_landing), Path(args.cold_out)
+        shutil.rmtree(out, ignore_errors=True)
+        if args.cold_side == "featurelake":
+            work = sum(run_featurelake(spark, out, landing, as_of_day).values())
+        else:
+            work = run_baseline(spark, landing, out, config,
+                                datetime.combine(as_of_day, dtime.max))
+    finally:
+        spark.stop()
+    print(COLD_RESULT + json.dumps({"session": session, "work": work}), flush=True)
+
+
+def _session(settings: Settings, driver_memory: str) -> SparkSession:
+    spark_settings = settings.spark.model_copy(
+        update={"conf": {**settings.spark.conf, "spark.driver.memory": driver_memory,
+                         "spark.ui.showConsoleProgress": "false"}})
+    spark = build_spark_session("bench-bronze-to-gold", spark_settings)
+    # Quiet: the baseline's positional CSV schema differs from the header names on purpose.
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
 def run_scale(spark: SparkSession, settings: Settings, config: GoldConfig, work: Path,
               transactions: int, customers: int, *, repeat: int = 1, warmup: int = 1,
-              check: bool = True) -> ScaleResult:
-    """Generate one scale, warm up, time both sides ``repeat`` times, compare and print."""
+              cold: int = 0, driver_memory: str = "6g", check: bool = True) -> ScaleResult:
+    """Generate one scale, warm up, time both sides ``repeat`` times, compare and print;
+    then run each side ``cold`` times in a fresh driver."""
     scale_dir = work / f"scale-{transactions}"
     landing = scale_dir / "landing"
     gen_s = generate(spark, landing, transactions, customers)
@@ -477,6 +541,22 @@ def run_scale(spark: SparkSession, settings: Settings, config: GoldConfig, work:
         for side in ("baseline", "baseline-stable"):
             print(f"sanity ({side}): "
                   + compare_outputs(spark, scale_dir / "lake", scale_dir / side), flush=True)
+    if cold:
+        print(f"cold: each side in a fresh driver, {cold} time(s), taking turns to go first "
+              f"(there the baseline compiles everything once, as written or not):", flush=True)
+        for run in range(cold):
+            for side in ("featurelake", "baseline")[::1 if run % 2 == 0 else -1]:
+                seconds = cold_run(side, landing, scale_dir / f"cold-{side}", driver_memory)
+                (result.cold_featurelake if side == "featurelake"
+                 else result.cold_baseline).append(seconds["work"])
+                print(f"  cold {run + 1}/{cold}   {side:<16}{seconds['work']:6.1f} s  (session "
+                      f"start {seconds['session']:.1f} s, whole process "
+                      f"{seconds['process']:.1f} s)", flush=True)
+        fl_cold = statistics.median(result.cold_featurelake)
+        base_cold = statistics.median(result.cold_baseline)
+        print(f"cold medians: featurelake {fl_cold:.1f} s ({transactions / fl_cold:,.0f} rows/s),"
+              f" baseline {base_cold:.1f} s ({transactions / base_cold:,.0f} rows/s): "
+              f"ratio {fl_cold / base_cold:.2f}x", flush=True)
     return result
 
 
@@ -496,23 +576,26 @@ def main() -> None:
                         help="customers = transactions / this (default 50)")
     parser.add_argument("--warmup-runs", type=int, default=3,
                         help="untimed runs per side and scale before the timed ones (default 3)")
+    parser.add_argument("--cold-runs", type=int, default=1,
+                        help="runs per side and scale, after the timed ones, each in a fresh "
+                        "driver as one spark-submit runs it (default 1; 0 for none)")
     parser.add_argument("--no-check", action="store_true", help="skip the output comparison")
+    for internal in ("--cold-side", "--cold-landing", "--cold-out"):  # a cold run's child
+        parser.add_argument(internal, help=argparse.SUPPRESS)
     parser.add_argument("--keep", action="store_true", help="keep the generated data and tables")
     parser.add_argument("--driver-memory", default="6g")
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    if args.warmup_runs < 0:
-        parser.error("--warmup-runs must be 0 or more")
+    if args.warmup_runs < 0 or args.cold_runs < 0:
+        parser.error("--warmup-runs and --cold-runs must be 0 or more")
 
     settings = load_settings(ROOT / "conf")
     config = load_gold_config(settings.conf_path(GOLD_CONFIG_FILE))
-    spark_settings = settings.spark.model_copy(
-        update={"conf": {**settings.spark.conf, "spark.driver.memory": args.driver_memory,
-                         "spark.ui.showConsoleProgress": "false"}})
-    spark = build_spark_session("bench-bronze-to-gold", spark_settings)
-    # Quiet: the baseline's positional CSV schema differs from the header names on purpose.
-    spark.sparkContext.setLogLevel("ERROR")
+    if args.cold_side:
+        _cold_side(args, settings, config)
+        return
+    spark = _session(settings, args.driver_memory)
     work = Path(tempfile.mkdtemp(prefix="bench-bronze-to-gold-"))
     print(f"load average at start: {_load()}; master {spark.sparkContext.master}, shuffle "
           f"partitions {settings.spark.shuffle_partitions}, driver memory {args.driver_memory}; "
@@ -524,6 +607,7 @@ def main() -> None:
             results.append(run_scale(spark, settings, config, work, scale,
                                      max(1, scale // args.lines_per_customer),
                                      repeat=args.repeat, warmup=args.warmup_runs,
+                                     cold=args.cold_runs, driver_memory=args.driver_memory,
                                      check=not args.no_check))
             if not args.keep:
                 shutil.rmtree(work / f"scale-{scale}", ignore_errors=True)
@@ -536,6 +620,11 @@ def main() -> None:
                       f"data): featurelake {later.featurelake_total / first.featurelake_total:.2f}x"
                       f" time, baseline {later.baseline / first.baseline:.2f}x, baseline-stable "
                       f"{later.stable / first.stable:.2f}x")
+                if first.cold_featurelake and later.cold_featurelake:
+                    cold_fl = [statistics.median(r.cold_featurelake) for r in (first, later)]
+                    cold_base = [statistics.median(r.cold_baseline) for r in (first, later)]
+                    print(f"  cold: featurelake {cold_fl[1] / cold_fl[0]:.2f}x time, baseline "
+                          f"{cold_base[1] / cold_base[0]:.2f}x")
         print(f"load average at end: {_load()}")
     finally:
         if args.keep:
