@@ -37,9 +37,9 @@ prints the CPU seconds the JVM's JIT compilers spent during it (process-wide). T
 at full scale and several runs long because the JIT keeps compiling hot paths well past one
 run: on 2 cores its compiler threads take CPU from the tasks, and the three jobs' generated
 classes give it about twice the work of one query (at 1M, featurelake's first three runs in
-one driver spent 40, 17 and 10 JIT seconds, the baseline's 20, 8 and 5; from the fourth on
-both spend 3-4 s a run). With one warm-up run, the timed runs measured that backlog more than
-the jobs (figures in docs/PERFORMANCE.md).
+one driver spent 40, 17 and 10 JIT seconds, the baseline's 20, 8 and 5; the fourth 7 and 4;
+from the fifth on both spend 3-4 s a run). With one warm-up run, the timed runs measured that
+backlog more than the jobs (figures in docs/PERFORMANCE.md).
 
 Printed per scale: each run, then the median seconds per side (featurelake also per job),
 rows/s (input transaction lines / median seconds), the ratios of the medians
