@@ -1,7 +1,8 @@
 """Bronze -> gold on synthetic data: featurelake's jobs against one hand-written Spark SQL job.
 
     .venv/bin/python bench/bench_bronze_to_gold.py [--scales 1000000 10000000]
-        [--repeat 3] [--warmup-runs 3] [--lines-per-customer 50] [--keep] [--driver-memory 6g]
+        [--repeat 3] [--warmup-runs 3] [--cold-runs 1] [--lines-per-customer 50] [--no-check]
+        [--keep] [--driver-memory 6g]
 
 Per scale, synthetic landing files are generated once into a temporary folder (job
 ``generate-data``, outside the timings; credit clients at the configured default). Then, in one
@@ -33,13 +34,13 @@ profiles (PII) are not ingested by either side.
 Each side first runs ``--warmup-runs`` times per scale (default 3; printed, not compared),
 then ``--repeat`` times, each side going first in turn (the machine's speed drifts):
 every run's seconds are printed, and the comparison uses each side's median. Each run also
-prints the CPU seconds the JVM's JIT compilers spent during it (process-wide). The warm-up is
-at full scale and several runs long because the JIT keeps compiling hot paths well past one
-run: on 2 cores its compiler threads take CPU from the tasks, and the three jobs' generated
-classes give it about twice the work of one query (at 1M, featurelake's first three runs in
-one driver spent 40, 17 and 10 JIT seconds, the baseline's 20, 8 and 5; the fourth 7 and 4;
-from the fifth on both spend 3-4 s a run). With one warm-up run, the timed runs measured that
-backlog more than the jobs (figures in docs/PERFORMANCE.md).
+prints the JVM's JIT compile time during it (elapsed time summed over the compiler threads,
+process-wide). The warm-up is at full scale and several runs long because the JIT keeps
+compiling hot paths well past one run: on 2 cores its compiler threads compete with the tasks
+for the CPU, and the three jobs' generated classes give it more work than one query (at 1M,
+in one driver, featurelake's first three runs took 40, 17 and 10 JIT seconds, baseline-stable's
+runs after them 20, 8 and 5; the fourth 7 and 4; from the fifth on both 3-4 s a run). With one
+warm-up run, the timed runs measured that backlog more than the jobs (docs/PERFORMANCE.md).
 
 Printed per scale: each run, then the median seconds per side (featurelake also per job),
 rows/s (input transaction lines / median seconds), the ratios of the medians
@@ -48,11 +49,13 @@ baseline (customer and credit feature row counts of the last runs, and rows of t
 features that differ from featurelake's, compared exactly).
 
 Then, per scale, each side runs ``--cold-runs`` times (default 1) in a fresh driver, a new
-Python process and JVM as one ``spark-submit`` gives it (featurelake's three jobs in one
-driver, as ``full-pipeline`` runs them), the two taking turns to go first. Printed: each run's
-seconds (timed as the warm runs are, without the session's start, which is printed beside),
-the medians and their ratio. In a fresh driver both baselines compile every stage once, so
-the cold comparison has one baseline.
+Python process and JVM as one ``spark-submit`` gives it, the sides taking turns to go first:
+featurelake's three jobs in one driver, as ``full-pipeline`` runs them; featurelake with a
+fresh driver for each job, as the Airflow DAG (one ``spark-submit`` per stage) runs them; the
+baseline. Printed: each run's seconds (timed as the warm runs are, without the sessions'
+start, which is printed beside, with the JIT's compile time), the medians and their ratios to
+the baseline's. In a fresh driver both baselines compile every stage once, so the cold runs use
+the baseline as written. The cold runs' outputs are not compared (the warm runs' are).
 
 Last, the growth of each side's median time between scales, warm and cold.
 
@@ -127,7 +130,7 @@ def _run(spark: SparkSession, job: str, module: str, argv: list[str]) -> float:
 
 
 def jit_seconds(spark: SparkSession) -> float:
-    """CPU seconds the driver JVM's JIT compilers have spent so far (all compiler threads)."""
+    """The driver JVM's JIT compile time so far: elapsed seconds summed over compiler threads."""
     management = spark.sparkContext._jvm.java.lang.management.ManagementFactory
     return management.getCompilationMXBean().getTotalCompilationTime() / 1000
 
@@ -149,18 +152,22 @@ def generate(spark: SparkSession, landing: Path, transactions: int, customers: i
     return _run(spark, "generate-data", "generate_data", argv)
 
 
-def run_featurelake(spark: SparkSession, lake: Path, landing: Path, as_of: date
-                    ) -> dict[str, float]:
-    """bronze -> silver -> gold (latest snapshot) into a fresh lakehouse; seconds per job."""
+FEATURELAKE_JOBS = ("bronze", "silver", "gold")
+
+
+def run_featurelake(spark: SparkSession, lake: Path, landing: Path, as_of: date,
+                    jobs: tuple[str, ...] = FEATURELAKE_JOBS) -> dict[str, float]:
+    """bronze -> silver -> gold (latest snapshot) into a lakehouse; seconds per job.
+
+    ``jobs`` runs some of them only, on the lakehouse the earlier ones left.
+    """
     common = _common(lake, landing)
-    sources = [arg for s in SOURCES for arg in ("--source", s)]
-    tables = [arg for t in SILVER_TABLES for arg in ("--table", t)]
-    return {
-        "bronze": _run(spark, "bronze", "bronze", [*common, *sources]),
-        "silver": _run(spark, "silver", "silver", [*common, *tables]),
-        "gold": _run(spark, "gold", "gold", [*common, "--as-of", as_of.isoformat(),
-                                             "--no-daily"]),
+    argv = {
+        "bronze": [*common, *(arg for s in SOURCES for arg in ("--source", s))],
+        "silver": [*common, *(arg for t in SILVER_TABLES for arg in ("--table", t))],
+        "gold": [*common, "--as-of", as_of.isoformat(), "--no-daily"],
     }
+    return {job: _run(spark, job, job, argv[job]) for job in jobs}
 
 
 # --------------------------------------------------------------------------------------------
@@ -402,6 +409,7 @@ class ScaleResult:
     baseline_runs: list[float] = field(default_factory=list)
     stable_runs: list[float] = field(default_factory=list)  # baseline, "now" out of the code
     cold_featurelake: list[float] = field(default_factory=list)  # each in a fresh driver
+    cold_per_job: list[float] = field(default_factory=list)  # a fresh driver for each job
     cold_baseline: list[float] = field(default_factory=list)
 
     @property
@@ -445,21 +453,40 @@ def compare_outputs(spark: SparkSession, lake: Path, out: Path) -> str:
 COLD_RESULT = "cold-result: "
 
 
+COLD_SIDES = {  # side -> the fresh drivers it takes, one after another
+    "featurelake": ("featurelake",),
+    "featurelake, a driver per job": tuple(f"featurelake-{job}" for job in FEATURELAKE_JOBS),
+    "baseline": ("baseline",),
+}
+
+
+def cold_side(side: str, landing: Path, out: Path, driver_memory: str) -> dict[str, float]:
+    """One cold run of a side: its drivers in turn, into a fresh ``out``; their seconds summed."""
+    shutil.rmtree(out, ignore_errors=True)
+    total = {"work": 0.0, "session": 0.0, "process": 0.0, "jit": 0.0}
+    for driver in COLD_SIDES[side]:
+        for key, value in cold_run(driver, landing, out, driver_memory).items():
+            total[key] += value
+    return total
+
+
 def cold_run(side: str, landing: Path, out: Path, driver_memory: str) -> dict[str, float]:
-    """One side in a fresh driver (Python and JVM), as one spark-submit runs it.
+    """One side (or one featurelake job) in a fresh driver, Python and JVM, as one
+    spark-submit runs it.
 
     Returns the side's seconds (``work``, as the warm runs time it), the session's start
-    (``session``) and the whole process (``process``).
+    (``session``), the whole process (``process``) and the JIT's compile time (``jit``).
     """
     command = [sys.executable, __file__, "--cold-side", side, "--cold-landing", str(landing),
                "--cold-out", str(out), "--driver-memory", driver_memory]
     started = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True)
+    proc = subprocess.run(command, capture_output=True, text=True, errors="replace")
     process = time.perf_counter() - started
     results = [line for line in proc.stdout.splitlines() if line.startswith(COLD_RESULT)]
     if proc.returncode != 0 or not results:
-        raise RuntimeError(f"cold run of {side} failed (exit {proc.returncode}):\n"
-                           f"{proc.stderr[-3000:]}")
+        raise RuntimeError(f"cold run of {side} failed (exit {proc.returncode}"
+                           f"{'' if results else ', no result line'}):\n"
+                           f"stdout:\n{proc.stdout[-1500:]}\nstderr:\n{proc.stderr[-3000:]}")
     return {**json.loads(results[-1][len(COLD_RESULT):]), "process": process}
 
 
@@ -471,15 +498,17 @@ def _cold_side(args: argparse.Namespace, settings: Settings, config: GoldConfig)
     session = time.perf_counter() - started
     try:
         landing, out = Path(args.cold_landing), Path(args.cold_out)
-        shutil.rmtree(out, ignore_errors=True)
-        if args.cold_side == "featurelake":
-            work = sum(run_featurelake(spark, out, landing, as_of_day).values())
+        if args.cold_side.startswith("featurelake"):
+            _, _, job = args.cold_side.partition("-")
+            work = sum(run_featurelake(spark, out, landing, as_of_day,
+                                       (job,) if job else FEATURELAKE_JOBS).values())
         else:
             work = run_baseline(spark, landing, out, config,
                                 datetime.combine(as_of_day, dtime.max))
+        jit = jit_seconds(spark)
     finally:
         spark.stop()
-    print(COLD_RESULT + json.dumps({"session": session, "work": work}), flush=True)
+    print(COLD_RESULT + json.dumps({"session": session, "work": work, "jit": jit}), flush=True)
 
 
 def _session(settings: Settings, driver_memory: str) -> SparkSession:
@@ -493,8 +522,8 @@ def _session(settings: Settings, driver_memory: str) -> SparkSession:
 
 
 def run_scale(spark: SparkSession, settings: Settings, config: GoldConfig, work: Path,
-              transactions: int, customers: int, *, repeat: int = 1, warmup: int = 1,
-              cold: int = 0, driver_memory: str = "6g", check: bool = True) -> ScaleResult:
+              transactions: int, customers: int, *, repeat: int = 3, warmup: int = 3,
+              cold: int = 1, driver_memory: str = "6g", check: bool = True) -> ScaleResult:
     """Generate one scale, warm up, time both sides ``repeat`` times, compare and print;
     then run each side ``cold`` times in a fresh driver."""
     scale_dir = work / f"scale-{transactions}"
@@ -544,19 +573,24 @@ def run_scale(spark: SparkSession, settings: Settings, config: GoldConfig, work:
     if cold:
         print(f"cold: each side in a fresh driver, {cold} time(s), taking turns to go first "
               f"(there the baseline compiles everything once, as written or not):", flush=True)
+        runs = {"featurelake": result.cold_featurelake,
+                "featurelake, a driver per job": result.cold_per_job,
+                "baseline": result.cold_baseline}
+        sides = list(COLD_SIDES)
         for run in range(cold):
-            for side in ("featurelake", "baseline")[::1 if run % 2 == 0 else -1]:
-                seconds = cold_run(side, landing, scale_dir / f"cold-{side}", driver_memory)
-                (result.cold_featurelake if side == "featurelake"
-                 else result.cold_baseline).append(seconds["work"])
-                print(f"  cold {run + 1}/{cold}   {side:<16}{seconds['work']:6.1f} s  (session "
+            for side in sides[run % 3:] + sides[:run % 3]:
+                seconds = cold_side(side, landing, scale_dir / "cold", driver_memory)
+                runs[side].append(seconds["work"])
+                print(f"  cold {run + 1}/{cold}   {side:<30}{seconds['work']:6.1f} s  (session "
                       f"start {seconds['session']:.1f} s, whole process "
-                      f"{seconds['process']:.1f} s)", flush=True)
-        fl_cold = statistics.median(result.cold_featurelake)
+                      f"{seconds['process']:.1f} s)  [JIT {seconds['jit']:.1f} s, with the "
+                      f"session's start]", flush=True)
         base_cold = statistics.median(result.cold_baseline)
-        print(f"cold medians: featurelake {fl_cold:.1f} s ({transactions / fl_cold:,.0f} rows/s),"
-              f" baseline {base_cold:.1f} s ({transactions / base_cold:,.0f} rows/s): "
-              f"ratio {fl_cold / base_cold:.2f}x", flush=True)
+        print(f"cold medians: baseline {base_cold:.1f} s ({transactions / base_cold:,.0f} rows/s)")
+        for side in sides[:2]:
+            seconds = statistics.median(runs[side])
+            print(f"  {side:<30}{seconds:6.1f} s ({transactions / seconds:,.0f} rows/s): ratio "
+                  f"{seconds / base_cold:.2f}x", flush=True)
     return result
 
 
@@ -580,8 +614,11 @@ def main() -> None:
                         help="runs per side and scale, after the timed ones, each in a fresh "
                         "driver as one spark-submit runs it (default 1; 0 for none)")
     parser.add_argument("--no-check", action="store_true", help="skip the output comparison")
-    for internal in ("--cold-side", "--cold-landing", "--cold-out"):  # a cold run's child
-        parser.add_argument(internal, help=argparse.SUPPRESS)
+    # A cold run's child process (see cold_run).
+    parser.add_argument("--cold-side", help=argparse.SUPPRESS,
+                        choices=[driver for side in COLD_SIDES.values() for driver in side])
+    parser.add_argument("--cold-landing", help=argparse.SUPPRESS)
+    parser.add_argument("--cold-out", help=argparse.SUPPRESS)
     parser.add_argument("--keep", action="store_true", help="keep the generated data and tables")
     parser.add_argument("--driver-memory", default="6g")
     args = parser.parse_args()
@@ -589,6 +626,8 @@ def main() -> None:
         parser.error("--repeat must be at least 1")
     if args.warmup_runs < 0 or args.cold_runs < 0:
         parser.error("--warmup-runs and --cold-runs must be 0 or more")
+    if args.cold_side and not (args.cold_landing and args.cold_out):
+        parser.error("--cold-side needs --cold-landing and --cold-out")
 
     settings = load_settings(ROOT / "conf")
     config = load_gold_config(settings.conf_path(GOLD_CONFIG_FILE))
@@ -621,10 +660,11 @@ def main() -> None:
                       f" time, baseline {later.baseline / first.baseline:.2f}x, baseline-stable "
                       f"{later.stable / first.stable:.2f}x")
                 if first.cold_featurelake and later.cold_featurelake:
-                    cold_fl = [statistics.median(r.cold_featurelake) for r in (first, later)]
-                    cold_base = [statistics.median(r.cold_baseline) for r in (first, later)]
-                    print(f"  cold: featurelake {cold_fl[1] / cold_fl[0]:.2f}x time, baseline "
-                          f"{cold_base[1] / cold_base[0]:.2f}x")
+                    cold = {name: [statistics.median(getattr(r, name)) for r in (first, later)]
+                            for name in ("cold_featurelake", "cold_per_job", "cold_baseline")}
+                    growth = {name: f"{b / a:.2f}x" for name, (a, b) in cold.items()}
+                    print(f"  cold: featurelake {growth['cold_featurelake']} time (a driver per "
+                          f"job {growth['cold_per_job']}), baseline {growth['cold_baseline']}")
         print(f"load average at end: {_load()}")
     finally:
         if args.keep:
