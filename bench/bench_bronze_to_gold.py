@@ -451,8 +451,6 @@ def compare_outputs(spark: SparkSession, lake: Path, out: Path) -> str:
 
 
 COLD_RESULT = "cold-result: "
-
-
 COLD_SIDES = {  # side -> the fresh drivers it takes, one after another
     "featurelake": ("featurelake",),
     "featurelake, a driver per job": tuple(f"featurelake-{job}" for job in FEATURELAKE_JOBS),
@@ -490,7 +488,7 @@ def cold_run(side: str, landing: Path, out: Path, driver_memory: str) -> dict[st
     return {**json.loads(results[-1][len(COLD_RESULT):]), "process": process}
 
 
-def _cold_side(args: argparse.Namespace, settings: Settings, config: GoldConfig) -> None:
+def _cold_child(args: argparse.Namespace, settings: Settings, config: GoldConfig) -> None:
     """The child of ``cold_run``: start a session, run one side once, print its seconds."""
     as_of_day = date.fromisoformat(str(settings.synthetic.end_date))
     started = time.perf_counter()
@@ -632,7 +630,7 @@ def main() -> None:
     settings = load_settings(ROOT / "conf")
     config = load_gold_config(settings.conf_path(GOLD_CONFIG_FILE))
     if args.cold_side:
-        _cold_side(args, settings, config)
+        _cold_child(args, settings, config)
         return
     spark = _session(settings, args.driver_memory)
     work = Path(tempfile.mkdtemp(prefix="bench-bronze-to-gold-"))
