@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -109,9 +111,10 @@ def post(server: dict, body: object, key: str | None = "analyst") -> httpx.Respo
 
 
 def audit_line(server: dict, response: httpx.Response) -> dict:
-    import time
+    return audit_line_of(server, response.headers["x-request-id"])
 
-    request_id = response.headers["x-request-id"]
+
+def audit_line_of(server: dict, request_id: str) -> dict:
     # The line is written once the response has been sent (it records status and latency), so
     # the client may get the response a moment before the line lands: wait up to 5 s.
     deadline = time.monotonic() + 5
@@ -279,6 +282,71 @@ def test_body_that_is_not_json_is_422(server: dict) -> None:
 
     assert response.status_code == 422
     assert "JSON decode error" in response.json()["detail"]
+
+
+# -- request size ------------------------------------------------------------------------------
+
+MiB = 1024 * 1024
+
+
+def raw_exchange(server: dict, head: list[str], body: bytes = b"") -> tuple[int, dict, dict]:
+    """Send a request's bytes as given over a fresh connection and read until the server closes
+    it (10 s at most); the status, headers and JSON body of the answer."""
+    url = urlsplit(server["url"])
+    request = "\r\n".join(head + [f"Host: {url.netloc}", "", ""]).encode("latin-1") + body
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    header_block, _, payload = received.partition(b"\r\n\r\n")
+    status_line, *header_lines = header_block.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in header_lines)
+    return int(status_line.split()[1]), headers, json.loads(payload)
+
+
+def test_body_declared_over_the_limit_is_413_before_it_is_sent(server: dict) -> None:
+    status, headers, body = raw_exchange(server, [
+        "POST /features HTTP/1.1", f"X-API-Key: {KEYS['analyst']}",
+        "Content-Type: application/json", f"Content-Length: {100 * MiB}"])
+
+    assert status == 413
+    assert body["detail"] == f"the request body is over the limit of {MiB} bytes"
+    assert headers["connection"] == "close"
+
+
+def test_chunked_body_over_the_limit_is_413_once_the_limit_is_passed(server: dict) -> None:
+    # 16 chunks of 64 KiB fill the 1 MiB limit; one more byte passes it. The body is never
+    # terminated, so only a server that counts while it reads can answer.
+    chunks = b"10000\r\n" + b" " * 65536 + b"\r\n"
+    status, _, body = raw_exchange(server, [
+        "POST /features HTTP/1.1", f"X-API-Key: {KEYS['analyst']}",
+        "Content-Type: application/json", "Transfer-Encoding: chunked"],
+        chunks * 16 + b"1\r\n ")
+
+    assert status == 413
+    assert body["error"] == "payload_too_large"
+
+
+def test_chunked_body_within_the_limit_is_served(server: dict) -> None:
+    padded = json.dumps(RFM).encode() + b" " * (MiB - 200)
+
+    response = server["client"].post(
+        "/features", content=iter([padded[:MiB // 2], padded[MiB // 2:]]),
+        headers={"X-API-Key": KEYS["analyst"], "Content-Type": "application/json"})
+
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 200
+    assert response.json()["results"][0]["values"]["customer_rfm:recency_days"]["value"] == 3
+
+
+def test_body_over_the_limit_is_audited_as_413(server: dict) -> None:
+    _, headers, _ = raw_exchange(server, [
+        "POST /features HTTP/1.1", f"X-API-Key: {KEYS['analyst']}", f"Content-Length: {2 * MiB}"])
+
+    line = audit_line_of(server, headers["x-request-id"])
+    assert (line["key_id"], line["status"], line["error"]) == (
+        "analyst-test", 413, f"request body over {MiB} bytes")
 
 
 # -- audit and metrics --------------------------------------------------------------------------
@@ -500,3 +568,22 @@ def test_serving_conf_error_names_the_file_and_key(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"serving.yaml: online_store.type"):
         load_serving_config(Settings(), bad)
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("server: {max_body_bytes: 10}", "server.max_body_bytes: Input should be greater than or "
+                                     "equal to 1024"),
+    ("server: {max_body_bytes: 1073741824}", "server.max_body_bytes: Input should be less than "
+                                             "or equal to 67108864"),
+])
+def test_serving_setting_out_of_range_names_the_file_and_key(tmp_path: Path, text: str,
+                                                            problem: str) -> None:
+    from featurelake.config import ConfigError, Settings
+    from featurelake.feature_store.online import load_serving_config
+
+    bad = tmp_path / "serving.yaml"
+    bad.write_text(text + "\n", encoding="utf-8")
+
+    with pytest.raises(ConfigError) as raised:
+        load_serving_config(Settings(), bad)
+    assert str(raised.value).startswith(f"{bad}: {problem}")

@@ -114,6 +114,8 @@ class ServerConfig(_Frozen):
             ``lakehouse.root``.
         max_entities: most entities one request may ask for.
         max_features: most feature references one request may name.
+        max_body_bytes: largest request body accepted (HTTP 413 beyond it); counted while the
+            body is read, so a chunked body without ``Content-Length`` is bounded too.
         api_key_header: the header carrying the API key.
     """
 
@@ -123,6 +125,7 @@ class ServerConfig(_Frozen):
     audit_log: str = "ops/serving_audit.jsonl"
     max_entities: int = Field(default=1000, ge=1)
     max_features: int = Field(default=200, ge=1)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     api_key_header: str = "X-API-Key"
 
 

@@ -14,10 +14,11 @@ Endpoints:
   a private interface, or put it behind the proxy that scrapes it).
 
 Errors: 401 no or unknown key; 403 a view the role may not read or a PII feature without a
-grant; 422 a malformed body, unknown features or bad entities, with a message saying what is
-wrong. Every request (whatever its outcome) is appended to the audit log as one JSON line:
-who (key id and role, never the secret), what (views, features, entity count), when, the
-status code and the latency.
+grant; 413 a body over ``server.max_body_bytes`` (the connection is then closed, so the rest of
+the body is never read); 422 a malformed body, unknown features or bad entities, with a message
+saying what is wrong. Every request (whatever its outcome) is appended to the audit log as one
+JSON line: who (key id and role, never the secret), what (views, features, entity count), when,
+the status code and the latency.
 """
 
 from __future__ import annotations
@@ -142,22 +143,67 @@ class ServingMetrics:
         return bytes(generate_latest(self.registry))
 
 
-class _ServingMiddleware:
-    """Times every request, authenticates protected paths, then records metrics and audit.
+def _header(scope: Scope, name: bytes) -> str | None:
+    """The first value of header ``name`` (lower case) in an ASGI scope."""
+    return next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == name), None)
 
-    Authentication happens here, before the body is parsed, so a caller without a valid key
-    gets 401 whatever it sent. What the endpoint learns (views, features, entity count, error)
-    it leaves in ``scope["state"]`` for the audit line.
+
+async def _read_body_within(scope: Scope, receive: Receive, limit: int) -> Receive | None:
+    """Read the request body, refusing it as soon as it is known to exceed ``limit`` bytes.
+
+    A declared ``Content-Length`` over the limit is refused before any of the body is read; a
+    body without one (chunked) is counted as it arrives, so at most ``limit`` bytes are held.
+
+    Returns:
+        A ``receive`` that hands the app the body read, or ``None`` when the body is too large.
+    """
+    declared = _header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    replay: list[Message] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away mid-body
+            replay.append(message)
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            replay.append({"type": "http.request", "body": b"".join(chunks), "more_body": False})
+            break
+
+    async def receive_read_body() -> Message:
+        if replay:
+            return replay.pop()
+        return await receive()
+
+    return receive_read_body
+
+
+class _ServingMiddleware:
+    """Times every request, authenticates protected paths, bounds the body, then records
+    metrics and audit.
+
+    Authentication happens here, before the body is read, so a caller without a valid key
+    gets 401 whatever it sent; then the body is read up to ``max_body_bytes`` (413 beyond).
+    What the endpoint learns (views, features, entity count, error) it leaves in
+    ``scope["state"]`` for the audit line.
     """
 
     def __init__(self, app: ASGIApp, authorizer: Authorizer, header: str,
-                 audit: AuditLog, metrics: ServingMetrics) -> None:
+                 audit: AuditLog, metrics: ServingMetrics, max_body_bytes: int) -> None:
         self.app = app
         self.authorizer = authorizer
         self.header_name = header
         self.header = header.lower().encode("latin-1")
         self.audit = audit
         self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -177,8 +223,7 @@ class _ServingMiddleware:
 
         try:
             if path in _PROTECTED:
-                presented = next((v.decode("latin-1") for k, v in scope.get("headers", [])
-                                  if k == self.header), None)
+                presented = _header(scope, self.header)
                 try:
                     state["principal"] = self.authorizer.authenticate(presented)
                 except AuthenticationError as exc:
@@ -189,7 +234,19 @@ class _ServingMiddleware:
                         status_code=401, headers={"WWW-Authenticate": "ApiKey"})
                     await response(scope, receive, send_wrapper)
                     return
-            await self.app(scope, receive, send_wrapper)
+            receive_body = await _read_body_within(scope, receive, self.max_body_bytes)
+            if receive_body is None:
+                state["error"] = f"request body over {self.max_body_bytes} bytes"
+                # Connection: close makes uvicorn drop the connection after the answer instead
+                # of reading (and discarding) the rest of the body to keep the connection alive.
+                response = JSONResponse(
+                    {"error": "payload_too_large",
+                     "detail": f"the request body is over the limit of {self.max_body_bytes} "
+                               "bytes"},
+                    status_code=413, headers={"Connection": "close"})
+                await response(scope, receive, send_wrapper)
+                return
+            await self.app(scope, receive_body, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
             label = path if path in _KNOWN_PATHS else "other"
@@ -318,7 +375,8 @@ def create_app(
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(_ServingMiddleware, authorizer=authorizer,  # type: ignore[arg-type]
-                       header=config.server.api_key_header, audit=audit, metrics=metrics)
+                       header=config.server.api_key_header, audit=audit, metrics=metrics,
+                       max_body_bytes=config.server.max_body_bytes)
     app.state.metrics = metrics
     app.state.audit = audit
     return app
