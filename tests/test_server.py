@@ -349,6 +349,53 @@ def test_body_over_the_limit_is_audited_as_413(server: dict) -> None:
         "analyst-test", 413, f"request body over {MiB} bytes")
 
 
+# -- echoed input --------------------------------------------------------------------------------
+
+
+def test_long_feature_reference_is_cut_in_the_answer_and_the_audit_line(server: dict) -> None:
+    reference = "customer_rfm:" + "x" * 900_000  # 900,013 characters, within the body limit
+
+    response = post(server, {"entities": [{"customer_id": "c1"}], "features": [reference]})
+
+    # The message quotes the reference: 36 + 900,000 + 45 = 900,081 characters.
+    message_start = "view 'customer_rfm' has no feature 'xxx"
+    assert response.status_code == 422
+    assert len(response.content) < 2000
+    detail = response.json()["detail"]
+    assert detail.startswith(message_start)
+    assert detail.endswith("x...[899057 more characters]")  # 1024 kept
+    line = audit_line(server, response)
+    assert line["features"] == ["customer_rfm:" + "x" * 243 + "...[899757 more characters]"]
+    assert line["error"].startswith(message_start)
+    assert line["error"].endswith("x...[899825 more characters]")  # 256 kept
+
+
+def test_many_feature_references_are_capped_in_the_audit_line(server: dict) -> None:
+    response = post(server, {"entities": [{"customer_id": "c1"}],
+                             "features": ["customer_rfm:monetary"] * 5000})
+
+    assert "5000 feature references; at most 200 per request" in response.json()["detail"]
+    line = audit_line(server, response)
+    assert line["features"] == ["customer_rfm:monetary"] * 200 + ["...[4800 more items]"]
+
+
+def test_invalid_body_lists_a_bounded_number_of_cut_problems(server: dict) -> None:
+    long_key = "k" * 100_000
+    entities = [{long_key: 1.5}] + [{"customer_id": 1.5}] * 999
+
+    response = post(server, {"entities": entities, "features": ["customer_rfm:monetary"]})
+
+    assert response.status_code == 422
+    body = response.json()
+    # A float fails both members of str | int: two problems per entity, 2000 in all.
+    assert len(body["problems"]) == 20
+    # "body.entities.0." + the key + ".str": 16 + 100,000 + 4 = 100,020 characters, 256 kept.
+    assert body["problems"][0]["location"] == (
+        "body.entities.0." + "k" * 240 + "...[99764 more characters]")
+    assert "; and 1980 more problem(s)" in body["detail"]
+    assert len(response.content) < 16_000
+
+
 # -- audit and metrics --------------------------------------------------------------------------
 
 

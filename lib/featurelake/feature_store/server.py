@@ -16,9 +16,10 @@ Endpoints:
 Errors: 401 no or unknown key; 403 a view the role may not read or a PII feature without a
 grant; 413 a body over ``server.max_body_bytes`` (the connection is then closed, so the rest of
 the body is never read); 422 a malformed body, unknown features or bad entities, with a message
-saying what is wrong. Every request (whatever its outcome) is appended to the audit log as one
-JSON line: who (key id and role, never the secret), what (views, features, entity count), when,
-the status code and the latency.
+saying what is wrong. Request text quoted in an error is cut to a bounded length. Every
+request (whatever its outcome) is appended to the audit log as one JSON line: who (key id and
+role, never the secret), what (views, features, entity count), when, the status code and the
+latency; strings in it are cut to 256 characters and lists to ``server.max_features`` items.
 """
 
 from __future__ import annotations
@@ -81,6 +82,27 @@ _KNOWN_PATHS = ("/features", "/health", "/metrics")
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _STALENESS_BUCKETS = (60, 300, 900, 3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400, 30 * 86400,
                       365 * 86400)
+# A body may carry up to server.max_body_bytes of text that error answers and audit lines would
+# otherwise repeat: each piece of it is cut to _MAX_ECHO_CHARS, a whole error message to
+# _MAX_DETAIL_CHARS, and a 422 lists at most _MAX_PROBLEMS problems.
+_MAX_ECHO_CHARS = 256
+_MAX_DETAIL_CHARS = 1024
+_MAX_PROBLEMS = 20
+
+
+def _clip_text(text: str, limit: int = _MAX_ECHO_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, with a marker saying how many were cut.
+
+    Lone surrogates (which JSON allows as ``"\\ud800"``) are escaped, so the result always
+    encodes as UTF-8.
+
+    Example:
+        >>> _clip_text("abcdef", 2)
+        'ab...[4 more characters]'
+    """
+    if len(text) > limit:
+        text = f"{text[:limit]}...[{len(text) - limit} more characters]"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class FeatureRequest(BaseModel):
@@ -98,18 +120,42 @@ class AuditLog:
     """Appends one JSON line per request to a file (created with its folder).
 
     Each line is written with a single ``write`` on a file opened for appending, so lines from
-    several threads (or processes) never interleave.
+    several threads (or processes) never interleave. Every string in a line is cut to
+    ``max_chars`` and every list to ``max_items`` (each with a marker saying how much was left
+    out), so a line stays small whatever the request held.
+
+    Args:
+        path: the JSON-lines file.
+        max_chars: most characters of any one string.
+        max_items: most items of any one list (the server passes ``server.max_features``, so
+            the features of a request that was served are recorded in full).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, max_chars: int = _MAX_ECHO_CHARS,
+                 max_items: int = 200) -> None:
         self.path = Path(path)
+        self.max_chars = max_chars
+        self.max_items = max_items
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._file = self.path.open("a", encoding="utf-8", buffering=1)
 
+    def _bounded(self, value: Any) -> Any:
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        if isinstance(value, dict):
+            return {_clip_text(str(k), self.max_chars): self._bounded(v)
+                    for k, v in list(value.items())[:self.max_items]}
+        if isinstance(value, (list, tuple)):
+            kept = [self._bounded(v) for v in value[:self.max_items]]
+            if len(value) > self.max_items:
+                kept.append(f"...[{len(value) - self.max_items} more items]")
+            return kept
+        return _clip_text(str(value), self.max_chars)
+
     def write(self, entry: dict[str, Any]) -> None:
-        """Append ``entry`` as one line."""
-        line = json.dumps(entry, default=str, separators=(",", ":")) + "\n"
+        """Append ``entry`` as one line, its strings and lists cut to the bounds."""
+        line = json.dumps(self._bounded(entry), separators=(",", ":")) + "\n"
         with self._lock:
             self._file.write(line)
 
@@ -314,7 +360,7 @@ def create_app(
     service = OnlineFeatureService(views, store, authorizer,
                                    max_entities=config.server.max_entities,
                                    max_features=config.server.max_features)
-    audit = AuditLog(config.server.audit_log)
+    audit = AuditLog(config.server.audit_log, max_items=config.server.max_features)
     metrics = ServingMetrics()
 
     @asynccontextmanager
@@ -328,14 +374,27 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Locations hold the body's own keys, so they are clipped like any echoed input.
+        errors = exc.errors()
         problems = [
-            {"location": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]}
-            for e in exc.errors()
+            {"location": _clip_text(".".join(str(p) for p in e["loc"])),
+             "problem": _clip_text(e["msg"])}
+            for e in errors[:_MAX_PROBLEMS]
         ]
-        message = "; ".join(f"{p['location']}: {p['problem']}" for p in problems)
+        message = _clip_text("; ".join(f"{p['location']}: {p['problem']}" for p in problems),
+                             _MAX_DETAIL_CHARS)
+        if len(errors) > len(problems):
+            message += f"; and {len(errors) - len(problems)} more problem(s)"
         request.state.error = message
         return JSONResponse({"error": "invalid_request", "detail": message,
                              "problems": problems}, status_code=422)
+
+    def refused(error: str, exc: Exception, status_code: int, request: Request) -> JSONResponse:
+        # The message may quote the request (a reference, an entity), so the answer carries
+        # it cut; the audit log cuts what it is given.
+        request.state.error = str(exc)
+        return JSONResponse({"error": error, "detail": _clip_text(str(exc), _MAX_DETAIL_CHARS)},
+                            status_code=status_code)
 
     @app.post("/features")
     def post_features(body: FeatureRequest, request: Request) -> JSONResponse:
@@ -347,11 +406,9 @@ def create_app(
             request.state.views = sorted(resolved)
             result = service.get(body.entities, body.features, role=principal.role)
         except FeatureRequestError as exc:
-            request.state.error = str(exc)
-            return JSONResponse({"error": "invalid_request", "detail": str(exc)}, status_code=422)
+            return refused("invalid_request", exc, 422, request)
         except AuthorizationError as exc:
-            request.state.error = str(exc)
-            return JSONResponse({"error": "forbidden", "detail": str(exc)}, status_code=403)
+            return refused("forbidden", exc, 403, request)
         for view_name, stats in result.lookups.items():
             metrics.lookups.labels(view_name, "hit").inc(stats.hits)
             metrics.lookups.labels(view_name, "miss").inc(stats.misses)
