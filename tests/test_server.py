@@ -275,6 +275,40 @@ def test_malformed_request_is_422_with_a_clear_message(server: dict, body: dict,
     assert message in response.json()["detail"]
 
 
+@pytest.mark.parametrize(("body", "location", "problem"), [
+    (rb'{"entities": [{"customer_id": "\ud800"}], "features": ["customer_rfm:monetary"]}',
+     "body.entities.0.customer_id", "a lone UTF-16 surrogate (U+D800) at character 0"),
+    (rb'{"entities": [{"customer_id": "c\udc00"}], "features": ["customer_rfm:monetary"]}',
+     "body.entities.0.customer_id", "a lone UTF-16 surrogate (U+DC00) at character 1"),
+    (rb'{"entities": [{"\ud800": "c1"}], "features": ["customer_rfm:monetary"]}',
+     "body.entities.0.", "a lone UTF-16 surrogate (U+D800) at character 0"),
+    (rb'{"entities": [{"customer_id": "c1"}], "features": ["customer_rfm:\ud800"]}',
+     "body.features.0", "a lone UTF-16 surrogate (U+D800) at character 13"),
+])
+def test_lone_surrogate_is_422_saying_where(server: dict, body: bytes, location: str,
+                                            problem: str) -> None:
+    response = server["client"].post("/features", content=body,
+                                     headers={"X-API-Key": KEYS["analyst"],
+                                              "Content-Type": "application/json"})
+
+    assert response.status_code == 422
+    (reported,) = response.json()["problems"]
+    assert reported["location"].startswith(location)
+    assert problem in reported["problem"]
+    assert "not valid Unicode" in reported["problem"]
+
+
+def test_surrogate_pair_is_one_character_and_served(server: dict) -> None:
+    body = rb'{"entities": [{"customer_id": "\ud83d\ude00"}], "features": ["customer_rfm:*"]}'
+
+    response = server["client"].post("/features", content=body,
+                                     headers={"X-API-Key": KEYS["analyst"],
+                                              "Content-Type": "application/json"})
+
+    assert response.status_code == 200
+    assert response.json()["results"][0]["entity"] == {"customer_id": "\U0001F600"}
+
+
 def test_body_that_is_not_json_is_422(server: dict) -> None:
     response = server["client"].post("/features", content=b"{not json",
                                      headers={"X-API-Key": KEYS["analyst"],

@@ -34,14 +34,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mutabl
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from featurelake.config import Settings, load_settings
 from featurelake.feature_store.auth import (
@@ -105,14 +105,34 @@ def _clip_text(text: str, limit: int = _MAX_ECHO_CHARS) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def _valid_unicode(value: str | int) -> str | int:
+    # JSON may spell half of a UTF-16 pair alone ("\ud800"); such a string cannot be encoded
+    # as UTF-8, so no store key, log line or answer could carry it.
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"a lone UTF-16 surrogate (U+{ord(value[exc.start]):04X}) at character "
+                f"{exc.start} is not valid Unicode; send the whole surrogate pair or the "
+                "character itself"
+            ) from None
+    return value
+
+
+UnicodeStr = Annotated[StrictStr, AfterValidator(_valid_unicode)]
+# Checked after the union, so an error's location is the key, not a member of the union.
+KeyValue = Annotated[StrictStr | StrictInt, AfterValidator(_valid_unicode)]
+
+
 class FeatureRequest(BaseModel):
     """The body of ``POST /features``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    entities: list[dict[str, StrictStr | StrictInt]] = Field(
+    entities: list[dict[UnicodeStr, KeyValue]] = Field(
         min_length=1, description="one mapping of join key to value per entity")
-    features: list[StrictStr] = Field(
+    features: list[UnicodeStr] = Field(
         min_length=1, description='"view:feature" or "view:*" references')
 
 
