@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from featurelake.config import ConfigError, load_settings
+from featurelake.config import ConfigError, load_settings, load_yaml_file
 
 BASE = """\
 lakehouse:
@@ -137,3 +137,44 @@ def test_the_shipped_configuration_is_valid_for_every_environment():
     for env in sorted(p.stem for p in (conf / "env").glob("*.yaml")):
         settings = load_settings(conf, env)
         assert settings.env == env
+
+
+def test_a_repeated_key_names_the_file_the_key_path_and_both_lines(tmp_path):
+    local = "spark:\n  shuffle_partitions: 4\n  log_level: WARN\n  shuffle_partitions: 16\n"
+    conf = _conf(tmp_path, local=local)
+    with pytest.raises(ConfigError) as info:
+        load_settings(conf, "local")
+    assert info.value.source == str(conf / "env" / "local.yaml")
+    assert info.value.key == "spark.shuffle_partitions"
+    assert "duplicated key (at lines 2 and 4)" in str(info.value)
+
+
+def test_a_repeated_key_inside_a_list_item_names_the_item(tmp_path):
+    path = tmp_path / "views.yaml"
+    path.write_text("views:\n  - {name: a}\n  - {name: b, ttl: 1d, name: c}\n")
+    with pytest.raises(ConfigError) as info:
+        load_yaml_file(path)
+    assert info.value.key == "views[1].name"
+    assert "line 3, columns 6 and 24" in str(info.value)
+
+
+def test_keys_spelled_differently_but_equal_are_one_key(tmp_path):
+    path = tmp_path / "quoted.yaml"
+    path.write_text("a: 1\n'a': 2\n")
+    with pytest.raises(ConfigError, match=r"quoted\.yaml: a: duplicated key \(at lines 1 and 2\)"):
+        load_yaml_file(path)
+
+
+def test_a_key_merged_from_an_anchor_may_be_overridden(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("base: &base\n  x: 1\n  y: 2\nover:\n  <<: *base\n  x: 3\n")
+    assert load_yaml_file(path) == {"base": {"x": 1, "y": 2}, "over": {"x": 3, "y": 2}}
+
+
+def test_a_repeated_key_in_an_override_value_names_the_override(tmp_path):
+    text = "spark.conf={spark.a: '1', spark.a: '2'}"
+    with pytest.raises(ConfigError) as info:
+        load_settings(_conf(tmp_path), "local", [text])
+    assert info.value.source == f"--conf {text}"
+    assert info.value.key == "spark.conf.spark.a"
+

@@ -255,17 +255,83 @@ def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
+class _DuplicateKeyError(Exception):
+    """A mapping repeats a key (the caller, who knows the file, makes it a ConfigError)."""
+
+    def __init__(self, key: str, first: yaml.Mark, again: yaml.Mark) -> None:
+        super().__init__(key)
+        self.key = key
+        if first.line == again.line:  # a flow mapping, {a: 1, a: 2}
+            where = (f"line {first.line + 1}, columns {first.column + 1} and "
+                     f"{again.column + 1}")
+        else:
+            where = f"lines {first.line + 1} and {again.line + 1}"
+        self.problem = f"duplicated key (at {where}); a key may appear once in a mapping"
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _UniqueKeyLoader(_YAML_LOADER):  # type: ignore[misc,valid-type]
+    """The safe loader, refusing a key repeated in one mapping.
+
+    PyYAML keeps the last value of a repeated key without a word; the document's nodes are
+    checked before construction because only there are key paths and lines known. Keys merged
+    in with ``<<: *anchor`` may be overridden, as YAML intends.
+    """
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        self._check_unique_keys(node, "", set())
+        return super().construct_document(node)
+
+    def _check_unique_keys(self, node: yaml.Node, path: str, visited: set[int]) -> None:
+        if id(node) in visited:  # an alias: its anchor was checked already
+            return
+        visited.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self._check_unique_keys(item, f"{path}[{index}]", visited)
+            return
+        if not isinstance(node, yaml.MappingNode):
+            return
+        first_marks: dict[Any, yaml.Mark] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                self._check_unique_keys(value_node, path, visited)
+                continue
+            name = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+            dotted = _join(path, name)
+            if isinstance(key_node, yaml.ScalarNode):
+                # The constructed key, so that `1` and `01`, or `a` and `'a'`, are one key.
+                key = self.construct_object(key_node, deep=True)
+                if key in first_marks:
+                    raise _DuplicateKeyError(dotted, first_marks[key], key_node.start_mark)
+                first_marks[key] = key_node.start_mark
+            self._check_unique_keys(value_node, dotted, visited)
+
+
+def _load_yaml_text(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
 def load_yaml_file(path: str | Path) -> dict[str, Any]:
     """Read one YAML mapping with environment interpolation.
 
     Raises:
-        ConfigError: the file is missing, is not valid YAML or is not a mapping.
+        ConfigError: the file is missing or unreadable, is not valid YAML, repeats a key in a
+            mapping (both lines named) or is not a mapping.
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(str(path), "", "file not found")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), "", f"cannot read the file: {exc}") from exc
+    try:
+        data = _load_yaml_text(text)
+    except _DuplicateKeyError as exc:
+        raise ConfigError(str(path), exc.key, exc.problem) from None
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), "", f"invalid YAML: {exc}") from exc
     if data is None:
@@ -314,7 +380,9 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError("--conf", text, "expected dotted.key=value")
     try:
-        value = yaml.load(raw, Loader=_YAML_LOADER) if raw.strip() else ""
+        value = _load_yaml_text(raw) if raw.strip() else ""
+    except _DuplicateKeyError as exc:
+        raise ConfigError(f"--conf {text}", _join(key, exc.key), exc.problem) from None
     except yaml.YAMLError:
         value = raw
     return key.split("."), value
