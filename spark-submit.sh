@@ -27,6 +27,7 @@ options handled here:
   --env NAME        configuration overlay conf/env/NAME.yaml (default: local)
   --master URL      Spark master: local[*], spark://host:port, yarn, k8s://... (default: spark.master)
   --conf key=value  override a configuration value, e.g. --conf lakehouse.root=/data/lake
+  --conf-dir DIR    configuration directory (default: \$FEATURELAKE_CONF_DIR or conf)
   --spark-conf k=v  pass a Spark property to spark-submit (repeatable)
   <job> --help      the job's own arguments
 
@@ -51,6 +52,7 @@ fi
 
 master=""
 env_name=${FEATURELAKE_ENV:-local}
+conf_dir=${FEATURELAKE_CONF_DIR:-conf}
 spark_confs=()
 job_args=()
 overrides=()
@@ -60,6 +62,7 @@ while [ $# -gt 0 ]; do
     --master=*) master=${1#--master=}; shift ;;
     --env) env_name=${2:?--env needs a name}; shift 2 ;;
     --env=*) env_name=${1#--env=}; shift ;;
+    --conf-dir) conf_dir=${2:?--conf-dir needs a directory}; job_args+=(--conf-dir "$2"); shift 2 ;;
     --spark-conf) spark_confs+=(--conf "${2:?--spark-conf needs key=value}"); shift 2 ;;
     --conf) overrides+=("${2:?--conf needs key=value}"); job_args+=(--conf "$2"); shift 2 ;;
     *) job_args+=("$1"); shift ;;
@@ -82,16 +85,18 @@ export PYSPARK_PYTHON="$venv/bin/python"
 export PYSPARK_DRIVER_PYTHON="$venv/bin/python"
 export FEATURELAKE_ENV="$env_name"
 
-# Validate the configuration before starting a JVM, and take the default master from it.
+# Validate the settings and that lakehouse.root can be written before starting a JVM, and take
+# the default master from them.
 configured_master=$("$venv/bin/python" -c '
 import sys
-from featurelake.config import ConfigError, load_settings
+from featurelake.config import ConfigError
+from featurelake.config_check import validate_configuration
 try:
-    print(load_settings(sys.argv[1], sys.argv[2], sys.argv[3:]).spark.master)
+    print(validate_configuration(sys.argv[1], sys.argv[2], sys.argv[3:]).spark.master)
 except ConfigError as exc:
     print(f"featurelake: configuration error: {exc}", file=sys.stderr)
     sys.exit(2)
-' "${FEATURELAKE_CONF_DIR:-conf}" "$env_name" "${overrides[@]}") || exit $?
+' "$conf_dir" "$env_name" "${overrides[@]}") || exit $?
 master=${master:-$configured_master}
 case "$master" in
   local*) export SPARK_LOCAL_IP=${SPARK_LOCAL_IP:-127.0.0.1} ;;

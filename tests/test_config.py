@@ -178,3 +178,9 @@ def test_a_repeated_key_in_an_override_value_names_the_override(tmp_path):
     assert info.value.source == f"--conf {text}"
     assert info.value.key == "spark.conf.spark.a"
 
+
+def test_an_empty_lakehouse_root_is_rejected(tmp_path):
+    # An empty root would put every table at /<layer>/<table>.
+    with pytest.raises(ConfigError) as info:
+        load_settings(_conf(tmp_path), "local", ["lakehouse.root="])
+    assert (info.value.source, info.value.key) == ("--conf lakehouse.root=", "lakehouse.root")

@@ -44,6 +44,18 @@ def test_configuration_error_stops_before_spark_and_names_the_key():
     assert "--conf spark.shuffle_partitions=none: spark.shuffle_partitions" in result.stderr
 
 
+def test_a_lakehouse_root_that_is_a_file_is_one_line_before_spark(tmp_path):
+    root = tmp_path / "lake.txt"
+    root.write_text("not a directory")
+    result = _run("bronze", "--conf", f"lakehouse.root={root}")
+    assert result.returncode == 2
+    assert result.stdout == ""  # no JVM, no job log
+    assert result.stderr.splitlines() == [
+        f"featurelake: configuration error: --conf lakehouse.root={root}: lakehouse.root: "
+        f"{root} exists and is not a directory"
+    ]
+
+
 def test_a_job_logs_json_lines_and_a_run_summary(spark, tmp_path):
     path = tmp_path / "silver" / "kv"
     DeltaTables(spark).write(spark.createDataFrame([(1, "a")], "k long, v string"), str(path))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -35,8 +36,10 @@ __all__ = [
     "MlflowSettings",
     "ParquetCodec",
     "Settings",
+    "SettingsWithSources",
     "SparkSettings",
     "load_settings",
+    "load_settings_with_sources",
     "load_yaml_file",
     "parse_model",
 ]
@@ -66,7 +69,8 @@ class _Frozen(BaseModel):
 class LakehouseSettings(_Frozen):
     """Where tables live: ``<root>/<layer>/<table>``."""
 
-    root: str = "./lakehouse"
+    # An empty root would put tables at /<layer>/<table>.
+    root: str = Field(default="./lakehouse", min_length=1)
     landing: str = "./lakehouse/landing"
     layers: tuple[str, ...] = ("bronze", "silver", "gold", "features", "predictions", "ops")
 
@@ -463,17 +467,31 @@ def parse_model(
         raise ConfigError(first[0], first[1], "\n  " + "\n  ".join(problems)) from None
 
 
-def load_settings(
+@dataclass(frozen=True)
+class SettingsWithSources:
+    """Validated settings and, for each dotted key, the file or ``--conf`` override that set it.
+
+    Attributes:
+        settings: the validated settings.
+        sources: dotted key -> ``conf/base.yaml``, ``conf/env/<env>.yaml`` or ``--conf k=v``.
+    """
+
+    settings: Settings
+    sources: Mapping[str, str]
+
+    def source_of(self, key: str) -> str:
+        """The file or override that set ``key`` (or its closest ancestor), else ``defaults``."""
+        return _source_of(self.sources, key, "defaults")
+
+
+def load_settings_with_sources(
     conf_dir: str | Path = "conf",
     env: str | None = None,
     overrides: Sequence[str] = (),
-) -> Settings:
-    """Load ``base.yaml``, the ``env`` overlay and ``--conf`` overrides into :class:`Settings`.
+) -> SettingsWithSources:
+    """Load the settings like :func:`load_settings`, keeping where each value came from.
 
-    Args:
-        conf_dir: the configuration directory.
-        env: overlay name (``conf/env/<env>.yaml``); defaults to ``$FEATURELAKE_ENV`` or ``local``.
-        overrides: ``dotted.key=value`` strings; values are parsed as YAML scalars.
+    For checks made after validation that must still name the file or override of a key.
 
     Raises:
         ConfigError: a file is missing or invalid, or a value fails validation.
@@ -499,4 +517,22 @@ def load_settings(
         _merge(merged, tree, origin, f"--conf {text}")
     merged["env"] = env
     merged["conf_dir"] = str(conf_dir)
-    return parse_model(Settings, merged, origin)
+    return SettingsWithSources(parse_model(Settings, merged, origin), dict(origin))
+
+
+def load_settings(
+    conf_dir: str | Path = "conf",
+    env: str | None = None,
+    overrides: Sequence[str] = (),
+) -> Settings:
+    """Load ``base.yaml``, the ``env`` overlay and ``--conf`` overrides into :class:`Settings`.
+
+    Args:
+        conf_dir: the configuration directory.
+        env: overlay name (``conf/env/<env>.yaml``); defaults to ``$FEATURELAKE_ENV`` or ``local``.
+        overrides: ``dotted.key=value`` strings; values are parsed as YAML scalars.
+
+    Raises:
+        ConfigError: a file is missing or invalid, or a value fails validation.
+    """
+    return load_settings_with_sources(conf_dir, env, overrides).settings

@@ -1,8 +1,9 @@
 """Job runner: the shared shell of every spark-submit entry point in jobs/.
 
 A job is a function ``body(ctx, args)``; :func:`run_job` parses the common options, loads and
-validates the configuration, builds the session once, times the run and logs its summary
-(rows read and written per table, duration, status).
+validates the configuration before building the session
+(:func:`~featurelake.config_check.validate_configuration`), builds the session once, times the
+run and logs its summary (rows read and written per table, duration, status).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from featurelake.config import ConfigError, Settings, load_settings
+from featurelake.config import ConfigError, Settings
+from featurelake.config_check import validate_configuration
 from featurelake.logs import configure_logging
 from featurelake.session import build_spark_session
 from featurelake.table_io import DeltaTables, Lineage, TableIOError
@@ -149,7 +151,7 @@ def execute_job(
     args = parse_job_args(job, argv, add_arguments)
     run_id = args.run_id or uuid.uuid4().hex[:16]
     try:
-        settings = load_settings(_resolve_conf_dir(args.conf_dir), args.env, args.conf)
+        settings = validate_configuration(_resolve_conf_dir(args.conf_dir), args.env, args.conf)
     except ConfigError as exc:
         configure_logging(job, run_id)
         log.error("config_error", extra={"fields": {"error": str(exc)}})
