@@ -85,8 +85,8 @@ export PYSPARK_PYTHON="$venv/bin/python"
 export PYSPARK_DRIVER_PYTHON="$venv/bin/python"
 export FEATURELAKE_ENV="$env_name"
 
-# Validate the settings and that lakehouse.root can be written before starting a JVM, and take
-# the default master from them.
+# Validate the whole configuration directory (settings, lakehouse.root, every declaration) before
+# starting a JVM, and take the default master from it.
 configured_master=$("$venv/bin/python" -c '
 import sys
 from featurelake.config import ConfigError

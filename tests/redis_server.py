@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -31,8 +32,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_redis_server(workdir: str | Path, start_timeout_s: float = 10.0) -> Iterator[str]:
+def running_redis_server(workdir: str | Path, start_timeout_s: float = 10.0, *,
+                         port: int | None = None, password: str | None = None) -> Iterator[str]:
     """Start redis-server (no persistence) and stop it on exit; yields its ``redis://`` URL.
+
+    Args:
+        workdir: the server's folder (log file).
+        start_timeout_s: how long to wait for the server to answer.
+        port: listen on this port (default: a free one), e.g. to restart a server in place.
+        password: require it (``requirepass``); the URL then carries it.
 
     Raises:
         FileNotFoundError: redis-server is not installed.
@@ -41,14 +49,15 @@ def running_redis_server(workdir: str | Path, start_timeout_s: float = 10.0) -> 
     binary = shutil.which("redis-server")
     if binary is None:
         raise FileNotFoundError("redis-server is not installed (run bin/ensure-redis.sh)")
-    port = free_port()
+    port = free_port() if port is None else port
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     log_file = workdir / "redis.log"
+    auth = ["--requirepass", password] if password else []
     process = subprocess.Popen(
         [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(workdir),
          "--save", "", "--appendonly", "no", "--protected-mode", "yes",
-         "--logfile", str(log_file)],
+         "--logfile", str(log_file), *auth],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -59,14 +68,16 @@ def running_redis_server(workdir: str | Path, start_timeout_s: float = 10.0) -> 
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
                     conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
+                    # A server that wants a password answers, but with -NOAUTH.
+                    if conn.recv(16).startswith((b"+PONG", b"-NOAUTH")):
                         break
             except OSError:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server did not answer on port {port}; see {log_file}")
             time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        userinfo = f":{quote(password, safe='')}@" if password else ""
+        yield f"redis://{userinfo}127.0.0.1:{port}/0"
     finally:
         process.terminate()
         try:

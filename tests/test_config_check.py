@@ -1,4 +1,4 @@
-"""The whole configuration checked before Spark starts: lakehouse.root."""
+"""The whole configuration checked before Spark starts: lakehouse.root and every declaration."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from featurelake.config import ConfigError
 from featurelake.config_check import validate_configuration
+from featurelake.runner import execute_job
 
 PROJECT = Path(__file__).resolve().parents[1]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -20,6 +22,11 @@ IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 def conf(tmp_path: Path) -> Path:
     """A copy of the shipped configuration directory, free to break."""
     return Path(shutil.copytree(PROJECT / "conf", tmp_path / "conf"))
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> str:
+    return f"lakehouse.root={tmp_path / 'lake'}"
 
 
 @pytest.fixture
@@ -46,6 +53,96 @@ def read_only_dir(tmp_path: Path) -> Iterator[Path]:
         yield path
     finally:
         subprocess.run([str(chattr), "-i", str(path)], check=True)
+
+
+def _break(path: Path, text: str) -> None:
+    path.write_text(path.read_text(encoding="utf-8") + text, encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------------------
+# The whole directory
+# --------------------------------------------------------------------------------------------
+
+
+def test_the_shipped_configuration_passes(conf, lake):
+    settings = validate_configuration(conf, "local", [lake])
+    assert settings.conf_dir == str(conf)
+
+
+def test_a_directory_with_only_the_settings_passes(tmp_path, lake):
+    conf = tmp_path / "conf"
+    (conf / "env").mkdir(parents=True)
+    (conf / "base.yaml").write_text("spark:\n  shuffle_partitions: 4\n")
+    (conf / "env" / "local.yaml").write_text("{}\n")
+    assert validate_configuration(conf, "local", [lake]).spark.shuffle_partitions == 4
+
+
+@pytest.mark.parametrize(
+    "declaration",
+    [
+        "sources/online_retail.yaml",
+        "tables/customers.yaml",
+        "features_gold.yaml",
+        "features/customer.yaml",
+        "models/credit_default.yaml",
+        "pipeline.yaml",
+        "serving.yaml",
+    ],
+)
+def test_every_declaration_is_parsed_and_an_error_names_its_file_and_key(conf, lake, declaration):
+    _break(conf / declaration, "\nno_such_key: 1\n")
+    with pytest.raises(ConfigError) as info:
+        validate_configuration(conf, "local", [lake])
+    assert info.value.source == str(conf / declaration)
+    assert info.value.key == "no_such_key"
+    assert "unknown key" in str(info.value)
+
+
+def test_every_problem_is_reported_on_its_own_line(conf, lake):
+    _break(conf / "sources" / "online_retail.yaml", "\nno_such_key: 1\n")
+    _break(conf / "pipeline.yaml", "\nretries: 3\n")
+    with pytest.raises(ConfigError) as info:
+        validate_configuration(conf, "local", [lake])
+    lines = str(info.value).splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{conf / 'sources' / 'online_retail.yaml'}: no_such_key: ")
+    assert lines[1].startswith(f"  {conf / 'pipeline.yaml'}: retries: unknown key")
+
+
+def test_a_repeated_key_in_a_declaration_names_both_lines(conf, lake):
+    table = conf / "tables" / "customers.yaml"
+    first = next(i for i, line in enumerate(table.read_text().splitlines(), 1)
+                 if line.startswith("name:"))
+    last = len(table.read_text().splitlines()) + 1
+    _break(table, "name: customers_again\n")
+    with pytest.raises(ConfigError) as info:
+        validate_configuration(conf, "local", [lake])
+    assert (info.value.source, info.value.key) == (str(table), "name")
+    assert f"duplicated key (at lines {first} and {last})" in str(info.value)
+
+
+def test_a_serving_role_naming_an_undeclared_view_names_the_serving_file(conf, lake):
+    serving = conf / "serving.yaml"
+    data = yaml.safe_load(serving.read_text())
+    data["access"]["roles"]["auditor"] = {"views": ["no_such_view"]}
+    serving.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as info:
+        validate_configuration(conf, "local", [lake])
+    assert (info.value.source, info.value.key) == (str(serving), "access.roles")
+    assert "role 'auditor' lists undeclared view(s) ['no_such_view']" in str(info.value)
+
+
+def test_a_job_with_an_invalid_declaration_stops_before_its_session_is_built(conf, tmp_path):
+    _break(conf / "tables" / "customers.yaml", "\nno_such_key: 1\n")
+    ran: list[str] = []
+    outcome = execute_job(
+        "silver", lambda ctx, args: ran.append("body"),
+        ["--conf-dir", str(conf), "--conf", f"lakehouse.root={tmp_path / 'lake'}"],
+    )
+    assert outcome.code == 2
+    assert isinstance(outcome.error, ConfigError)
+    assert outcome.error.source == str(conf / "tables" / "customers.yaml")
+    assert ran == []
 
 
 # --------------------------------------------------------------------------------------------

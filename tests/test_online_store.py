@@ -277,3 +277,17 @@ def test_get_online_features_applies_a_role_when_given(tmp_path) -> None:
     with pytest.raises(AuthorizationError, match="may not read view"):
         get_online_features([{"customer_id": "c1"}], ["customer_rfm:monetary"],
                             settings=settings, role="nobody")
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("redis://app:s3cret-pw@cache.internal:6380/2", "redis://app:***@cache.internal:6380/2"),
+    ("redis://:s3cret-pw@cache.internal:6379/0", "redis://:***@cache.internal:6379/0"),
+    ("rediss://cache.internal:6379/0?password=s3cret-pw&socket_timeout=1",
+     "rediss://cache.internal:6379/0?password=***&socket_timeout=1"),
+    ("redis://cache.internal:6379/0", "redis://cache.internal:6379/0"),
+])
+def test_redis_store_shows_its_url_without_the_password(url: str, shown: str) -> None:
+    store = RedisOnlineStore(url, key_prefix="fl")
+
+    assert store.describe() == {"type": "redis", "url": shown, "key_prefix": "fl"}
+    assert "s3cret" not in repr(store)

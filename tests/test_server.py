@@ -14,8 +14,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -33,7 +35,7 @@ from featurelake.feature_store.online import (
 )
 from featurelake.feature_store.server import create_app, running_server
 from prometheus_client.parser import text_string_to_metric_families
-from redis_server import free_port, redis_url  # noqa: F401 - pytest fixture
+from redis_server import free_port, redis_url, running_redis_server  # noqa: F401 - fixture
 
 PROJECT = Path(__file__).resolve().parents[1]
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
@@ -55,17 +57,19 @@ VIEWS = {
                   Feature(name="age", dtype="int", pii=True)]),
 }
 KEYS = {"analyst": "analyst-secret-key-0001", "support": "support-secret-key-0002",
-        "scoring": "scoring-secret-key-0003"}
+        "scoring": "scoring-secret-key-0003", "operator": "operator-secret-key-0004"}
 ACCESS = AccessConfig(
     roles={
         "analyst": RoleConfig(views=("customer_rfm",)),
         "credit_support": RoleConfig(views=("credit_profile",)),
         "credit_scoring": RoleConfig(views=("credit_profile",), pii_grants=("credit_profile:age",)),
+        "operator": RoleConfig(health_details=True),
     },
     api_keys=(
         ApiKeyConfig(id="analyst-test", role="analyst", key=KEYS["analyst"]),
         ApiKeyConfig(id="support-test", role="credit_support", key=KEYS["support"]),
         ApiKeyConfig(id="scoring-test", role="credit_scoring", key=KEYS["scoring"]),
+        ApiKeyConfig(id="operator-test", role="operator", key=KEYS["operator"]),
     ),
 )
 
@@ -83,26 +87,33 @@ def fill(store: OnlineStore) -> None:
     store.write_rows("credit_profile", [stored_row(7, FRESH, limit_bal=50000.0, age=41)])
 
 
-def start(tmp: Path, store: OnlineStore) -> Iterator[dict]:
+@contextmanager
+def serving(tmp: Path, store: OnlineStore, **server_settings: Any) -> Iterator[dict]:
+    """Fill ``store`` and serve it; the base URL, a client, the audit log and ``tmp``."""
     fill(store)
     config = ServingConfig(
-        server=ServerConfig(audit_log=str(tmp / "audit.jsonl"), max_entities=50), access=ACCESS)
+        server=ServerConfig(audit_log=str(tmp / "audit.jsonl"), max_entities=50,
+                            **server_settings),
+        access=ACCESS)
     app = create_app(config, VIEWS, store)
     with running_server(app) as url, httpx.Client(base_url=url, timeout=10) as client:
-        yield {"url": url, "client": client, "audit": tmp / "audit.jsonl"}
+        yield {"url": url, "client": client, "audit": tmp / "audit.jsonl", "tmp": tmp}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     tmp = tmp_path_factory.mktemp("serving")
-    yield from start(tmp, SqliteOnlineStore(tmp / "online.db"))
+    with serving(tmp, SqliteOnlineStore(tmp / "online.db")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def redis_backed_server(tmp_path_factory: pytest.TempPathFactory,
                         redis_url: str) -> Iterator[dict]:  # noqa: F811
     tmp = tmp_path_factory.mktemp("serving-redis")
-    yield from start(tmp, RedisOnlineStore(redis_url, key_prefix=f"s{uuid.uuid4().hex[:8]}"))
+    store = RedisOnlineStore(redis_url, key_prefix=f"s{uuid.uuid4().hex[:8]}")
+    with serving(tmp, store) as running:
+        yield running
 
 
 def post(server: dict, body: object, key: str | None = "analyst") -> httpx.Response:
@@ -499,12 +510,65 @@ def test_metrics_count_requests_lookups_and_staleness(server: dict) -> None:
     assert delta("featurelake_serving_request_duration_seconds_count", path="/features") == 2
 
 
-def test_health_needs_no_key_and_reports_the_store(server: dict) -> None:
+# -- health and docs ----------------------------------------------------------------------------
+
+
+def test_health_needs_no_key_and_reports_status_and_views_only(server: dict) -> None:
     response = server["client"].get("/health")
 
     assert response.status_code == 200
+    assert set(response.json()) == {"status", "views"}
     assert response.json()["status"] == "ok"
     assert set(response.json()["views"]) == {"customer_rfm", "credit_profile"}
+    assert str(server["tmp"]) not in response.text
+
+
+def test_health_details_need_a_key(server: dict) -> None:
+    response = server["client"].get("/health/details")
+
+    assert response.status_code == 401
+
+
+def test_health_details_are_refused_to_a_role_without_them(server: dict) -> None:
+    response = server["client"].get("/health/details", headers={"X-API-Key": KEYS["analyst"]})
+
+    assert response.status_code == 403
+    assert "health_details" in response.json()["detail"]
+
+
+def test_health_details_name_the_store_for_a_role_granted_them(server: dict) -> None:
+    response = server["client"].get("/health/details", headers={"X-API-Key": KEYS["operator"]})
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+    assert response.json()["store"] == {"type": "sqlite", "path": str(server["tmp"] / "online.db")}
+    assert audit_line(server, response)["key_id"] == "operator-test"
+
+
+def test_health_never_shows_the_redis_password(tmp_path: Path) -> None:
+    password = "redis-pass-5f3a9c"
+    with running_redis_server(tmp_path / "redis", password=password) as url, \
+            serving(tmp_path, RedisOnlineStore(url, key_prefix="health")) as server:
+        public = server["client"].get("/health")
+        details = server["client"].get("/health/details", headers={"X-API-Key": KEYS["operator"]})
+        port = urlsplit(url).port
+
+    assert (public.status_code, details.status_code) == (200, 200)
+    assert password not in public.text + details.text
+    assert details.json()["store"] == {
+        "type": "redis", "url": f"redis://:***@127.0.0.1:{port}/0", "key_prefix": "health"}
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json"])
+def test_docs_are_not_served_by_default(server: dict, path: str) -> None:
+    assert server["client"].get(path).status_code == 404
+
+
+def test_docs_are_served_with_expose_docs(tmp_path: Path) -> None:
+    with serving(tmp_path, SqliteOnlineStore(tmp_path / "online.db"), expose_docs=True) as server:
+        codes = [server["client"].get(p).status_code for p in ("/docs", "/redoc", "/openapi.json")]
+
+    assert codes == [200, 200, 200]
 
 
 def test_redis_backed_server_serves_the_same_answers(redis_backed_server: dict) -> None:
@@ -656,8 +720,11 @@ def test_serving_conf_error_names_the_file_and_key(tmp_path: Path) -> None:
                                      "equal to 1024"),
     ("server: {max_body_bytes: 1073741824}", "server.max_body_bytes: Input should be less than "
                                              "or equal to 67108864"),
+    ("server: {expose_docs: maybe}", "server.expose_docs: Input should be a valid boolean"),
+    ("access: {roles: {ops: {health_details: maybe}}}",
+     "access.roles.ops.health_details: Input should be a valid boolean"),
 ])
-def test_serving_setting_out_of_range_names_the_file_and_key(tmp_path: Path, text: str,
+def test_invalid_serving_setting_names_the_file_and_key(tmp_path: Path, text: str,
                                                             problem: str) -> None:
     from featurelake.config import ConfigError, Settings
     from featurelake.feature_store.online import load_serving_config

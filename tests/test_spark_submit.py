@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -54,6 +55,18 @@ def test_a_lakehouse_root_that_is_a_file_is_one_line_before_spark(tmp_path):
         f"featurelake: configuration error: --conf lakehouse.root={root}: lakehouse.root: "
         f"{root} exists and is not a directory"
     ]
+
+
+def test_an_invalid_declaration_is_one_line_before_spark(tmp_path):
+    conf = Path(shutil.copytree(ROOT / "conf", tmp_path / "conf"))
+    table = conf / "tables" / "customers.yaml"
+    table.write_text(table.read_text() + "\nno_such_key: 1\n")
+    result = _run("tables", "history", "silver/customers", "--conf-dir", str(conf),
+                  "--conf", f"lakehouse.root={tmp_path / 'lake'}")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"featurelake: configuration error: {table}: no_such_key: unknown key")
 
 
 def test_a_job_logs_json_lines_and_a_run_summary(spark, tmp_path):

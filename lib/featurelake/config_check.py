@@ -1,8 +1,23 @@
-"""The whole configuration, checked before Spark starts.
+"""The whole configuration directory, checked before Spark starts.
 
 :func:`validate_configuration` loads the settings (``base.yaml``, the overlay, ``--conf``
-overrides) and checks that a local ``lakehouse.root`` is a directory this process can write (or
-can create). A problem is one line naming the file (or ``--conf`` override) and the key.
+overrides), checks that a local ``lakehouse.root`` is a directory this process can write (or can
+create), and parses every declaration in the configuration directory with the parser its job
+uses:
+
+=====================================  ===================================================
+``sources/*.yaml``                     :func:`featurelake.sources.load_sources`
+``<silver.tables_dir>/*.yaml``         :func:`featurelake.silver.load_table_specs`
+``features_gold.yaml``                 :func:`featurelake.gold.load_gold_config`
+``<feature_store.definitions_dir>/``   :func:`featurelake.feature_store.load_feature_views`
+``models/*.yaml``                      :func:`featurelake.ml.config.load_model_config`
+``pipeline.yaml``                      :func:`featurelake.pipeline.load_pipeline`
+``serving.yaml``                       :func:`featurelake.feature_store.online.load_serving_config`,
+                                       its roles checked against the feature views
+=====================================  ===================================================
+
+A part that is absent is skipped (the job that needs it says so). Every problem found is
+reported, one line each, naming the file (or ``--conf`` override) and the key.
 
 Example:
     >>> settings = validate_configuration("conf", "local", ["lakehouse.root=/data/lake"])
@@ -14,8 +29,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 from featurelake.config import (
@@ -25,9 +41,13 @@ from featurelake.config import (
     load_settings_with_sources,
 )
 
+if TYPE_CHECKING:
+    from featurelake.feature_store.definitions import FeatureView
+
 __all__ = ["check_lakehouse_root", "validate_configuration"]
 
 ROOT_KEY = "lakehouse.root"
+T = TypeVar("T")
 
 
 def validate_configuration(
@@ -35,7 +55,7 @@ def validate_configuration(
     env: str | None = None,
     overrides: Sequence[str] = (),
 ) -> Settings:
-    """Load the settings and check that ``lakehouse.root`` can be written.
+    """Load the settings and check everything in ``conf_dir`` a job will read.
 
     Args:
         conf_dir: the configuration directory.
@@ -46,11 +66,35 @@ def validate_configuration(
         The validated settings.
 
     Raises:
-        ConfigError: the settings are invalid, or ``lakehouse.root`` cannot be written.
+        ConfigError: the settings are invalid, ``lakehouse.root`` cannot be written, or a
+            declaration is invalid; with several problems, the message has one line for each.
     """
     loaded = load_settings_with_sources(conf_dir, env, overrides)
-    check_lakehouse_root(loaded)
-    return loaded.settings
+    settings = loaded.settings
+    errors: list[ConfigError] = []
+
+    def attempt(check: Callable[..., T], *args: object) -> T | None:
+        try:
+            return check(*args)
+        except ConfigError as exc:
+            errors.append(exc)
+            return None
+
+    attempt(check_lakehouse_root, loaded)
+    attempt(_check_sources, settings)
+    attempt(_check_silver_tables, settings)
+    attempt(_check_gold, settings)
+    views = attempt(_check_feature_views, settings)
+    attempt(_check_models, settings)
+    attempt(_check_pipeline, settings)
+    attempt(_check_serving, settings, views)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        first, rest = errors[0], errors[1:]
+        raise ConfigError(first.source, first.key,
+                          first.problem + "".join(f"\n  {e}" for e in rest))
+    return settings
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,3 +165,74 @@ def _cannot_write(directory: Path) -> str | None:
         os.close(handle)
         os.unlink(name)
     return None
+
+
+# --------------------------------------------------------------------------------------------
+# Declarations, each read with its job's parser
+# --------------------------------------------------------------------------------------------
+# The parsers are imported where they are used: silver and pipeline import the job runner,
+# which imports this module.
+
+
+def _has_yaml(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.glob("*.yaml"))
+
+
+def _check_sources(settings: Settings) -> None:
+    from featurelake.sources import SOURCES_DIR, load_sources
+
+    if _has_yaml(settings.conf_path(SOURCES_DIR)):
+        load_sources(settings)
+
+
+def _check_silver_tables(settings: Settings) -> None:
+    from featurelake.silver import load_table_specs
+
+    folder = settings.conf_path(settings.silver.tables_dir)
+    if _has_yaml(folder):
+        load_table_specs(folder)
+
+
+def _check_gold(settings: Settings) -> None:
+    from featurelake.gold import GOLD_CONFIG_FILE, load_gold_config
+
+    file = settings.conf_path(GOLD_CONFIG_FILE)
+    if file.is_file():
+        load_gold_config(file)
+
+
+def _check_feature_views(settings: Settings) -> Mapping[str, FeatureView]:
+    from featurelake.feature_store.definitions import load_feature_views
+
+    return load_feature_views(settings)
+
+
+def _check_models(settings: Settings) -> None:
+    from featurelake.ml.config import load_model_config
+
+    for file in sorted(settings.conf_path("models").glob("*.yaml")):
+        load_model_config(file)
+
+
+def _check_pipeline(settings: Settings) -> None:
+    from featurelake.pipeline import load_pipeline
+
+    if settings.conf_path("pipeline.yaml").is_file():
+        load_pipeline(settings)
+
+
+def _check_serving(settings: Settings, views: Mapping[str, FeatureView] | None) -> None:
+    """``serving.yaml``, and its roles against the views (unless the views failed already)."""
+    from featurelake.feature_store.auth import Authorizer
+    from featurelake.feature_store.online import load_serving_config
+
+    file = settings.conf_path("serving.yaml")
+    if not file.is_file():
+        return
+    serving = load_serving_config(settings)
+    if views is None:
+        return
+    try:
+        Authorizer(serving.access, views)
+    except ValueError as exc:
+        raise ConfigError(str(file), "access.roles", str(exc)) from None

@@ -1,7 +1,7 @@
 """Job runner: the shared shell of every spark-submit entry point in jobs/.
 
 A job is a function ``body(ctx, args)``; :func:`run_job` parses the common options, loads and
-validates the configuration before building the session
+validates the whole configuration directory before building the session
 (:func:`~featurelake.config_check.validate_configuration`), builds the session once, times the
 run and logs its summary (rows read and written per table, duration, status).
 """

@@ -46,11 +46,14 @@ class RoleConfig(_Frozen):
     Args:
         views: view names the role may read (``"*"``: every view).
         pii_grants: PII features the role may read, as ``"view:feature"`` or ``"view:*"``.
+        health_details: the role may read ``GET /health/details`` (the online store's type and
+            location, its password hidden).
         description: who the role is for.
     """
 
     views: tuple[str, ...] = ()
     pii_grants: tuple[str, ...] = ()
+    health_details: bool = False
     description: str = ""
 
     @model_validator(mode="after")
@@ -206,6 +209,17 @@ class Authorizer:
             raise AuthorizationError(
                 f"role {role!r} has no grant for PII feature(s) {ungranted}"
             )
+
+    def authorize_health_details(self, role: str) -> None:
+        """Check that ``role`` may read the health details (where the online store is).
+
+        Raises:
+            AuthorizationError: an unknown role, or one without ``health_details: true``.
+        """
+        config = self.roles.get(role)
+        if config is None or not config.health_details:
+            raise AuthorizationError(
+                f"role {role!r} may not read the health details (needs health_details: true)")
 
     def readable_views(self, role: str) -> list[str]:
         """The views ``role`` may read."""

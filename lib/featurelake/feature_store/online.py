@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -61,6 +62,7 @@ __all__ = [
     "load_serving_config",
     "lookup_features",
     "open_online_store",
+    "redact_url",
     "to_micros",
 ]
 
@@ -117,6 +119,8 @@ class ServerConfig(_Frozen):
         max_body_bytes: largest request body accepted (HTTP 413 beyond it); counted while the
             body is read, so a chunked body without ``Content-Length`` is bounded too.
         api_key_header: the header carrying the API key.
+        expose_docs: serve the interactive docs and schema (``/docs``, ``/redoc``,
+            ``/openapi.json``) to anyone who can reach the server.
     """
 
     host: str = "127.0.0.1"
@@ -127,6 +131,7 @@ class ServerConfig(_Frozen):
     max_features: int = Field(default=200, ge=1)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     api_key_header: str = "X-API-Key"
+    expose_docs: bool = False
 
 
 class ServingConfig(_Frozen):
@@ -212,6 +217,24 @@ def entity_key_from_mapping(view: FeatureView, entity: Mapping[str, Any]) -> str
         return encode_entity_key([entity[k] for k in view.join_keys])
     except EntityKeyError as exc:
         raise EntityKeyError(f"view {view.name!r}: {exc}") from None
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password, in the user part or a ``password=`` query parameter, shown as
+    ``***``.
+
+    Example:
+        >>> redact_url("redis://app:s3cret@cache:6379/0")
+        'redis://app:***@cache:6379/0'
+    """
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:***@{host}"
+    pairs = [f"{pair.partition('=')[0]}=***" if pair.partition("=")[0].lower() == "password"
+             else pair for pair in parts.query.split("&")] if parts.query else []
+    return urlunsplit(parts._replace(netloc=netloc, query="&".join(pairs)))
 
 
 def to_micros(value: datetime) -> int:
@@ -306,6 +329,10 @@ class OnlineStore(Protocol):
 
     def ping(self) -> bool:
         """True when the store answers."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """The store's type and location, without any secret (for operators)."""
         ...
 
     def close(self) -> None:
@@ -452,6 +479,10 @@ class SqliteOnlineStore:
         except sqlite3.Error:
             return False
 
+    def describe(self) -> dict[str, Any]:
+        """``{"type": "sqlite", "path": ...}``."""
+        return {"type": "sqlite", "path": self.path}
+
     def close(self) -> None:
         """Close every thread's connection."""
         with self._lock:
@@ -584,6 +615,10 @@ class RedisOnlineStore:
         except Exception:  # noqa: BLE001 - any failure means not healthy
             return False
 
+    def describe(self) -> dict[str, Any]:
+        """``{"type": "redis", "url": ..., "key_prefix": ...}``, the URL's password hidden."""
+        return {"type": "redis", "url": redact_url(self.url), "key_prefix": self.key_prefix}
+
     def close(self) -> None:
         """Close the connection pool."""
         if self._client is not None:
@@ -591,7 +626,8 @@ class RedisOnlineStore:
             self._client = None
 
     def __repr__(self) -> str:
-        return f"RedisOnlineStore({self.url!r}, key_prefix={self.key_prefix!r})"
+        # Shown in logs and job summaries: the password stays out.
+        return f"RedisOnlineStore({redact_url(self.url)!r}, key_prefix={self.key_prefix!r})"
 
 
 def open_online_store(config: OnlineStoreConfig) -> OnlineStore:

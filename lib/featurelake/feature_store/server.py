@@ -7,8 +7,12 @@ Endpoints:
   ``{"features": [...], "results": [{"entity": {...}, "values": {"view:feature":
   {"value", "event_timestamp", "staleness_seconds", "status"}}}]}`` with one result per entity
   in request order. Needs an API key (header ``X-API-Key`` by default).
-* ``GET /health`` - the store answers; per view the bookmark of its last materialisation and
-  whether its freshness SLA holds. No key needed.
+* ``GET /health`` - whether the store answers (200 ``ok`` or 503 ``unavailable``); per view
+  the bookmark of its last materialisation and whether its freshness SLA holds. No key needed,
+  so it says nothing of where the store is.
+* ``GET /health/details`` - the same and the store's type and location (its password hidden).
+  Needs an API key whose role has ``health_details: true``.
+* ``/docs``, ``/redoc``, ``/openapi.json`` - only with ``server.expose_docs: true``.
 * ``GET /metrics`` - Prometheus text format: requests by path and status, latency histogram,
   lookups by result (hit/miss/expired) and staleness per view. No key needed (bind the server to
   a private interface, or put it behind the proxy that scrapes it).
@@ -77,8 +81,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_PROTECTED = ("/features",)
-_KNOWN_PATHS = ("/features", "/health", "/metrics")
+_PROTECTED = ("/features", "/health/details")
+_KNOWN_PATHS = ("/features", "/health", "/health/details", "/metrics")
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _STALENESS_BUCKETS = (60, 300, 900, 3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400, 30 * 86400,
                       365 * 86400)
@@ -389,8 +393,11 @@ def create_app(
         audit.close()
         store.close()
 
+    docs = config.server.expose_docs
     app = FastAPI(title="featurelake online features", version="1", lifespan=lifespan,
-                  description="Latest feature values per entity, with event time and staleness.")
+                  description="Latest feature values per entity, with event time and staleness.",
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
+                  openapi_url="/openapi.json" if docs else None)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -438,14 +445,27 @@ def create_app(
                 histogram.observe(seconds)
         return JSONResponse({"features": result.features, "results": result.to_records()})
 
-    @app.get("/health")
-    def health() -> JSONResponse:
+    def health_report(*, with_store: bool) -> JSONResponse:
         healthy = store.ping()
-        body: dict[str, Any] = {"status": "ok" if healthy else "unavailable",
-                                "store": repr(store)}
+        body: dict[str, Any] = {"status": "ok" if healthy else "unavailable"}
+        if with_store:
+            body["store"] = store.describe()
         if healthy:
             body["views"] = _freshness(store, views)
         return JSONResponse(body, status_code=200 if healthy else 503)
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        return health_report(with_store=False)
+
+    @app.get("/health/details")
+    def health_details(request: Request) -> JSONResponse:
+        principal: Principal = request.state.principal
+        try:
+            authorizer.authorize_health_details(principal.role)
+        except AuthorizationError as exc:
+            return refused("forbidden", exc, 403, request)
+        return health_report(with_store=True)
 
     @app.get("/metrics")
     def prometheus_metrics() -> Response:
