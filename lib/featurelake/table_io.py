@@ -58,6 +58,8 @@ from featurelake.config import DeltaSettings, ParquetCodec
 from featurelake.session import arrow_rows
 
 __all__ = [
+    "AlreadyCommittedError",
+    "AppTransaction",
     "ColumnStats",
     "ConcurrentWriteError",
     "DeltaTables",
@@ -95,6 +97,30 @@ class SchemaMismatchError(TableIOError, ValueError):
 
 class ConcurrentWriteError(TableIOError):
     """Another writer committed a conflicting change first; nothing of this write was committed."""
+
+
+class AlreadyCommittedError(ConcurrentWriteError):
+    """The table already records the write's application transaction; nothing was committed."""
+
+
+@dataclass(frozen=True)
+class AppTransaction:
+    """A claim committed with a write: application ``app_id`` has reached ``version``.
+
+    Delta's idempotent-write mechanism (the ``txn`` action): the table keeps the latest version
+    committed per application id. A write carrying a claim commits only while the table
+    records a lower version for ``app_id``, and two writers claiming the same ``app_id`` at
+    once conflict - the second fails. So "these rows were written" and "this claim was made"
+    are one atomic decision: a job that plans from table version ``v`` and claims ``v + 1``
+    cannot commit after another job that planned from the same state.
+
+    Attributes:
+        app_id: the application id (e.g. ``featurelake.bronze.<source>``).
+        version: the version claimed; must exceed the recorded one.
+    """
+
+    app_id: str
+    version: int
 
 
 @dataclass(frozen=True)
@@ -150,7 +176,8 @@ class StagedWrite:
         path: the table path.
         rows: rows in the staged files (from their Parquet footers, or counted).
         files: number of staged data files.
-        state: ``staged``, ``committed`` or ``aborted``.
+        state: ``staged``, ``committed``, ``failed`` (the commit raised; :meth:`abort` still
+            removes the files) or ``aborted``.
     """
 
     path: str
@@ -158,7 +185,7 @@ class StagedWrite:
     files: int
     _commit: Callable[[], WriteResult] = field(repr=False)
     _abort: Callable[[], None] = field(repr=False)
-    state: Literal["staged", "committed", "aborted"] = "staged"
+    state: Literal["staged", "committed", "failed", "aborted"] = "staged"
 
 
 @dataclass
@@ -302,6 +329,25 @@ class DeltaTables:
     def version(self, path: str) -> int:
         """The latest version of the table at ``path``."""
         return int(self.history(path, limit=1)[0]["version"])
+
+    def transaction_version(self, path: str, app_id: str) -> int | None:
+        """The latest version committed for ``app_id`` (:class:`AppTransaction`); None if none.
+
+        Raises:
+            TableNotFoundError: no table at ``path``.
+        """
+        if self.backend == "native":
+            if not self.exists(path):
+                raise TableNotFoundError(f"no Delta table at {path}")
+            jvm = self.spark.sparkContext._jvm  # noqa: SLF001 - no Python API for txn versions
+            log_ = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(
+                self.spark._jsparkSession, path  # noqa: SLF001
+            )
+            versions = log_.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty())
+            recorded = versions.transactions().get(app_id)
+            return int(recorded.get()) if recorded.isDefined() else None
+        value = self._open_rs(path, None, None).transaction_version(app_id)
+        return None if value is None else int(value)
 
     def read(
         self,
@@ -472,6 +518,7 @@ class DeltaTables:
         schema_evolution: bool = False,
         overwrite_schema: bool = False,
         metadata: Mapping[str, Any] | None = None,
+        txn: AppTransaction | None = None,
     ) -> WriteResult:
         """Write ``df`` to the table at ``path`` in one atomic commit.
 
@@ -486,6 +533,8 @@ class DeltaTables:
             schema_evolution: allow new columns (added to the table schema).
             overwrite_schema: with a full ``overwrite``, replace the table schema.
             metadata: extra key/values for the commit info (besides job, run id and reads).
+            txn: an application transaction committed with the rows (see
+                :class:`AppTransaction`).
 
         Returns:
             The :class:`WriteResult` of the commit.
@@ -493,21 +542,27 @@ class DeltaTables:
         Raises:
             SchemaMismatchError: columns missing, extra (without ``schema_evolution``) or retyped;
                 the message names them.
-            ConcurrentWriteError: a conflicting commit landed first; nothing was committed.
+            ConcurrentWriteError: a conflicting commit landed first; nothing was committed and
+                this write's files are removed. :class:`AlreadyCommittedError` when ``txn``'s
+                claim was already made.
             ValueError: inconsistent arguments.
         """
-        return self.commit(
-            self.stage(
-                df,
-                path,
-                mode,
-                partition_by=partition_by,
-                replace_partitions=replace_partitions,
-                schema_evolution=schema_evolution,
-                overwrite_schema=overwrite_schema,
-                metadata=metadata,
-            )
+        staged = self.stage(
+            df,
+            path,
+            mode,
+            partition_by=partition_by,
+            replace_partitions=replace_partitions,
+            schema_evolution=schema_evolution,
+            overwrite_schema=overwrite_schema,
+            metadata=metadata,
+            txn=txn,
         )
+        try:
+            return self.commit(staged)
+        except ConcurrentWriteError:
+            self.abort(staged)  # no version references the files: remove them now
+            raise
 
     def append_rows(
         self,
@@ -516,6 +571,8 @@ class DeltaTables:
         path: str,
         *,
         metadata: Mapping[str, Any] | None = None,
+        schema_evolution: bool = False,
+        txn: AppTransaction | None = None,
     ) -> WriteResult:
         """Append rows held on the driver (ledger entries, metrics, metadata) in one commit.
 
@@ -530,19 +587,30 @@ class DeltaTables:
             schema: the rows' schema (``StructType`` or DDL).
             path: the table; created when absent.
             metadata: extra key/values for the commit info.
+            schema_evolution: allow new columns (added to the table schema).
+            txn: an application transaction committed with the rows (as :meth:`write`).
 
         Raises:
             SchemaMismatchError: as :meth:`write`.
+            ConcurrentWriteError: as :meth:`write`.
             TypeError, ValueError: rows that do not fit the schema (as ``local_frame``).
         """
         table, struct = arrow_rows(rows, schema)
         if self.backend == "native":
             frame = self.spark.createDataFrame(table, struct)
-            return self.write(frame, path, "append", metadata=metadata)
+            return self.write(
+                frame, path, "append", metadata=metadata, schema_evolution=schema_evolution,
+                txn=txn,
+            )
         staged = self._stage_rs(
-            _ArrowRows(table, struct), path, "append", None, None, False, False, metadata
+            _ArrowRows(table, struct), path, "append", None, None, schema_evolution, False,
+            metadata, txn,
         )
-        return self.commit(staged)
+        try:
+            return self.commit(staged)
+        except ConcurrentWriteError:
+            self.abort(staged)
+            raise
 
     def stage(
         self,
@@ -555,6 +623,7 @@ class DeltaTables:
         schema_evolution: bool = False,
         overwrite_schema: bool = False,
         metadata: Mapping[str, Any] | None = None,
+        txn: AppTransaction | None = None,
     ) -> StagedWrite:
         """The first half of :meth:`write`: compute ``df`` and write its data files, uncommitted.
 
@@ -584,6 +653,7 @@ class DeltaTables:
             schema_evolution,
             overwrite_schema,
             metadata,
+            txn,
         )
 
     def commit(self, staged: StagedWrite) -> WriteResult:
@@ -591,15 +661,17 @@ class DeltaTables:
 
         Raises:
             ConcurrentWriteError: a conflicting commit landed first; nothing was committed
-                (the staged files are left for ``vacuum``).
-            ValueError: the staged write was already committed or aborted.
+                (:meth:`abort` removes the staged files; ``vacuum`` would too).
+            ValueError: the staged write was already committed, failed or aborted.
         """
         if staged.state != "staged":
             raise ValueError(f"{staged.path}: this staged write was already {staged.state}")
         try:
             result = staged._commit()
-        finally:
-            staged.state = "committed"
+        except BaseException:
+            staged.state = "failed"
+            raise
+        staged.state = "committed"
         self.rows_written[result.path] = self.rows_written.get(result.path, 0) + result.rows_written
         log.info(
             "table_committed",
@@ -616,7 +688,7 @@ class DeltaTables:
 
     def abort(self, staged: StagedWrite) -> None:
         """Discard a staged write's files; the table is untouched. A no-op once committed."""
-        if staged.state != "staged":
+        if staged.state not in ("staged", "failed"):
             return
         staged.state = "aborted"
         staged._abort()
@@ -648,10 +720,15 @@ class DeltaTables:
         schema_evolution: bool,
         overwrite_schema: bool,
         metadata: Mapping[str, Any] | None,
+        txn: AppTransaction | None = None,
     ) -> StagedWrite:
         from deltalake import DeltaTable, Schema
         from deltalake.exceptions import CommitFailedError
-        from deltalake.transaction import CommitProperties, create_table_with_add_actions
+        from deltalake.transaction import (
+            CommitProperties,
+            Transaction,
+            create_table_with_add_actions,
+        )
 
         root = _local_path(path)
         existing = DeltaTable(root) if DeltaTable.is_deltatable(root) else None
@@ -709,10 +786,16 @@ class DeltaTables:
                     f"{path}: another commit landed after this {mode} was staged; nothing was "
                     "committed (retry the job)"
                 )
+            if txn is not None:
+                _check_claim(path, txn, DeltaTable(root).transaction_version(txn.app_id)
+                             if existing is not None else None)
             try:
                 delta_schema = Schema.from_json(schema.json())
                 properties = CommitProperties(
-                    custom_metadata=self.lineage.commit_metadata(metadata)
+                    custom_metadata=self.lineage.commit_metadata(metadata),
+                    app_transactions=(
+                        [Transaction(txn.app_id, txn.version)] if txn is not None else None
+                    ),
                 )
                 if existing is None:
                     create_table_with_add_actions(
@@ -760,6 +843,11 @@ class DeltaTables:
                     )
                 version = DeltaTable(root).version()
             except CommitFailedError as exc:
+                if txn is not None and "transaction" in str(exc).lower():
+                    raise AlreadyCommittedError(
+                        f"{path}: a concurrent writer claimed {txn.app_id} first; nothing of "
+                        f"this {mode} was committed: {exc}"
+                    ) from exc
                 raise ConcurrentWriteError(
                     f"{path}: a concurrent commit conflicted with this {mode}; nothing was "
                     f"committed (retry the job): {exc}"
@@ -984,6 +1072,7 @@ class DeltaTables:
         schema_evolution: bool,
         overwrite_schema: bool,
         metadata: Mapping[str, Any] | None,
+        txn: AppTransaction | None = None,
     ) -> StagedWrite:
         # delta-spark writes and commits in one call: staging computes the rows once into
         # Spark's cache (counted), and the commit writes them from there.
@@ -1004,6 +1093,7 @@ class DeltaTables:
                     schema_evolution,
                     overwrite_schema,
                     metadata,
+                    txn,
                 )
             finally:
                 cached.unpersist()
@@ -1023,17 +1113,24 @@ class DeltaTables:
         schema_evolution: bool,
         overwrite_schema: bool,
         metadata: Mapping[str, Any] | None,
+        txn: AppTransaction | None = None,
     ) -> WriteResult:
         exists = self.exists(path)
         if exists:
             table_schema = self.read(path, record=False).schema
             df, _ = self._prepare_schema(df, table_schema, schema_evolution, overwrite_schema, path)
+        write_id = uuid.uuid4().hex
+        user_metadata = self.lineage.commit_metadata({**(metadata or {}), "write_id": write_id})
         writer = (
             df.write.format("delta")
             .mode(mode)
             .options(**self._parquet_options())
-            .option("userMetadata", json.dumps(self.lineage.commit_metadata(metadata)))
+            .option("userMetadata", json.dumps(user_metadata))
         )
+        if txn is not None:
+            # delta-spark skips a write whose claim is not above the recorded version (an
+            # idempotent write) and fails one that races a commit of the same app id.
+            writer = writer.option("txnAppId", txn.app_id).option("txnVersion", txn.version)
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         if schema_evolution:
@@ -1050,9 +1147,31 @@ class DeltaTables:
             )
             writer = writer.option("replaceWhere", condition)
             operation = "partition-overwrite"
-        writer.save(path)
-        last = self._native_last_commit(path)
+        with _native_conflicts(path, txn):
+            writer.save(path)
+        last = self._native_commit_of(path, write_id)
+        if last is None:
+            assert txn is not None  # only a claimed write is skipped
+            raise AlreadyCommittedError(
+                f"{path}: {txn.app_id} already reached version {txn.version}; delta-spark "
+                "skipped this write and nothing of it was committed"
+            )
         return WriteResult(path, last[0], last[1], last[2], operation)
+
+    def _native_commit_of(self, path: str, write_id: str) -> tuple[int, int, int] | None:
+        """(version, rows, files) of the commit carrying ``write_id``; None when it was skipped."""
+        from delta.tables import DeltaTable as SparkDeltaTable
+
+        for row in SparkDeltaTable.forPath(self.spark, path).history(20).collect():
+            meta = json.loads(row["userMetadata"]) if row["userMetadata"] else {}
+            if meta.get("featurelake.write_id") == write_id:
+                metrics = row["operationMetrics"] or {}
+                return (
+                    int(row["version"]),
+                    int(metrics.get("numOutputRows", 0)),
+                    int(metrics.get("numFiles", metrics.get("numAddedFiles", 0))),
+                )
+        return None
 
     def _native_last_commit(self, path: str) -> tuple[int, int, int]:
         from delta.tables import DeltaTable as SparkDeltaTable
@@ -1170,6 +1289,37 @@ def _resolve_schema(
         list(table_schema.fields) + [f for f in incoming.fields if f.name in extra]
     )
     return evolved, True
+
+
+@contextlib.contextmanager
+def _native_conflicts(path: str, txn: AppTransaction | None) -> Any:
+    """Turn delta-spark's concurrent-modification exceptions into ConcurrentWriteError."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - py4j and pyspark wrap the JVM exception
+        text = str(exc)
+        if "ConcurrentTransactionException" in text and txn is not None:
+            raise AlreadyCommittedError(
+                f"{path}: a concurrent writer claimed {txn.app_id} first; nothing of this "
+                "write was committed"
+            ) from exc
+        if "Concurrent" in text and "Exception" in text:
+            first = text.strip().splitlines()[0][:300]
+            raise ConcurrentWriteError(
+                f"{path}: a concurrent commit conflicted with this write; nothing was "
+                f"committed (retry the job): {first}"
+            ) from exc
+        raise
+
+
+def _check_claim(path: str, txn: AppTransaction, recorded: int | None) -> None:
+    """Raise when the table already records ``txn.app_id`` at ``txn.version`` or later."""
+    if recorded is not None and recorded >= txn.version:
+        raise AlreadyCommittedError(
+            f"{path}: {txn.app_id} is already at version {recorded} (this write claims "
+            f"{txn.version}); another writer committed first and nothing of this write was "
+            "committed"
+        )
 
 
 def _commit(metadata: Mapping[str, str]) -> Any:
