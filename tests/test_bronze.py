@@ -452,3 +452,148 @@ def test_bronze_rows_equal_csv_module_parse(spark, tmp_path):
                  for r in _bronze(spark, tmp_path).collect())
     expected = sorted(tuple(row) for row in csv.reader(FILE_1[1:3] + FILE_2[1:]))
     assert got == expected
+
+
+# --------------------------------------------------------------------------------------------
+# Concurrent runs, unreadable files, bytes that are not UTF-8
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_run_that_planned_before_a_concurrent_commit_lands_nothing_twice(spark, tmp_path,
+                                                                          monkeypatch):
+    # Deterministic interleaving: run A plans b.csv.gz as new, then run B ingests it in full
+    # before A writes. A's claim is then stale: its commit fails, it plans again and finds
+    # nothing new. Without the claim A appended b.csv.gz a second time.
+    conf = _conf(tmp_path, "reingest")
+    _land(tmp_path / "landing", "a.csv.gz", FILE_1)
+    assert _run(spark, tmp_path, conf) == 0
+    two = _land(tmp_path / "landing", "b.csv.gz", FILE_2)
+    real_plan = JOB.plan_ingest
+    interleaved = []
+
+    def plan_then_let_another_run_commit(*args, **kwargs):
+        plan = real_plan(*args, **kwargs)
+        if not interleaved:
+            interleaved.append(plan)
+            assert _run(spark, tmp_path, conf) == 0  # run B, complete
+        return plan
+
+    monkeypatch.setattr(JOB, "plan_ingest", plan_then_let_another_run_commit)
+    assert _run(spark, tmp_path, conf) == 0
+    assert [f.path for f in interleaved[0].new] == [str(two)]  # A did plan to ingest it
+    assert _bronze(spark, tmp_path).count() == 3 + 1
+    paths = [r["path"] for r in _ledger_table(spark, tmp_path).collect()]
+    assert sorted(paths) == sorted([str(tmp_path / "landing" / "online_retail" / "a.csv.gz"),
+                                    str(two)])
+
+
+def test_concurrent_runs_in_threads_ingest_every_line_once(spark, tmp_path):
+    import threading
+
+    conf = _conf(tmp_path, "reingest")
+    _land(tmp_path / "landing", "a.csv.gz", FILE_1)
+    assert _run(spark, tmp_path, conf) == 0
+    for round_ in range(3):
+        _land(tmp_path / "landing", f"n{round_}.csv.gz", FILE_2)
+        codes = []
+        start = threading.Barrier(2, timeout=60)
+
+        def one_run() -> None:
+            start.wait()
+            codes.append(_run(spark, tmp_path, conf))
+
+        threads = [threading.Thread(target=one_run) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert codes == [0, 0]
+        assert _bronze(spark, tmp_path).count() == 3 + round_ + 1
+    ledger = [r["path"] for r in _ledger_table(spark, tmp_path).collect()]
+    assert len(ledger) == len(set(ledger)) == 4
+
+
+def _write_bytes(landing: Path, name: str, data: bytes) -> Path:
+    folder = landing / "online_retail"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(data)
+    return path
+
+
+def _gzip_bytes(lines: list[str]) -> bytes:
+    return gzip.compress(("\n".join(lines) + "\n").encode())
+
+
+def test_unreadable_files_are_recorded_failed_and_the_good_ones_ingested(spark, tmp_path,
+                                                                         capsys):
+    conf = _conf(tmp_path, "reingest")
+    good = _land(tmp_path / "landing", "a.csv.gz", FILE_1)
+    whole = _gzip_bytes(FILE_2 * 50)
+    truncated = _write_bytes(tmp_path / "landing", "b.csv.gz", whole[: len(whole) // 2])
+    not_gzip = _write_bytes(tmp_path / "landing", "c.csv.gz", b"InvoiceNo,StockCode\n1,2\n")
+    assert _run(spark, tmp_path, conf) == 2
+    # Beside the JSON log lines, one line for the person at the terminal; no stack trace.
+    lines = capsys.readouterr().err.strip().splitlines()
+    err = [line for line in lines if not line.startswith("{")]
+    assert len(err) == 1 and "Traceback" not in "".join(lines)
+    assert "2 file(s) of source(s) online_retail could not be read" in err[0]
+    assert str(truncated) in err[0] and "truncated gz archive" in err[0]
+    assert str(not_gzip) in err[0] and "not a gzip file" in err[0]
+    assert _bronze(spark, tmp_path).count() == 3  # the good file
+    ledger = {r["path"]: r for r in _ledger_table(spark, tmp_path).collect()}
+    assert ledger[str(good)]["status"] == "ingested"
+    assert (ledger[str(truncated)]["status"], ledger[str(truncated)]["rows"]) == ("failed", 0)
+    assert "truncated" in ledger[str(truncated)]["error"]
+    assert "not a gzip file" in ledger[str(not_gzip)]["error"]
+    # A rerun fails again on the same files without recording them twice.
+    assert _run(spark, tmp_path, conf) == 2
+    assert _ledger_table(spark, tmp_path).count() == 3
+    # The file landed again, whole: now it is ingested.
+    truncated.write_bytes(whole)
+    not_gzip.unlink()
+    assert _run(spark, tmp_path, conf) == 0
+    assert _bronze(spark, tmp_path).count() == 3 + 50
+
+
+def test_unreadable_file_with_skip_policy_ends_the_run_well(spark, tmp_path):
+    conf = _conf(tmp_path, "reingest")
+    source = conf / "sources" / "online_retail.yaml"
+    source.write_text(source.read_text() + "on_unreadable_file: skip\n")
+    _land(tmp_path / "landing", "a.csv.gz", FILE_1)
+    _write_bytes(tmp_path / "landing", "b.csv.gz", b"\x1f\x8b\x08\x00 not really")
+    assert _run(spark, tmp_path, conf) == 0
+    statuses = sorted(r["status"] for r in _ledger_table(spark, tmp_path).collect())
+    assert statuses == ["failed", "ingested"]
+
+
+def test_a_line_that_is_not_utf8_is_rescued_whole(spark, tmp_path):
+    # "Espa\xf1a" is Latin-1: as UTF-8 it would become "Espa\ufffda", a new country.
+    conf = _conf(tmp_path, "reingest")
+    data = (RETAIL_HEADER + "\n"
+            "536365,85123A,HEART,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
+            "536366,71053,LANTERN,6,2010-12-01 08:28:00,3.39,17850,Espa").encode() \
+        + b"\xf1a\n"
+    _write_bytes(tmp_path / "landing", "a.csv.gz", gzip.compress(data))
+    assert _run(spark, tmp_path, conf) == 0
+    rows = {r["InvoiceNo"]: r for r in _bronze(spark, tmp_path).collect()}
+    assert rows["536365"]["_rescued_data"] is None
+    assert rows["536366"]["_rescued_data"] == (
+        "536366,71053,LANTERN,6,2010-12-01 08:28:00,3.39,17850,Espa\ufffda")
+
+
+def test_a_declared_fallback_encoding_decodes_such_lines(spark, tmp_path):
+    conf = _conf(tmp_path, "reingest")
+    source = conf / "sources" / "online_retail.yaml"
+    source.write_text(source.read_text().replace(
+        "encoding: utf-8", "encoding: utf-8\n  fallback_encoding: windows-1252"))
+    data = (RETAIL_HEADER + "\n"
+            "536366,71053,LANTERN \u2013 caf\u00e9,6,2010-12-01 08:28:00,3.39,17850,France\n"
+            ).encode() + b"536367,71053,LANTERN \x96 caf\xe9,6,2010-12-01 08:28:00,3.39,17850,Espa\xf1a\n"
+    _write_bytes(tmp_path / "landing", "a.csv.gz", gzip.compress(data))
+    assert _run(spark, tmp_path, conf) == 0
+    rows = {r["InvoiceNo"]: r for r in _bronze(spark, tmp_path).collect()}
+    assert rows["536366"]["Description"] == "LANTERN \u2013 caf\u00e9"  # valid UTF-8 untouched
+    assert rows["536367"]["Description"] == "LANTERN \u2013 caf\u00e9"  # cp1252 decoded
+    assert rows["536367"]["Country"] == "Espa\u00f1a"
+    assert rows["536367"]["_rescued_data"] is None

@@ -53,6 +53,7 @@ from featurelake.sources import ReaderOptions, SourceSpec
 
 __all__ = [
     "BATCH_ID",
+    "ERROR_PREVIEW",
     "INGESTED_AT",
     "INGESTED_FILES_SCHEMA",
     "INGESTED_FILES_TABLE",
@@ -69,6 +70,8 @@ __all__ = [
     "parse_csv_lines",
     "parse_json_lines",
     "plan_ingest",
+    "unreadable_reason",
+    "with_decoded_lines",
     "read_first_line",
     "read_source_rows",
     "resolve_source_paths",
@@ -84,10 +87,14 @@ INGESTED_AT = "_ingested_at"
 BATCH_ID = "_batch_id"
 _ALL = 2**31 - 1  # a substring length meaning "the rest of the string"
 INGESTED_FILES_TABLE = "_ingested_files"
+# The longest reason kept in the ledger's ``error`` column.
+ERROR_PREVIEW = 300
 _CORRUPT = "_corrupt_record"
+# Set by with_decoded_lines on a line that was not valid UTF-8 and had no fallback encoding.
+INVALID_ENCODING = "_invalid_encoding"
 _HASH_CHUNK = 1 << 20
 
-FileStatus = Literal["ingested", "reingested", "skipped"]
+FileStatus = Literal["ingested", "reingested", "skipped", "failed"]
 
 INGESTED_FILES_SCHEMA = StructType([
     StructField("source", StringType()),
@@ -99,6 +106,7 @@ INGESTED_FILES_SCHEMA = StructType([
     StructField("rows", LongType()),
     StructField("status", StringType()),
     StructField("ingested_at", TimestampType()),
+    StructField("error", StringType()),
 ])
 
 
@@ -196,7 +204,8 @@ def plan_ingest(
 ) -> IngestPlan:
     """Decide which landed files to ingest, comparing them with the ingest ledger.
 
-    A file whose path is not in the ledger is new. A file whose size and modification time
+    A file whose path is not in the ledger (or only as ``failed``) is new. A file whose size
+    and modification time
     equal its latest ledger entry is unchanged without reading it; otherwise its checksum
     decides, and a different checksum means it changed under the same name and is handled as
     ``spec.on_changed_file`` says.
@@ -216,6 +225,8 @@ def plan_ingest(
     """
     latest: dict[str, Mapping[str, Any]] = {}
     for row in ledger:
+        if row.get("status") == "failed":  # never ingested: the file is still new
+            continue
         known = latest.get(row["path"])
         if known is None or _ledger_order(row) > _ledger_order(known):
             latest[row["path"]] = row
@@ -271,6 +282,54 @@ def _same_time(a: datetime | None, b: datetime) -> bool:
 
 def _with_checksum(landed: LandedFile, hasher: Callable[[str], str]) -> LandedFile:
     return LandedFile(landed.path, landed.size, landed.modified_at, hasher(landed.path))
+
+
+# Compressed formats Python reads itself; Spark picks the codec by the same extensions.
+_DECOMPRESSORS: dict[str, Callable[..., Any]] = {".gz": gzip.open, ".bz2": bz2.open}
+
+
+def unreadable_reason(path: str, file_format: str = "csv") -> str | None:
+    """Why Spark could not read ``path`` to its end, or None when it can.
+
+    Spark reads a batch's files in one job: one truncated archive would fail the whole batch
+    with a stack trace that names no file. A gzip or bzip2 file is decompressed here to its
+    end (a truncated archive, or a ``.gz`` that is not gzip, is found); a Parquet file must
+    have a readable footer; any file must open.
+
+    Args:
+        path: a local file.
+        file_format: the source's format (``parquet`` files are checked by their footer).
+
+    Returns:
+        A one-line reason naming the problem (not the path; the caller names it), or None.
+    """
+    suffix = os.path.splitext(path)[1].lower()
+    try:
+        if file_format == "parquet":
+            import pyarrow.parquet as pq
+
+            pq.ParquetFile(path)
+            return None
+        opener = _DECOMPRESSORS.get(suffix)
+        if opener is None:
+            with open(path, "rb") as handle:
+                handle.read(1)
+            return None
+        with opener(path, "rb") as handle:
+            while handle.read(_HASH_CHUNK * 4):
+                pass
+    except EOFError as exc:
+        return f"truncated {suffix[1:]} archive ({exc})"
+    except gzip.BadGzipFile as exc:
+        return f"not a gzip file ({exc})"
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if suffix in _DECOMPRESSORS:
+            return f"not a readable {suffix[1:]} archive ({reason})"
+        return reason
+    except Exception as exc:  # noqa: BLE001 - zlib/bz2/pyarrow errors: the file is unreadable
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def read_first_line(path: str) -> str:
@@ -374,7 +433,7 @@ def read_source_rows(
             SOURCE_FILE, source_file_from_uri("_metadata.file_path"))
         return df.transform(align_parquet_columns, spec=spec)
     if spec.format == "json":
-        return _read_lines(spark, paths).transform(parse_json_lines, spec=spec)
+        return _read_lines(spark, spec, paths).transform(parse_json_lines, spec=spec)
     # CSV: files with the same header line are parsed together, each group by its header.
     groups: dict[str | None, list[str]] = {}
     for path in paths:
@@ -384,13 +443,46 @@ def read_source_rows(
         header = parse_csv_header(header_line, spec.options) if header_line is not None else None
         if header is not None:
             _log_header_differences(spec, header, group)
-        parts.append(_read_lines(spark, group).transform(
+        parts.append(_read_lines(spark, spec, group).transform(
             parse_csv_lines, spec=spec, header=header, header_line=header_line))
     return reduce(DataFrame.unionByName, parts)
 
 
-def _read_lines(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
-    return spark.read.text(list(paths)).select("value", source_file_from_uri("_metadata.file_path"))
+def _read_lines(spark: SparkSession, spec: SourceSpec, paths: Sequence[str]) -> DataFrame:
+    lines = spark.read.text(list(paths)).select(
+        "value", source_file_from_uri("_metadata.file_path")
+    )
+    return lines.transform(with_decoded_lines, fallback=spec.options.fallback_encoding)
+
+
+def with_decoded_lines(lines: DataFrame, *, fallback: str | None) -> DataFrame:
+    """Make every line valid text, never silently: decode by the fallback or mark it.
+
+    Spark's text reader keeps a line's bytes as they are; one that is not valid UTF-8 would
+    turn its bad bytes into U+FFFD wherever it is read, making a new value that looks clean
+    (``Espa\ufffda`` as a country). Such a line is decoded with ``fallback`` when the source
+    declares one; otherwise its bad bytes become U+FFFD and the line is flagged in
+    ``_invalid_encoding``, so that the parsers rescue it whole and silver quarantines it.
+
+    Args:
+        lines: ``value`` (a raw line) and ``_source_file``.
+        fallback: a Java charset name (``iso-8859-1``, ``windows-1252``) or None.
+
+    Returns:
+        ``lines`` with ``value`` valid UTF-8 and a boolean ``_invalid_encoding``.
+    """
+    value = F.col("value")
+    invalid = ~F.is_valid_utf8(value)
+    if fallback is not None:
+        decoded = F.decode(value.cast("binary"), fallback)
+        return lines.withColumns({
+            "value": F.when(invalid, decoded).otherwise(value),
+            INVALID_ENCODING: F.lit(False),
+        })
+    return lines.withColumns({
+        "value": F.when(invalid, F.make_valid_utf8(value)).otherwise(value),
+        INVALID_ENCODING: invalid,
+    })
 
 
 def _log_header_differences(spec: SourceSpec, header: Sequence[str], paths: Sequence[str]) -> None:
@@ -471,7 +563,8 @@ def parse_csv_lines(
 
     Args:
         lines: one row per line: ``value`` (the raw line) and ``_source_file``; all lines from
-            files sharing ``header_line``.
+            files sharing ``header_line``; an optional ``_invalid_encoding`` flag
+            (:func:`with_decoded_lines`) rescues the line.
         spec: the source declaration (columns and reader options).
         header: the file's column names; None for files without a header.
         header_line: the raw header line to drop; None when files have no header.
@@ -498,10 +591,17 @@ def parse_csv_lines(
         for c in spec.column_names
     ]
     rescued = F.col("value") if has_extra_columns else F.when(
-        parsed[_CORRUPT].isNotNull(), F.col("value"))
+        parsed[_CORRUPT].isNotNull() | _invalid_encoding(lines), F.col("value"))
     return _data_lines(lines, header_line).select(
         *fields, rescued.cast(StringType()).alias(RESCUED_DATA), F.col(SOURCE_FILE)
     )
+
+
+def _invalid_encoding(lines: DataFrame) -> Column:
+    """True on lines :func:`with_decoded_lines` flagged (false when it did not run)."""
+    if INVALID_ENCODING in lines.columns:
+        return F.col(INVALID_ENCODING)
+    return F.lit(False)
 
 
 def parse_json_lines(lines: DataFrame, *, spec: SourceSpec) -> DataFrame:
@@ -511,7 +611,8 @@ def parse_json_lines(lines: DataFrame, *, spec: SourceSpec) -> DataFrame:
     text in ``_rescued_data``; the declared keys it does have are still extracted.
 
     Args:
-        lines: one row per line: ``value`` and ``_source_file``.
+        lines: one row per line: ``value`` and ``_source_file`` (and optionally
+            ``_invalid_encoding``, as :func:`parse_csv_lines`).
         spec: the source declaration.
 
     Returns:
@@ -524,7 +625,11 @@ def parse_json_lines(lines: DataFrame, *, spec: SourceSpec) -> DataFrame:
     declared = F.array(*[F.lit(c) for c in spec.column_names])
     unknown_key = F.exists(F.json_object_keys(F.col("value")),
                            lambda key: ~F.array_contains(declared, key))
-    bad = parsed[_CORRUPT].isNotNull() | F.coalesce(unknown_key, F.lit(True))
+    bad = (
+        parsed[_CORRUPT].isNotNull()
+        | F.coalesce(unknown_key, F.lit(True))
+        | _invalid_encoding(lines)
+    )
     return _data_lines(lines, None).select(
         *[parsed[c].alias(c) for c in spec.column_names],
         F.when(bad, F.col("value")).alias(RESCUED_DATA),

@@ -83,6 +83,9 @@ def build_spark_session(app_name: str, settings: SparkSettings) -> SparkSession:
         # against 0.54 s. Stages of smaller methods are not affected.
         "spark.sql.codegen.hugeMethodLimit": "8000",
         "spark.driver.extraJavaOptions": "-Dlog4j2.level=WARN",
+        # decode() knows only the Unicode charsets and ISO-8859-1 unless Java's are allowed: a
+        # source's fallback_encoding may be windows-1252.
+        "spark.sql.legacy.javaCharsets": "true",
     }
     options.update(settings.conf)
     for key, value in options.items():

@@ -69,6 +69,10 @@ class ReaderOptions(_Frozen):
         quote: CSV quote character (one character).
         escape: CSV character escaping a quote inside a quoted field; ``"`` for RFC 4180 files.
         encoding: text encoding; only UTF-8 is supported by the line-preserving reader.
+        fallback_encoding: how to decode a line that is not valid UTF-8 (a file exported from
+            a legacy system): ``iso-8859-1`` or ``windows-1252``. Without one such a line is
+            kept in ``_rescued_data`` (its invalid bytes replaced by U+FFFD) and silver
+            quarantines it under the rule ``invalid_encoding``.
     """
 
     header: bool = True
@@ -76,6 +80,7 @@ class ReaderOptions(_Frozen):
     quote: str = Field(default='"', min_length=1, max_length=1)
     escape: str = Field(default='"', min_length=1, max_length=1)
     encoding: Literal["utf-8", "UTF-8", "utf8"] = "utf-8"
+    fallback_encoding: Literal["iso-8859-1", "windows-1252"] | None = None
 
 
 class SourceSpec(_Frozen):
@@ -89,6 +94,10 @@ class SourceSpec(_Frozen):
         options: reader options (CSV only).
         on_changed_file: what bronze does when a file already ingested changed under the same
             name: ``reingest`` it as a new batch, ``skip`` it (logged), or ``fail`` the job.
+        on_unreadable_file: what bronze does with a file it cannot read to its end (a truncated
+            or corrupt archive, a file it may not open): either way the file is recorded in the
+            ingest ledger as ``failed`` with the reason and the other files are ingested;
+            ``fail`` then ends the run with exit code 2, ``skip`` with a warning only.
         columns: the expected columns, in file order.
     """
 
@@ -98,6 +107,7 @@ class SourceSpec(_Frozen):
     format: Literal["csv", "json", "parquet"]
     options: ReaderOptions = Field(default_factory=ReaderOptions)
     on_changed_file: Literal["reingest", "skip", "fail"] = "fail"
+    on_unreadable_file: Literal["fail", "skip"] = "fail"
     columns: tuple[ColumnSpec, ...] = Field(min_length=1)
 
     @field_validator("columns")
