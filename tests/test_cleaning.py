@@ -129,6 +129,26 @@ def test_parse_long_accepts_large_values(spark):
     _check(spark, [("99999999999", 99999999999), ("7.5", None)], "long", parse_long)
 
 
+def test_parse_double_rejects_numbers_a_double_cannot_hold(spark):
+    # 1e400 would become Infinity and 1e-400 zero: another value, so not a parse.
+    got = {
+        r["v"]: r["x"]
+        for r in spark.createDataFrame(
+            [("1e400",), ("-1e400",), ("1e-400",), ("1.7976931348623157e308",), ("-0",),
+             ("0e400",), ("0.000",), ("4.9e-324",), ("2e308",)],
+            "v string",
+        )
+        .select("v", parse_double(F.col("v")).alias("x"))
+        .collect()
+    }
+    assert got["1e400"] is None and got["-1e400"] is None and got["2e308"] is None
+    assert got["1e-400"] is None
+    assert got["1.7976931348623157e308"] == 1.7976931348623157e308
+    assert got["4.9e-324"] == 5e-324  # the smallest subnormal: a value, not zero
+    assert got["0e400"] == 0.0 and got["0.000"] == 0.0
+    assert got["-0"] == 0.0 and str(got["-0"]) == "-0.0"
+
+
 def test_parse_double_accepts_decimals_and_exponents_only(spark):
     _check(
         spark,

@@ -983,6 +983,47 @@ def test_bad_file_through_bronze_and_silver_quarantines_each_bad_row(spark, tmp_
     assert got["536369"][0] == "malformed_line" and "not_null:customer_id" in got["536369"]
 
 
+def test_values_that_would_parse_to_something_else_are_quarantined_by_name(spark, tmp_path):
+    """1e400 (Infinity as a double), an amount overflowing a double, a byte not in UTF-8."""
+    from featurelake.runner import run_job
+
+    landing = tmp_path / "landing" / "online_retail"
+    landing.mkdir(parents=True)
+    (landing / "hostile.csv").write_bytes(
+        b"InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+        b"536365,85123A,HEART,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
+        b"536366,22633,WARMER,6,2010-12-01 08:28:00,1e400,17850,United Kingdom\n"
+        b"536367,84879,BIRD,2000000000,2010-12-01 08:34:00,1e300,13047,United Kingdom\n"
+        b"536368,22960,JAR,6,2010-12-01 08:34:00,4.25,13047,Espa\xf1a\n"
+    )
+    spec = importlib.util.spec_from_file_location(
+        "featurelake_job_bronze", ROOT / "jobs" / "bronze.py"
+    )
+    bronze_job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bronze_job)
+    lake = tmp_path / "lake"
+    argv = ["--conf-dir", str(ROOT / "conf"), "--conf", f"lakehouse.root={lake}",
+            "--conf", f"lakehouse.landing={tmp_path / 'landing'}", "--source", "online_retail"]
+    code = run_job("bronze", bronze_job.main, argv=argv,
+                   add_arguments=bronze_job.add_arguments, spark=spark)
+    assert code == 0
+    assert run_silver_job(spark, lake, "--table", "transactions") == 0
+    tables = DeltaTables(spark)
+    silver = tables.read(str(lake / "silver" / "transactions"))
+    assert [r["invoice_no"] for r in silver.collect()] == ["536365"]
+    quarantine = tables.read(str(lake / "silver" / "transactions_quarantine"))
+    got = {r["InvoiceNo"]: r["_failed_rules"] for r in quarantine.collect()}
+    assert got["536366"][0] == "parse:unit_price"
+    assert got["536367"] == ["finite:line_amount"]  # 2e9 * 1e300 overflows a double
+    assert got["536368"] == ["malformed_line", "invalid_encoding"]
+    metrics = {
+        r["rule"]: r["failed_count"]
+        for r in _metrics(spark, lake).collect()
+        if r["table"] == "transactions"
+    }
+    assert metrics["invalid_encoding"] == 1 and metrics["finite:line_amount"] == 1
+
+
 # --------------------------------------------------------------------------------------------
 # unique rules after deduplication
 # --------------------------------------------------------------------------------------------

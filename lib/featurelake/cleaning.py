@@ -54,6 +54,9 @@ PARSE_ERRORS = "_parse_errors"
 _INTEGER = r"^[+-]?[0-9]+$"
 # A plain decimal number with an optional exponent; rejects NaN, Infinity and hex.
 _DECIMAL = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+# A decimal number whose digits are all zero: the only strings that may parse to 0.0.
+_ZERO = r"^[+-]?(0+\.?0*|\.0+)([eE][+-]?[0-9]+)?$"
+_MAX_DOUBLE = 1.7976931348623157e308
 _TRUE = ("true", "t", "yes", "y", "1")
 _FALSE = ("false", "f", "no", "n", "0")
 
@@ -170,8 +173,15 @@ def parse_long(col: Column) -> Column:
 
 
 def parse_double(col: Column) -> Column:
-    """Parse a decimal number (``"2.55"``, ``"-1e3"``); NaN, Infinity, ``"abc"`` -> null."""
-    return F.when(col.rlike(_DECIMAL), col.try_cast("double"))
+    """Parse a decimal number (``"2.55"``, ``"-1e3"``) to a finite double.
+
+    ``"NaN"``, ``"Infinity"``, ``"abc"`` -> null, and so are numbers a double cannot hold:
+    ``"1e400"`` (which a plain cast turns into Infinity) and ``"1e-400"`` (which it turns
+    into 0.0) - a value that would silently become another one. ``"-0"`` is -0.0.
+    """
+    value = col.try_cast("double")
+    fits = (F.abs(value) <= F.lit(_MAX_DOUBLE)) & ((value != 0) | col.rlike(_ZERO))
+    return F.when(col.rlike(_DECIMAL) & fits, value)
 
 
 def parse_boolean(col: Column) -> Column:

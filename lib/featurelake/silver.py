@@ -46,6 +46,7 @@ from pyspark.sql import types as T
 from featurelake.cleaning import (
     PARSE_ERRORS,
     ColumnSpec,
+    compact_array,
     quoted,
     with_derived_columns,
     with_parsed_columns,
@@ -74,6 +75,7 @@ __all__ = [
     "BronzeSchemaError",
     "DedupSpec",
     "LINEAGE_COLUMNS",
+    "INVALID_ENCODING_RULE",
     "MALFORMED_RULE",
     "OUTCOME",
     "RESCUED",
@@ -96,10 +98,14 @@ RAW = "_raw"
 RESCUED = "_rescued_data"
 OUTCOME = "_outcome"
 MALFORMED_RULE = "malformed_line"
+# A rescued line holding U+FFFD: bytes that were not valid in the source's encoding (bronze
+# rescues such lines whole when the source declares no fallback encoding).
+INVALID_ENCODING_RULE = "invalid_encoding"
 LINEAGE_COLUMNS = ("_batch_id", "_source_file", "_ingested_at")
 # Latest record first: the newest ingestion, then the higher batch id and file name.
 DEFAULT_LATEST_BY = ("_ingested_at", "_batch_id", "_source_file")
 _OK = "_row_ok"
+_MAX_DOUBLE = 1.7976931348623157e308
 _DUP = "_is_duplicate"
 TOTAL_RULE = "_total"
 
@@ -175,7 +181,8 @@ class SilverTableSpec(BaseModel):
         if twice:
             raise ValueError(
                 f"rule names used twice: {twice} (give the rules distinct names; "
-                f"{MALFORMED_RULE} and parse:<column> are the parser's own)"
+                f"{MALFORMED_RULE}, {INVALID_ENCODING_RULE} and parse:<column> are the "
+                "parser's own)"
             )
         return self
 
@@ -188,6 +195,11 @@ class SilverTableSpec(BaseModel):
     def source_columns(self) -> list[str]:
         """The bronze columns the declaration parses."""
         return [c.source for c in self.columns if c.source is not None]
+
+    @property
+    def derived_doubles(self) -> list[ColumnSpec]:
+        """Derived double columns: an expression may overflow to +-Infinity or give NaN."""
+        return [c for c in self.columns if c.expr is not None and c.type == "double"]
 
     @property
     def output_columns(self) -> list[str]:
@@ -211,8 +223,14 @@ class SilverTableSpec(BaseModel):
         parse = [
             (f"parse:{c.name}", "drop") for c in self.columns if c.source and c.type != "string"
         ]
+        parse += [(f"finite:{c.name}", "drop") for c in self.derived_doubles]
         declared: list[tuple[str, Severity]] = [(e.rule, e.severity) for e in self.expectations]
-        return [(MALFORMED_RULE, "drop"), *parse, *declared]  # type: ignore[list-item]
+        return [
+            (MALFORMED_RULE, "drop"),
+            (INVALID_ENCODING_RULE, "drop"),
+            *parse,
+            *declared,
+        ]  # type: ignore[list-item]
 
 
 def load_table_specs(directory: Path) -> dict[str, SilverTableSpec]:
@@ -388,12 +406,27 @@ def build_silver(
     )
     df = df.transform(with_parsed_columns, spec.columns, raw=RAW)
     df = df.transform(with_derived_columns, spec.columns)
-    malformed = F.when(
-        F.col(RAW).getField(RESCUED).isNotNull(), F.array(F.lit(MALFORMED_RULE))
-    ).otherwise(F.array().cast("array<string>"))
+    rescued = F.col(RAW).getField(RESCUED)
+    malformed = (
+        F.when(
+            rescued.contains("\ufffd"),
+            F.array(F.lit(MALFORMED_RULE), F.lit(INVALID_ENCODING_RULE)),
+        )
+        .when(rescued.isNotNull(), F.array(F.lit(MALFORMED_RULE)))
+        .otherwise(F.array().cast("array<string>"))
+    )
+    not_finite = compact_array(
+        [
+            (
+                F.isnan(quoted(c.name)) | (F.abs(quoted(c.name)) > F.lit(_MAX_DOUBLE)),
+                f"finite:{c.name}",
+            )
+            for c in spec.derived_doubles
+        ]
+    )
     df = df.select(
         *[quoted(c) for c in df.columns if c != PARSE_ERRORS],
-        F.concat(malformed, F.col(PARSE_ERRORS)).alias(FAILED_RULES),
+        F.concat(malformed, F.col(PARSE_ERRORS), not_finite).alias(FAILED_RULES),
     )
     row_rules = [e for e in spec.expectations if e.type != "unique"]
     # A unique rule on exactly the dedup key holds by construction once duplicates are removed
