@@ -581,6 +581,40 @@ def test_redis_backed_server_serves_the_same_answers(redis_backed_server: dict) 
     assert statuses == ["ok", "not_found", "expired"]
 
 
+def test_redis_outage_is_503_with_retry_after_and_serving_resumes_when_it_is_back(
+        tmp_path: Path) -> None:
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    config = ServingConfig(server=ServerConfig(audit_log=str(tmp_path / "audit.jsonl"),
+                                               retry_after_seconds=7), access=ACCESS)
+    app = create_app(config, VIEWS, RedisOnlineStore(url, key_prefix="outage"))
+    # The test writes through a store of its own, so only the server's requests can reconnect
+    # the server's connection pool.
+    writer = RedisOnlineStore(url, key_prefix="outage")
+    with running_server(app) as base, httpx.Client(
+            base_url=base, timeout=30, headers={"X-API-Key": KEYS["analyst"]}) as client:
+        with running_redis_server(tmp_path / "up", port=port):
+            fill(writer)
+            before = client.post("/features", json=RFM)
+        down = client.post("/features", json=RFM)
+        health_down = client.get("/health")
+        with running_redis_server(tmp_path / "back", port=port):
+            fill(writer)  # the server keeps nothing on disk: it comes back empty
+            writer.close()
+            after = client.post("/features", json=RFM)
+            health_after = client.get("/health")
+
+    assert before.status_code == 200
+    assert down.status_code == 503
+    assert down.headers["retry-after"] == "7"
+    assert down.content == (b'{"error":"store_unavailable",'
+                            b'"detail":"the online store cannot be reached; retry later"}')
+    assert (health_down.status_code, health_down.json()) == (503, {"status": "unavailable"})
+    assert after.status_code == 200
+    assert after.json()["results"][0]["values"]["customer_rfm:recency_days"]["value"] == 3
+    assert health_after.status_code == 200
+
+
 # -- bounded load run ---------------------------------------------------------------------------
 
 
@@ -720,6 +754,8 @@ def test_serving_conf_error_names_the_file_and_key(tmp_path: Path) -> None:
                                      "equal to 1024"),
     ("server: {max_body_bytes: 1073741824}", "server.max_body_bytes: Input should be less than "
                                              "or equal to 67108864"),
+    ("server: {retry_after_seconds: 0}", "server.retry_after_seconds: Input should be greater "
+                                         "than or equal to 1"),
     ("server: {expose_docs: maybe}", "server.expose_docs: Input should be a valid boolean"),
     ("access: {roles: {ops: {health_details: maybe}}}",
      "access.roles.ops.health_details: Input should be a valid boolean"),

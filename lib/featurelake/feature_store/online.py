@@ -33,7 +33,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -52,6 +53,7 @@ __all__ = [
     "OnlineRecord",
     "OnlineStore",
     "OnlineStoreConfig",
+    "OnlineStoreUnavailableError",
     "RedisOnlineStore",
     "ServerConfig",
     "ServingConfig",
@@ -75,6 +77,11 @@ Row = tuple[str, int, str]
 
 class EntityKeyError(ValueError):
     """An entity lacks a join key, or a key value has an unusable type."""
+
+
+class OnlineStoreUnavailableError(Exception):
+    """The online store cannot be reached (down, not answering in time, still loading its
+    data); the same call may succeed later."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,6 +125,8 @@ class ServerConfig(_Frozen):
         max_features: most feature references one request may name.
         max_body_bytes: largest request body accepted (HTTP 413 beyond it); counted while the
             body is read, so a chunked body without ``Content-Length`` is bounded too.
+        retry_after_seconds: the ``Retry-After`` of a 503 answered while the online store
+            cannot be reached.
         api_key_header: the header carrying the API key.
         expose_docs: serve the interactive docs and schema (``/docs``, ``/redoc``,
             ``/openapi.json``) to anyone who can reach the server.
@@ -130,6 +139,7 @@ class ServerConfig(_Frozen):
     max_entities: int = Field(default=1000, ge=1)
     max_features: int = Field(default=200, ge=1)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    retry_after_seconds: int = Field(default=5, ge=1, le=3600)
     api_key_header: str = "X-API-Key"
     expose_docs: bool = False
 
@@ -301,7 +311,8 @@ class OnlineStore(Protocol):
 
     ``write_rows`` must be atomic per row and monotonic in event time; ``read_records`` returns
     one entry per key, in order (``None`` when absent). ``get_state``/``set_state`` keep the
-    materialisation bookmark of each view beside the data.
+    materialisation bookmark of each view beside the data. A store that cannot be reached
+    raises :class:`OnlineStoreUnavailableError` (``ping`` answers False instead).
     """
 
     #: True when executors may write in parallel (the store is a network service).
@@ -525,6 +536,9 @@ class RedisOnlineStore:
     to its URL and prefix, so Spark executors can write to it directly (a single Redis instance;
     Redis Cluster would need the keys of one script in one hash slot).
 
+    A call that cannot reach the server raises :class:`OnlineStoreUnavailableError`; the
+    connection pool reconnects on the next call, so the store works again once Redis is back.
+
     Args:
         url: ``redis://host:port/db``.
         key_prefix: prefix of every key.
@@ -565,6 +579,17 @@ class RedisOnlineStore:
     def _key(self, view: str, entity_key: str) -> str:
         return f"{self.key_prefix}:{view}:{entity_key}"
 
+    @contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """Turn redis-py's connection and timeout errors into OnlineStoreUnavailableError."""
+        import redis
+
+        try:
+            yield
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise OnlineStoreUnavailableError(
+                f"Redis at {redact_url(self.url)} is unavailable: {exc}") from exc
+
     def write_rows(self, view: str, rows: Sequence[Row]) -> int:
         """Write rows with one atomic script call; older rows change nothing.
 
@@ -579,7 +604,8 @@ class RedisOnlineStore:
         args: list[Any] = []
         for _, ts, payload in rows:
             args.extend((ts, payload, now))
-        return int(self._script(keys=keys, args=args))
+        with self._reachable():
+            return int(self._script(keys=keys, args=args))
 
     def read_records(self, view: str, keys: Sequence[str]) -> list[OnlineRecord | None]:
         """The stored record of each key (``None`` when absent), in one pipelined round trip."""
@@ -588,25 +614,30 @@ class RedisOnlineStore:
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
             pipe.hmget(self._key(view, key), "ts", "v")
+        with self._reachable():
+            found = pipe.execute()
         out: list[OnlineRecord | None] = []
-        for ts, payload in pipe.execute():
+        for ts, payload in found:
             out.append(None if ts is None else OnlineRecord(int(ts), payload.decode("utf-8")))
         return out
 
     def get_state(self, view: str) -> dict[str, Any] | None:
         """The view's materialisation bookmark, or ``None``."""
-        raw = self.client.get(f"{self.key_prefix}:_state:{view}")
+        with self._reachable():
+            raw = self.client.get(f"{self.key_prefix}:_state:{view}")
         return None if raw is None else dict(json.loads(raw))
 
     def set_state(self, view: str, state: Mapping[str, Any]) -> None:
         """Replace the view's materialisation bookmark."""
-        self.client.set(f"{self.key_prefix}:_state:{view}",
-                        json.dumps(dict(state), sort_keys=True, default=str))
+        with self._reachable():
+            self.client.set(f"{self.key_prefix}:_state:{view}",
+                            json.dumps(dict(state), sort_keys=True, default=str))
 
     def count(self, view: str) -> int:
         """How many entities the store holds for ``view`` (a SCAN; for tests and reports)."""
         pattern = f"{self.key_prefix}:{view}:*"
-        return sum(1 for _ in self.client.scan_iter(match=pattern, count=1000))
+        with self._reachable():
+            return sum(1 for _ in self.client.scan_iter(match=pattern, count=1000))
 
     def ping(self) -> bool:
         """True when the server answers PING."""

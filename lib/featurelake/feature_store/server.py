@@ -20,10 +20,12 @@ Endpoints:
 Errors: 401 no or unknown key; 403 a view the role may not read or a PII feature without a
 grant; 413 a body over ``server.max_body_bytes`` (the connection is then closed, so the rest of
 the body is never read); 422 a malformed body, unknown features or bad entities, with a message
-saying what is wrong. Request text quoted in an error is cut to a bounded length. Every
-request (whatever its outcome) is appended to the audit log as one JSON line: who (key id and
-role, never the secret), what (views, features, entity count), when, the status code and the
-latency; strings in it are cut to 256 characters and lists to ``server.max_features`` items.
+saying what is wrong; 503 with ``Retry-After`` while the online store cannot be reached (each
+request tries it again, so serving resumes by itself when the store is back). Request text
+quoted in an error is cut to a bounded length. Every request (whatever its outcome) is appended
+to the audit log as one JSON line: who (key id and role, never the secret), what (views,
+features, entity count), when, the status code and the latency; strings in it are cut to 256
+characters and lists to ``server.max_features`` items.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from featurelake.feature_store.auth import (
 from featurelake.feature_store.definitions import FeatureView, load_feature_views
 from featurelake.feature_store.online import (
     OnlineStore,
+    OnlineStoreUnavailableError,
     ServingConfig,
     load_serving_config,
     open_online_store,
@@ -436,6 +439,13 @@ def create_app(
             return refused("invalid_request", exc, 422, request)
         except AuthorizationError as exc:
             return refused("forbidden", exc, 403, request)
+        except OnlineStoreUnavailableError as exc:
+            log.warning("online store unavailable: %s", exc)
+            request.state.error = str(exc)
+            return JSONResponse(
+                {"error": "store_unavailable",
+                 "detail": "the online store cannot be reached; retry later"},
+                status_code=503, headers=retry_after)
         for view_name, stats in result.lookups.items():
             metrics.lookups.labels(view_name, "hit").inc(stats.hits)
             metrics.lookups.labels(view_name, "miss").inc(stats.misses)
@@ -445,14 +455,21 @@ def create_app(
                 histogram.observe(seconds)
         return JSONResponse({"features": result.features, "results": result.to_records()})
 
+    retry_after = {"Retry-After": str(config.server.retry_after_seconds)}
+
     def health_report(*, with_store: bool) -> JSONResponse:
-        healthy = store.ping()
-        body: dict[str, Any] = {"status": "ok" if healthy else "unavailable"}
+        body: dict[str, Any] = {"status": "unavailable"}
         if with_store:
             body["store"] = store.describe()
-        if healthy:
-            body["views"] = _freshness(store, views)
-        return JSONResponse(body, status_code=200 if healthy else 503)
+        try:
+            if store.ping():
+                body["views"] = _freshness(store, views)
+                body["status"] = "ok"
+        except OnlineStoreUnavailableError:  # lost between the ping and the bookmarks
+            pass
+        if body["status"] == "ok":
+            return JSONResponse(body)
+        return JSONResponse(body, status_code=503, headers=retry_after)
 
     @app.get("/health")
     def health() -> JSONResponse:
