@@ -389,6 +389,7 @@ def create_app(
                                    max_features=config.server.max_features)
     audit = AuditLog(config.server.audit_log, max_items=config.server.max_features)
     metrics = ServingMetrics()
+    retry_after = {"Retry-After": str(config.server.retry_after_seconds)}
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -454,8 +455,6 @@ def create_app(
             for seconds in stats.staleness_seconds:
                 histogram.observe(seconds)
         return JSONResponse({"features": result.features, "results": result.to_records()})
-
-    retry_after = {"Retry-After": str(config.server.retry_after_seconds)}
 
     def health_report(*, with_store: bool) -> JSONResponse:
         body: dict[str, Any] = {"status": "unavailable"}
