@@ -360,6 +360,15 @@ def test_body_declared_over_the_limit_is_413_before_it_is_sent(server: dict) -> 
     assert headers["connection"] == "close"
 
 
+def test_body_declared_over_the_limit_without_a_key_is_401_and_never_read(server: dict) -> None:
+    status, headers, _ = raw_exchange(server, [
+        "POST /features HTTP/1.1", "Content-Type: application/json",
+        f"Content-Length: {100 * MiB}"])
+
+    assert status == 401
+    assert headers["connection"] == "close"
+
+
 def test_chunked_body_over_the_limit_is_413_once_the_limit_is_passed(server: dict) -> None:
     # 16 chunks of 64 KiB fill the 1 MiB limit; one more byte passes it. The body is never
     # terminated, so only a server that counts while it reads can answer.

@@ -18,14 +18,14 @@ Endpoints:
   a private interface, or put it behind the proxy that scrapes it).
 
 Errors: 401 no or unknown key; 403 a view the role may not read or a PII feature without a
-grant; 413 a body over ``server.max_body_bytes`` (the connection is then closed, so the rest of
-the body is never read); 422 a malformed body, unknown features or bad entities, with a message
-saying what is wrong; 503 with ``Retry-After`` while the online store cannot be reached (each
-request tries it again, so serving resumes by itself when the store is back). Request text
-quoted in an error is cut to a bounded length. Every request (whatever its outcome) is appended
-to the audit log as one JSON line: who (key id and role, never the secret), what (views,
-features, entity count), when, the status code and the latency; strings in it are cut to 256
-characters and lists to ``server.max_features`` items.
+grant; 413 a body over ``server.max_body_bytes`` (after a 401 or a 413 the connection is closed,
+so the rest of the body is never read); 422 a malformed body, unknown features or bad entities,
+with a message saying what is wrong; 503 with ``Retry-After`` while the online store cannot be
+reached (each request tries it again, so serving resumes by itself when the store is back).
+Request text quoted in an error is cut to a bounded length. Every request (whatever its outcome)
+is appended to the audit log as one JSON line: who (key id and role, never the secret), what
+(views, features, entity count), when, the status code and the latency; strings in it are cut to
+256 characters and lists to ``server.max_features`` items.
 """
 
 from __future__ import annotations
@@ -301,10 +301,12 @@ class _ServingMiddleware:
                     state["principal"] = self.authorizer.authenticate(presented)
                 except AuthenticationError as exc:
                     state["error"] = str(exc)
+                    # The body is not read; closing keeps uvicorn from reading it anyway.
                     response = JSONResponse(
                         {"error": "unauthorized", "detail": f"{exc}; send it in the "
                          f"{self.header_name} header"},
-                        status_code=401, headers={"WWW-Authenticate": "ApiKey"})
+                        status_code=401,
+                        headers={"WWW-Authenticate": "ApiKey", "Connection": "close"})
                     await response(scope, receive, send_wrapper)
                     return
             receive_body = await _read_body_within(scope, receive, self.max_body_bytes)
