@@ -1233,3 +1233,22 @@ def test_ties_on_every_lineage_column_go_to_the_same_record_in_silver_and_classi
     silver, clean, counts = _accounts_dedup(spark, rows)
     assert len(silver) == 1 and silver == clean
     assert (counts.rows_in, counts.rows_out, counts.rows_deduplicated) == (8, 1, 7)
+
+
+def test_a_silver_table_whose_quarantine_is_of_another_run_is_refused(spark, tmp_path):
+    from featurelake.silver import SilverPairError, read_silver, read_silver_pair
+
+    tables = DeltaTables(spark)
+    silver, quarantine = str(tmp_path / "t"), str(tmp_path / "t_quarantine")
+    rows = spark.createDataFrame([(1,)], "id long")
+    tables.write(rows, quarantine, metadata={"silver_run": "r1", "bronze_version": "3"})
+    tables.write(rows, quarantine, "overwrite",
+                 metadata={"silver_run": "r2", "bronze_version": "4"})
+    tables.write(rows, silver, metadata={"silver_run": "r1", "bronze_version": "3"})
+    # silver of run r1 goes with the quarantine's version 0, not its latest (run r2)
+    pair = read_silver_pair(tables, silver, quarantine)
+    assert (pair.run_id, pair.bronze_version, pair.quarantine_version) == ("r1", 3, 0)
+    tables.write(rows, silver, "overwrite",
+                 metadata={"silver_run": "r9", "bronze_version": "5"})
+    with pytest.raises(SilverPairError, match=r"no quarantine version of run r9"):
+        read_silver(tables, silver, quarantine)

@@ -301,8 +301,17 @@ def _write_with_metadata(
     return result.rows_written
 
 
+def _read_silver(ctx: JobContext, table: str) -> DataFrame:
+    """A silver table, refused when its quarantine was built by another run."""
+    from featurelake.silver import read_silver
+
+    return read_silver(
+        ctx.tables, ctx.path("silver", table), ctx.path("silver", f"{table}_quarantine")
+    )
+
+
 def _run_credit(ctx: JobContext, config: GoldConfig) -> None:
-    clients = ctx.tables.read(ctx.path("silver", "credit_clients"))
+    clients = _read_silver(ctx, "credit_clients")
     features, labels = build_credit_gold(clients, config.credit)
     preprocessing = {"credit": config.credit.model_dump(mode="json")}
     ctx.summary["credit_features_rows"] = _write_with_metadata(
@@ -336,7 +345,7 @@ def _run_customers(ctx: JobContext, config: GoldConfig, options: GoldRunOptions)
     from featurelake.runner import DataError
 
     path = ctx.path("silver", "transactions")
-    transactions = ctx.tables.read(path)
+    transactions = _read_silver(ctx, "transactions")
     first, last, no_customer = _transaction_span(ctx, path, transactions)
     if first is None:
         raise DataError("silver/transactions has no rows with an invoice date: nothing to build "
