@@ -121,13 +121,13 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
     if predictions:
         locations["predictions"] = ", ".join(predictions)
     try:
-        from featurelake.feature_store.online import load_serving_config
+        from featurelake.feature_store.online import load_serving_config, redact_url
 
         store = load_serving_config(ctx.settings).online_store
         locations["online store"] = (
             store.sqlite_path
             if store.type == "sqlite"
-            else f"{store.redis_url} (prefix {store.key_prefix})"
+            else f"{redact_url(store.redis_url)} (prefix {store.key_prefix})"
         )
     except Exception as exc:  # noqa: BLE001 - the summary must not hide the run's outcome
         locations["online store"] = f"(serving configuration not readable: {exc})"
