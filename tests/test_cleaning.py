@@ -168,6 +168,20 @@ def test_parse_double_accepts_decimals_and_exponents_only(spark):
     )
 
 
+def test_numbers_followed_by_a_line_end_are_not_numbers(spark):
+    # Java's $ matches before a final line terminator and the casts drop it: "12\n" was 12
+    # while "\n12" was null (found by tests/test_fuzz_cleaning.py).
+    rows = spark.createDataFrame([("12\n",), ("12\r\n",), ("2.5\r",), ("1e5\n",)], "v string")
+    got = rows.select(parse_int(F.col("v")).alias("i"), parse_long(F.col("v")).alias("l"),
+                      parse_double(F.col("v")).alias("d")).collect()
+    assert [tuple(r) for r in got] == [(None, None, None)] * 4
+
+
+def test_strip_zero_decimal_leaves_a_value_with_a_line_end_as_it_is(spark):
+    _check(spark, [("17850.0\n", "17850.0\n"), ("17850.0", "17850")], "string",
+           strip_zero_decimal)
+
+
 def test_parse_boolean(spark):
     _check(
         spark,

@@ -50,12 +50,14 @@ SilverType = Literal["string", "int", "long", "double", "boolean", "date", "time
 # The array column listing the parse failures of a row (``parse:<column>``).
 PARSE_ERRORS = "_parse_errors"
 
+# The patterns end in \z, not $: Java's $ also matches before a final line terminator, and
+# the casts drop it, so "12\n" would pass as 12 while "\n12" does not.
 # Digits only, optional sign: "6.0", "1e3", " " and "0x10" are not integers.
-_INTEGER = r"^[+-]?[0-9]+$"
+_INTEGER = r"^[+-]?[0-9]+\z"
 # A plain decimal number with an optional exponent; rejects NaN, Infinity and hex.
-_DECIMAL = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+_DECIMAL = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\z"
 # A decimal number whose digits are all zero: the only strings that may parse to 0.0.
-_ZERO = r"^[+-]?(0+\.?0*|\.0+)([eE][+-]?[0-9]+)?$"
+_ZERO = r"^[+-]?(0+\.?0*|\.0+)([eE][+-]?[0-9]+)?\z"
 _MAX_DOUBLE = 1.7976931348623157e308
 _TRUE = ("true", "t", "yes", "y", "1")
 _FALSE = ("false", "f", "no", "n", "0")
@@ -104,7 +106,7 @@ def strip_zero_decimal(col: Column) -> Column:
     Values with a non-zero fraction (``"17850.5"``) are left as they are, so a rule can reject
     them rather than have them silently truncated.
     """
-    return F.regexp_replace(col, r"^([+-]?[0-9]+)\.0+$", "$1")
+    return F.regexp_replace(col, r"^([+-]?[0-9]+)\.0+\z", "$1")
 
 
 CLEANING_STEPS: dict[str, Callable[[Column], Column]] = {
