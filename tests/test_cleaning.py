@@ -213,6 +213,25 @@ def test_parse_date_rejects_impossible_dates(spark):
     )
 
 
+def test_years_outside_1_to_9999_are_not_dates_or_timestamps(spark):
+    # Spark reads yyyy as a proleptic year: year 0 is 1 BC, "-2010" is 2011 BC; no Python
+    # datetime holds them (found by tests/test_fuzz_cleaning.py).
+    texts = ["0000-01-01 00:00:00", "-2010-12-01 08:26:00", "0001-01-01 00:00:00",
+             "9999-12-31 23:59:59"]
+    df = spark.createDataFrame([(t, t.rsplit(" ", 1)[0]) for t in texts], "ts string, d string")
+    got = df.select(
+        F.unix_micros(parse_timestamp(F.col("ts"), "yyyy-MM-dd HH:mm:ss")).alias("micros"),
+        F.unix_date(parse_date(F.col("d"), "yyyy-MM-dd")).alias("days"),
+    ).collect()
+    # 0001-01-01 is 719162 days before 1970-01-01; 9999-12-31 is 2932896 days after it.
+    assert [tuple(r) for r in got] == [
+        (None, None),
+        (None, None),
+        (-719162 * 86400 * 10**6, -719162),
+        ((2932896 * 86400 + 23 * 3600 + 59 * 60 + 59) * 10**6, 2932896),
+    ]
+
+
 def test_parse_timestamp_with_pattern(spark):
     _check(
         spark,

@@ -193,13 +193,22 @@ def parse_boolean(col: Column) -> Column:
 
 
 def parse_date(col: Column, fmt: str) -> Column:
-    """Parse a date with a Spark datetime pattern (``yyyy-MM-dd``); an invalid date -> null."""
-    return F.to_date(F.try_to_timestamp(col, F.lit(fmt)))
+    """Parse a date with a Spark datetime pattern (``yyyy-MM-dd``); an invalid date -> null.
+
+    As :func:`parse_timestamp`, a year outside 1-9999 is not a date.
+    """
+    return F.to_date(parse_timestamp(col, fmt))
 
 
 def parse_timestamp(col: Column, fmt: str) -> Column:
-    """Parse a timestamp with a Spark datetime pattern; an invalid one (month 13) -> null."""
-    return F.try_to_timestamp(col, F.lit(fmt))
+    """Parse a timestamp with a Spark datetime pattern; an invalid one (month 13) -> null.
+
+    A year outside 1-9999 gives null too: Spark reads ``yyyy`` as a proleptic year, so
+    ``"0000-01-01"`` (1 BC) and ``"-2010-12-01"`` (2011 BC) would parse, and no Python reader
+    of the table (``collect()``, pandas, the feature store) can hold such a value.
+    """
+    parsed = F.try_to_timestamp(col, F.lit(fmt))
+    return F.when(F.year(parsed).between(1, 9999), parsed)
 
 
 def parse_value(col: Column, type_: SilverType, fmt: str | None = None) -> Column:
