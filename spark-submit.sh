@@ -87,16 +87,20 @@ export FEATURELAKE_ENV="$env_name"
 
 # Validate the whole configuration directory (settings, lakehouse.root, every declaration) before
 # starting a JVM, and take the default master from it.
-configured_master=$("$venv/bin/python" -c '
+checked=$("$venv/bin/python" -c '
 import sys
 from featurelake.config import ConfigError
 from featurelake.config_check import validate_configuration
 try:
-    print(validate_configuration(sys.argv[1], sys.argv[2], sys.argv[3:]).spark.master)
+    settings = validate_configuration(sys.argv[1], sys.argv[2], sys.argv[3:])
 except ConfigError as exc:
     print(f"featurelake: configuration error: {exc}", file=sys.stderr)
     sys.exit(2)
+print(settings.spark.master)
+print(settings.delta.backend)
 ' "$conf_dir" "$env_name" "${overrides[@]}") || exit $?
+configured_master=${checked%%$'\n'*}
+backend=${checked##*$'\n'}
 master=${master:-$configured_master}
 case "$master" in
   local*) export SPARK_LOCAL_IP=${SPARK_LOCAL_IP:-127.0.0.1} ;;
@@ -112,6 +116,19 @@ submit=("$venv/bin/spark-submit" --master "$master" --name "featurelake-$job"
         --conf "spark.pyspark.driver.python=$venv/bin/python"
         --driver-java-options "-Dlog4j2.configurationFile=file:$root/bin/log4j2.properties"
         "${spark_confs[@]}")
+
+# delta-spark's jar and what it needs, from Maven Central into a local cache (fetched once;
+# later starts read the cache). When they cannot be had the jobs use delta-rs, and the line
+# above the job's output says why.
+export FEATURELAKE_JAR_CACHE=${FEATURELAKE_JAR_CACHE:-$root/.cache/jars}
+if [ "$backend" != "delta-rs" ]; then
+  delta_jars=$("$venv/bin/python" -m featurelake.jvm_packages --delta)
+  if [ -n "$delta_jars" ]; then
+    submit+=(--jars "$delta_jars"
+             --conf "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension"
+             --conf "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog")
+  fi
+fi
 
 case "$master" in
   local*) ;;

@@ -85,7 +85,7 @@ from featurelake.config import Settings, load_settings
 from featurelake.gold import GOLD_CONFIG_FILE, GoldConfig, load_gold_config
 from featurelake.runner import execute_job
 from featurelake.session import build_spark_session
-from featurelake.table_io import DeltaTables
+from featurelake.delta import DeltaTables
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType

@@ -205,7 +205,7 @@ def materialize_runs(store: OnlineStore, entities: int, days: int, work: Path) -
     from featurelake.config import LakehouseSettings, Settings, SparkSettings
     from featurelake.feature_store.materialize import materialize_view
     from featurelake.session import build_spark_session
-    from featurelake.table_io import DeltaTables
+    from featurelake.delta import DeltaTables
     from pyspark.sql import functions as F
 
     # Executors run this interpreter (the one with featurelake), as spark-submit.sh arranges.

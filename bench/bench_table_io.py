@@ -16,7 +16,7 @@ from pathlib import Path
 
 from featurelake.config import SparkSettings
 from featurelake.session import build_spark_session
-from featurelake.table_io import DeltaTables
+from featurelake.delta import DeltaTables
 from pyspark.sql import functions as F
 
 

@@ -53,7 +53,7 @@ from featurelake.bronze import (
 from featurelake.concurrency import run_concurrently
 from featurelake.runner import DataError, JobContext, run_job
 from featurelake.sources import SourceSpec, load_sources
-from featurelake.table_io import AlreadyCommittedError, AppTransaction, ConcurrentWriteError
+from featurelake.delta import AlreadyCommittedError, AppTransaction, ConcurrentWriteError
 from pyspark.sql import Column, Observation
 from pyspark.sql import functions as F
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from featurelake.config import SparkSettings
+from featurelake.config import DeltaSettings, SparkSettings
 from featurelake.session import build_spark_session
 from pyspark.sql import SparkSession
 
@@ -29,6 +29,7 @@ def spark() -> Iterator[SparkSession]:
                 "spark.sql.adaptive.coalescePartitions.enabled": "true",
             },
         ),
+        DeltaSettings(),
     )
     yield session
     session.stop()

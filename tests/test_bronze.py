@@ -25,7 +25,7 @@ from featurelake.bronze import (
 )
 from featurelake.runner import DataError, run_job
 from featurelake.sources import ColumnSpec, ReaderOptions, SourceSpec
-from featurelake.table_io import DeltaTables
+from featurelake.delta import DeltaTables
 from pyspark.sql import functions as F
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,6 +115,71 @@ def test_json_lines_keep_bad_lines_and_undeclared_keys(spark):
         (None, None, None, "[1]", "/f.csv"),
     ], OUT)
     assert_df_equality(out, expected, ignore_row_order=True)
+
+
+def _rescued_by_line(out):
+    return {r["_rescued_data"] is not None for r in out.collect()}
+
+
+def test_a_quote_out_of_place_is_rescued_even_with_the_right_number_of_fields(spark):
+    # Spark reads these as three fields without complaint, but not as written: an unterminated
+    # quote runs to the end of the line, text after a closing quote is kept or dropped
+    # (found by tests/test_fuzz_bronze.py).
+    bad = ['1,2,"abc', '"a"b,2,3', '1,2,"3"x', '"1" ,2,3']
+    out = _lines(spark, *bad).transform(parse_csv_lines, spec=SPEC, header=("a", "b", "c"),
+                                        header_line="a,b,c")
+    assert sorted(r["_rescued_data"] for r in out.collect()) == sorted(bad)
+
+
+def test_well_quoted_fields_and_quotes_inside_unquoted_ones_are_not_rescued(spark):
+    out = _lines(spark, '1,"a,b",3', '"""",2,""', 'a"b,2,3', ' "1",2,3').transform(
+        parse_csv_lines, spec=SPEC, header=("a", "b", "c"), header_line="a,b,c")
+    expected = spark.createDataFrame([("1", "a,b", "3", None, "/f.csv"),
+                                      ('"', "2", None, None, "/f.csv"),  # "" is null
+                                      ('a"b', "2", "3", None, "/f.csv"),
+                                      (' "1"', "2", "3", None, "/f.csv")], OUT)
+    assert_df_equality(out, expected, ignore_row_order=True)
+
+
+def test_a_csv_line_holding_nul_is_rescued(spark):
+    # Spark's CSV parser takes NUL for an escape character: '"\x00"""' was read as '"'.
+    out = _lines(spark, '1,"\x00""",3').transform(parse_csv_lines, spec=SPEC,
+                                                   header=("a", "b", "c"), header_line="a,b,c")
+    assert [r["_rescued_data"] for r in out.collect()] == ['1,"\x00""",3']
+
+
+def test_a_quote_check_on_a_very_long_line_does_not_overflow(spark):
+    long_field = '"' + 'ab""' * 200_000 + '"'
+    out = _lines(spark, f"1,{long_field},3", f"1,{long_field}x,3").transform(
+        parse_csv_lines, spec=SPEC, header=("a", "b", "c"), header_line="a,b,c")
+    assert sorted(r["_rescued_data"] is None for r in out.collect()) == [False, True]
+
+
+def test_json_line_with_text_after_its_object_is_rescued(spark):
+    # Spark reads the first value of a line and ignores the rest: the second of two records
+    # written without a line end between them was lost (found by tests/test_fuzz_bronze.py).
+    spec = SPEC.model_copy(update={"format": "json"})
+    bad = ['{"a": "1"}{"a": "2"}', '{"a": "x"} junk', '{"a": "x"}]', '{"a": {"b": [1]}} 2']
+    good = ['{"a": "x", "b": {"y": "}{\\"}"}}  ', '\t{"a": [{"c": ["]"]}]}']
+    out = _lines(spark, *bad, *good).transform(parse_json_lines, spec=spec)
+    rescued = sorted(r["_rescued_data"] for r in out.collect() if r["_rescued_data"])
+    assert rescued == sorted(bad)
+
+
+def test_json_line_with_half_a_surrogate_pair_is_rescued(spark):
+    # Spark read "\ud800" as "?": a value silently changed (found by tests/test_fuzz_bronze.py).
+    spec = SPEC.model_copy(update={"format": "json"})
+    bad = ['{"a": "\\ud800"}', '{"a": "x\\uDC00y"}', '{"a": "\\ud83d\\\\ude00"}']
+    good = ['{"a": "\\ud83d\\ude00"}', '{"a": "\\\\ud800"}']
+    out = _lines(spark, *bad, *good).transform(parse_json_lines, spec=spec)
+    rows = {r["_rescued_data"] or r["a"] for r in out.collect()}
+    assert rows == {*bad, "\U0001F600", "\\ud800"}
+
+
+def test_single_quoted_json_is_rescued(spark):
+    spec = SPEC.model_copy(update={"format": "json"})
+    out = _lines(spark, "{'a': 'x'}").transform(parse_json_lines, spec=spec)
+    assert [r["_rescued_data"] for r in out.collect()] == ["{'a': 'x'}"]
 
 
 def test_source_file_from_uri_decodes_spark_file_uris(spark):
@@ -580,6 +645,20 @@ def test_a_line_that_is_not_utf8_is_rescued_whole(spark, tmp_path):
     assert rows["536365"]["_rescued_data"] is None
     assert rows["536366"]["_rescued_data"] == (
         "536366,71053,LANTERN,6,2010-12-01 08:28:00,3.39,17850,Espa\ufffda")
+
+
+def test_a_byte_the_fallback_encoding_does_not_define_rescues_its_line(spark, tmp_path):
+    # Windows-1252 leaves 0x81, 0x8D, 0x8F, 0x90 and 0x9D undefined: decoding one failed the
+    # whole job (MALFORMED_CHARACTER_CODING); such a line is now rescued with U+FFFD
+    # (found by tests/test_fuzz_bronze.py).
+    spec = SourceSpec(name="t", path="t/*.csv", format="csv",
+                      options=ReaderOptions(header=False, fallback_encoding="windows-1252"),
+                      columns=(ColumnSpec(name="a"), ColumnSpec(name="b"), ColumnSpec(name="c")))
+    path = tmp_path / "f.csv"
+    path.write_bytes(b"1,caf\xe9,2\n3,a\x81b,4\n5,\x9d,6\n")
+    rows = sorted(read_source_rows(spark, spec, [str(path)]).collect(), key=lambda r: r["a"])
+    assert [(r["b"], r["_rescued_data"]) for r in rows] == [
+        ("caf\u00e9", None), ("a\ufffdb", "3,a\ufffdb,4"), ("\ufffd", "5,\ufffd,6")]
 
 
 def test_a_declared_fallback_encoding_decodes_such_lines(spark, tmp_path):

@@ -21,7 +21,7 @@ from featurelake.ml.classification import (
     with_hash_split,
 )
 from featurelake.runner import run_job
-from featurelake.table_io import DeltaTables
+from featurelake.delta import DeltaTables
 from pyspark.ml.linalg import Vectors, VectorUDT
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F

@@ -18,7 +18,7 @@ import pytest
 from featurelake.pipeline import load_job_module
 from featurelake.runner import run_job
 from featurelake.silver import read_silver, read_silver_pair
-from featurelake.table_io import DeltaTables
+from featurelake.delta import DeltaTables
 from pyspark.sql import functions as F
 
 ROOT = Path(__file__).resolve().parents[1]

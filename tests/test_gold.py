@@ -32,7 +32,7 @@ from featurelake.gold import (
     run_gold,
 )
 from featurelake.runner import JobContext, execute_job, run_job
-from featurelake.table_io import DeltaTables
+from featurelake.delta import DeltaTables
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 

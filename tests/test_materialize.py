@@ -22,7 +22,7 @@ from featurelake.feature_store.online import (
     SqliteOnlineStore,
     encode_entity_key,
 )
-from featurelake.table_io import DeltaTables
+from featurelake.delta import DeltaTables
 from pyspark.sql import SparkSession
 from pyspark.sql.types import (
     DoubleType,

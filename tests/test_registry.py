@@ -13,7 +13,7 @@ from featurelake.feature_store.api import FeatureStore
 from featurelake.feature_store.definitions import UnknownFeatureError
 from featurelake.feature_store.offline import FeatureViewError
 from featurelake.runner import run_job
-from featurelake.table_io import DeltaTables
+from featurelake.delta import DeltaTables
 
 PROJECT = Path(__file__).resolve().parents[1]
 D = datetime(2024, 1, 1)

@@ -11,7 +11,7 @@ from chispa import assert_df_equality
 from featurelake.gold import GOLD_CONFIG_FILE, build_credit_gold, load_gold_config
 from featurelake.ml.scoring import MissingColumnsError
 from featurelake.runner import execute_job
-from featurelake.table_io import DeltaTables
+from featurelake.delta import DeltaTables
 from pyspark.ml import Pipeline
 from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.feature import VectorAssembler

@@ -17,7 +17,7 @@ from featurelake.ml.segmentation import (
     segment_profiles,
 )
 from featurelake.runner import run_job
-from featurelake.table_io import DeltaTables
+from featurelake.delta import DeltaTables
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from chispa import assert_df_equality
 from featurelake.silver import build_silver, load_table_specs
-from featurelake.table_io import DeltaTables
+from featurelake.delta import DeltaTables
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from featurelake.table_io import DeltaTables
+from featurelake.delta import DeltaTables
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -28,7 +28,7 @@ from featurelake.synthetic import (
     customer_profile_lines,
     online_retail_lines,
 )
-from featurelake.table_io import DeltaTables
+from featurelake.delta import DeltaTables
 
 ROOT = Path(__file__).resolve().parents[1]
 DIRTY = SyntheticSettings(

@@ -22,8 +22,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from featurelake.config import Settings, load_settings
+from featurelake.delta import DeltaTables, Lineage
 from featurelake.session import build_spark_session
-from featurelake.table_io import DeltaTables, Lineage
 
 __all__ = [
     "Workspace",
@@ -60,7 +60,7 @@ def connect(
 ) -> Workspace:
     """Load the configuration and start (or reuse) the Spark session for a notebook."""
     settings = load_settings(conf_dir, env, overrides)
-    spark = build_spark_session("featurelake-notebook", settings.spark)
+    spark = build_spark_session("featurelake-notebook", settings.spark, settings.delta)
     tables = DeltaTables.for_settings(spark, settings.delta, Lineage(job="notebook"))
     return Workspace(settings, spark, tables)
 

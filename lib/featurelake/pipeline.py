@@ -150,7 +150,7 @@ def is_transient(error: BaseException | None, policy: RetryPolicy) -> bool:
     """True for failures worth retrying; data and configuration errors never are."""
     if error is None or isinstance(error, (DataError, ConfigError)):
         return False
-    from featurelake.table_io import ConcurrentWriteError
+    from featurelake.delta import ConcurrentWriteError
 
     if isinstance(error, (TransientError, ConcurrentWriteError, ConnectionError, TimeoutError)):
         return True

@@ -25,9 +25,9 @@ from pyspark.sql import SparkSession
 
 from featurelake.config import ConfigError, Settings
 from featurelake.config_check import validate_configuration
+from featurelake.delta import DeltaTables, Lineage, TableIOError
 from featurelake.logs import configure_logging
 from featurelake.session import build_spark_session
-from featurelake.table_io import DeltaTables, Lineage, TableIOError
 
 __all__ = ["DataError", "JobContext", "JobOutcome", "TransientError", "execute_job", "run_job"]
 
@@ -162,7 +162,9 @@ def execute_job(
     status, code, error, caught = "succeeded", 0, None, None
     ctx = None
     try:
-        session = spark or build_spark_session(f"featurelake-{job}", settings.spark)
+        session = spark or build_spark_session(
+            f"featurelake-{job}", settings.spark, settings.delta
+        )
         tables = DeltaTables.for_settings(
             session, settings.delta, Lineage(job=job, run_id=run_id)
         )

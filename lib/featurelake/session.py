@@ -6,6 +6,7 @@ a query without compiling it into the query's generated code.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -17,21 +18,32 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from featurelake.config import SparkSettings
+from featurelake.config import DeltaSettings, SparkSettings
 
 __all__ = ["arrow_rows", "build_spark_session", "local_frame", "run_constant"]
 
+log = logging.getLogger(__name__)
 
-def build_spark_session(app_name: str, settings: SparkSettings) -> SparkSession:
+
+def build_spark_session(
+    app_name: str, settings: SparkSettings, delta: DeltaSettings | None = None
+) -> SparkSession:
     """Build (or return the running) SparkSession for a job.
 
     The master comes from ``spark-submit --master`` when it set one; otherwise from
     ``settings.master``. The session time zone is UTC and Parquet timestamps are written as
     microseconds so that every Delta reader (delta-rs, polars, duckdb) can read them.
 
+    In a plain Python process (tests, notebooks, ``featurelake <job>``) that starts the JVM
+    itself, delta-spark's jars are resolved from the local cache or Maven Central
+    (:mod:`featurelake.jvm_packages`) unless ``delta.backend`` is ``delta-rs``; when they
+    cannot be had, one warning says why and the tables use delta-rs. Under ``spark-submit``
+    the JVM is already running: ``spark-submit.sh`` resolved them.
+
     Args:
         app_name: shown in the Spark UI and logs; the job name.
         settings: the validated ``spark`` section of the configuration.
+        delta: the ``delta`` section; None starts Spark without delta-spark.
 
     Returns:
         The SparkSession.
@@ -39,7 +51,12 @@ def build_spark_session(app_name: str, settings: SparkSettings) -> SparkSession:
     builder = SparkSession.builder.appName(app_name)
     # Under spark-submit the driver attaches to a running JVM gateway whose master came from
     # --master; only a plain Python process (tests, notebooks) takes settings.master.
-    if "PYSPARK_GATEWAY_PORT" not in os.environ and not SparkConf().contains("spark.master"):
+    starts_jvm = "PYSPARK_GATEWAY_PORT" not in os.environ and not SparkConf().contains(
+        "spark.master"
+    )
+    if starts_jvm and SparkSession.getActiveSession() is None and delta is not None:
+        builder = _with_delta_jars(builder, delta)
+    if starts_jvm:
         builder = builder.master(settings.master)
         # Python workers must run this interpreter (with pandas, mlflow...), not whatever
         # `python3` is on PATH. PySpark reads only the environment variable for this (not
@@ -86,6 +103,14 @@ def build_spark_session(app_name: str, settings: SparkSettings) -> SparkSession:
         # decode() knows only the Unicode charsets and ISO-8859-1 unless Java's are allowed: a
         # source's fallback_encoding may be windows-1252.
         "spark.sql.legacy.javaCharsets": "true",
+        # delta-spark rebuilds a table's state from its log in a stage of this many tasks
+        # (default 50) for every snapshot it loads, and lists a table's folders for VACUUM
+        # with up to this many tasks (default 10,000): on small tables and few cores that
+        # scheduling is nearly all of the time (a VACUUM of a three-file table: minutes).
+        "spark.databricks.delta.snapshotPartitions": str(settings.shuffle_partitions),
+        "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(
+            max(8, settings.shuffle_partitions)
+        ),
     }
     options.update(settings.conf)
     for key, value in options.items():
@@ -94,6 +119,25 @@ def build_spark_session(app_name: str, settings: SparkSettings) -> SparkSession:
     spark.sparkContext.setLogLevel(settings.log_level)
     _remember_jvm_functions()
     return spark
+
+
+def _with_delta_jars(builder: SparkSession.Builder, delta: DeltaSettings) -> Any:
+    """Put delta-spark on the classpath of the JVM about to start, when it can be had."""
+    if delta.backend == "delta-rs":
+        return builder
+    from featurelake.jvm_packages import DELTA_SPARK_CONF, delta_coordinates, resolve_packages
+
+    found = resolve_packages(delta_coordinates())
+    if not found.ok:
+        log.warning(
+            "native_delta_unavailable",
+            extra={"fields": {"reason": found.reason, "using": "delta-rs"}},
+        )
+        return builder
+    builder = builder.config("spark.jars", ",".join(found.jars))
+    for key, value in DELTA_SPARK_CONF.items():
+        builder = builder.config(key, value)
+    return builder
 
 
 def _remember_jvm_functions() -> None:

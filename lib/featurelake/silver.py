@@ -53,6 +53,7 @@ from featurelake.cleaning import (
 )
 from featurelake.concurrency import run_concurrently
 from featurelake.config import ConfigError, load_yaml_file, parse_model
+from featurelake.delta import DeltaTables, StagedWrite, TableNotFoundError
 from featurelake.pii import PiiColumn, hmac_sha256_hex, load_pii_key, with_pseudonymised_columns
 from featurelake.quality import (
     FAILED_RULES,
@@ -69,7 +70,6 @@ from featurelake.quality import (
 )
 from featurelake.runner import DataError, JobContext
 from featurelake.session import local_frame, run_constant
-from featurelake.table_io import DeltaTables, StagedWrite, TableNotFoundError
 
 __all__ = [
     "BronzeSchemaError",

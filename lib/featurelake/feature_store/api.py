@@ -27,6 +27,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 from featurelake.config import Settings, load_settings
+from featurelake.delta import DeltaTables, Lineage
 from featurelake.feature_store.definitions import (
     FeatureRef,
     FeatureView,
@@ -43,7 +44,6 @@ from featurelake.feature_store.registry import (
     source_versions,
 )
 from featurelake.session import build_spark_session
-from featurelake.table_io import DeltaTables, Lineage
 
 __all__ = ["FeatureStore", "TrainingSet", "current_user"]
 
@@ -98,7 +98,9 @@ class FeatureStore:
                   overrides: Sequence[str] = (), spark: SparkSession | None = None) -> FeatureStore:
         """Load settings from ``conf_dir`` (and an env overlay) and build the store."""
         settings = load_settings(conf_dir, env, overrides)
-        session = spark or build_spark_session("featurelake-notebook", settings.spark)
+        session = spark or build_spark_session(
+            "featurelake-notebook", settings.spark, settings.delta
+        )
         return cls(session, settings)
 
     # ---------------------------------------------------------------------------------------
@@ -214,7 +216,7 @@ class FeatureStore:
 
         Raises:
             UnknownFeatureError, FeatureViewError, MissingColumnsError: bad references or data.
-            featurelake.table_io.TableNotFoundError: a source table does not exist.
+            featurelake.delta.TableNotFoundError: a source table does not exist.
         """
         views = self.views()
         requested = resolve_feature_refs(features, views)

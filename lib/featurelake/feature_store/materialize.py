@@ -42,6 +42,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, FloatType
 
 from featurelake.config import Settings
+from featurelake.delta import DeltaTables, TableNotFoundError
 from featurelake.feature_store.definitions import FeatureView
 from featurelake.feature_store.offline import view_frame
 from featurelake.feature_store.online import (
@@ -50,7 +51,6 @@ from featurelake.feature_store.online import (
     encode_entity_key,
     iter_batches,
 )
-from featurelake.table_io import DeltaTables, TableNotFoundError
 
 __all__ = [
     "EVENT_MICROS",

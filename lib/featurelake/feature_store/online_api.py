@@ -282,8 +282,8 @@ def materialize_online(
     Raises:
         FeatureRequestError: an unknown view name.
     """
+    from featurelake.delta import DeltaTables, Lineage
     from featurelake.feature_store.materialize import materialize_view
-    from featurelake.table_io import DeltaTables, Lineage
 
     settings = settings or load_settings()
     declared = load_feature_views(settings)

@@ -39,9 +39,9 @@ from pyspark.sql.types import (
 )
 
 from featurelake.config import Settings
+from featurelake.delta import DeltaTables
 from featurelake.feature_store.definitions import FeatureView, UnknownFeatureError
 from featurelake.session import local_frame
-from featurelake.table_io import DeltaTables
 
 __all__ = [
     "REGISTRY_SCHEMA",
@@ -251,7 +251,7 @@ class FeatureRegistry:
             The :class:`ApplyResult`; ``changes == 0`` and no commit when nothing changed.
 
         Raises:
-            featurelake.table_io.ConcurrentWriteError: another apply committed first; retry.
+            featurelake.delta.ConcurrentWriteError: another apply committed first; retry.
         """
         plan = self.plan(views)
         deleted = plan.deleted if delete_missing else []

@@ -1,0 +1,520 @@
+"""The native backend: delta-spark's ``format("delta")``, as Databricks, EMR or Dataproc run it.
+
+Active when delta-spark's JVM classes are on the classpath (``spark-submit.sh`` and
+``build_spark_session`` put them there from Maven Central; a cluster may start with
+``--packages io.delta:delta-spark_<spark>_2.13:<version>``). Works on any storage Spark can
+reach. Writes are one ``save`` each (data files and commit); a staged write computes its rows
+into Spark's cache (memory, spilling to disk) so that they can be judged before the commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from featurelake.delta.errors import (
+    AlreadyCommittedError,
+    ConcurrentWriteError,
+    SchemaMismatchError,
+    TableIOError,
+    TableNotFoundError,
+)
+from featurelake.delta.model import (
+    AppTransaction,
+    ArrowRows,
+    ColumnStats,
+    StagedWrite,
+    WriteRequest,
+    WriteResult,
+)
+from featurelake.delta.schema import nullable, resolve_schema
+
+__all__ = ["NativeBackend", "native_delta_available"]
+
+# Conflicts delta-spark reports (io.delta.exceptions.*, error classes DELTA_CONCURRENT_*...):
+# a concurrent commit won.
+_CONFLICTS = (
+    "ConcurrentAppendException",
+    "ConcurrentDeleteReadException",
+    "ConcurrentDeleteDeleteException",
+    "ConcurrentTransactionException",
+    "ConcurrentWriteException",
+    "MetadataChangedException",
+    "ProtocolChangedException",
+    "DELTA_CONCURRENT_",
+    "DELTA_METADATA_CHANGED",
+    "DELTA_PROTOCOL_CHANGED",
+)
+# MERGE takes its commit metadata from a session setting: one MERGE at a time sets it.
+_SESSION_METADATA_LOCK = threading.Lock()
+
+
+def native_delta_available(spark: SparkSession) -> bool:
+    """True when delta-spark's JVM classes are loaded in this session."""
+    try:
+        jvm = spark.sparkContext._jvm  # noqa: SLF001 - the only way to probe the classpath
+        jvm.java.lang.Class.forName(
+            "io.delta.tables.DeltaTable", False, jvm.Thread.currentThread().getContextClassLoader()
+        )
+        return True
+    except Exception:  # noqa: BLE001 - any failure means the classes are not usable
+        return False
+
+
+class NativeBackend:
+    """Reads and commits through delta-spark (see the module docstring).
+
+    Args:
+        spark: a session with delta-spark's classes and SQL extension.
+        compression: the data files' codec (Spark's name).
+        dictionary: dictionary-encode the data files' columns.
+    """
+
+    name = "native"
+
+    def __init__(self, spark: SparkSession, compression: str, dictionary: bool) -> None:
+        self.spark = spark
+        self.compression = compression
+        self.dictionary = dictionary
+        # delta-spark hands the session's settings, not a write's options, to the Parquet
+        # writer's Hadoop configuration: the dictionary choice is made for the session (a
+        # job's session has one table configuration).
+        spark.conf.set("parquet.enable.dictionary", "true" if dictionary else "false")
+
+    def _table(self, path: str) -> Any:
+        from delta.tables import DeltaTable
+
+        return DeltaTable.forPath(self.spark, path)
+
+    def _snapshot(self, path: str) -> Any:
+        """The JVM snapshot of the table's latest version (delta-spark has no Python API)."""
+        jvm = self.spark.sparkContext._jvm  # noqa: SLF001
+        delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(
+            self.spark._jsparkSession, path  # noqa: SLF001
+        )
+        return delta_log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty())
+
+    # ----------------------------------------------------------------------------------------
+    # Reads
+    # ----------------------------------------------------------------------------------------
+
+    def exists(self, path: str) -> bool:
+        from delta.tables import DeltaTable
+
+        return bool(DeltaTable.isDeltaTable(self.spark, path))
+
+    def history(self, path: str, limit: int | None) -> list[dict[str, Any]]:
+        if not self.exists(path):
+            raise TableNotFoundError(f"no Delta table at {path}")
+        rows = self._table(path).history(limit or 1_000_000).collect()
+        out = []
+        for row in rows:
+            entry: dict[str, Any] = {
+                "version": int(row["version"]),
+                "timestamp": int(row["timestamp"].timestamp() * 1000),
+                "operation": row["operation"],
+                "operationMetrics": dict(row["operationMetrics"] or {}),
+            }
+            if row["userMetadata"]:
+                with contextlib.suppress(ValueError):
+                    entry.update(json.loads(row["userMetadata"]))
+            out.append(entry)
+        return out
+
+    def transaction_version(self, path: str, app_id: str) -> int | None:
+        if not self.exists(path):
+            raise TableNotFoundError(f"no Delta table at {path}")
+        recorded = self._snapshot(path).transactions().get(app_id)
+        return int(recorded.get()) if recorded.isDefined() else None
+
+    def read(
+        self, path: str, version: int | None, timestamp: datetime | None
+    ) -> tuple[DataFrame, int, int]:
+        if not self.exists(path):
+            raise TableNotFoundError(f"no Delta table at {path}")
+        if version is None:
+            version = self._version_at(path, timestamp)
+        try:
+            df = self.spark.read.format("delta").option("versionAsOf", version).load(path)
+            df.schema  # noqa: B018 - resolves the version now: a missing one fails here
+        except Exception as exc:  # noqa: BLE001 - AnalysisException for a vacuumed/absent version
+            raise TableNotFoundError(
+                f"{path}: no version at {version}: {_first_line(exc)}"
+            ) from exc
+        return df, version, self._row_count(path, version)
+
+    def _version_at(self, path: str, timestamp: datetime | None) -> int:
+        if timestamp is None:
+            return int(self._snapshot(path).version())
+        entries = self.history(path, None)
+        limit = timestamp.timestamp() * 1000
+        earlier = [e for e in entries if e["timestamp"] <= limit]
+        if not earlier:
+            first = entries[-1]
+            raise TableNotFoundError(
+                f"{path}: no version at {timestamp.isoformat()} (table created at version "
+                f"{first['version']}, {first['timestamp']} ms; latest version "
+                f"{entries[0]['version']})"
+            )
+        return int(earlier[0]["version"])
+
+    def _files(self, path: str, version: int | None) -> DataFrame:
+        """The add actions of a version: path, size, partition values and stats (JSON)."""
+        jvm = self.spark.sparkContext._jvm  # noqa: SLF001
+        delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(
+            self.spark._jsparkSession, path  # noqa: SLF001
+        )
+        if version is None:
+            snapshot = self._snapshot(path)
+        else:
+            snapshot = delta_log.getSnapshotAt(
+                version, jvm.scala.Option.empty(), jvm.scala.Option.empty(), False
+            )
+        return DataFrame(snapshot.allFiles().toDF(), self.spark)
+
+    def _row_count(self, path: str, version: int) -> int:
+        """Rows of a version from its files' statistics; -1 when a file has none."""
+        files = self._files(path, version).select(
+            F.get_json_object("stats", "$.numRecords").cast("long").alias("n")
+        )
+        row = files.agg(F.count(F.lit(1)).alias("files"), F.count("n").alias("with_stats"),
+                        F.sum("n").alias("rows")).first()
+        assert row is not None
+        if row["files"] != row["with_stats"]:
+            return -1
+        return int(row["rows"] or 0)
+
+    def column_stats(
+        self, path: str, columns: Sequence[str], version: int | None
+    ) -> dict[str, ColumnStats] | None:
+        if not self.exists(path):
+            raise TableNotFoundError(f"no Delta table at {path}")
+        schema = self.read(path, version, None)[0].schema
+        fields = [schema[name] for name in columns]
+        values = T.StructType([T.StructField(f.name, f.dataType) for f in fields])
+        counts = T.StructType([T.StructField(f.name, T.LongType()) for f in fields])
+        stats_schema = T.StructType([
+            T.StructField("numRecords", T.LongType()),
+            T.StructField("minValues", values),
+            T.StructField("maxValues", values),
+            T.StructField("nullCount", counts),
+        ])
+        stats = self._files(path, version).select(
+            F.from_json("stats", stats_schema).alias("s")
+        ).select("s.*")
+        aggregates = [F.count(F.lit(1)).alias("_files"),
+                      F.count("numRecords").alias("_with_stats")]
+        for i, f in enumerate(fields):
+            nulls = F.col("nullCount").getField(f.name)
+            low = F.col("minValues").getField(f.name)
+            high = F.col("maxValues").getField(f.name)
+            has_values = nulls < F.col("numRecords")
+            aggregates += [
+                F.sum(nulls).alias(f"nulls_{i}"),
+                F.count(nulls).alias(f"nulls_known_{i}"),
+                F.sum(F.when(has_values & (low.isNull() | high.isNull()), 1).otherwise(0))
+                .alias(f"unknown_{i}"),
+                F.min(F.when(has_values, low)).alias(f"min_{i}"),
+                F.max(F.when(has_values, high)).alias(f"max_{i}"),
+            ]
+        row = stats.agg(*aggregates).first()
+        assert row is not None
+        if row["_files"] == 0:
+            return {c: ColumnStats(None, None, 0) for c in columns}
+        if row["_files"] != row["_with_stats"]:
+            return None
+        out = {}
+        for i, name in enumerate(columns):
+            if row[f"nulls_known_{i}"] != row["_files"] or row[f"unknown_{i}"]:
+                return None
+            out[name] = ColumnStats(row[f"min_{i}"], row[f"max_{i}"], int(row[f"nulls_{i}"]))
+        return out
+
+    def partition_columns(self, path: str) -> list[str]:
+        if not self.exists(path):
+            raise TableNotFoundError(f"no Delta table at {path}")
+        jvm = self.spark.sparkContext._jvm  # noqa: SLF001
+        columns = self._snapshot(path).metadata().partitionColumns()
+        return [str(c) for c in jvm.scala.jdk.javaapi.CollectionConverters.asJava(columns)]
+
+    # ----------------------------------------------------------------------------------------
+    # Writes
+    # ----------------------------------------------------------------------------------------
+
+    def _checked(self, request: WriteRequest) -> DataFrame:
+        """The write's rows aligned to the table's schema; raises what the write would break."""
+        data = request.data
+        df = (self.spark.createDataFrame(data.table, data.struct)
+              if isinstance(data, ArrowRows) else data)
+        if not self.exists(request.path):
+            return df
+        table_partitions = self.partition_columns(request.path)
+        if (request.partition_by is not None and not request.overwrite_schema
+                and list(request.partition_by) != table_partitions):
+            raise SchemaMismatchError(
+                f"cannot write to {request.path}: partitioned by {table_partitions}, write "
+                f"asks for {list(request.partition_by)}"
+            )
+        if request.replace_partitions is not None and not table_partitions:
+            raise ValueError(
+                f"{request.path} is not partitioned; replace_partitions needs partitions"
+            )
+        if isinstance(request.replace_partitions, Mapping):
+            unknown = [k for k in request.replace_partitions if k not in table_partitions]
+            if unknown:
+                raise ValueError(f"{request.path}: {unknown} are not partition columns "
+                                 f"(partitions: {table_partitions})")
+        table_schema = self.read(request.path, None, None)[0].schema
+        schema, align = resolve_schema(
+            nullable(df.schema), table_schema, request.schema_evolution,
+            request.overwrite_schema, request.path,
+        )
+        if align:
+            present = set(df.columns)
+            df = df.select(*[F.col(f"`{n}`") for n in schema.fieldNames() if n in present])
+        return df
+
+    def write(self, request: WriteRequest) -> WriteResult:
+        return self._save(self._checked(request), request)
+
+    def stage(self, request: WriteRequest) -> StagedWrite:
+        df = self._checked(request)
+        base = self._snapshot(request.path).version() if self.exists(request.path) else None
+        cached = df.persist()
+        rows = cached.count()
+
+        def commit() -> WriteResult:
+            try:
+                # As on delta-rs: an overwrite computed from an older version would replace
+                # rows committed since; a table created since was not seen at all.
+                now = self._snapshot(request.path).version() if self.exists(request.path) else None
+                if (base is None and now is not None) or (
+                    request.mode == "overwrite" and now != base
+                ):
+                    raise ConcurrentWriteError(
+                        f"{request.path}: another commit landed after this {request.mode} was "
+                        "staged; nothing was committed (retry the job)"
+                    )
+                return self._save(cached, request)
+            finally:
+                cached.unpersist()
+
+        def abort() -> None:
+            cached.unpersist()
+
+        return StagedWrite(request.path, rows, cached.rdd.getNumPartitions(), commit, abort)
+
+    def _save(self, df: DataFrame, request: WriteRequest) -> WriteResult:
+        path, txn = request.path, request.txn
+        exists = self.exists(path)
+        write_id = uuid.uuid4().hex
+        metadata = {**(request.metadata or {}), "featurelake.write_id": write_id}
+        writer = (
+            df.write.format("delta")
+            .mode(request.mode)
+            .option("compression", self.compression)
+            .option("parquet.enable.dictionary", "true" if self.dictionary else "false")
+            .option("userMetadata", json.dumps(metadata))
+        )
+        if txn is not None:
+            # delta-spark skips a write whose claim is not above the recorded version (an
+            # idempotent write) and fails one that races a commit of the same app id.
+            writer = writer.option("txnAppId", txn.app_id).option("txnVersion", txn.version)
+        if request.partition_by and (not exists or request.overwrite_schema):
+            writer = writer.partitionBy(*request.partition_by)
+        if request.schema_evolution:
+            writer = writer.option("mergeSchema", "true")
+        if request.overwrite_schema:
+            writer = writer.option("overwriteSchema", "true")
+        operation = "create" if not exists else request.mode
+        if request.replace_partitions == "dynamic":
+            writer = writer.option("partitionOverwriteMode", "dynamic")
+            operation = "partition-overwrite"
+        elif isinstance(request.replace_partitions, Mapping):
+            condition = " AND ".join(
+                f"`{k}` <=> {_sql_literal(v)}" for k, v in request.replace_partitions.items()
+            )
+            writer = writer.option("replaceWhere", condition)
+            operation = "partition-overwrite"
+        with _conflicts(path, txn):
+            writer.save(path)
+        commit = self._commit_of(path, write_id)
+        if commit is None:
+            raise AlreadyCommittedError(
+                f"{path}: {txn.app_id if txn else 'the write'} already reached version "
+                f"{txn.version if txn else '?'}; delta-spark skipped this write and nothing of "
+                "it was committed"
+            )
+        version, metrics = commit
+        return WriteResult(
+            path,
+            version,
+            int(metrics.get("numOutputRows", 0)),
+            int(metrics.get("numFiles", metrics.get("numAddedFiles", 0))),
+            operation,
+        )
+
+    def _commit_of(self, path: str, write_id: str) -> tuple[int, dict[str, str]] | None:
+        """(version, operation metrics) of the commit carrying ``write_id``; None if skipped."""
+        for entry in self.history(path, 20):
+            if entry.get("featurelake.write_id") == write_id:
+                return int(entry["version"]), entry["operationMetrics"]
+        return None
+
+    def upsert(
+        self,
+        df: DataFrame,
+        path: str,
+        keys: Sequence[str],
+        schema_evolution: bool,
+        metadata: Mapping[str, str],
+    ) -> WriteResult:
+        write_id = uuid.uuid4().hex
+        condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        merge = (
+            self._table(path).alias("t").merge(df.alias("s"), condition)
+            .whenMatchedUpdateAll().whenNotMatchedInsertAll()
+        )
+        if schema_evolution:
+            merge = merge.withSchemaEvolution()
+        conf = self.spark.conf
+        with _SESSION_METADATA_LOCK, _conflicts(path, None):
+            conf.set("spark.databricks.delta.commitInfo.userMetadata",
+                     json.dumps({**metadata, "featurelake.write_id": write_id}))
+            try:
+                merge.execute()
+            finally:
+                conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+        commit = self._commit_of(path, write_id)
+        assert commit is not None  # a MERGE is never skipped
+        version, metrics = commit
+        rows = int(metrics.get("numTargetRowsInserted", 0)) + int(
+            metrics.get("numTargetRowsUpdated", 0)
+        )
+        return WriteResult(path, version, rows, int(metrics.get("numTargetFilesAdded", 0)),
+                           "upsert")
+
+    # ----------------------------------------------------------------------------------------
+    # Maintenance
+    # ----------------------------------------------------------------------------------------
+
+    def vacuum(
+        self, path: str, retention_hours: int, dry_run: bool, metadata: Mapping[str, str]
+    ) -> list[str]:
+        if not self.exists(path):
+            raise TableNotFoundError(f"no Delta table at {path}")
+        conf = self.spark.conf
+        # Below Delta's default retention (7 days) delta-spark refuses unless told otherwise;
+        # the setting is featurelake's (delta.vacuum_retention_hours), checked at start-up.
+        conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
+        try:
+            listed = self.spark.sql(
+                f"VACUUM delta.`{_sql_path(path)}` RETAIN {int(retention_hours)} HOURS DRY RUN"
+            ).collect()
+            files = [row[0] for row in listed]
+            if not dry_run and files:
+                with _SESSION_METADATA_LOCK:
+                    conf.set("spark.databricks.delta.commitInfo.userMetadata",
+                             json.dumps(dict(metadata)))
+                    try:
+                        self._table(path).vacuum(float(retention_hours))
+                    finally:
+                        conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+        finally:
+            conf.unset("spark.databricks.delta.retentionDurationCheck.enabled")
+        return files
+
+    def compact(
+        self,
+        path: str,
+        target_size_mb: int,
+        zorder_by: Sequence[str],
+        metadata: Mapping[str, str],
+    ) -> dict[str, Any]:
+        if not self.exists(path):
+            raise TableNotFoundError(f"no Delta table at {path}")
+        conf = self.spark.conf
+        with _SESSION_METADATA_LOCK:
+            conf.set("spark.databricks.delta.optimize.maxFileSize",
+                     str(target_size_mb * 1024 * 1024))
+            conf.set("spark.databricks.delta.commitInfo.userMetadata",
+                     json.dumps(dict(metadata)))
+            try:
+                optimize = self._table(path).optimize()
+                result = (optimize.executeZOrderBy(*zorder_by) if zorder_by
+                          else optimize.executeCompaction())
+                metrics = result.collect()[0]["metrics"].asDict(recursive=True)
+            finally:
+                conf.unset("spark.databricks.delta.optimize.maxFileSize")
+                conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+        return {"numFilesAdded": metrics.get("numFilesAdded", 0),
+                "numFilesRemoved": metrics.get("numFilesRemoved", 0), **metrics}
+
+
+@contextlib.contextmanager
+def _conflicts(path: str, txn: AppTransaction | None) -> Iterator[None]:
+    """Turn delta-spark's exceptions into the table layer's errors."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - py4j and pyspark wrap the JVM exception
+        text = f"{type(exc).__name__}: {exc}"
+        concurrent_claim = "ConcurrentTransactionException" in text or (
+            "DELTA_CONCURRENT_TRANSACTION" in text
+        )
+        if concurrent_claim and txn is not None:
+            raise AlreadyCommittedError(
+                f"{path}: a concurrent writer claimed {txn.app_id} first; nothing of this "
+                "write was committed"
+            ) from exc
+        if any(name in text for name in _CONFLICTS):
+            raise ConcurrentWriteError(
+                f"{path}: a concurrent commit conflicted with this write; nothing was "
+                f"committed (retry the job): {_first_line(exc)}"
+            ) from exc
+        if "replaceWhere" in text or "does not conform to partial table overwrite" in text:
+            raise ValueError(
+                f"{path}: rows outside the partition being replaced: {_first_line(exc)}"
+            ) from exc
+        if "DELTA_FAILED_TO_MERGE_FIELDS" in text or "schema mismatch" in text.lower():
+            raise SchemaMismatchError(f"cannot write to {path}: {_first_line(exc)}") from exc
+        raise
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0][:400] if lines else type(exc).__name__
+
+
+def _sql_path(path: str) -> str:
+    return path.replace("`", "``")
+
+
+def _sql_literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, datetime):
+        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def not_available(reason: str) -> TableIOError:
+    """The error for ``backend: native`` without delta-spark on the classpath."""
+    return TableIOError(
+        f"delta.backend is 'native' but delta-spark's classes are not on the classpath "
+        f"({reason}); start through ./spark-submit.sh or build_spark_session (they fetch the "
+        "jar), or start Spark with --packages io.delta:delta-spark_<spark>_2.13:<version>, "
+        "or use 'auto'"
+    )

@@ -1,0 +1,523 @@
+"""The delta-rs backend: Spark writes the Parquet data files, delta-rs commits them.
+
+Spark writes a write's files in parallel into a staging folder inside the table; they are
+moved beside the table's data and committed in one atomic transaction by delta-rs (the
+``deltalake`` package) with per-file statistics read from their Parquet footers. Until the
+commit no version references them, so a crash leaves the table as it was (``vacuum`` removes
+the orphans). Reads take a snapshot's file list (any version) and hand it to Spark.
+
+Local or mounted paths only: delta-rs is not given object-store credentials here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlparse
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from featurelake.delta.errors import (
+    AlreadyCommittedError,
+    ConcurrentWriteError,
+    SchemaMismatchError,
+    TableIOError,
+    TableNotFoundError,
+)
+from featurelake.delta.files import file_stats, partition_filters, partition_values
+from featurelake.delta.model import (
+    AppTransaction,
+    ArrowRows,
+    ColumnStats,
+    StagedWrite,
+    WriteRequest,
+    WriteResult,
+)
+from featurelake.delta.schema import nullable, resolve_schema
+
+__all__ = ["RsBackend", "local_path"]
+
+# Arrow's name for a codec where it differs from Spark's (Arrow's "lz4" is the raw block format).
+_ARROW_CODEC = {"lz4_raw": "lz4", "uncompressed": "none"}
+_STAGING = "_staging"
+
+
+def local_path(path: str) -> str:
+    """``path`` as an absolute local path.
+
+    Raises:
+        TableIOError: an object-store URI (delta-rs is not set up for it here).
+    """
+    parsed = urlparse(path)
+    if parsed.scheme in ("", "file"):
+        return os.path.abspath(unquote(parsed.path) if parsed.scheme else path)
+    raise TableIOError(
+        f"{path}: the delta-rs backend supports local or mounted paths only; "
+        "use the native delta-spark backend for object stores"
+    )
+
+
+class RsBackend:
+    """Reads and commits through delta-rs (see the module docstring).
+
+    Args:
+        spark: the session that reads and writes the data files.
+        compression: the data files' codec (Spark's name).
+        dictionary: dictionary-encode the data files' columns.
+    """
+
+    name = "delta-rs"
+
+    def __init__(self, spark: SparkSession, compression: str, dictionary: bool) -> None:
+        self.spark = spark
+        self.compression = compression
+        self.dictionary = dictionary
+
+    # ----------------------------------------------------------------------------------------
+    # Reads
+    # ----------------------------------------------------------------------------------------
+
+    def exists(self, path: str) -> bool:
+        from deltalake import DeltaTable
+
+        return bool(DeltaTable.is_deltatable(local_path(path)))
+
+    def history(self, path: str, limit: int | None) -> list[dict[str, Any]]:
+        table = self.open(path, None, None)
+        return sorted(table.history(limit), key=lambda e: -int(e["version"]))
+
+    def transaction_version(self, path: str, app_id: str) -> int | None:
+        value = self.open(path, None, None).transaction_version(app_id)
+        return None if value is None else int(value)
+
+    def open(self, path: str, version: int | None, timestamp: datetime | None) -> Any:
+        """The delta-rs table at a version (or timestamp, UTC), or the latest."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError as RsNotFound
+
+        local = local_path(path)
+        try:
+            table = DeltaTable(local)
+        except RsNotFound as exc:
+            raise TableNotFoundError(f"no Delta table at {path}") from exc
+        try:
+            if version is not None:
+                table.load_as_version(version)
+            elif timestamp is not None:
+                created = table.history()[-1]["timestamp"] / 1000
+                if timestamp.timestamp() < created:
+                    # delta-rs would quietly load version 0; a time before the table is an error
+                    raise ValueError(f"{timestamp.isoformat()} is before the table was created")
+                table.load_as_version(timestamp)
+        except Exception as exc:  # delta-rs raises a generic error for a missing version
+            first = table.history()[-1]
+            raise TableNotFoundError(
+                f"{path}: no version at {version if version is not None else timestamp!r} "
+                f"(table created at version {first['version']}, "
+                f"{datetime.fromtimestamp(first['timestamp'] / 1000, timezone.utc).isoformat()}; "
+                f"latest version {DeltaTable(local).version()}): {exc}"
+            ) from exc
+        return table
+
+    def read(
+        self, path: str, version: int | None, timestamp: datetime | None
+    ) -> tuple[DataFrame, int, int]:
+        table = self.open(path, version, timestamp)
+        schema = StructType.fromJson(json.loads(table.schema().to_json()))
+        files = table.file_uris()
+        rows = _total_rows(table)
+        if not files:
+            return self.spark.createDataFrame([], schema), table.version(), rows
+        df = (
+            self.spark.read.schema(schema)
+            .option("basePath", local_path(path))
+            .parquet(*files)
+            .select(*[F.col(f"`{f.name}`") for f in schema.fields])
+        )
+        return df, table.version(), rows
+
+    def column_stats(
+        self, path: str, columns: Sequence[str], version: int | None
+    ) -> dict[str, ColumnStats] | None:
+        return stats_from_log(self.open(path, version, None), columns)
+
+    def partition_columns(self, path: str) -> list[str]:
+        return list(self.open(path, None, None).metadata().partition_columns)
+
+    # ----------------------------------------------------------------------------------------
+    # Writes
+    # ----------------------------------------------------------------------------------------
+
+    def write(self, request: WriteRequest) -> WriteResult:
+        staged = self.stage(request)
+        try:
+            return staged._commit()
+        except ConcurrentWriteError:
+            staged._abort()  # no version references the files: remove them now
+            raise
+
+    def stage(self, request: WriteRequest) -> StagedWrite:
+        from deltalake import DeltaTable
+
+        path = request.path
+        root = local_path(path)
+        existing = DeltaTable(root) if DeltaTable.is_deltatable(root) else None
+        table_schema = (
+            StructType.fromJson(json.loads(existing.schema().to_json())) if existing else None
+        )
+        table_partitions = list(existing.metadata().partition_columns) if existing else None
+        partitions = list(request.partition_by or table_partitions or [])
+        if (
+            table_partitions is not None
+            and request.partition_by is not None
+            and not request.overwrite_schema
+            and list(request.partition_by) != table_partitions
+        ):
+            raise SchemaMismatchError(
+                f"cannot write to {path}: partitioned by {table_partitions}, write asks for "
+                f"{list(request.partition_by)}"
+            )
+        if request.replace_partitions is not None and not partitions:
+            raise ValueError(f"{path} is not partitioned; replace_partitions needs partitions")
+        data = request.data
+        if isinstance(data, ArrowRows) and partitions:  # partitioned: Spark lays out the files
+            data = self.spark.createDataFrame(data.table, data.struct)
+        if isinstance(data, ArrowRows):
+            schema, _ = resolve_schema(
+                nullable(data.struct), table_schema, request.schema_evolution,
+                request.overwrite_schema, path,
+            )
+            adds = _stage_arrow(data.table, root, schema, self.compression, self.dictionary)
+        else:
+            schema, align = resolve_schema(
+                nullable(data.schema), table_schema, request.schema_evolution,
+                request.overwrite_schema, path,
+            )
+            if align:
+                data = data.select(*[F.col(f"`{n}`") for n in schema.fieldNames()])
+            missing_parts = [c for c in partitions if c not in schema.fieldNames()]
+            if missing_parts:
+                raise SchemaMismatchError(
+                    f"cannot write to {path}: partition columns {missing_parts} are not in the "
+                    f"write (columns: {', '.join(schema.fieldNames())})"
+                )
+            adds, staging = self._stage_files(data, root, partitions, schema)
+            shutil.rmtree(staging, ignore_errors=True)
+        rows = sum(json.loads(a.stats)["numRecords"] for a in adds)
+
+        def commit() -> WriteResult:
+            return _commit_adds(request, root, existing, table_schema, schema, partitions, adds,
+                                rows)
+
+        def abort() -> None:
+            for add in adds:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(root, add.path))
+
+        return StagedWrite(path, rows, len(adds), commit, abort)
+
+    def _stage_files(
+        self, df: DataFrame, root: str, partitions: Sequence[str], schema: StructType
+    ) -> tuple[list[Any], str]:
+        """Spark writes Parquet into a staging folder; files move beside the table's data."""
+        from deltalake.transaction import AddAction
+
+        staging = os.path.join(root, _STAGING, uuid.uuid4().hex)
+        writer = df.write.mode("errorifexists").options(
+            compression=self.compression,
+            **{"parquet.enable.dictionary": "true" if self.dictionary else "false"},
+        )
+        if partitions:
+            writer = writer.partitionBy(*partitions)
+        writer.parquet(staging)
+        adds = []
+        types = {f.name: f.dataType for f in schema.fields}
+        for dirpath, _dirs, names in os.walk(staging):
+            for name in names:
+                if not name.endswith(".parquet"):
+                    continue
+                source = os.path.join(dirpath, name)
+                relative = os.path.relpath(source, staging)
+                values = partition_values(relative, partitions)
+                stats = file_stats(source, types, set(partitions))
+                if stats["numRecords"] == 0:
+                    continue  # Spark writes an empty file for an empty frame; Delta needs none
+                target = os.path.join(root, relative)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.replace(source, target)
+                adds.append(
+                    AddAction(
+                        relative.replace(os.sep, "/"),
+                        os.path.getsize(target),
+                        values,
+                        int(time.time() * 1000),
+                        True,
+                        json.dumps(stats),
+                    )
+                )
+        return adds, staging
+
+    def upsert(
+        self,
+        df: DataFrame,
+        path: str,
+        keys: Sequence[str],
+        schema_evolution: bool,
+        metadata: Mapping[str, str],
+    ) -> WriteResult:
+        # delta-rs has MERGE, but not over a Spark frame: the kept rows and the new ones are
+        # written as an overwrite - of the touched partitions only, when the partition
+        # columns are among the keys.
+        current, _, _ = self.read(path, None, None)
+        partitions = self.partition_columns(path)
+        replace: Literal["dynamic"] | None = None
+        if partitions and set(partitions) <= set(keys):
+            touched = df.select(*partitions).distinct()
+            current = current.join(touched, partitions, "left_semi")
+            replace = "dynamic"
+        kept = current.join(df.select(*keys), keys, "left_anti")
+        merged = kept.unionByName(df, allowMissingColumns=schema_evolution)
+        result = self.write(
+            WriteRequest(merged, path, "overwrite", replace_partitions=replace,
+                         schema_evolution=schema_evolution, metadata=metadata)
+        )
+        return WriteResult(path, result.version, result.rows_written, result.files_added,
+                           "upsert")
+
+    # ----------------------------------------------------------------------------------------
+    # Maintenance
+    # ----------------------------------------------------------------------------------------
+
+    def vacuum(
+        self, path: str, retention_hours: int, dry_run: bool, metadata: Mapping[str, str]
+    ) -> list[str]:
+        from deltalake.transaction import CommitProperties
+
+        table = self.open(path, None, None)
+        deleted = table.vacuum(
+            retention_hours=retention_hours,
+            dry_run=dry_run,
+            enforce_retention_duration=False,
+            full=True,
+            commit_properties=CommitProperties(custom_metadata=dict(metadata)),
+        )
+        if not dry_run:
+            staging = Path(local_path(path), _STAGING)
+            cutoff = time.time() - retention_hours * 3600
+            if staging.is_dir():
+                for batch in staging.iterdir():
+                    if batch.stat().st_mtime <= cutoff:
+                        shutil.rmtree(batch, ignore_errors=True)
+        return list(deleted)
+
+    def compact(
+        self,
+        path: str,
+        target_size_mb: int,
+        zorder_by: Sequence[str],
+        metadata: Mapping[str, str],
+    ) -> dict[str, Any]:
+        from deltalake import ColumnProperties, WriterProperties
+        from deltalake.transaction import CommitProperties
+
+        table = self.open(path, None, None)
+        properties = WriterProperties(
+            compression=self.compression.upper(),
+            default_column_properties=ColumnProperties(dictionary_enabled=self.dictionary),
+        )
+        commit = CommitProperties(custom_metadata=dict(metadata))
+        if zorder_by:
+            return dict(table.optimize.z_order(
+                list(zorder_by), target_size=target_size_mb * 1024 * 1024,
+                writer_properties=properties, commit_properties=commit,
+            ))
+        return dict(table.optimize.compact(
+            target_size=target_size_mb * 1024 * 1024,
+            writer_properties=properties,
+            commit_properties=commit,
+        ))
+
+
+def _commit_adds(
+    request: WriteRequest,
+    root: str,
+    existing: Any,
+    table_schema: StructType | None,
+    schema: StructType,
+    partitions: list[str],
+    adds: list[Any],
+    rows: int,
+) -> WriteResult:
+    """Commit the staged files in one delta-rs transaction (the second half of ``stage``)."""
+    from deltalake import DeltaTable, Schema
+    from deltalake.exceptions import CommitFailedError
+    from deltalake.schema import Field as DeltaField
+    from deltalake.transaction import (
+        CommitProperties,
+        Transaction,
+        create_table_with_add_actions,
+    )
+
+    path, mode, txn = request.path, request.mode, request.txn
+    # delta-rs checks appends against each other, but an overwrite built on an older
+    # snapshot would remove only the files of that snapshot and keep rows committed
+    # since: refuse it instead (a retry of the job recomputes from the new version).
+    if existing is None:
+        landed = DeltaTable.is_deltatable(root)
+    else:
+        landed = mode == "overwrite" and DeltaTable(root).version() != existing.version()
+    if landed:
+        raise ConcurrentWriteError(
+            f"{path}: another commit landed after this {mode} was staged; nothing was "
+            "committed (retry the job)"
+        )
+    if txn is not None and existing is not None:
+        check_claim(path, txn, DeltaTable(root).transaction_version(txn.app_id))
+    metadata = dict(request.metadata or {})
+    try:
+        delta_schema = Schema.from_json(schema.json())
+        properties = CommitProperties(
+            custom_metadata=metadata,
+            app_transactions=[Transaction(txn.app_id, txn.version)] if txn else None,
+        )
+        if existing is None:
+            create_table_with_add_actions(
+                root,
+                delta_schema,
+                adds,
+                mode="error",
+                partition_by=partitions or None,
+                commit_properties=properties,
+            )
+            operation = "create"
+        else:
+            if table_schema is not None and schema != table_schema and not request.overwrite_schema:
+                # Appends do not carry a new schema in delta-rs: evolve it first.
+                new_fields = [f for f in schema.fields if f.name not in table_schema.fieldNames()]
+                existing.alter.add_columns(
+                    [DeltaField.from_json(json.dumps(f.jsonValue())) for f in new_fields],
+                    commit_properties=CommitProperties(
+                        custom_metadata={**metadata, "featurelake.schema_evolution": "add"}
+                    ),
+                )
+                existing = DeltaTable(root)
+            filters = None
+            operation = mode
+            effective_mode = mode
+            if mode == "overwrite" and request.replace_partitions is not None:
+                filters = partition_filters(request.replace_partitions, adds, partitions, path)
+                operation = "partition-overwrite"
+                if filters is None:  # dynamic overwrite with no rows: nothing to replace
+                    effective_mode = "append"
+            existing.create_write_transaction(
+                adds,
+                mode=effective_mode,
+                schema=delta_schema,
+                partition_by=partitions or None,
+                partition_filters=filters,
+                commit_properties=properties,
+            )
+        version = DeltaTable(root).version()
+    except CommitFailedError as exc:
+        if txn is not None and "transaction" in str(exc).lower():
+            raise AlreadyCommittedError(
+                f"{path}: a concurrent writer claimed {txn.app_id} first; nothing of "
+                f"this {mode} was committed: {exc}"
+            ) from exc
+        raise ConcurrentWriteError(
+            f"{path}: a concurrent commit conflicted with this {mode}; nothing was "
+            f"committed (retry the job): {exc}"
+        ) from exc
+    return WriteResult(path, version, rows, len(adds), operation)
+
+
+def check_claim(path: str, txn: AppTransaction, recorded: int | None) -> None:
+    """Raise when the table already records ``txn.app_id`` at ``txn.version`` or later.
+
+    Raises:
+        AlreadyCommittedError: the claim was made before.
+    """
+    if recorded is not None and recorded >= txn.version:
+        raise AlreadyCommittedError(
+            f"{path}: {txn.app_id} is already at version {recorded} (this write claims "
+            f"{txn.version}); another writer committed first and nothing of this write was "
+            "committed"
+        )
+
+
+def _stage_arrow(
+    table: Any, root: str, schema: StructType, compression: str, dictionary: bool
+) -> list[Any]:
+    """Write an Arrow table as one Parquet file in the table's folder; its add action.
+
+    Columns are written in ``schema``'s order, all nullable, as Spark writes them. No rows,
+    no file (Delta needs none). The file is referenced by no version until the commit.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from deltalake.transaction import AddAction
+
+    if table.num_rows == 0:
+        return []
+    aligned = table.select(schema.fieldNames())
+    aligned = aligned.cast(pa.schema([pa.field(f.name, f.type, True) for f in aligned.schema]))
+    codec = _ARROW_CODEC.get(compression, compression)
+    name = f"part-00000-{uuid.uuid4().hex}-c000.{compression}.parquet"
+    target = os.path.join(root, name)
+    os.makedirs(root, exist_ok=True)
+    pq.write_table(aligned, target, compression=codec, use_dictionary=dictionary)
+    stats = file_stats(target, {f.name: f.dataType for f in schema.fields}, set())
+    return [AddAction(name, os.path.getsize(target), {}, int(time.time() * 1000), True,
+                      json.dumps(stats))]
+
+
+def add_actions(table: Any) -> Any:
+    """A delta-rs table's data files with their flattened statistics, as an Arrow table."""
+    import pyarrow as pa
+
+    return pa.table(table.get_add_actions(flatten=True))
+
+
+def _total_rows(table: Any) -> int:
+    actions = add_actions(table)
+    if actions.num_rows == 0 or "num_records" not in actions.column_names:
+        return 0
+    return int(sum(v or 0 for v in actions.column("num_records").to_pylist()))
+
+
+def stats_from_log(table: Any, columns: Sequence[str]) -> dict[str, ColumnStats] | None:
+    """Combine the files' statistics of a delta-rs snapshot per column (see ``column_stats``)."""
+    actions = add_actions(table)
+    if actions.num_rows == 0:
+        return {c: ColumnStats(None, None, 0) for c in columns}
+    if "num_records" not in actions.column_names:
+        return None
+    records = actions.column("num_records").to_pylist()
+    out = {}
+    for name in columns:
+        needed = [f"null_count.{name}", f"min.{name}", f"max.{name}"]
+        if any(c not in actions.column_names for c in needed):
+            return None
+        nulls, lows, highs = (actions.column(c).to_pylist() for c in needed)
+        low = high = None
+        for n, count, lo, hi in zip(records, nulls, lows, highs, strict=True):
+            if n is None or count is None:
+                return None
+            if count == n:  # only nulls in this file: it has no min or max
+                continue
+            if lo is None or hi is None:
+                return None
+            low = lo if low is None else min(low, lo)
+            high = hi if high is None else max(high, hi)
+        out[name] = ColumnStats(low, high, int(sum(nulls)))
+    return out
