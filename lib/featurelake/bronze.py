@@ -90,9 +90,12 @@ INGESTED_FILES_TABLE = "_ingested_files"
 # The longest reason kept in the ledger's ``error`` column.
 ERROR_PREVIEW = 300
 _CORRUPT = "_corrupt_record"
-# Set by with_decoded_lines on a line that was not valid UTF-8 and had no fallback encoding.
+# Set by with_decoded_lines on a line that was not valid UTF-8 nor in the fallback encoding.
 INVALID_ENCODING = "_invalid_encoding"
 _HASH_CHUNK = 1 << 20
+# Per fallback encoding, a Java regex class of the bytes it does not define, as ISO-8859-1
+# reads them (the byte's value as a code point); empty when every byte is defined.
+_UNDEFINED_BYTES = {"iso-8859-1": "", "windows-1252": r"[\x81\x8d\x8f\x90\x9d]"}
 
 FileStatus = Literal["ingested", "reingested", "skipped", "failed"]
 
@@ -461,8 +464,10 @@ def with_decoded_lines(lines: DataFrame, *, fallback: str | None) -> DataFrame:
     Spark's text reader keeps a line's bytes as they are; one that is not valid UTF-8 would
     turn its bad bytes into U+FFFD wherever it is read, making a new value that looks clean
     (``Espa\ufffda`` as a country). Such a line is decoded with ``fallback`` when the source
-    declares one; otherwise its bad bytes become U+FFFD and the line is flagged in
-    ``_invalid_encoding``, so that the parsers rescue it whole and silver quarantines it.
+    declares one; otherwise - or when it holds a byte the fallback does not define either
+    (0x81, 0x8D, 0x8F, 0x90 or 0x9D in Windows-1252) - its bad bytes become U+FFFD and the
+    line is flagged in ``_invalid_encoding``, so that the parsers rescue it whole and silver
+    quarantines it.
 
     Args:
         lines: ``value`` (a raw line) and ``_source_file``.
@@ -474,10 +479,20 @@ def with_decoded_lines(lines: DataFrame, *, fallback: str | None) -> DataFrame:
     value = F.col("value")
     invalid = ~F.is_valid_utf8(value)
     if fallback is not None:
-        decoded = F.decode(value.cast("binary"), fallback)
+        # A byte the fallback leaves undefined (0x81 in Windows-1252) would fail the whole
+        # job in decode(): such a line is not valid in either encoding, so it is marked.
+        # Read byte for byte as ISO-8859-1 (which never fails), those bytes are U+0080-U+009F.
+        undefined = _UNDEFINED_BYTES[fallback.lower()]
+        undecodable = (
+            F.decode(value.cast("binary"), "iso-8859-1").rlike(undefined)
+            if undefined else F.lit(False)
+        )
+        # Each branch is evaluated only on the rows that reach it.
         return lines.withColumns({
-            "value": F.when(invalid, decoded).otherwise(value),
-            INVALID_ENCODING: F.lit(False),
+            "value": F.when(~invalid, value)
+            .when(undecodable, F.make_valid_utf8(value))
+            .otherwise(F.decode(value.cast("binary"), fallback)),
+            INVALID_ENCODING: invalid & undecodable,
         })
     return lines.withColumns({
         "value": F.when(invalid, F.make_valid_utf8(value)).otherwise(value),
