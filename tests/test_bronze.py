@@ -117,10 +117,6 @@ def test_json_lines_keep_bad_lines_and_undeclared_keys(spark):
     assert_df_equality(out, expected, ignore_row_order=True)
 
 
-def _rescued_by_line(out):
-    return {r["_rescued_data"] is not None for r in out.collect()}
-
-
 def test_a_quote_out_of_place_is_rescued_even_with_the_right_number_of_fields(spark):
     # Spark reads these as three fields without complaint, but not as written: an unterminated
     # quote runs to the end of the line, text after a closing quote is kept or dropped

@@ -570,11 +570,12 @@ def parse_csv_lines(
     """Split raw CSV lines into the declared columns, keeping malformed lines.
 
     Fields are matched to declared columns by the file's header names (by position when the
-    source has no header). A line with a different number of fields than the header, or an
-    unterminated quote, keeps the fields that could be read and its raw text in
-    ``_rescued_data``. When the header has columns the source does not declare, every line of
-    the file keeps its raw text in ``_rescued_data`` (the extra values are in it). Declared
-    columns absent from the header are null.
+    source has no header). A line with a different number of fields than the header, a quote
+    out of place (a quoted field never closed, text after a closing quote) or a NUL character
+    keeps the fields that could be read and its raw text in ``_rescued_data``. When the header
+    has columns the source does not declare, every line of the file keeps its raw text in
+    ``_rescued_data`` (the extra values are in it). Declared columns absent from the header
+    are null.
 
     Args:
         lines: one row per line: ``value`` (the raw line) and ``_source_file``; all lines from
@@ -606,10 +607,47 @@ def parse_csv_lines(
         for c in spec.column_names
     ]
     rescued = F.col("value") if has_extra_columns else F.when(
-        parsed[_CORRUPT].isNotNull() | _invalid_encoding(lines), F.col("value"))
+        parsed[_CORRUPT].isNotNull() | _invalid_encoding(lines) | _malformed_csv(opts),
+        F.col("value"))
     return _data_lines(lines, header_line).select(
         *fields, rescued.cast(StringType()).alias(RESCUED_DATA), F.col(SOURCE_FILE)
     )
+
+
+def _regex_char(char: str) -> str:
+    """``char`` as a Java regex escape, literal inside and outside a character class."""
+    return f"\\x{{{ord(char):x}}}"
+
+
+def _csv_line_pattern(options: ReaderOptions) -> str:
+    """A Java regex matching a line whose fields are all well quoted (RFC 4180).
+
+    A field is empty, unquoted (not starting with the quote; a quote later in it is a plain
+    character, as Python's csv and Spark both read it), or quoted from its first to its last
+    character, a quote inside written twice (or after the escape character). The quantifiers
+    are possessive: the match never backtracks, so a line of any length cannot overflow the
+    regex engine's stack.
+    """
+    sep, quote, escape = (_regex_char(c) for c in (options.delimiter, options.quote,
+                                                    options.escape))
+    inside = f"[^{quote}]++|{quote}{quote}"
+    if options.escape != options.quote:
+        inside = f"[^{quote}{escape}]++|{escape}.|{quote}{quote}"
+    field = f"(?:{quote}(?:{inside})*+{quote}|[^{sep}{quote}][^{sep}]*+)?+"
+    return f"(?s)^{field}(?:{sep}{field})*+\\z"
+
+
+def _malformed_csv(options: ReaderOptions) -> Column:
+    """True on a line Spark's CSV parser would read without complaint but not as written.
+
+    Spark (univocity) reads an unterminated quoted field to the end of the line and keeps
+    text after a closing quote, so such a line with the right number of fields looked clean;
+    it also takes NUL for an escape character and drops it. Only lines holding the quote
+    character are matched against the pattern (a line without one is always well quoted).
+    """
+    value = F.col("value")
+    quoted = value.contains(options.quote) & ~value.rlike(_csv_line_pattern(options))
+    return value.contains("\x00") | quoted
 
 
 def _invalid_encoding(lines: DataFrame) -> Column:
