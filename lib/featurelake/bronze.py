@@ -660,8 +660,10 @@ def _invalid_encoding(lines: DataFrame) -> Column:
 def parse_json_lines(lines: DataFrame, *, spec: SourceSpec) -> DataFrame:
     """Parse JSON-lines text into the declared columns (as strings), keeping bad lines.
 
-    A line that is not a JSON object, or has keys the source does not declare, keeps its raw
-    text in ``_rescued_data``; the declared keys it does have are still extracted.
+    A line that is not one JSON object (single quotes, text after the object, a second
+    object), has keys the source does not declare, or spells half of a UTF-16 surrogate pair
+    (``"\\ud800"``, which no UTF-8 text can hold) keeps its raw text in ``_rescued_data``;
+    the declared keys it does have are still extracted.
 
     Args:
         lines: one row per line: ``value`` and ``_source_file`` (and optionally
@@ -674,7 +676,8 @@ def parse_json_lines(lines: DataFrame, *, spec: SourceSpec) -> DataFrame:
     schema = StructType([StructField(c, StringType()) for c in spec.column_names]
                         + [StructField(_CORRUPT, StringType())])
     parsed = F.from_json(F.col("value"), schema,
-                         {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT})
+                         {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT,
+                          "allowSingleQuotes": "false"})
     declared = F.array(*[F.lit(c) for c in spec.column_names])
     unknown_key = F.exists(F.json_object_keys(F.col("value")),
                            lambda key: ~F.array_contains(declared, key))
@@ -682,12 +685,49 @@ def parse_json_lines(lines: DataFrame, *, spec: SourceSpec) -> DataFrame:
         parsed[_CORRUPT].isNotNull()
         | F.coalesce(unknown_key, F.lit(True))
         | _invalid_encoding(lines)
+        | _json_lone_surrogate()
+        | _json_text_after_record()
     )
     return _data_lines(lines, None).select(
         *[parsed[c].alias(c) for c in spec.column_names],
         F.when(bad, F.col("value")).alias(RESCUED_DATA),
         F.col(SOURCE_FILE),
     )
+
+
+# A \u escape: its backslash is not itself escaped (an even run of backslashes before it).
+_JSON_ESCAPE_U = r"(?<!\\)(?:\\\\)*+\\u"
+_HIGH_SURROGATE = r"[dD][89abAB][0-9a-fA-F]{2}"
+_LOW_SURROGATE = r"[dD][c-fC-F][0-9a-fA-F]{2}"
+# A high surrogate escape not followed by a low one, or a low one not preceded by a high one.
+_LONE_SURROGATE = (
+    f"{_JSON_ESCAPE_U}{_HIGH_SURROGATE}(?!\\\\u{_LOW_SURROGATE})"
+    f"|(?<!\\\\u{_HIGH_SURROGATE}){_JSON_ESCAPE_U}{_LOW_SURROGATE}"
+)
+_JSON_STRING = r'(?s)"(?:[^"\\]++|\\.)*+"'
+_INNERMOST_JSON = r"\{[^{}\[\]]*+\}|\[[^{}\[\]]*+\]"
+# Objects nested deeper than this are left to Spark's parser when looking for trailing text.
+_JSON_NESTING_CHECKED = 4
+
+
+def _json_lone_surrogate() -> Column:
+    """True on a line spelling half of a surrogate pair (Spark would read it as ``?``)."""
+    value = F.col("value")
+    return value.contains("\\u") & value.rlike(_LONE_SURROGATE)
+
+
+def _json_text_after_record() -> Column:
+    """True on a line holding more than its first JSON value (Spark reads the first only).
+
+    ``{"a": "1"}{"a": "2"}`` - two records without a line end between them - would lose the
+    second silently. With every string emptied, the innermost objects and arrays are replaced
+    by ``@`` level by level; a line whose first value reduced to ``@`` and is followed by
+    anything but whitespace holds more than one value.
+    """
+    skeleton = F.regexp_replace(F.col("value"), _JSON_STRING, '""')
+    for _ in range(_JSON_NESTING_CHECKED):
+        skeleton = F.regexp_replace(skeleton, _INNERMOST_JSON, "@")
+    return skeleton.rlike(r"^[ \t\r\n]*+@[ \t\r\n]*+[^ \t\r\n]")
 
 
 def align_parquet_columns(df: DataFrame, *, spec: SourceSpec) -> DataFrame:
