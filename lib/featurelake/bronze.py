@@ -10,8 +10,9 @@ Two halves:
 * **Pure transformations** of the raw text: CSV and JSON files are read one row per line
   (``spark.read.text``) so that no line can be lost, then split into the declared columns with
   Spark's own parsers (``from_csv``/``from_json`` in PERMISSIVE mode). A line that does not fit
-  - wrong number of fields, an unterminated quote, invalid JSON, a field the declaration does
-  not know - keeps its raw text in ``_rescued_data``; clean rows have ``_rescued_data`` null.
+  - wrong number of fields, a quote out of place, invalid JSON or more than one JSON value, a
+  field the declaration does not know, bytes that are not text in the source's encoding -
+  keeps its raw text in ``_rescued_data``; clean rows have ``_rescued_data`` null.
 
 Limits of line-based reading: a quoted CSV field spanning several lines becomes one rescued
 row per line (nothing is lost, silver quarantines them); blank lines carry no data and are not
