@@ -1,9 +1,11 @@
-"""Write the same DataFrame as Delta (this project's table I/O) and as plain Spark Parquet.
+"""Write the same DataFrame as native Delta, as delta-rs-committed Delta and as plain Parquet.
 
     .venv/bin/python bench/bench_table_io.py [--rows 5000000] [--repeat 3]
 
-Prints write seconds for each, the Delta/Parquet ratio (target <= 1.1x), the commit overhead,
-and read-back seconds (full scan with a sum, so every column is decoded).
+All three in one session, alternating their order each repeat. Prints write seconds for
+each, each Delta/Parquet ratio (target for native Delta <= 1.1x), the commit overhead, and
+read-back seconds (a full scan with a sum, so every column is decoded). Native Delta is
+skipped, with the reason, when delta-spark's jar cannot be had.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from featurelake.config import SparkSettings
+from featurelake.config import DeltaSettings, SparkSettings
+from featurelake.delta import DeltaTables, native_delta_available
 from featurelake.session import build_spark_session
-from featurelake.delta import DeltaTables
 from pyspark.sql import functions as F
 
 
@@ -46,49 +48,51 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     spark = build_spark_session(
-        "bench-table-io", SparkSettings(master="local[*]", shuffle_partitions=8)
+        "bench-table-io", SparkSettings(master="local[*]", shuffle_partitions=8), DeltaSettings()
     )
-    # Materialise the input once so both writers time only the write.
+    # Materialise the input once so every writer times only the write.
     df = make_frame(spark, args.rows).repartition(8).cache()
     df.count()
-    tables = DeltaTables(spark, backend="auto")
+    writers = {"delta-rs": DeltaTables(spark, backend="delta-rs")}
+    if native_delta_available(spark):
+        writers = {"native": DeltaTables(spark, backend="native"), **writers}
+    else:
+        print("native Delta skipped: delta-spark's jar could not be had (see the log line above)")
+    kinds = ["parquet", *writers]
     work = Path(tempfile.mkdtemp(prefix="bench-table-io-"))
-    parquet_times, delta_times, read_parquet, read_delta = [], [], [], []
+    writes: dict[str, list[float]] = {k: [] for k in kinds}
+    reads: dict[str, list[float]] = {k: [] for k in kinds}
     try:
         for i in range(args.repeat):
-            # Alternate the order so neither writer always runs on a warmer JVM.
-            for kind in ("parquet", "delta") if i % 2 == 0 else ("delta", "parquet"):
+            # Rotate the order so no writer always runs on a warmer JVM.
+            order = kinds[i % len(kinds):] + kinds[: i % len(kinds)]
+            for kind in order:
                 target = str(work / f"{kind}-{i}")
                 started = time.perf_counter()
                 if kind == "parquet":
                     df.write.parquet(target)
-                    parquet_times.append(time.perf_counter() - started)
                 else:
-                    tables.write(df, target)
-                    delta_times.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            spark.read.parquet(str(work / f"parquet-{i}")).agg(
-                F.sum("amount"), F.count("*")
-            ).collect()
-            read_parquet.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            tables.read(str(work / f"delta-{i}")).agg(F.sum("amount"), F.count("*")).collect()
-            read_delta.append(time.perf_counter() - started)
+                    writers[kind].write(df, target)
+                writes[kind].append(time.perf_counter() - started)
+            for kind in order:
+                target = str(work / f"{kind}-{i}")
+                started = time.perf_counter()
+                frame = (spark.read.parquet(target) if kind == "parquet"
+                         else writers[kind].read(target))
+                frame.agg(F.sum("amount"), F.count("*")).collect()
+                reads[kind].append(time.perf_counter() - started)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    best_p, best_d = min(parquet_times), min(delta_times)
-    print(f"rows: {args.rows:,}  backend: {tables.backend}  repeats: {args.repeat}")
-    print(f"write parquet  best {best_p:6.2f}s  all {[round(t, 2) for t in parquet_times]}")
-    print(f"write delta    best {best_d:6.2f}s  all {[round(t, 2) for t in delta_times]}")
-    print(
-        f"write ratio delta/parquet: {best_d / best_p:.3f}x (target <= 1.1x); "
-        f"commit overhead ~{best_d - best_p:+.2f}s"
-    )
-    print(
-        f"read  parquet  best {min(read_parquet):6.2f}s   delta best {min(read_delta):6.2f}s   "
-        f"ratio {min(read_delta) / min(read_parquet):.3f}x"
-    )
-    print(f"write throughput delta: {args.rows / best_d:,.0f} rows/s")
+    best = {k: min(v) for k, v in writes.items()}
+    print(f"rows: {args.rows:,}  repeats: {args.repeat}")
+    for kind in kinds:
+        print(f"write {kind:9s} best {best[kind]:6.2f}s  all {[round(t, 2) for t in writes[kind]]}"
+              f"  read best {min(reads[kind]):6.2f}s  {args.rows / best[kind]:,.0f} rows/s")
+    for kind in writers:
+        target = " (target <= 1.1x)" if kind == "native" else ""
+        print(f"write ratio {kind}/parquet: {best[kind] / best['parquet']:.3f}x{target}; "
+              f"commit overhead ~{best[kind] - best['parquet']:+.2f}s; read ratio "
+              f"{min(reads[kind]) / min(reads['parquet']):.3f}x")
     spark.stop()
 
 

@@ -3,6 +3,7 @@
 ./spark-submit.sh tables history silver/transactions
 ./spark-submit.sh tables vacuum silver/transactions --retention-hours 168
 ./spark-submit.sh tables compact gold/customer_features
+./spark-submit.sh tables compact silver/transactions --zorder customer_id
 """
 
 import argparse
@@ -20,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("table", help="<layer>/<table>, e.g. silver/transactions")
     parser.add_argument("--retention-hours", type=int, default=None)
     parser.add_argument("--limit", type=int, default=20)
+    parser.add_argument("--zorder", action="append", default=[], metavar="COLUMN",
+                        help="compact: cluster rows by this column (repeatable; Z-order)")
 
 
 def main(ctx: JobContext, args: argparse.Namespace) -> None:
@@ -38,7 +41,7 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
         ctx.summary["files_deleted"] = len(deleted)
     else:
         ctx.summary["compaction"] = ctx.tables.compact(
-            path, ctx.settings.delta.compact_target_file_mb
+            path, ctx.settings.delta.compact_target_file_mb, zorder_by=args.zorder
         )
 
 

@@ -12,6 +12,7 @@ from featurelake.quality import (
     evaluate_table_checks,
     rule_failure_aggregates,
     rule_failure_counts,
+    rule_passes,
     table_check_aggregates,
     validate,
     with_rule_failures,
@@ -249,3 +250,31 @@ def test_expectation_declaration_errors_name_the_missing_field():
         Expectation(type="range", column="x")
     with pytest.raises(ValidationError):
         Expectation(type="not_null", column="x", severity="panic")
+
+
+def test_check_constraints_are_the_rules_in_spark_sql(spark):
+    from featurelake.quality import check_constraint
+
+    rules = [
+        Expectation(type="not_null", column="id"),
+        Expectation(type="range", column="age", min=18, max=99),
+        Expectation(type="allowed_values", column="sex", values=("M", "F")),
+        Expectation(type="regex", column="code", pattern=r"C?[0-9]{2}\d"),
+        Expectation(type="expression", name="sane", expr="age > 20 OR sex = 'F'"),
+        Expectation(type="unique", column="id"),
+        Expectation(type="not_future", column="at"),
+    ]
+    sql = {r.rule: check_constraint(r) for r in rules}
+    assert sql["unique:id"] is None and sql["not_future:at"] is None
+    assert sql["range:age"] == ("fl_range_age", "`age` IS NULL OR (`age` >= 18 AND `age` <= 99)")
+    # Each constraint accepts exactly the rows rule_passes accepts (worked out by hand).
+    rows = spark.createDataFrame(
+        [(1, 30, "M", "C123", True), (None, 10, "X", "C12", False),
+         (2, None, None, None, True), (3, 19, "F", "C12a", False)],
+        "id int, age int, sex string, code string, ok boolean",
+    )
+    for rule in rules[:5]:
+        name, predicate = sql[rule.rule]
+        by_sql = [r[0] for r in rows.selectExpr(f"coalesce({predicate}, true)").collect()]
+        by_rule = [r[0] for r in rows.select(rule_passes(rule)).collect()]
+        assert by_sql == by_rule, rule.rule

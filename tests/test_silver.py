@@ -1252,3 +1252,19 @@ def test_a_silver_table_whose_quarantine_is_of_another_run_is_refused(spark, tmp
                  metadata={"silver_run": "r9", "bronze_version": "5"})
     with pytest.raises(SilverPairError, match=r"no quarantine version of run r9"):
         read_silver(tables, silver, quarantine)
+
+
+def test_silver_enforces_its_row_rules_on_any_later_writer(spark, lake):
+    from featurelake.delta import ConstraintViolationError
+
+    tables = DeltaTables(spark)
+    if tables.backend != "native":
+        pytest.skip("CHECK constraints are kept on the native backend only")
+    path = str(lake / "silver" / "transactions")
+    detail = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()["properties"]
+    assert detail["delta.constraints.fl_not_null_customer_id"] == "`customer_id` IS NOT NULL"
+    assert "delta.constraints.fl_not_future_invoice_ts" not in detail  # needs the run's time
+    assert "delta.constraints.fl_not_null_description" not in detail  # a warn rule
+    bad = tables.read(path).limit(1).withColumn("customer_id", F.lit(None).cast("string"))
+    with pytest.raises(ConstraintViolationError, match="CHECK constraint"):
+        tables.write(bad, path, "append")

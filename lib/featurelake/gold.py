@@ -273,6 +273,9 @@ def gold_options_from_args(args: argparse.Namespace) -> GoldRunOptions:
 # --------------------------------------------------------------------------------------------
 
 
+_CHANGE_FEED = {"delta.enableChangeDataFeed": "true"}
+
+
 def _write_with_metadata(
     ctx: JobContext,
     df: DataFrame,
@@ -289,6 +292,8 @@ def _write_with_metadata(
         metadata={"feature_metadata_table": "gold/_feature_metadata",
                   "features": [r["feature"] for r in records],
                   "preprocessing": preprocessing},
+        # materialize then reads only the rows a run changed (delta-spark's change feed)
+        properties=_CHANGE_FEED if ctx.tables.backend == "native" else None,
         **write_options,
     )
     meta = feature_metadata_rows(table=f"gold/{table}", delta_version=result.version,

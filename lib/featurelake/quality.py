@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +47,7 @@ __all__ = [
     "TableCheck",
     "ValidationResult",
     "WARNED_RULES",
+    "check_constraint",
     "evaluate_table_checks",
     "rule_failure_aggregates",
     "rule_failure_counts",
@@ -162,6 +164,51 @@ def rule_passes(expectation: Expectation, as_of: datetime | None = None) -> Colu
             raise ValueError(f"rule {expectation.rule}: not_future needs the run's as_of time")
         return col.isNull() | (col <= run_constant(as_of))
     raise ValueError(f"rule {expectation.rule}: {kind} is not a row-local rule")
+
+
+def check_constraint(expectation: Expectation) -> tuple[str, str] | None:
+    """The rule as a Delta CHECK constraint: (constraint name, Spark SQL), as ``rule_passes``.
+
+    Only rules that judge one row by its own values, the same way at every run: ``unique``
+    (needs the other rows) and ``not_future`` (needs the run's time) have none.
+
+    Returns:
+        The name (``fl_`` and the rule name in lower-case identifier characters) and the
+        predicate; None when the rule cannot be a constraint.
+    """
+    kind = expectation.type
+    name = "fl_" + re.sub(r"[^a-z0-9_]", "_", expectation.rule.lower())
+    if kind == "expression":
+        return name, f"COALESCE(CAST(({expectation.expr}) AS BOOLEAN), false)"
+    if kind in ("unique", "not_future") or expectation.column is None:
+        return None
+    col = "`" + expectation.column.replace("`", "``") + "`"
+    if kind == "not_null":
+        return name, f"{col} IS NOT NULL"
+    if kind == "range":
+        bounds = []
+        if expectation.min is not None:
+            bounds.append(f"{col} >= {_sql_literal(expectation.min)}")
+        if expectation.max is not None:
+            bounds.append(f"{col} <= {_sql_literal(expectation.max)}")
+        return name, f"{col} IS NULL OR ({' AND '.join(bounds)})"
+    if kind == "allowed_values":
+        values = ", ".join(_sql_literal(v) for v in expectation.values or ())
+        return name, f"{col} IS NULL OR {col} IN ({values})"
+    if kind == "regex":
+        pattern = _sql_literal(f"^(?:{expectation.pattern})$")
+        return name, f"{col} IS NULL OR CAST({col} AS STRING) RLIKE {pattern}"
+    return None
+
+
+def _sql_literal(value: Any) -> str:
+    """A Spark SQL literal (strings with quotes and backslashes escaped)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{text}'"
 
 
 def _unique_passes(expectation: Expectation, scope: Column) -> Column:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ from featurelake.quality import (
     Expectation,
     Severity,
     TableCheck,
+    check_constraint,
     evaluate_table_checks,
     rule_failure_aggregates,
     table_check_aggregates,
@@ -816,8 +818,10 @@ def run_silver(
     staged: list[StagedWrite] = []
 
     def stage_table(spec: SilverTableSpec) -> tuple[Any, ...]:
+        silver_path = ctx.path("silver", spec.name)
+        if ctx.tables.exists(silver_path):  # rules dropped from the declaration stop holding
+            ctx.tables.set_constraints(silver_path, silver_constraints(spec), drop_only=True)
         bronze_path = ctx.path("bronze", spec.source)
-        before = ctx.tables.rows_read.get(bronze_path, 0)
         try:
             bronze = ctx.tables.read(bronze_path)
         except TableNotFoundError as exc:
@@ -825,8 +829,8 @@ def run_silver(
                 f"silver table {spec.name}: bronze table {spec.source} not found at "
                 f"{bronze_path}; run the bronze job first"
             ) from exc
-        bronze_rows = ctx.tables.rows_read[bronze_path] - before  # from the Delta log's stats
         bronze_version = ctx.tables.lineage.reads[bronze_path]
+        bronze_rows = ctx.tables.row_count(bronze_path, bronze_version)  # from the log's stats
         plan = build_silver(
             bronze,
             spec,
@@ -887,6 +891,7 @@ def run_silver(
             _replace_metrics(ctx, spec, rows, bronze_version)
             quarantined = ctx.tables.commit(quarantine_write)
             written = ctx.tables.commit(silver_write)
+            ctx.tables.set_constraints(ctx.path("silver", spec.name), silver_constraints(spec))
             report = {
                 "bronze_rows": counts.rows_in,
                 "silver_rows": written.rows_written,
@@ -1015,6 +1020,35 @@ def _quarantine_version_of(
         f"{latest_bronze}) are out of step: no quarantine version of run {run}; "
         "run the silver job again"
     )
+
+
+def silver_constraints(spec: SilverTableSpec) -> dict[str, str]:
+    """The table's rules every silver row satisfies, as Delta CHECK constraints (name -> SQL).
+
+    ``drop`` and ``fail`` rules hold for every published row (a row breaking a drop rule is
+    quarantined; a broken fail rule publishes nothing), so the silver table can enforce them
+    on any later writer. Rules on personal-data columns (hashed or dropped in silver), and
+    rules that are not row-local or deterministic (``unique``, ``not_future``), are left out.
+    """
+    pii = {p.column.lower() for p in spec.pii}
+    output = {c.lower() for c in spec.output_columns}
+    wanted = {}
+    for expectation in spec.expectations:
+        if expectation.severity == "warn":
+            continue
+        if expectation.column is not None and (
+            expectation.column.lower() in pii or expectation.column.lower() not in output
+        ):
+            continue
+        if expectation.expr is not None and any(
+            re.search(rf"\b{re.escape(column)}\b", expectation.expr, re.IGNORECASE)
+            for column in pii
+        ):
+            continue
+        constraint = check_constraint(expectation)
+        if constraint is not None:
+            wanted[constraint[0]] = constraint[1]
+    return wanted
 
 
 def _log_warnings(spec: SilverTableSpec, counts: SilverCounts) -> None:

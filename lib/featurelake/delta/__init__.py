@@ -17,6 +17,7 @@ which backend is active.
 from featurelake.delta.errors import (
     AlreadyCommittedError,
     ConcurrentWriteError,
+    ConstraintViolationError,
     SchemaMismatchError,
     TableIOError,
     TableNotFoundError,
@@ -36,6 +37,7 @@ __all__ = [
     "AppTransaction",
     "ColumnStats",
     "ConcurrentWriteError",
+    "ConstraintViolationError",
     "DeltaTables",
     "Lineage",
     "SchemaMismatchError",

@@ -37,6 +37,9 @@ class TableBackend(Protocol):
     ) -> tuple[DataFrame, int, int]:
         """(rows, version read, row count from the log or -1 when unknown)."""
 
+    def row_count(self, path: str, version: int | None) -> int:
+        """Rows of a version from the log's file statistics; -1 when a file has none."""
+
     def column_stats(
         self, path: str, columns: Sequence[str], version: int | None
     ) -> dict[str, ColumnStats] | None:
@@ -65,6 +68,14 @@ class TableBackend(Protocol):
         self, path: str, retention_hours: int, dry_run: bool, metadata: Mapping[str, str]
     ) -> list[str]:
         """Delete unreferenced files older than the retention; the files (to be) deleted."""
+
+    def changes(self, path: str, start_version: int) -> DataFrame | None:
+        """Rows changed since ``start_version`` (Delta's change data feed); None if unknown."""
+
+    def set_constraints(
+        self, path: str, wanted: Mapping[str, str], drop_only: bool
+    ) -> dict[str, list[str]] | None:
+        """Make the table's CHECK constraints ``wanted``; None when not supported."""
 
     def compact(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "AlreadyCommittedError",
     "ConcurrentWriteError",
+    "ConstraintViolationError",
     "SchemaMismatchError",
     "TableIOError",
     "TableNotFoundError",
@@ -29,3 +30,7 @@ class ConcurrentWriteError(TableIOError):
 
 class AlreadyCommittedError(ConcurrentWriteError):
     """The table already records the write's application transaction; nothing was committed."""
+
+
+class ConstraintViolationError(TableIOError, ValueError):
+    """A write holds rows that break one of the table's CHECK constraints; nothing committed."""

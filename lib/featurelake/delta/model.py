@@ -102,6 +102,7 @@ class WriteRequest:
     overwrite_schema: bool = False
     metadata: Mapping[str, Any] | None = None
     txn: AppTransaction | None = None
+    properties: Mapping[str, str] | None = None
 
 
 @dataclass

@@ -24,6 +24,7 @@ from pyspark.sql import types as T
 from featurelake.delta.errors import (
     AlreadyCommittedError,
     ConcurrentWriteError,
+    ConstraintViolationError,
     SchemaMismatchError,
     TableIOError,
     TableNotFoundError,
@@ -150,7 +151,9 @@ class NativeBackend:
             raise TableNotFoundError(
                 f"{path}: no version at {version}: {_first_line(exc)}"
             ) from exc
-        return df, version, self._row_count(path, version)
+        # Counting rows needs a Spark job over the file statistics: done when asked
+        # (row_count), not on every read.
+        return df, version, -1
 
     def _version_at(self, path: str, timestamp: datetime | None) -> int:
         if timestamp is None:
@@ -167,6 +170,11 @@ class NativeBackend:
             )
         return int(earlier[0]["version"])
 
+    def _schema(self, path: str) -> T.StructType:
+        """The latest version's schema, from the log (no Spark job)."""
+        schema = T.StructType.fromJson(json.loads(self._snapshot(path).schema().json()))
+        return nullable(schema)
+
     def _files(self, path: str, version: int | None) -> DataFrame:
         """The add actions of a version: path, size, partition values and stats (JSON)."""
         jvm = self.spark.sparkContext._jvm  # noqa: SLF001
@@ -181,8 +189,10 @@ class NativeBackend:
             )
         return DataFrame(snapshot.allFiles().toDF(), self.spark)
 
-    def _row_count(self, path: str, version: int) -> int:
+    def row_count(self, path: str, version: int | None) -> int:
         """Rows of a version from its files' statistics; -1 when a file has none."""
+        if not self.exists(path):
+            raise TableNotFoundError(f"no Delta table at {path}")
         files = self._files(path, version).select(
             F.get_json_object("stats", "$.numRecords").cast("long").alias("n")
         )
@@ -273,7 +283,7 @@ class NativeBackend:
             if unknown:
                 raise ValueError(f"{request.path}: {unknown} are not partition columns "
                                  f"(partitions: {table_partitions})")
-        table_schema = self.read(request.path, None, None)[0].schema
+        table_schema = self._schema(request.path)
         schema, align = resolve_schema(
             nullable(df.schema), table_schema, request.schema_evolution,
             request.overwrite_schema, request.path,
@@ -331,6 +341,9 @@ class NativeBackend:
             writer = writer.option("txnAppId", txn.app_id).option("txnVersion", txn.version)
         if request.partition_by and (not exists or request.overwrite_schema):
             writer = writer.partitionBy(*request.partition_by)
+        if not exists:
+            for key, value in (request.properties or {}).items():
+                writer = writer.option(key, value)  # delta.* options are table properties
         if request.schema_evolution:
             writer = writer.option("mergeSchema", "true")
         if request.overwrite_schema:
@@ -402,6 +415,48 @@ class NativeBackend:
         )
         return WriteResult(path, version, rows, int(metrics.get("numTargetFilesAdded", 0)),
                            "upsert")
+
+    def changes(self, path: str, start_version: int) -> DataFrame | None:
+        if not self.exists(path):
+            raise TableNotFoundError(f"no Delta table at {path}")
+        latest = int(self._snapshot(path).version())
+        detail = self.spark.sql(f"DESCRIBE DETAIL delta.`{_sql_path(path)}`").first()
+        assert detail is not None
+        if start_version > latest or (detail["properties"] or {}).get(
+            "delta.enableChangeDataFeed"
+        ) != "true":
+            return None
+        try:
+            changes = (
+                self.spark.read.format("delta")
+                .option("readChangeFeed", "true")
+                .option("startingVersion", start_version)
+                .option("endingVersion", latest)
+                .load(path)
+            )
+            changes.schema  # noqa: B018 - a range the feed did not record fails here
+        except Exception:  # noqa: BLE001 - the feed was off for part of the range
+            return None
+        return changes
+
+    def set_constraints(
+        self, path: str, wanted: Mapping[str, str], drop_only: bool
+    ) -> dict[str, list[str]] | None:
+        if not self.exists(path):
+            raise TableNotFoundError(f"no Delta table at {path}")
+        detail = self.spark.sql(f"DESCRIBE DETAIL delta.`{_sql_path(path)}`").first()
+        prefix = "delta.constraints."
+        current = {k[len(prefix):]: v for k, v in (detail["properties"] or {}).items()
+                   if k.startswith(prefix)}
+        wanted = {name.lower(): expr for name, expr in wanted.items()}
+        dropped = [n for n, e in current.items() if wanted.get(n) != e]
+        added = [] if drop_only else [n for n, e in wanted.items() if current.get(n) != e]
+        table = f"delta.`{_sql_path(path)}`"
+        for name in dropped:
+            self.spark.sql(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS `{name}`")
+        for name in added:
+            self.spark.sql(f"ALTER TABLE {table} ADD CONSTRAINT `{name}` CHECK ({wanted[name]})")
+        return {"added": added, "dropped": dropped}
 
     # ----------------------------------------------------------------------------------------
     # Maintenance
@@ -479,6 +534,11 @@ def _conflicts(path: str, txn: AppTransaction | None) -> Iterator[None]:
             raise ConcurrentWriteError(
                 f"{path}: a concurrent commit conflicted with this write; nothing was "
                 f"committed (retry the job): {_first_line(exc)}"
+            ) from exc
+        if "DELTA_VIOLATE_CONSTRAINT" in text or "CHECK constraint" in text:
+            raise ConstraintViolationError(
+                f"{path}: rows break a CHECK constraint of the table; nothing was committed: "
+                f"{_first_line(exc)}"
             ) from exc
         if "replaceWhere" in text or "does not conform to partial table overwrite" in text:
             raise ValueError(

@@ -151,6 +151,9 @@ class RsBackend:
     ) -> dict[str, ColumnStats] | None:
         return stats_from_log(self.open(path, version, None), columns)
 
+    def row_count(self, path: str, version: int | None) -> int:
+        return _total_rows(self.open(path, version, None))
+
     def partition_columns(self, path: str) -> list[str]:
         return list(self.open(path, None, None).metadata().partition_columns)
 
@@ -294,6 +297,16 @@ class RsBackend:
         return WriteResult(path, result.version, result.rows_written, result.files_added,
                            "upsert")
 
+    def changes(self, path: str, start_version: int) -> DataFrame | None:
+        # delta-rs commits add actions without change files: callers compare snapshots.
+        return None
+
+    def set_constraints(
+        self, path: str, wanted: Mapping[str, str], drop_only: bool
+    ) -> dict[str, list[str]] | None:
+        # Constraints are Spark SQL here; delta-rs would check them with DataFusion's dialect.
+        return None
+
     # ----------------------------------------------------------------------------------------
     # Maintenance
     # ----------------------------------------------------------------------------------------
@@ -397,6 +410,7 @@ def _commit_adds(
                 adds,
                 mode="error",
                 partition_by=partitions or None,
+                configuration=dict(request.properties or {}) or None,
                 commit_properties=properties,
             )
             operation = "create"

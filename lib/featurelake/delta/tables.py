@@ -166,8 +166,20 @@ class DeltaTables:
         df, read_version, rows = self._backend.read(path, version, when)
         if record:
             self.lineage.reads[path] = read_version
-            self.rows_read[path] = self.rows_read.get(path, 0) + rows
+            if rows >= 0:  # known for free on delta-rs; row_count() asks for it
+                self.rows_read[path] = self.rows_read.get(path, 0) + rows
         return df
+
+    def row_count(self, path: str, version: int | None = None) -> int:
+        """Rows of a table version from the log's per-file statistics (no data file is read).
+
+        Returns:
+            The row count; -1 when a data file has no statistics.
+
+        Raises:
+            TableNotFoundError: no table at ``path``, or no such version.
+        """
+        return self._backend.row_count(path, version)
 
     def column_stats(
         self, path: str, columns: Sequence[str], version: int | None = None
@@ -214,6 +226,7 @@ class DeltaTables:
         overwrite_schema: bool,
         metadata: Mapping[str, Any] | None,
         txn: AppTransaction | None,
+        properties: Mapping[str, str] | None = None,
     ) -> WriteRequest:
         if mode not in ("append", "overwrite"):
             raise ValueError(f"mode must be 'append' or 'overwrite', got {mode!r}")
@@ -223,7 +236,7 @@ class DeltaTables:
             raise ValueError("overwrite_schema needs a full overwrite (mode='overwrite')")
         return WriteRequest(
             data, path, mode, partition_by, replace_partitions, schema_evolution,
-            overwrite_schema, self.lineage.commit_metadata(metadata), txn,
+            overwrite_schema, self.lineage.commit_metadata(metadata), txn, properties,
         )
 
     def write(
@@ -238,6 +251,7 @@ class DeltaTables:
         overwrite_schema: bool = False,
         metadata: Mapping[str, Any] | None = None,
         txn: AppTransaction | None = None,
+        properties: Mapping[str, str] | None = None,
     ) -> WriteResult:
         """Write ``df`` to the table at ``path`` in one atomic commit.
 
@@ -254,6 +268,8 @@ class DeltaTables:
             metadata: extra key/values for the commit info (besides job, run id and reads).
             txn: an application transaction committed with the rows (see
                 :class:`AppTransaction`).
+            properties: table properties set when the write creates the table (e.g.
+                ``{"delta.enableChangeDataFeed": "true"}``).
 
         Returns:
             The :class:`WriteResult` of the commit.
@@ -267,7 +283,7 @@ class DeltaTables:
             ValueError: inconsistent arguments.
         """
         request = self._request(df, path, mode, partition_by, replace_partitions,
-                                schema_evolution, overwrite_schema, metadata, txn)
+                                schema_evolution, overwrite_schema, metadata, txn, properties)
         return self._committed(self._backend.write(request))
 
     def append_rows(
@@ -316,6 +332,7 @@ class DeltaTables:
         overwrite_schema: bool = False,
         metadata: Mapping[str, Any] | None = None,
         txn: AppTransaction | None = None,
+        properties: Mapping[str, str] | None = None,
     ) -> StagedWrite:
         """The first half of :meth:`write`: compute ``df``'s rows, uncommitted.
 
@@ -330,7 +347,7 @@ class DeltaTables:
             A :class:`StagedWrite` to pass to :meth:`commit` or :meth:`abort`.
         """
         request = self._request(df, path, mode, partition_by, replace_partitions,
-                                schema_evolution, overwrite_schema, metadata, txn)
+                                schema_evolution, overwrite_schema, metadata, txn, properties)
         return self._backend.stage(request)
 
     def commit(self, staged: StagedWrite) -> WriteResult:
@@ -423,6 +440,39 @@ class DeltaTables:
             resolve_schema(nullable(df.schema), table_schema, False, False, path)
         meta = self.lineage.commit_metadata({"operation": "upsert", **(metadata or {})})
         return self._committed(self._backend.upsert(df, path, keys, schema_evolution, meta))
+
+    def changes(self, path: str, start_version: int) -> DataFrame | None:
+        """Rows inserted, updated or deleted from ``start_version`` to the latest version.
+
+        Delta's change data feed (``_change_type``: ``insert``, ``update_preimage``,
+        ``update_postimage``, ``delete``; ``_commit_version``; ``_commit_timestamp``), read
+        instead of comparing whole snapshots. Available on the native backend for tables
+        created with ``delta.enableChangeDataFeed``; None otherwise (the caller then compares
+        snapshots).
+
+        Raises:
+            TableNotFoundError: no table at ``path``.
+        """
+        return self._backend.changes(path, start_version)
+
+    def set_constraints(
+        self, path: str, wanted: Mapping[str, str], *, drop_only: bool = False
+    ) -> dict[str, list[str]] | None:
+        """Make the table's Delta CHECK constraints exactly ``wanted`` (name -> Spark SQL).
+
+        A writer that breaks one then fails, whoever it is. Native backend only (the
+        expressions are Spark SQL); None on delta-rs.
+
+        Args:
+            path: the table.
+            wanted: the constraints to have, by name.
+            drop_only: only drop the constraints not wanted (or changed) - before a write
+                whose rows follow the new rules; add the others after it.
+
+        Returns:
+            The constraint names ``added`` and ``dropped``, or None when not supported.
+        """
+        return self._backend.set_constraints(path, wanted, drop_only)
 
     # ----------------------------------------------------------------------------------------
     # Maintenance
