@@ -13,7 +13,7 @@ SparkSession:
     and credit_clients: strict parsing, every expectation, dedup, quarantine and quality
     metrics tables, reconciliation) -> the ``gold`` job (credit features and labels, customer
     features as of ``synthetic.end_date``, feature metadata), each through
-    ``featurelake.runner.execute_job`` exactly as ``./spark-submit.sh`` runs it, into a fresh
+    ``featurelake.core.runner.execute_job`` exactly as ``./spark-submit.sh`` runs it, into a fresh
     lakehouse;
 (b) **baseline**: one Spark SQL job that reads the same raw CSV files, applies the same
     cleaning simply (malformed lines and values that do not parse dropped, the same row rules,
@@ -81,11 +81,11 @@ from datetime import time as dtime
 from pathlib import Path
 from types import ModuleType
 
-from featurelake.config import Settings, load_settings
-from featurelake.gold import GOLD_CONFIG_FILE, GoldConfig, load_gold_config
-from featurelake.runner import execute_job
-from featurelake.session import build_spark_session
+from featurelake.core.config import Settings, load_settings
+from featurelake.core.runner import execute_job
+from featurelake.core.session import build_spark_session
 from featurelake.delta import DeltaTables
+from featurelake.lakehouse.gold import GOLD_CONFIG_FILE, GoldConfig, load_gold_config
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType

@@ -202,10 +202,10 @@ def over_http(url: str, entities: int, requests: int, clients: int, batch: int) 
 
 def materialize_runs(store: OnlineStore, entities: int, days: int, work: Path) -> dict[str, Any]:
     """Full then incremental materialisation of a synthetic daily source (Spark, delta-rs)."""
-    from featurelake.config import LakehouseSettings, Settings, SparkSettings
-    from featurelake.feature_store.materialize import materialize_view
-    from featurelake.session import build_spark_session
+    from featurelake.core.config import LakehouseSettings, Settings, SparkSettings
+    from featurelake.core.session import build_spark_session
     from featurelake.delta import DeltaTables
+    from featurelake.feature_store.materialize import materialize_view
     from pyspark.sql import functions as F
 
     # Executors run this interpreter (the one with featurelake), as spark-submit.sh arranges.

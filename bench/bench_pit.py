@@ -29,9 +29,9 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from featurelake.config import SparkSettings
+from featurelake.core.config import SparkSettings
+from featurelake.core.session import build_spark_session
 from featurelake.feature_store.offline import as_of_join
-from featurelake.session import build_spark_session
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 

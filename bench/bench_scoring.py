@@ -31,10 +31,10 @@ def main() -> None:
     args = parser.parse_args()
 
     import mlflow
-    from featurelake.config import MlflowSettings, SparkSettings
+    from featurelake.core.config import MlflowSettings, SparkSettings
+    from featurelake.core.session import build_spark_session
     from featurelake.ml.scoring import predict, resolve_model
     from featurelake.ml.tracking import configure_tracking
-    from featurelake.session import build_spark_session
     from mlflow.models import infer_signature
     from pyspark.ml import Pipeline
     from pyspark.ml.classification import LogisticRegression

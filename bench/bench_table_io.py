@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from featurelake.config import DeltaSettings, SparkSettings
+from featurelake.core.config import DeltaSettings, SparkSettings
+from featurelake.core.session import build_spark_session
 from featurelake.delta import DeltaTables, native_delta_available
-from featurelake.session import build_spark_session
 from pyspark.sql import functions as F
 
 

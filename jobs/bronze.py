@@ -11,7 +11,7 @@ nothing. A run that died between the two commits is repaired by the next run fro
 commit's metadata before it plans anything.
 
 Concurrent runs: the bronze commit carries a claim (a Delta application transaction
-``featurelake.bronze.<source>`` at the table version the plan was made from, plus one). Two
+``featurelake.lakehouse.bronze.<source>`` at the table version the plan was made from, plus one). Two
 runs that planned from the same state cannot both commit: the second one's commit fails, its
 files are removed, and it plans again - finding the files ingested. So the ledger decision
 and the data commit are one, and every line lands exactly once.
@@ -35,7 +35,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
-from featurelake.bronze import (
+from featurelake.core.concurrency import run_concurrently
+from featurelake.core.runner import DataError, JobContext, run_job
+from featurelake.delta import AlreadyCommittedError, AppTransaction, ConcurrentWriteError
+from featurelake.lakehouse.bronze import (
     BATCH_ID,
     ERROR_PREVIEW,
     INGESTED_FILES_SCHEMA,
@@ -50,10 +53,7 @@ from featurelake.bronze import (
     unreadable_reason,
     with_lineage,
 )
-from featurelake.concurrency import run_concurrently
-from featurelake.runner import DataError, JobContext, run_job
-from featurelake.sources import SourceSpec, load_sources
-from featurelake.delta import AlreadyCommittedError, AppTransaction, ConcurrentWriteError
+from featurelake.lakehouse.sources import SourceSpec, load_sources
 from pyspark.sql import Column, Observation
 from pyspark.sql import functions as F
 
@@ -158,7 +158,7 @@ def ingest_with_claim(ctx: JobContext, spec: SourceSpec, ledger_path: str) -> di
 
 def bronze_claim_id(source: str) -> str:
     """The application id claimed by each bronze commit of ``source``."""
-    return f"featurelake.bronze.{source}"
+    return f"featurelake.lakehouse.bronze.{source}"
 
 
 def ledger_claim_id(source: str) -> str:

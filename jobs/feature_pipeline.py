@@ -2,16 +2,16 @@
 
     ./spark-submit.sh feature-pipeline [gold options: --as-of, --snapshot-start, ...]
 
-Silver is featurelake.silver.run_silver(ctx) (every table in conf/tables/); gold is
-featurelake.gold.run_gold(ctx, options) with the same options as the gold job.
+Silver is featurelake.lakehouse.silver.run_silver(ctx) (every table in conf/tables/); gold is
+featurelake.lakehouse.gold.run_gold(ctx, options) with the same options as the gold job.
 """
 
 import argparse
 import sys
 
-from featurelake.gold import add_gold_arguments, gold_options_from_args, run_gold
-from featurelake.runner import JobContext, run_job
-from featurelake.silver import run_silver
+from featurelake.core.runner import JobContext, run_job
+from featurelake.lakehouse.gold import add_gold_arguments, gold_options_from_args, run_gold
+from featurelake.lakehouse.silver import run_silver
 
 # The pipeline runner finds a job's options under this name.
 add_arguments = add_gold_arguments

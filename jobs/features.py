@@ -14,8 +14,8 @@ import argparse
 import json
 import sys
 
+from featurelake.core.runner import JobContext, run_job
 from featurelake.feature_store.api import FeatureStore
-from featurelake.runner import JobContext, run_job
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

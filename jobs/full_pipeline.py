@@ -10,15 +10,15 @@ import logging
 import sys
 from pathlib import Path
 
-from featurelake.logs import configure_logging
-from featurelake.pipeline import (
+from featurelake.core.logs import configure_logging
+from featurelake.core.pipeline import (
     StageResult,
     format_summary,
     load_pipeline,
     plan_stages,
     run_pipeline,
 )
-from featurelake.runner import DataError, JobContext, run_job
+from featurelake.core.runner import DataError, JobContext, run_job
 from pyspark.sql import Row
 from pyspark.sql.types import (
     IntegerType,

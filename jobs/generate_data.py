@@ -30,15 +30,15 @@ import time
 import uuid
 from collections.abc import Callable
 
-from featurelake.bronze import list_landed_files
-from featurelake.config import SyntheticSettings
-from featurelake.runner import JobContext, run_job
-from featurelake.sources import load_sources
-from featurelake.synthetic import (
+from featurelake.core.config import SyntheticSettings
+from featurelake.core.runner import JobContext, run_job
+from featurelake.devtools.synthetic import (
     credit_client_lines,
     customer_profile_lines,
     online_retail_lines,
 )
+from featurelake.lakehouse.bronze import list_landed_files
+from featurelake.lakehouse.sources import load_sources
 from pyspark.sql import DataFrame
 
 log = logging.getLogger("featurelake.jobs.generate_data")
@@ -131,7 +131,7 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
 def files_per_source(ctx: JobContext, landing: str) -> dict[str, int]:
     """How many files match each declared source's glob under ``landing``.
 
-    Files are counted as bronze would list them (:func:`featurelake.bronze.list_landed_files`:
+    Files are counted as bronze would list them (:func:`featurelake.lakehouse.bronze.list_landed_files`:
     regular files, names not starting with ``.`` or ``_``).
     """
     return {name: len(list_landed_files(spec, landing))

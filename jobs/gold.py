@@ -5,14 +5,14 @@
     ./spark-submit.sh gold --snapshot-start 2011-11-01 --snapshot-end 2011-11-30
     ./spark-submit.sh gold --only customers --no-daily
 
-Preprocessing settings live in conf/features_gold.yaml; see featurelake.gold.
+Preprocessing settings live in conf/features_gold.yaml; see featurelake.lakehouse.gold.
 """
 
 import argparse
 import sys
 
-from featurelake.gold import add_gold_arguments, gold_options_from_args, run_gold
-from featurelake.runner import JobContext, run_job
+from featurelake.core.runner import JobContext, run_job
+from featurelake.lakehouse.gold import add_gold_arguments, gold_options_from_args, run_gold
 
 # The pipeline runner finds a job's options under this name.
 add_arguments = add_gold_arguments

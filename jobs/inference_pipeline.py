@@ -7,8 +7,8 @@
 import argparse
 import sys
 
+from featurelake.core.runner import JobContext, run_job
 from featurelake.ml.batch import ScoreOptions, run_score
-from featurelake.runner import JobContext, run_job
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

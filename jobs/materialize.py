@@ -14,10 +14,10 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
+from featurelake.core.runner import JobContext, run_job
 from featurelake.feature_store.definitions import load_feature_views
 from featurelake.feature_store.materialize import materialize_view
 from featurelake.feature_store.online import load_serving_config, open_online_store
-from featurelake.runner import JobContext, run_job
 from pyspark.sql import SparkSession
 
 

@@ -13,6 +13,8 @@ import logging
 import sys
 from datetime import datetime
 
+from featurelake.core.runner import JobContext, run_job
+from featurelake.core.session import local_frame
 from featurelake.ml.classification import evaluate_binary, holdout, prepare_training_frame
 from featurelake.ml.config import (
     ClassificationConfig,
@@ -23,8 +25,6 @@ from featurelake.ml.config import (
 from featurelake.ml.registry import CHALLENGER, alias_version, promote
 from featurelake.ml.segmentation import silhouette
 from featurelake.ml.tracking import configure_tracking
-from featurelake.runner import JobContext, run_job
-from featurelake.session import local_frame
 
 log = logging.getLogger("featurelake.jobs.promote")
 

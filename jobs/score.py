@@ -12,8 +12,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from featurelake.core.runner import JobContext, run_job
 from featurelake.ml.batch import ScoreOptions, run_score
-from featurelake.runner import JobContext, run_job
 
 log = logging.getLogger("featurelake.jobs.score")
 

@@ -22,11 +22,11 @@ import sys
 from collections.abc import Sequence
 
 import uvicorn
-from featurelake.config import ConfigError, load_settings
+from featurelake.core.config import ConfigError, load_settings
+from featurelake.core.logs import configure_logging
+from featurelake.core.runner import parse_job_args
 from featurelake.feature_store.online import load_serving_config
 from featurelake.feature_store.server import build_app
-from featurelake.logs import configure_logging
-from featurelake.runner import parse_job_args
 
 log = logging.getLogger("featurelake.jobs.serve")
 

@@ -4,15 +4,15 @@
     ./spark-submit.sh silver --table transactions  # one table (repeatable)
     ./spark-submit.sh silver --as-of 2011-12-10T00:00:00
 
-See featurelake.silver.run_silver for what a run does and guarantees.
+See featurelake.lakehouse.silver.run_silver for what a run does and guarantees.
 """
 
 import argparse
 import sys
 from datetime import datetime
 
-from featurelake.runner import JobContext, run_job
-from featurelake.silver import run_silver
+from featurelake.core.runner import JobContext, run_job
+from featurelake.lakehouse.silver import run_silver
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

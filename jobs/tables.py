@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 
-from featurelake.runner import JobContext, run_job
+from featurelake.core.runner import JobContext, run_job
 
 log = logging.getLogger("featurelake.jobs.tables")
 

@@ -9,12 +9,12 @@ import argparse
 import logging
 import sys
 
-from featurelake.config import ConfigError
+from featurelake.core.config import ConfigError
+from featurelake.core.runner import DataError, JobContext, run_job
 from featurelake.ml.classification import label_coverage, prepare_training_frame, train_classifier
 from featurelake.ml.config import ClassificationConfig, check_columns, find_model_configs
 from featurelake.ml.registry import register_challenger
 from featurelake.ml.tracking import configure_tracking, lineage_tags
-from featurelake.runner import DataError, JobContext, run_job
 
 log = logging.getLogger("featurelake.jobs.train_classifier")
 

@@ -10,12 +10,12 @@ import json
 import logging
 import sys
 
-from featurelake.config import ConfigError
+from featurelake.core.config import ConfigError
+from featurelake.core.runner import DataError, JobContext, run_job
 from featurelake.ml.config import SegmentationConfig, check_columns, find_model_configs
 from featurelake.ml.registry import register_challenger
 from featurelake.ml.segmentation import assign_segments, train_segmentation
 from featurelake.ml.tracking import configure_tracking, lineage_tags
-from featurelake.runner import DataError, JobContext, run_job
 
 log = logging.getLogger("featurelake.jobs.train_segmentation")
 

@@ -12,8 +12,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from featurelake.pipeline import load_job_module
-from featurelake.runner import JobContext, run_job
+from featurelake.core.pipeline import load_job_module
+from featurelake.core.runner import JobContext, run_job
 
 STEPS = ("train-segmentation", "train-classifier", "promote")
 

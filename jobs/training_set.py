@@ -18,9 +18,9 @@ import argparse
 import sys
 from datetime import datetime
 
+from featurelake.core.runner import DataError, JobContext, run_job
 from featurelake.feature_store.api import FeatureStore
 from featurelake.feature_store.labels import observed_labels, with_churn_label
-from featurelake.runner import DataError, JobContext, run_job
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 

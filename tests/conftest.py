@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from featurelake.config import DeltaSettings, SparkSettings
-from featurelake.session import build_spark_session
+from featurelake.core.config import DeltaSettings, SparkSettings
+from featurelake.core.session import build_spark_session
 from pyspark.sql import SparkSession
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

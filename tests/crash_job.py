@@ -15,9 +15,9 @@ import os
 import sys
 from pathlib import Path
 
+from featurelake.core.pipeline import load_job_module
+from featurelake.core.runner import run_job
 from featurelake.delta import native, rs
-from featurelake.pipeline import load_job_module
-from featurelake.runner import run_job
 
 KILLED = 137
 

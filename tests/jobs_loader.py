@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-from featurelake.pipeline import load_job_module
+from featurelake.core.pipeline import load_job_module
 
 JOBS = Path(__file__).resolve().parents[1] / "jobs"
 

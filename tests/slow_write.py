@@ -12,9 +12,9 @@ from __future__ import annotations
 import sys
 import time
 
-from featurelake.config import DeltaSettings, SparkSettings
+from featurelake.core.config import DeltaSettings, SparkSettings
+from featurelake.core.session import build_spark_session
 from featurelake.delta import DeltaTables
-from featurelake.session import build_spark_session
 from pyspark.sql import functions as F
 
 

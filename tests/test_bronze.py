@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
-from featurelake.bronze import (
+from featurelake.core.runner import DataError, run_job
+from featurelake.delta import DeltaTables
+from featurelake.lakehouse.bronze import (
     ChangedFileError,
     LandedFile,
     bronze_schema,
@@ -23,9 +25,7 @@ from featurelake.bronze import (
     source_file_from_uri,
     with_lineage,
 )
-from featurelake.runner import DataError, run_job
-from featurelake.sources import ColumnSpec, ReaderOptions, SourceSpec
-from featurelake.delta import DeltaTables
+from featurelake.lakehouse.sources import ColumnSpec, ReaderOptions, SourceSpec
 from pyspark.sql import functions as F
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -486,8 +486,8 @@ def test_real_online_retail_lands_every_row(spark, tmp_path, shared_data):
 
 def test_bronze_rows_are_read_source_rows_plus_lineage(spark, tmp_path):
     """Scoring on raw files sees exactly the rows bronze stores (same reader)."""
-    from featurelake.config import load_settings
-    from featurelake.sources import load_sources
+    from featurelake.core.config import load_settings
+    from featurelake.lakehouse.sources import load_sources
 
     _land(tmp_path / "landing", "a.csv.gz", FILE_1)
     _land(tmp_path / "landing", "b.csv.gz", FILE_2)

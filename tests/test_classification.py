@@ -14,14 +14,14 @@ import mlflow
 import pytest
 import yaml
 from chispa import assert_df_equality
+from featurelake.core.runner import run_job
+from featurelake.delta import DeltaTables
 from featurelake.ml.classification import (
     balanced_weights,
     evaluate_binary,
     with_class_weight,
     with_hash_split,
 )
-from featurelake.runner import run_job
-from featurelake.delta import DeltaTables
 from pyspark.ml.linalg import Vectors, VectorUDT
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -47,7 +47,7 @@ LABEL_SCHEMA = StructType([StructField("id", LongType()),
 
 
 def load_job(name: str):
-    from featurelake.pipeline import load_job_module
+    from featurelake.core.pipeline import load_job_module
 
     return load_job_module(JOBS, name)
 
@@ -311,7 +311,7 @@ def silver_credit_clients(spark: SparkSession, csv: Path):
 @pytest.mark.slow  # the full 30k-client search; opt-in: ./test.sh -m slow
 def test_credit_default_champion_reaches_published_auc(
         spark: SparkSession, shared_data: Path, tmp_path: Path) -> None:
-    from featurelake.gold import build_credit_gold, load_gold_config
+    from featurelake.lakehouse.gold import build_credit_gold, load_gold_config
 
     gold_config = load_gold_config(PROJECT / "conf" / "features_gold.yaml")
     clients = silver_credit_clients(spark, shared_data / "uci_credit_card.csv.gz")

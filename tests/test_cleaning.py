@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 import pytest
 from chispa import assert_df_equality
-from featurelake.cleaning import (
+from featurelake.lakehouse.cleaning import (
     ColumnSpec,
     apply_cleaning,
     collapse_whitespace,

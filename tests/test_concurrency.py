@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from featurelake.concurrency import run_concurrently
+from featurelake.core.concurrency import run_concurrently
 
 _FIELD = contextvars.ContextVar("field", default="unset")
 

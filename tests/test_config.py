@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from featurelake.config import ConfigError, load_settings, load_yaml_file
+from featurelake.core.config import ConfigError, load_settings, load_yaml_file
 
 BASE = """\
 lakehouse:
@@ -95,7 +95,7 @@ def test_value_not_allowed_lists_the_allowed_values(tmp_path):
 
 
 def test_missing_required_key_names_file_and_key(tmp_path):
-    from featurelake.config import parse_model
+    from featurelake.core.config import parse_model
     from pydantic import BaseModel, ConfigDict
 
     class Source(BaseModel):

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from featurelake.config import ConfigError
-from featurelake.config_check import validate_configuration
-from featurelake.runner import execute_job
+from featurelake.core.config import ConfigError
+from featurelake.core.runner import execute_job
+from featurelake.core.validation import validate_configuration
 
 PROJECT = Path(__file__).resolve().parents[1]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from featurelake.explore import describe_features, feature_drift, segment_profile
+from featurelake.devtools.explore import describe_features, feature_drift, segment_profile
 
 
 def test_psi_of_identical_snapshots_is_zero(spark):

@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from featurelake.pipeline import load_job_module
-from featurelake.runner import run_job
-from featurelake.silver import read_silver, read_silver_pair
+from featurelake.core.pipeline import load_job_module
+from featurelake.core.runner import run_job
 from featurelake.delta import DeltaTables
+from featurelake.lakehouse.silver import read_silver, read_silver_pair
 from pyspark.sql import functions as F
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from featurelake.config import ConfigError, load_settings
+from featurelake.core.config import ConfigError, load_settings
 from featurelake.feature_store.definitions import (
     Feature,
     FeatureRef,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
-from featurelake.features import MissingColumnsError
-from featurelake.features.credit import (
+from featurelake.lakehouse.feature_library import MissingColumnsError
+from featurelake.lakehouse.feature_library.credit import (
     CREDIT_FEATURE_COLUMNS,
     age_bin_labels,
     build_credit_features,

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 from chispa import assert_df_equality
-from featurelake.features import MissingColumnsError
-from featurelake.features.customers import (
+from featurelake.lakehouse.feature_library import MissingColumnsError
+from featurelake.lakehouse.feature_library.customers import (
     as_of_points,
     as_of_timestamps,
     build_customer_features,

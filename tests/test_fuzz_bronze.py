@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from featurelake.bronze import RESCUED_DATA, SOURCE_FILE, read_source_rows
-from featurelake.sources import load_source_file
+from featurelake.lakehouse.bronze import RESCUED_DATA, SOURCE_FILE, read_source_rows
+from featurelake.lakehouse.sources import load_source_file
 from fuzzing import fuzz_settings
 from hypothesis import given
 from hypothesis import strategies as st

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 
-from featurelake.cleaning import (
+from featurelake.lakehouse.cleaning import (
     PARSE_ERRORS,
     ColumnSpec,
     apply_cleaning,

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from featurelake.silver import build_silver, load_table_specs
+from featurelake.lakehouse.silver import build_silver, load_table_specs
 from fuzz_references import (
     reference_double,
     reference_integer,

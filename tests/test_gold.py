@@ -11,15 +11,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from deltalake import write_deltalake
-from featurelake.config import ConfigError
-from featurelake.features.customers import as_of_timestamps
-from featurelake.features.metadata import (
+from featurelake.core.config import ConfigError
+from featurelake.core.runner import JobContext, execute_job, run_job
+from featurelake.delta import DeltaTables
+from featurelake.lakehouse.feature_library.customers import as_of_timestamps
+from featurelake.lakehouse.feature_library.metadata import (
     MetadataMismatchError,
     credit_feature_specs,
     customer_feature_specs,
     describe_columns,
 )
-from featurelake.gold import (
+from featurelake.lakehouse.gold import (
     GOLD_CONFIG_FILE,
     SnapshotConfig,
     add_gold_arguments,
@@ -31,8 +33,6 @@ from featurelake.gold import (
     resolve_snapshot_range,
     run_gold,
 )
-from featurelake.runner import JobContext, execute_job, run_job
-from featurelake.delta import DeltaTables
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 

@@ -13,8 +13,8 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from featurelake import jvm_packages
-from featurelake.jvm_packages import delta_coordinates, resolve_packages
+from featurelake.core import jvm_packages
+from featurelake.core.jvm_packages import delta_coordinates, resolve_packages
 
 
 def _free_port() -> int:
@@ -107,7 +107,7 @@ def test_jars_spark_ships_are_left_out_by_artifact_name():
 def test_the_command_line_prints_no_jars_and_one_reason_when_offline(tmp_path):
     env = {"FEATURELAKE_MAVEN_REPOSITORY": f"http://127.0.0.1:{_free_port()}/",
            "FEATURELAKE_JAR_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-m", "featurelake.jvm_packages", "--delta"],
+    done = subprocess.run([sys.executable, "-m", "featurelake.core.jvm_packages", "--delta"],
                           env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and "unavailable" in done.stderr

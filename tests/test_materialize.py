@@ -13,7 +13,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from featurelake.config import LakehouseSettings, Settings
+from featurelake.core.config import LakehouseSettings, Settings
+from featurelake.delta import DeltaTables
 from featurelake.feature_store.definitions import Feature, FeatureView, SourceTable
 from featurelake.feature_store.materialize import materialize_view
 from featurelake.feature_store.online import (
@@ -22,7 +23,6 @@ from featurelake.feature_store.online import (
     SqliteOnlineStore,
     encode_entity_key,
 )
-from featurelake.delta import DeltaTables
 from pyspark.sql import SparkSession
 from pyspark.sql.types import (
     DoubleType,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from featurelake.config import ConfigError
+from featurelake.core.config import ConfigError
 from featurelake.ml.config import (
     ClassificationConfig,
     SegmentationConfig,

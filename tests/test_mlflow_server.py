@@ -16,7 +16,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from featurelake.config import MlflowSettings
+from featurelake.core.config import MlflowSettings
 from featurelake.ml.config import load_model_config
 from featurelake.ml.registry import register_challenger
 from featurelake.ml.segmentation import train_segmentation

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from featurelake.config import MlflowSettings
+from featurelake.core.config import MlflowSettings
 from featurelake.ml.config import PromotionConfig
 from featurelake.ml.registry import decide_promotion, promote, register_challenger
 from featurelake.ml.tracking import configure_tracking

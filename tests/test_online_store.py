@@ -228,7 +228,7 @@ def _conf_dir(tmp_path: Path) -> Path:
 
 
 def test_get_online_features_reads_the_configured_store(tmp_path) -> None:
-    from featurelake.config import load_settings
+    from featurelake.core.config import load_settings
     from featurelake.feature_store.online_api import get_online_features
 
     settings = load_settings(_conf_dir(tmp_path), "local", [f"lakehouse.root={tmp_path / 'lake'}"])
@@ -252,7 +252,7 @@ def test_get_online_features_reads_the_configured_store(tmp_path) -> None:
 
 
 def test_get_online_features_as_pandas_has_one_row_per_entity(tmp_path) -> None:
-    from featurelake.config import load_settings
+    from featurelake.core.config import load_settings
     from featurelake.feature_store.online_api import get_online_features
 
     settings = load_settings(_conf_dir(tmp_path), "local", [f"lakehouse.root={tmp_path / 'lake'}"])
@@ -268,7 +268,7 @@ def test_get_online_features_as_pandas_has_one_row_per_entity(tmp_path) -> None:
 
 
 def test_get_online_features_applies_a_role_when_given(tmp_path) -> None:
-    from featurelake.config import load_settings
+    from featurelake.core.config import load_settings
     from featurelake.feature_store.auth import AuthorizationError
     from featurelake.feature_store.online_api import get_online_features
 

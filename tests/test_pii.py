@@ -7,7 +7,7 @@ import hmac
 
 import pytest
 from chispa import assert_df_equality
-from featurelake.pii import (
+from featurelake.lakehouse.pii import (
     PiiColumn,
     PiiKeyError,
     hmac_sha256_hex,
@@ -104,7 +104,7 @@ def test_without_the_variable_a_configured_key_file_is_created_once_private(tmp_
     import os
     import stat
 
-    from featurelake.pii import load_pii_key
+    from featurelake.lakehouse.pii import load_pii_key
 
     monkeypatch.delenv("FL_TEST_PII_KEY", raising=False)
     path = tmp_path / "lake" / ".pii_key"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from featurelake.config import ConfigError, Settings
-from featurelake.pipeline import (
+from featurelake.core.config import ConfigError, Settings
+from featurelake.core.pipeline import (
     PipelineSpec,
     RetryPolicy,
     StageResult,
@@ -15,11 +15,11 @@ from featurelake.pipeline import (
     plan_stages,
     run_pipeline,
 )
-from featurelake.runner import DataError, TransientError
+from featurelake.core.runner import DataError, TransientError
 
 JOB = """
 from pathlib import Path
-from featurelake.runner import DataError, TransientError
+from featurelake.core.runner import DataError, TransientError
 
 def add_arguments(parser):
     parser.add_argument("--marker", required=True)
@@ -183,7 +183,7 @@ def test_from_resumes_after_the_failure_is_fixed(spark, tmp_path):
 
 
 def test_every_job_exposes_main_and_its_options_for_the_pipeline():
-    from featurelake.pipeline import load_job_module
+    from featurelake.core.pipeline import load_job_module
 
     jobs = Path(__file__).resolve().parents[1] / "jobs"
     for file in sorted(jobs.glob("*.py")):

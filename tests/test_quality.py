@@ -6,7 +6,7 @@ from datetime import date, datetime, timezone
 
 import pytest
 from chispa import assert_df_equality
-from featurelake.quality import (
+from featurelake.lakehouse.quality import (
     Expectation,
     TableCheck,
     evaluate_table_checks,
@@ -253,7 +253,7 @@ def test_expectation_declaration_errors_name_the_missing_field():
 
 
 def test_check_constraints_are_the_rules_in_spark_sql(spark):
-    from featurelake.quality import check_constraint
+    from featurelake.lakehouse.quality import check_constraint
 
     rules = [
         Expectation(type="not_null", column="id"),

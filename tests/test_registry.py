@@ -8,12 +8,12 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from featurelake.config import load_settings
+from featurelake.core.config import load_settings
+from featurelake.core.runner import run_job
+from featurelake.delta import DeltaTables
 from featurelake.feature_store.api import FeatureStore
 from featurelake.feature_store.definitions import UnknownFeatureError
 from featurelake.feature_store.offline import FeatureViewError
-from featurelake.runner import run_job
-from featurelake.delta import DeltaTables
 
 PROJECT = Path(__file__).resolve().parents[1]
 D = datetime(2024, 1, 1)

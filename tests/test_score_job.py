@@ -8,10 +8,10 @@ from pathlib import Path
 import mlflow
 import pytest
 from chispa import assert_df_equality
-from featurelake.gold import GOLD_CONFIG_FILE, build_credit_gold, load_gold_config
-from featurelake.ml.scoring import MissingColumnsError
-from featurelake.runner import execute_job
+from featurelake.core.runner import execute_job
 from featurelake.delta import DeltaTables
+from featurelake.lakehouse.gold import GOLD_CONFIG_FILE, build_credit_gold, load_gold_config
+from featurelake.ml.scoring import MissingColumnsError
 from pyspark.ml import Pipeline
 from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.feature import VectorAssembler
@@ -37,7 +37,7 @@ def _silver_rows(n: int) -> list[dict]:
 
 
 def _silver_frame(spark, n: int = 60):
-    from featurelake.features.credit import build_credit_features  # noqa: F401 (contract)
+    from featurelake.lakehouse.feature_library.credit import build_credit_features  # noqa: F401 (contract)
 
     columns = ["id", "limit_bal", "sex", "education", "marriage", "age",
                *[f"pay_status_{k}" for k in range(1, 7)], *[f"bill_amt_{k}" for k in range(1, 7)],
@@ -66,7 +66,7 @@ def scored_lake(spark, tmp_path_factory):
     model = Pipeline(stages=[VectorAssembler(inputCols=FEATURES, outputCol="features",
                                              handleInvalid="keep"),
                              LogisticRegression(regParam=0.1)]).fit(training)
-    from featurelake.config import MlflowSettings
+    from featurelake.core.config import MlflowSettings
     from featurelake.ml.tracking import configure_tracking
 
     configure_tracking(MlflowSettings(tracking_uri=f"sqlite:///{lake}/mlflow/mlflow.db",
@@ -94,9 +94,9 @@ def _score(spark, lake, *args):
 
 def test_features_on_the_scoring_path_equal_the_gold_features(spark, scored_lake):
     lake, _, gold = scored_lake
-    from featurelake.config import load_settings
+    from featurelake.core.config import load_settings
+    from featurelake.core.runner import JobContext
     from featurelake.ml.batch import ScoreOptions, build_features_for
-    from featurelake.runner import JobContext
 
     settings = load_settings(CONF, "local", [f"lakehouse.root={lake}"])
     ctx = JobContext(job="t", run_id="r", settings=settings, spark=spark,

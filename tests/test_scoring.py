@@ -8,7 +8,7 @@ import mlflow
 import numpy as np
 import pytest
 from chispa import assert_df_equality
-from featurelake.config import MlflowSettings
+from featurelake.core.config import MlflowSettings
 from featurelake.ml.scoring import (
     MissingColumnsError,
     check_input_columns,

@@ -10,14 +10,14 @@ import mlflow
 import pytest
 import yaml
 from chispa import assert_df_equality
+from featurelake.core.runner import run_job
+from featurelake.delta import DeltaTables
 from featurelake.ml.config import NamingConfig, NamingRule, load_model_config
 from featurelake.ml.segmentation import (
     build_segmentation_pipeline,
     name_segments,
     segment_profiles,
 )
-from featurelake.runner import run_job
-from featurelake.delta import DeltaTables
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -76,7 +76,7 @@ def argv(root: Path, config: Path) -> list[str]:
 
 
 def run_segmentation_job(spark: SparkSession, root: Path, config: Path) -> int:
-    from featurelake.pipeline import load_job_module
+    from featurelake.core.pipeline import load_job_module
 
     job = load_job_module(PROJECT / "jobs", "train-segmentation")
     return run_job("train-segmentation", job.main, argv=argv(root, config),
@@ -91,7 +91,7 @@ def segmented(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> 
     config = root / "tiny_segments.yaml"
     config.write_text(yaml.safe_dump(TINY_CONFIG), encoding="utf-8")
     assert run_segmentation_job(spark, root, config) == 0
-    from featurelake.pipeline import load_job_module
+    from featurelake.core.pipeline import load_job_module
 
     promote = load_job_module(PROJECT / "jobs", "promote")
     assert run_job("promote", promote.main, argv=argv(root, config),
@@ -257,8 +257,8 @@ def silver_transactions(spark: SparkSession, csv: Path):
 @pytest.mark.realdata
 def test_online_retail_customers_each_get_one_segment(
         spark: SparkSession, shared_data: Path, tmp_path: Path) -> None:
-    from featurelake.features.customers import as_of_timestamps
-    from featurelake.gold import build_customer_gold, load_gold_config
+    from featurelake.lakehouse.feature_library.customers import as_of_timestamps
+    from featurelake.lakehouse.gold import build_customer_gold, load_gold_config
 
     gold_config = load_gold_config(PROJECT / "conf" / "features_gold.yaml")
     transactions = silver_transactions(spark, shared_data / "online_retail.csv.gz")
@@ -289,7 +289,7 @@ def test_training_pipeline_trains_both_kinds_and_promotes(
         spark: SparkSession, tmp_path: Path) -> None:
     import shutil
 
-    from featurelake.pipeline import load_job_module
+    from featurelake.core.pipeline import load_job_module
 
     conf = tmp_path / "conf"
     shutil.copytree(PROJECT / "conf", conf, ignore=shutil.ignore_patterns("models"))

@@ -707,7 +707,7 @@ def test_serve_job_starts_from_conf_answers_and_stops_on_sigterm(tmp_path: Path)
 
 
 def test_project_serving_conf_validates_against_the_declared_views() -> None:
-    from featurelake.config import load_settings
+    from featurelake.core.config import load_settings
     from featurelake.feature_store.auth import Authorizer
     from featurelake.feature_store.definitions import load_feature_views
     from featurelake.feature_store.online import load_serving_config
@@ -748,7 +748,7 @@ def test_role_listing_an_undeclared_view_is_rejected() -> None:
 
 
 def test_serving_conf_error_names_the_file_and_key(tmp_path: Path) -> None:
-    from featurelake.config import ConfigError, Settings
+    from featurelake.core.config import ConfigError, Settings
     from featurelake.feature_store.online import load_serving_config
 
     bad = tmp_path / "serving.yaml"
@@ -771,7 +771,7 @@ def test_serving_conf_error_names_the_file_and_key(tmp_path: Path) -> None:
 ])
 def test_invalid_serving_setting_names_the_file_and_key(tmp_path: Path, text: str,
                                                             problem: str) -> None:
-    from featurelake.config import ConfigError, Settings
+    from featurelake.core.config import ConfigError, Settings
     from featurelake.feature_store.online import load_serving_config
 
     bad = tmp_path / "serving.yaml"

@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import py4j.clientserver
 import pytest
-from featurelake.session import local_frame, run_constant
+from featurelake.core.session import local_frame, run_constant
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql import types as T

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
-from featurelake.silver import build_silver, load_table_specs
 from featurelake.delta import DeltaTables
+from featurelake.lakehouse.silver import build_silver, load_table_specs
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -608,7 +608,7 @@ JOB = _load_job()
 
 
 def run_silver_job(spark, root: Path, *extra: str) -> int:
-    from featurelake.runner import run_job
+    from featurelake.core.runner import run_job
 
     argv = [
         "--conf-dir",
@@ -850,7 +850,7 @@ def _independent_credit_counts(path: Path) -> dict[str, int]:
 
 @pytest.mark.realdata
 def test_real_datasets_bronze_to_silver_reconcile_exactly(spark, tmp_path, shared_data, capsys):
-    from featurelake.runner import run_job
+    from featurelake.core.runner import run_job
 
     files = {"online_retail": "online_retail.csv.gz", "credit_clients": "uci_credit_card.csv.gz"}
     for source, name in files.items():
@@ -932,7 +932,7 @@ def test_real_datasets_bronze_to_silver_reconcile_exactly(spark, tmp_path, share
 
 def test_bad_file_through_bronze_and_silver_quarantines_each_bad_row(spark, tmp_path):
     """Malformed lines, wrong types and an extra field: no crash, each bad row with reasons."""
-    from featurelake.runner import run_job
+    from featurelake.core.runner import run_job
 
     landing = tmp_path / "landing" / "online_retail"
     landing.mkdir(parents=True)
@@ -985,7 +985,7 @@ def test_bad_file_through_bronze_and_silver_quarantines_each_bad_row(spark, tmp_
 
 def test_values_that_would_parse_to_something_else_are_quarantined_by_name(spark, tmp_path):
     """1e400 (Infinity as a double), an amount overflowing a double, a byte not in UTF-8."""
-    from featurelake.runner import run_job
+    from featurelake.core.runner import run_job
 
     landing = tmp_path / "landing" / "online_retail"
     landing.mkdir(parents=True)
@@ -1032,7 +1032,7 @@ def test_values_that_would_parse_to_something_else_are_quarantined_by_name(spark
 def _accounts_spec(unique_column: str | None, *more_rules: dict):
     """A small declaration: accounts deduplicated on id, a unique rule on ``unique_column``
     (no rule when None), then ``more_rules``."""
-    from featurelake.silver import SilverTableSpec
+    from featurelake.lakehouse.silver import SilverTableSpec
 
     rules = [{"type": "unique", "column": unique_column}] if unique_column else []
     rules += more_rules
@@ -1236,7 +1236,7 @@ def test_ties_on_every_lineage_column_go_to_the_same_record_in_silver_and_classi
 
 
 def test_a_silver_table_whose_quarantine_is_of_another_run_is_refused(spark, tmp_path):
-    from featurelake.silver import SilverPairError, read_silver, read_silver_pair
+    from featurelake.lakehouse.silver import SilverPairError, read_silver, read_silver_pair
 
     tables = DeltaTables(spark)
     silver, quarantine = str(tmp_path / "t"), str(tmp_path / "t_quarantine")

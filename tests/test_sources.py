@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from featurelake.config import ConfigError, load_settings
-from featurelake.sources import load_source_file, load_sources
+from featurelake.core.config import ConfigError, load_settings
+from featurelake.lakehouse.sources import load_source_file, load_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 

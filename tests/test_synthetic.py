@@ -16,10 +16,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from featurelake.config import SyntheticSettings, load_settings
-from featurelake.runner import run_job
-from featurelake.sources import load_sources
-from featurelake.synthetic import (
+from featurelake.core.config import SyntheticSettings, load_settings
+from featurelake.core.runner import run_job
+from featurelake.delta import DeltaTables
+from featurelake.devtools.synthetic import (
     CREDIT_CLIENT_COLUMNS,
     CUSTOMER_PROFILE_COLUMNS,
     FIRST_CUSTOMER_ID,
@@ -28,7 +28,7 @@ from featurelake.synthetic import (
     customer_profile_lines,
     online_retail_lines,
 )
-from featurelake.delta import DeltaTables
+from featurelake.lakehouse.sources import load_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 DIRTY = SyntheticSettings(

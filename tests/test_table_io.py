@@ -534,7 +534,7 @@ def test_data_files_are_zstd_without_dictionaries_by_default(spark, tables, tmp_
 
 
 def test_compression_and_dictionaries_come_from_the_delta_settings(spark, tmp_path, backend):
-    from featurelake.config import DeltaSettings
+    from featurelake.core.config import DeltaSettings
 
     delta = DeltaSettings(backend=backend, parquet_compression="snappy", parquet_dictionary=True)
     tables = DeltaTables.for_settings(spark, delta, Lineage(job="test"))

@@ -21,7 +21,8 @@ from typing import Any, Literal, get_args
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
-from featurelake.config import DeltaSettings, ParquetCodec
+from featurelake.core.config import DeltaSettings, ParquetCodec
+from featurelake.core.session import arrow_rows
 from featurelake.delta.backend import TableBackend
 from featurelake.delta.model import (
     AppTransaction,
@@ -37,7 +38,6 @@ from featurelake.delta.model import (
 from featurelake.delta.native import NativeBackend, native_delta_available, not_available
 from featurelake.delta.rs import RsBackend
 from featurelake.delta.schema import nullable, resolve_schema
-from featurelake.session import arrow_rows
 
 __all__ = ["DeltaTables"]
 

@@ -26,7 +26,8 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from featurelake.config import Settings, load_settings
+from featurelake.core.config import Settings, load_settings
+from featurelake.core.session import build_spark_session
 from featurelake.delta import DeltaTables, Lineage
 from featurelake.feature_store.definitions import (
     FeatureRef,
@@ -43,7 +44,6 @@ from featurelake.feature_store.registry import (
     registry_path,
     source_versions,
 )
-from featurelake.session import build_spark_session
 
 __all__ = ["FeatureStore", "TrainingSet", "current_user"]
 

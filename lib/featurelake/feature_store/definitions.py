@@ -46,7 +46,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from featurelake.config import ConfigError, Settings, load_yaml_file, parse_model
+from featurelake.core.config import ConfigError, Settings, load_yaml_file, parse_model
 
 __all__ = [
     "FEATURE_DTYPES",

@@ -42,7 +42,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, FloatType
 
-from featurelake.config import Settings
+from featurelake.core.config import Settings
 from featurelake.delta import DeltaTables, TableNotFoundError
 from featurelake.feature_store.definitions import FeatureView
 from featurelake.feature_store.offline import view_frame

@@ -43,7 +43,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from featurelake.config import Settings, load_yaml_file, parse_model
+from featurelake.core.config import Settings, load_yaml_file, parse_model
 from featurelake.feature_store.auth import AccessConfig
 from featurelake.feature_store.definitions import FeatureView
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from featurelake.config import Settings, load_settings
+from featurelake.core.config import Settings, load_settings
 from featurelake.feature_store.auth import Authorizer
 from featurelake.feature_store.definitions import (
     FeatureView,

@@ -38,10 +38,10 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from featurelake.config import Settings
+from featurelake.core.config import Settings
+from featurelake.core.session import local_frame
 from featurelake.delta import DeltaTables
 from featurelake.feature_store.definitions import FeatureView, UnknownFeatureError
-from featurelake.session import local_frame
 
 __all__ = [
     "REGISTRY_SCHEMA",

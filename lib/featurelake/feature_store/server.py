@@ -49,7 +49,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from featurelake.config import Settings, load_settings
+from featurelake.core.config import Settings, load_settings
 from featurelake.feature_store.auth import (
     AuthenticationError,
     AuthorizationError,

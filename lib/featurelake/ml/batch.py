@@ -19,6 +19,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from featurelake.core.runner import JobContext
 from featurelake.ml.scoring import (
     ResolvedModel,
     ScoringPath,
@@ -28,7 +29,6 @@ from featurelake.ml.scoring import (
     split_scorable,
     with_prediction_metadata,
 )
-from featurelake.runner import JobContext
 
 __all__ = ["ScoreOptions", "build_features_for", "run_score"]
 
@@ -85,7 +85,7 @@ def build_features_for(
     Raises:
         ValueError: the input cannot produce ``feature_table``.
     """
-    from featurelake import gold
+    from featurelake.lakehouse import gold
 
     config = gold.load_gold_config(ctx.settings.conf_path(gold.GOLD_CONFIG_FILE))
     if _is_table(options.input):
@@ -110,8 +110,8 @@ def build_features_for(
 def _silver_to_features(
     silver: DataFrame, feature_table: str, config: Any, as_of: datetime
 ) -> DataFrame:
-    from featurelake import gold
-    from featurelake.features.customers import as_of_timestamps
+    from featurelake.lakehouse import gold
+    from featurelake.lakehouse.feature_library.customers import as_of_timestamps
 
     if feature_table == "gold/credit_features":
         features, _labels = gold.build_credit_gold(silver, config.credit)
@@ -124,8 +124,8 @@ def _silver_to_features(
 
 def _raw_to_silver(ctx: JobContext, options: ScoreOptions, as_of: datetime) -> DataFrame:
     """Raw files through the bronze parser and the silver rules, in memory."""
-    from featurelake import bronze, silver
-    from featurelake.sources import load_sources
+    from featurelake.lakehouse import bronze, silver
+    from featurelake.lakehouse.sources import load_sources
 
     if not options.source:
         raise ValueError("raw input needs --source (a declaration in conf/sources)")

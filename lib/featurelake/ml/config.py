@@ -14,7 +14,7 @@ Validation happens in two steps, both before any Spark job runs:
    against the Spark estimator, feature lists without duplicates, a k range that is a range.
 2. :func:`check_columns` checks every referenced column against the schemas of the tables.
 
-Every error is a :class:`~featurelake.config.ConfigError` naming the file and the key path.
+Every error is a :class:`~featurelake.core.config.ConfigError` naming the file and the key path.
 
 Example:
     >>> config = load_model_config("conf/models/credit_default.yaml")
@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pyspark.sql.types import NumericType, StringType, StructType
 
-from featurelake.config import ConfigError, load_yaml_file, parse_model
+from featurelake.core.config import ConfigError, load_yaml_file, parse_model
 
 __all__ = [
     "AlgorithmConfig",

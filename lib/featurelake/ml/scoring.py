@@ -19,7 +19,7 @@ from typing import Literal
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from featurelake.cleaning import compact_array
+from featurelake.lakehouse.cleaning import compact_array
 
 __all__ = [
     "MissingColumnsError",

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from featurelake.config import MlflowSettings
+from featurelake.core.config import MlflowSettings
 
 __all__ = ["TrackingTarget", "code_version", "configure_tracking", "lineage_tags",
            "pip_requirements"]

@@ -2,7 +2,7 @@
 
 A job is a function ``body(ctx, args)``; :func:`run_job` parses the common options, loads and
 validates the whole configuration directory before building the session
-(:func:`~featurelake.config_check.validate_configuration`), builds the session once, times the
+(:func:`~featurelake.core.validation.validate_configuration`), builds the session once, times the
 run and logs its summary (rows read and written per table, duration, status).
 """
 
@@ -23,11 +23,11 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from featurelake.config import ConfigError, Settings
-from featurelake.config_check import validate_configuration
+from featurelake.core.config import ConfigError, Settings
+from featurelake.core.logs import configure_logging
+from featurelake.core.session import build_spark_session
+from featurelake.core.validation import validate_configuration
 from featurelake.delta import DeltaTables, Lineage, TableIOError
-from featurelake.logs import configure_logging
-from featurelake.session import build_spark_session
 
 __all__ = ["DataError", "JobContext", "JobOutcome", "TransientError", "execute_job", "run_job"]
 

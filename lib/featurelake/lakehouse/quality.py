@@ -34,8 +34,8 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from featurelake.cleaning import compact_array, quoted
-from featurelake.session import run_constant
+from featurelake.core.session import run_constant
+from featurelake.lakehouse.cleaning import compact_array, quoted
 
 __all__ = [
     "CheckOutcome",

@@ -44,7 +44,12 @@ from pyspark.sql import Column, DataFrame, Observation, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from featurelake.cleaning import (
+from featurelake.core.concurrency import run_concurrently
+from featurelake.core.config import ConfigError, load_yaml_file, parse_model
+from featurelake.core.runner import DataError, JobContext
+from featurelake.core.session import local_frame, run_constant
+from featurelake.delta import DeltaTables, StagedWrite, TableNotFoundError
+from featurelake.lakehouse.cleaning import (
     PARSE_ERRORS,
     ColumnSpec,
     compact_array,
@@ -52,11 +57,13 @@ from featurelake.cleaning import (
     with_derived_columns,
     with_parsed_columns,
 )
-from featurelake.concurrency import run_concurrently
-from featurelake.config import ConfigError, load_yaml_file, parse_model
-from featurelake.delta import DeltaTables, StagedWrite, TableNotFoundError
-from featurelake.pii import PiiColumn, hmac_sha256_hex, load_pii_key, with_pseudonymised_columns
-from featurelake.quality import (
+from featurelake.lakehouse.pii import (
+    PiiColumn,
+    hmac_sha256_hex,
+    load_pii_key,
+    with_pseudonymised_columns,
+)
+from featurelake.lakehouse.quality import (
     FAILED_RULES,
     FATAL_RULES,
     RULE_COLUMNS,
@@ -70,8 +77,6 @@ from featurelake.quality import (
     table_check_aggregates,
     with_rule_failures,
 )
-from featurelake.runner import DataError, JobContext
-from featurelake.session import local_frame, run_constant
 
 __all__ = [
     "BronzeSchemaError",

@@ -17,7 +17,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql.types import ArrayType, LongType, StringType, StructField, StructType
 
-from featurelake.features.credit import BILL_AMT, MONTHS, PAY_AMT, PAY_STATUS
+from featurelake.lakehouse.feature_library.credit import BILL_AMT, MONTHS, PAY_AMT, PAY_STATUS
 
 __all__ = [
     "FEATURE_METADATA_SCHEMA",

@@ -2,7 +2,7 @@
 
 The pure part (configuration, snapshot ranges, :func:`build_credit_gold`,
 :func:`build_customer_gold`) only composes the feature library in
-:mod:`featurelake.features`. :func:`run_gold` is the I/O edge shared by the ``gold`` and
+:mod:`featurelake.lakehouse.feature_library`. :func:`run_gold` is the I/O edge shared by the ``gold`` and
 ``feature-pipeline`` jobs: it reads silver through ``ctx.tables``, calls the pure part and
 writes each gold table together with its feature metadata (``gold/_feature_metadata`` rows and
 commit metadata naming the preprocessing configuration).
@@ -28,21 +28,21 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from featurelake.concurrency import run_concurrently
-from featurelake.config import load_yaml_file, parse_model
-from featurelake.features.credit import (
+from featurelake.core.concurrency import run_concurrently
+from featurelake.core.config import load_yaml_file, parse_model
+from featurelake.lakehouse.feature_library.credit import (
     build_credit_features,
     select_credit_features,
     select_credit_labels,
 )
-from featurelake.features.customers import (
+from featurelake.lakehouse.feature_library.customers import (
     as_of_points,
     as_of_timestamps,
     as_utc,
     build_customer_features,
     end_of_day,
 )
-from featurelake.features.metadata import (
+from featurelake.lakehouse.feature_library.metadata import (
     FEATURE_METADATA_SCHEMA,
     FeatureSpec,
     credit_feature_specs,
@@ -53,7 +53,7 @@ from featurelake.features.metadata import (
 )
 
 if TYPE_CHECKING:
-    from featurelake.runner import JobContext
+    from featurelake.core.runner import JobContext
 
 __all__ = [
     "GOLD_CONFIG_FILE",
@@ -166,7 +166,7 @@ def build_credit_gold(clients: DataFrame, config: CreditGoldConfig) -> tuple[Dat
 
 def build_customer_gold(transactions: DataFrame, points: DataFrame,
                         config: CustomerGoldConfig) -> DataFrame:
-    """Customer features for every as-of point (see :mod:`featurelake.features.customers`).
+    """Customer features for every as-of point (see :mod:`featurelake.lakehouse.feature_library.customers`).
 
     Raises:
         MissingColumnsError: a silver column is missing.
@@ -308,7 +308,7 @@ def _write_with_metadata(
 
 def _read_silver(ctx: JobContext, table: str) -> DataFrame:
     """A silver table, refused when its quarantine was built by another run."""
-    from featurelake.silver import read_silver
+    from featurelake.lakehouse.silver import read_silver
 
     return read_silver(
         ctx.tables, ctx.path("silver", table), ctx.path("silver", f"{table}_quarantine")
@@ -347,7 +347,7 @@ def _transaction_span(
 
 
 def _run_customers(ctx: JobContext, config: GoldConfig, options: GoldRunOptions) -> None:
-    from featurelake.runner import DataError
+    from featurelake.core.runner import DataError
 
     path = ctx.path("silver", "transactions")
     transactions = _read_silver(ctx, "transactions")

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from featurelake.features import require_columns
+from featurelake.lakehouse.feature_library import require_columns
 
 __all__ = [
     "CREDIT_FEATURE_COLUMNS",

@@ -46,8 +46,8 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, StructField, StructType, TimestampType
 
-from featurelake.features import require_columns
-from featurelake.session import local_frame
+from featurelake.core.session import local_frame
+from featurelake.lakehouse.feature_library import require_columns
 
 __all__ = [
     "ACTIVITY_COLUMNS",

@@ -22,8 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from featurelake.config import ConfigError, Settings, load_yaml_file, parse_model
-from featurelake.runner import DataError, JobOutcome, TransientError, execute_job
+from featurelake.core.config import ConfigError, Settings, load_yaml_file, parse_model
+from featurelake.core.runner import DataError, JobOutcome, TransientError, execute_job
 
 __all__ = [
     "PipelineSpec",

@@ -21,9 +21,9 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from featurelake.config import Settings, load_settings
+from featurelake.core.config import Settings, load_settings
+from featurelake.core.session import build_spark_session
 from featurelake.delta import DeltaTables, Lineage
-from featurelake.session import build_spark_session
 
 __all__ = [
     "Workspace",

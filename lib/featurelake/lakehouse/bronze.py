@@ -48,9 +48,9 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
 
-from featurelake.runner import DataError
-from featurelake.session import run_constant
-from featurelake.sources import ReaderOptions, SourceSpec
+from featurelake.core.runner import DataError
+from featurelake.core.session import run_constant
+from featurelake.lakehouse.sources import ReaderOptions, SourceSpec
 
 __all__ = [
     "BATCH_ID",

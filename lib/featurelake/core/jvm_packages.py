@@ -277,7 +277,7 @@ def _spark_artifacts(home: Path) -> frozenset[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m featurelake.jvm_packages [--delta] [coordinate...]``: print the jars.
+    """``python -m featurelake.core.jvm_packages [--delta] [coordinate...]``: print the jars.
 
     Prints the resolved jars comma-separated on stdout (nothing when unavailable) and one
     line on stderr saying why they are unavailable. Exit code 0 either way: the caller
@@ -285,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     import argparse
 
-    parser = argparse.ArgumentParser(prog="featurelake.jvm_packages")
+    parser = argparse.ArgumentParser(prog="featurelake.core.jvm_packages")
     parser.add_argument("--delta", action="store_true", help="the delta-spark jar")
     parser.add_argument("coordinates", nargs="*")
     parser.add_argument("--cache-dir", type=Path, default=None)

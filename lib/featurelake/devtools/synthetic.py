@@ -6,7 +6,7 @@ gives byte-identical files. Each transformation takes the ``spark.range(0, n, 1,
 and returns one string column ``value``: the file lines, including a header line at the start
 of every partition (= every output file) for CSV layouts.
 
-Dirt, at the rates of :class:`~featurelake.config.SyntheticSettings`:
+Dirt, at the rates of :class:`~featurelake.core.config.SyntheticSettings`:
 
 * online retail: missing CustomerID and cancellations (``C`` invoice, negative quantities) per
   invoice; zero or negative prices, duplicated lines, malformed lines (a field missing, an extra
@@ -29,7 +29,7 @@ from datetime import date, datetime, timezone
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from featurelake.config import SyntheticSettings
+from featurelake.core.config import SyntheticSettings
 
 __all__ = [
     "CREDIT_CLIENT_COLUMNS",

@@ -18,7 +18,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from featurelake.config import DeltaSettings, SparkSettings
+from featurelake.core.config import DeltaSettings, SparkSettings
 
 __all__ = ["arrow_rows", "build_spark_session", "local_frame", "run_constant"]
 
@@ -36,7 +36,7 @@ def build_spark_session(
 
     In a plain Python process (tests, notebooks, ``featurelake <job>``) that starts the JVM
     itself, delta-spark's jars are resolved from the local cache or Maven Central
-    (:mod:`featurelake.jvm_packages`) unless ``delta.backend`` is ``delta-rs``; when they
+    (:mod:`featurelake.core.jvm_packages`) unless ``delta.backend`` is ``delta-rs``; when they
     cannot be had, one warning says why and the tables use delta-rs. Under ``spark-submit``
     the JVM is already running: ``spark-submit.sh`` resolved them.
 
@@ -125,7 +125,7 @@ def _with_delta_jars(builder: SparkSession.Builder, delta: DeltaSettings) -> Any
     """Put delta-spark on the classpath of the JVM about to start, when it can be had."""
     if delta.backend == "delta-rs":
         return builder
-    from featurelake.jvm_packages import DELTA_SPARK_CONF, delta_coordinates, resolve_packages
+    from featurelake.core.jvm_packages import DELTA_SPARK_CONF, delta_coordinates, resolve_packages
 
     found = resolve_packages(delta_coordinates())
     if not found.ok:

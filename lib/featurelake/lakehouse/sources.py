@@ -27,7 +27,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from featurelake.config import ConfigError, Settings, load_yaml_file, parse_model
+from featurelake.core.config import ConfigError, Settings, load_yaml_file, parse_model
 
 __all__ = [
     "ColumnSpec",

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from featurelake.cleaning import quoted
+from featurelake.lakehouse.cleaning import quoted
 
 log = logging.getLogger(__name__)
 

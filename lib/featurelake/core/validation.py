@@ -6,12 +6,12 @@ create), and parses every declaration in the configuration directory with the pa
 uses:
 
 =====================================  ===================================================
-``sources/*.yaml``                     :func:`featurelake.sources.load_sources`
-``<silver.tables_dir>/*.yaml``         :func:`featurelake.silver.load_table_specs`
-``features_gold.yaml``                 :func:`featurelake.gold.load_gold_config`
+``sources/*.yaml``                     :func:`featurelake.lakehouse.sources.load_sources`
+``<silver.tables_dir>/*.yaml``         :func:`featurelake.lakehouse.silver.load_table_specs`
+``features_gold.yaml``                 :func:`featurelake.lakehouse.gold.load_gold_config`
 ``<feature_store.definitions_dir>/``   :func:`featurelake.feature_store.load_feature_views`
 ``models/*.yaml``                      :func:`featurelake.ml.config.load_model_config`
-``pipeline.yaml``                      :func:`featurelake.pipeline.load_pipeline`
+``pipeline.yaml``                      :func:`featurelake.core.pipeline.load_pipeline`
 ``serving.yaml``                       :func:`featurelake.feature_store.online.load_serving_config`,
                                        its roles checked against the feature views
 =====================================  ===================================================
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
-from featurelake.config import (
+from featurelake.core.config import (
     ConfigError,
     Settings,
     SettingsWithSources,
@@ -179,14 +179,14 @@ def _has_yaml(folder: Path) -> bool:
 
 
 def _check_sources(settings: Settings) -> None:
-    from featurelake.sources import SOURCES_DIR, load_sources
+    from featurelake.lakehouse.sources import SOURCES_DIR, load_sources
 
     if _has_yaml(settings.conf_path(SOURCES_DIR)):
         load_sources(settings)
 
 
 def _check_silver_tables(settings: Settings) -> None:
-    from featurelake.silver import load_table_specs
+    from featurelake.lakehouse.silver import load_table_specs
 
     folder = settings.conf_path(settings.silver.tables_dir)
     if _has_yaml(folder):
@@ -194,7 +194,7 @@ def _check_silver_tables(settings: Settings) -> None:
 
 
 def _check_gold(settings: Settings) -> None:
-    from featurelake.gold import GOLD_CONFIG_FILE, load_gold_config
+    from featurelake.lakehouse.gold import GOLD_CONFIG_FILE, load_gold_config
 
     file = settings.conf_path(GOLD_CONFIG_FILE)
     if file.is_file():
@@ -215,7 +215,7 @@ def _check_models(settings: Settings) -> None:
 
 
 def _check_pipeline(settings: Settings) -> None:
-    from featurelake.pipeline import load_pipeline
+    from featurelake.core.pipeline import load_pipeline
 
     if settings.conf_path("pipeline.yaml").is_file():
         load_pipeline(settings)

@@ -1,0 +1,1 @@
+"""Tools for development and exploration: the synthetic data generator, notebook helpers."""
