@@ -66,7 +66,6 @@ numbers move with it.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -107,12 +106,9 @@ CREDIT_COLUMNS = (
 
 
 def _load_job(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"featurelake_job_{name}",
-                                                  ROOT / "jobs" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from featurelake.core.pipeline import load_job_module
+
+    return load_job_module(name)
 
 
 JOBS = {name: _load_job(name) for name in ("generate_data", "bronze", "silver", "gold")}

@@ -1,27 +1,8 @@
-"""Run silver then gold in one Spark session (the original pipeline's feature-pipeline alias).
+"""Run silver then gold in one Spark session (the original pipeline's feature-pipeline alias)."""
 
-    ./spark-submit.sh feature-pipeline [gold options: --as-of, --snapshot-start, ...]
-
-Silver is featurelake.lakehouse.silver.run_silver(ctx) (every table in conf/tables/); gold is
-featurelake.lakehouse.gold.run_gold(ctx, options) with the same options as the gold job.
-"""
-
-import argparse
 import sys
 
-from featurelake.core.runner import JobContext, run_job
-from featurelake.lakehouse.gold import add_gold_arguments, gold_options_from_args, run_gold
-from featurelake.lakehouse.silver import run_silver
-
-# The pipeline runner finds a job's options under this name.
-add_arguments = add_gold_arguments
-
-
-def main(ctx: JobContext, args: argparse.Namespace) -> None:
-    options = gold_options_from_args(args)  # reject bad gold options before silver runs
-    run_silver(ctx)  # records its counts in ctx.summary["silver"]
-    run_gold(ctx, options)
-
+from featurelake.cli import main
 
 if __name__ == "__main__":
-    sys.exit(run_job("feature-pipeline", main, add_arguments=add_gold_arguments))
+    sys.exit(main(["feature-pipeline", *sys.argv[1:]]))

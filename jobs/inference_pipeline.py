@@ -1,30 +1,8 @@
-"""The original shortcut: inference-pipeline MODEL_URI INPUT OUTPUT.
+"""The original shortcut: inference-pipeline MODEL_URI INPUT OUTPUT."""
 
-    ./spark-submit.sh inference-pipeline models:/credit_default@champion \
-        silver/credit_clients predictions/credit_default
-"""
-
-import argparse
 import sys
 
-from featurelake.core.runner import JobContext, run_job
-from featurelake.ml.batch import ScoreOptions, run_score
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model_uri")
-    parser.add_argument("input", help="<layer>/<table> or raw file path/glob")
-    parser.add_argument("output", help="<layer>/<table> for the predictions")
-    parser.add_argument("--model-config", default="credit_default")
-    parser.add_argument("--source", default=None)
-    parser.add_argument("--path", choices=["auto", "native", "pyfunc"], default="auto")
-
-
-def main(ctx: JobContext, args: argparse.Namespace) -> None:
-    run_score(ctx, ScoreOptions(model_uri=args.model_uri, input=args.input, output=args.output,
-                                model_config=args.model_config, source=args.source,
-                                path=args.path))
-
+from featurelake.cli import main
 
 if __name__ == "__main__":
-    sys.exit(run_job("inference-pipeline", main, add_arguments=add_arguments))
+    sys.exit(main(["inference-pipeline", *sys.argv[1:]]))

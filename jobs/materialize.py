@@ -1,68 +1,8 @@
-"""Load the latest feature values per entity into the online store (incremental).
+"""Load the latest feature values per entity into the online store (incremental)."""
 
-    ./spark-submit.sh materialize                       # every view declared online: true
-    ./spark-submit.sh materialize --view customer_rfm --up-to 2011-12-09T00:00:00Z
-    ./spark-submit.sh materialize --full                # ignore the bookmarks, reload all
-
-The store (SQLite file or Redis) comes from conf/serving.yaml (online_store). Each view's
-bookmark (source Delta version and cut-off of the last run) is kept in the store, so a rerun
-only loads rows added or changed since; see featurelake.feature_store.materialize.
-"""
-
-import argparse
 import sys
-from collections.abc import Sequence
-from datetime import datetime, timezone
 
-from featurelake.core.runner import JobContext, run_job
-from featurelake.feature_store.definitions import load_feature_views
-from featurelake.feature_store.materialize import materialize_view
-from featurelake.feature_store.online import load_serving_config, open_online_store
-from pyspark.sql import SparkSession
-
-
-def _timestamp(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an ISO-8601 time such as 2011-12-09T00:00:00Z, got {text!r}") from None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--view", action="append", default=[], metavar="NAME",
-                        help="feature view to materialise (repeatable; default: every online view)")
-    parser.add_argument("--up-to", type=_timestamp, default=None, metavar="TIMESTAMP",
-                        help="only rows with event time at or before this time (UTC if no zone)")
-    parser.add_argument("--full", action="store_true",
-                        help="ignore the bookmarks and consider every source row")
-
-
-def main(ctx: JobContext, args: argparse.Namespace) -> None:
-    views = load_feature_views(ctx.settings)
-    unknown = [v for v in args.view if v not in views]
-    if unknown:
-        raise ValueError(f"unknown feature view(s) {unknown}; declared: {sorted(views)}")
-    chosen = [views[v] for v in args.view] if args.view else [v for v in views.values() if v.online]
-    serving = load_serving_config(ctx.settings)
-    store = open_online_store(serving.online_store)
-    try:
-        results = [
-            materialize_view(ctx.tables, ctx.settings, view, store, up_to=args.up_to,
-                             full=args.full, batch_size=serving.online_store.write_batch_size)
-            for view in chosen
-        ]
-    finally:
-        store.close()
-    ctx.summary["online_store"] = repr(store)
-    ctx.summary["views"] = {r.view: r.as_dict() for r in results}
-
-
-def run_materialize(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -> int:
-    """Run the job (tests and the pipeline pass a session)."""
-    return run_job("materialize", main, argv=argv, add_arguments=add_arguments, spark=spark)
-
+from featurelake.cli import main
 
 if __name__ == "__main__":
-    sys.exit(run_materialize())
+    sys.exit(main(["materialize", *sys.argv[1:]]))

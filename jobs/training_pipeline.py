@@ -1,41 +1,8 @@
-"""Train segmentation and classifiers, then promote their challengers (the three ML jobs).
+"""Train segmentation and classifiers, then promote their challengers (the three ML jobs)."""
 
-    ./spark-submit.sh training-pipeline
-    ./spark-submit.sh training-pipeline --features-version 3 --no-promote
-
-Runs train-segmentation, train-classifier and promote in one Spark session, with every model
-config in conf/models; the first failure stops the pipeline.
-"""
-
-import argparse
-import dataclasses
 import sys
-from pathlib import Path
 
-from featurelake.core.pipeline import load_job_module
-from featurelake.core.runner import JobContext, run_job
-
-STEPS = ("train-segmentation", "train-classifier", "promote")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--features-version", type=int, default=None,
-                        help="train on this Delta version of the gold tables")
-    parser.add_argument("--no-promote", action="store_true", help="skip the promotion step")
-
-
-def main(ctx: JobContext, args: argparse.Namespace) -> None:
-    jobs_dir = Path(__file__).resolve().parent
-    for step in STEPS:
-        if step == "promote" and args.no_promote:
-            continue
-        module = load_job_module(jobs_dir, step)
-        step_args = argparse.Namespace(model_config=None, no_register=False,
-                                       features_version=args.features_version)
-        step_ctx = dataclasses.replace(ctx, summary={})
-        module.main(step_ctx, step_args)
-        ctx.summary[step] = step_ctx.summary
-
+from featurelake.cli import main
 
 if __name__ == "__main__":
-    sys.exit(run_job("training-pipeline", main, add_arguments=add_arguments))
+    sys.exit(main(["training-pipeline", *sys.argv[1:]]))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 from featurelake.core.pipeline import load_job_module
 from featurelake.core.runner import run_job
@@ -39,7 +38,7 @@ def main() -> int:
 
     rs._commit_adds = die_at_the_nth(rs._commit_adds)
     native.NativeBackend._save = die_at_the_nth(native.NativeBackend._save)
-    module = load_job_module(Path(__file__).resolve().parents[1] / "jobs", job)
+    module = load_job_module(job)
     return run_job(job, module.main, argv=argv, add_arguments=module.add_arguments)
 
 

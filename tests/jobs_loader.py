@@ -11,4 +11,4 @@ JOBS = Path(__file__).resolve().parents[1] / "jobs"
 
 
 def load(job: str) -> ModuleType:
-    return load_job_module(JOBS, job)
+    return load_job_module(job)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import os
 import shutil
 from datetime import datetime, timezone
@@ -11,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
-from featurelake.core.runner import DataError, run_job
+from featurelake.core.errors import DataError
+from featurelake.core.runner import run_job
 from featurelake.delta import DeltaTables
 from featurelake.lakehouse.bronze import (
     ChangedFileError,
@@ -304,11 +304,9 @@ def test_plan_compares_with_the_latest_ledger_entry():
 
 
 def _load_job():
-    spec = importlib.util.spec_from_file_location("featurelake_job_bronze",
-                                                  ROOT / "jobs" / "bronze.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from featurelake.core.pipeline import load_job_module
+
+    return load_job_module("bronze")
 
 
 JOB = _load_job()

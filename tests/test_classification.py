@@ -49,7 +49,7 @@ LABEL_SCHEMA = StructType([StructField("id", LongType()),
 def load_job(name: str):
     from featurelake.core.pipeline import load_job_module
 
-    return load_job_module(JOBS, name)
+    return load_job_module(name)
 
 
 def client_rows(ids: range) -> tuple[list[tuple], list[tuple]]:

@@ -22,8 +22,8 @@ from featurelake.lakehouse.silver import read_silver, read_silver_pair
 from pyspark.sql import functions as F
 
 ROOT = Path(__file__).resolve().parents[1]
-BRONZE = load_job_module(ROOT / "jobs", "bronze")
-SILVER = load_job_module(ROOT / "jobs", "silver")
+BRONZE = load_job_module("bronze")
+SILVER = load_job_module("silver")
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
 AS_OF = "2012-01-01T00:00:00"
 

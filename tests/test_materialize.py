@@ -6,7 +6,6 @@ real redis-server, and reads the store back; expected values are worked out by h
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -218,11 +217,9 @@ def test_changed_view_definition_triggers_a_full_run(spark, tables, settings,
 
 
 def _load_job(name: str):
-    spec = importlib.util.spec_from_file_location(f"job_{name}", PROJECT / "jobs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+    from featurelake.core.pipeline import load_job_module
+
+    return load_job_module(name)
 
 
 def test_materialize_job_loads_views_from_conf_and_reports_counts(spark, tmp_path: Path) -> None:

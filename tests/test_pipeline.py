@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from featurelake.core.config import ConfigError, Settings
+from featurelake.core.errors import DataError, TransientError
 from featurelake.core.pipeline import (
     PipelineSpec,
     RetryPolicy,
@@ -15,11 +16,10 @@ from featurelake.core.pipeline import (
     plan_stages,
     run_pipeline,
 )
-from featurelake.core.runner import DataError, TransientError
 
 JOB = """
 from pathlib import Path
-from featurelake.core.runner import DataError, TransientError
+from featurelake.core.errors import DataError, TransientError
 
 def add_arguments(parser):
     parser.add_argument("--marker", required=True)
@@ -51,6 +51,16 @@ def _jobs(tmp_path: Path, **behaviours: str) -> Path:
     return jobs
 
 
+def _load_file(jobs: Path, job: str):
+    import importlib.util
+
+    file = jobs / f"{job.replace('-', '_')}.py"
+    spec = importlib.util.spec_from_file_location(f"pipeline_test_{file.stem}", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _run(spark, tmp_path, spec, stages, jobs):
     conf = Path(__file__).resolve().parents[1] / "conf"
     recorded: list[tuple[str, str, int]] = []
@@ -62,7 +72,7 @@ def _run(spark, tmp_path, spec, stages, jobs):
     results = run_pipeline(
         spec,
         stages,
-        jobs_dir=jobs,
+        load=lambda job: _load_file(jobs, job),
         spark=spark,
         record=record,
         run_id="run-1",
@@ -183,13 +193,13 @@ def test_from_resumes_after_the_failure_is_fixed(spark, tmp_path):
 
 
 def test_every_job_exposes_main_and_its_options_for_the_pipeline():
-    from featurelake.core.pipeline import load_job_module
+    from featurelake.jobs import job_names, load_job
 
-    jobs = Path(__file__).resolve().parents[1] / "jobs"
-    for file in sorted(jobs.glob("*.py")):
-        if "run_job(" not in file.read_text():
+    entry_points = Path(__file__).resolve().parents[1] / "jobs"
+    for name in job_names():
+        job = load_job(name)
+        assert (entry_points / f"{job.module.__name__.rsplit('.', 1)[1]}.py").is_file(), name
+        if hasattr(job.module, "run"):
             continue  # serve runs uvicorn, not a Spark job
-        module = load_job_module(jobs, file.stem)
-        assert callable(getattr(module, "main", None)), file.name
-        if "add_arguments=" in file.read_text():
-            assert callable(getattr(module, "add_arguments", None)), file.name
+        assert callable(job.main), name
+        assert job.add_arguments is None or callable(job.add_arguments), name

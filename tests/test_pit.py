@@ -214,7 +214,7 @@ def test_join_uses_every_key_column(spark):
 
 def test_missing_entity_columns_are_named(spark):
     ents = spark.createDataFrame([("a",)], "customer_id string")
-    with pytest.raises(MissingColumnsError, match=r"entity rows lacks columns \['ts'\]"):
+    with pytest.raises(MissingColumnsError, match=r"entity rows: missing columns \['ts'\]"):
         join(ents, timeline(spark))
 
 

@@ -78,7 +78,7 @@ def argv(root: Path, config: Path) -> list[str]:
 def run_segmentation_job(spark: SparkSession, root: Path, config: Path) -> int:
     from featurelake.core.pipeline import load_job_module
 
-    job = load_job_module(PROJECT / "jobs", "train-segmentation")
+    job = load_job_module("train-segmentation")
     return run_job("train-segmentation", job.main, argv=argv(root, config),
                    add_arguments=job.add_arguments, spark=spark)
 
@@ -93,7 +93,7 @@ def segmented(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> 
     assert run_segmentation_job(spark, root, config) == 0
     from featurelake.core.pipeline import load_job_module
 
-    promote = load_job_module(PROJECT / "jobs", "promote")
+    promote = load_job_module("promote")
     assert run_job("promote", promote.main, argv=argv(root, config),
                    add_arguments=promote.add_arguments, spark=spark) == 0
     tracking = f"sqlite:///{root}/mlflow/mlflow.db"
@@ -313,7 +313,7 @@ def test_training_pipeline_trains_both_kinds_and_promotes(
                  f"{tmp_path}/gold/credit_features")
     tables.write(spark.createDataFrame([(i, int(i > 50)) for i in range(100)], "id long, y int"),
                  f"{tmp_path}/gold/credit_labels")
-    job = load_job_module(PROJECT / "jobs", "training-pipeline")
+    job = load_job_module("training-pipeline")
     args = argv(tmp_path, conf / "unused.yaml")[2:]  # the pipeline takes every config in conf
     args = [a for a in args if a not in ("--model-config", str(conf / "unused.yaml"))]
     assert run_job("training-pipeline", job.main, argv=["--conf-dir", str(conf), *args],

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import importlib.util
 import io
 import json
 from datetime import date, datetime
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
+from featurelake.core.pipeline import load_job_module
 from featurelake.delta import DeltaTables
 from featurelake.lakehouse.silver import build_silver, load_table_specs
 from pyspark.sql import functions as F
@@ -596,11 +596,7 @@ def test_customers_quarantine_holds_no_raw_pii(spark):
 
 
 def _load_job():
-    spec = importlib.util.spec_from_file_location(
-        "featurelake_job_silver", ROOT / "jobs" / "silver.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_job_module("silver")
     return module
 
 
@@ -856,11 +852,7 @@ def test_real_datasets_bronze_to_silver_reconcile_exactly(spark, tmp_path, share
     for source, name in files.items():
         (tmp_path / "landing" / source).mkdir(parents=True)
         (tmp_path / "landing" / source / name).symlink_to(shared_data / name)
-    spec = importlib.util.spec_from_file_location(
-        "featurelake_job_bronze", ROOT / "jobs" / "bronze.py"
-    )
-    bronze_job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bronze_job)
+    bronze_job = load_job_module("bronze")
     lake = tmp_path / "lake"
     overrides = [
         "--conf-dir",
@@ -944,11 +936,7 @@ def test_bad_file_through_bronze_and_silver_quarantines_each_bad_row(spark, tmp_
         "536368,22960,JAR,6,2010-12-01 08:34:00,4.25,13047,United Kingdom,EXTRA\n"
         "536369,21756,BATH\n"
     )
-    spec = importlib.util.spec_from_file_location(
-        "featurelake_job_bronze", ROOT / "jobs" / "bronze.py"
-    )
-    bronze_job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bronze_job)
+    bronze_job = load_job_module("bronze")
     lake = tmp_path / "lake"
     argv = [
         "--conf-dir",
@@ -996,11 +984,7 @@ def test_values_that_would_parse_to_something_else_are_quarantined_by_name(spark
         b"536367,84879,BIRD,2000000000,2010-12-01 08:34:00,1e300,13047,United Kingdom\n"
         b"536368,22960,JAR,6,2010-12-01 08:34:00,4.25,13047,Espa\xf1a\n"
     )
-    spec = importlib.util.spec_from_file_location(
-        "featurelake_job_bronze", ROOT / "jobs" / "bronze.py"
-    )
-    bronze_job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bronze_job)
+    bronze_job = load_job_module("bronze")
     lake = tmp_path / "lake"
     argv = ["--conf-dir", str(ROOT / "conf"), "--conf", f"lakehouse.root={lake}",
             "--conf", f"lakehouse.landing={tmp_path / 'landing'}", "--source", "online_retail"]

@@ -11,9 +11,10 @@ committed loses its claim (``bronze_claim_lost``), plans again and finds nothing
 that planned after the other committed finds nothing new at once. The per-round table is
 printed (``-s`` shows it).
 
-Opt-in (several minutes: two Spark drivers start per round):
+Opt-in (about a minute per round on two shared cores: two Spark drivers start per round):
 
     ./test.sh -m stress -s tests/test_stress_concurrency.py
+    FEATURELAKE_STRESS_ROUNDS=3 ./test.sh -m stress -s tests/test_stress_concurrency.py
 """
 
 from __future__ import annotations
@@ -29,14 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from featurelake.pipeline import load_job_module
+from featurelake.core.pipeline import load_job_module
 from featurelake.runner import run_job
 from pyspark.sql import functions as F
 
 ROOT = Path(__file__).resolve().parents[1]
-BRONZE = load_job_module(ROOT / "jobs", "bronze")
+BRONZE = load_job_module("bronze")
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
-ROUNDS = 20
+ROUNDS = int(os.environ.get("FEATURELAKE_STRESS_ROUNDS", "20"))
 FILES_PER_ROUND = 2
 LINES_PER_FILE = 300
 CHILD_TIMEOUT_S = 600
@@ -47,6 +48,7 @@ class ChildRun:
     """What one bronze process did, from its exit code and JSON log lines."""
 
     code: int
+    backend: str | None
     claims_lost: int
     rows_ingested: int | None
     stderr_tail: str
@@ -88,8 +90,10 @@ def _finish(child: subprocess.Popen[str]) -> ChildRun:
             except json.JSONDecodeError:
                 continue
     summary = next((e.get("fields", {}) for e in events if e.get("event") == "run_summary"), {})
+    started = next((e.get("fields", {}) for e in events if e.get("event") == "job_started"), {})
     return ChildRun(
         code=child.returncode,
+        backend=started.get("backend"),
         claims_lost=sum(1 for e in events if e.get("event") == "bronze_claim_lost"),
         rows_ingested=summary.get("online_retail.rows_ingested"),
         stderr_tail=stderr[-3000:],
@@ -123,7 +127,7 @@ def test_two_concurrent_bronze_processes_ingest_every_line_once_twenty_rounds(sp
         runs = [_finish(child) for child in children]
         seconds = time.monotonic() - started
         table.append((round_, seconds, _overlap(runs), [r.claims_lost for r in runs],
-                      [r.rows_ingested for r in runs]))
+                      [r.rows_ingested for r in runs], [r.backend for r in runs]))
 
         assert [r.code for r in runs] == [0, 0], [r.stderr_tail for r in runs]
         bronze = spark.read.format("delta").load(str(lake / "bronze" / "online_retail"))
@@ -139,7 +143,8 @@ def test_two_concurrent_bronze_processes_ingest_every_line_once_twenty_rounds(sp
 
     total = time.monotonic() - started_all
     print(f"\n{ROUNDS} rounds in {total:.0f} s")
-    print("round  seconds  overlap               claims lost  rows ingested")
-    for round_, seconds, overlap, lost, rows in table:
-        print(f"{round_:5d}  {seconds:7.1f}  {overlap:20s}  {lost!s:11s}  {rows}")
+    print("round  seconds  overlap               claims lost  rows ingested  backends")
+    for round_, seconds, overlap, lost, rows, backends in table:
+        print(f"{round_:5d}  {seconds:7.1f}  {overlap:20s}  {lost!s:11s}  {rows!s:13s}  "
+              f"{backends}")
     print(dict(Counter(row[2] for row in table)))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import importlib.util
 import json
 import os
 from datetime import datetime
@@ -164,11 +163,9 @@ def test_profiles_are_json_lines_with_ids_matching_transactions(spark):
 
 
 def _load_job(name):
-    spec = importlib.util.spec_from_file_location(f"featurelake_job_{name}",
-                                                  ROOT / "jobs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from featurelake.core.pipeline import load_job_module
+
+    return load_job_module(name)
 
 
 GENERATE = _load_job("generate_data")

@@ -24,6 +24,8 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from featurelake.core.errors import ConfigError, UserError
+
 # libyaml's loader when PyYAML was built with it (its wheels are): the same documents, about
 # ten times faster than the pure-Python one (every job reads a dozen of these files).
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -48,20 +50,6 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-class ConfigError(ValueError):
-    """A configuration file or override is invalid.
-
-    The message names the file, the dotted key path and what was expected.
-    """
-
-    def __init__(self, source: str, key: str, problem: str) -> None:
-        self.source = source
-        self.key = key
-        self.problem = problem
-        where = f"{source}: {key}" if key else source
-        super().__init__(f"{where}: {problem}")
-
-
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -81,7 +69,7 @@ class LakehouseSettings(_Frozen):
             ValueError: ``layer`` is not one of the configured layers.
         """
         if layer not in self.layers:
-            raise ValueError(f"unknown layer {layer!r}; configured layers: {list(self.layers)}")
+            raise UserError(f"unknown layer {layer!r}; configured layers: {list(self.layers)}")
         return f"{self.root.rstrip('/')}/{layer}/{table}"
 
 

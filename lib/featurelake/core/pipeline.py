@@ -8,7 +8,6 @@ errors stop the pipeline at once. Every attempt is recorded in the run-log table
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import re
 import sys
@@ -23,7 +22,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from featurelake.core.config import ConfigError, Settings, load_yaml_file, parse_model
-from featurelake.core.runner import DataError, JobOutcome, TransientError, execute_job
+from featurelake.core.errors import DataError, TransientError, UserError
+from featurelake.core.runner import JobOutcome, execute_job
 
 __all__ = [
     "PipelineSpec",
@@ -103,7 +103,7 @@ def _topological(stages: Mapping[str, StageSpec]) -> list[str]:
         if state.get(name) == "done":
             return
         if state.get(name) == "visiting":
-            raise ValueError(f"dependency cycle: {' -> '.join([*path, name])}")
+            raise UserError(f"dependency cycle: {' -> '.join([*path, name])}")
         state[name] = "visiting"
         for dep in stages[name].depends_on:
             visit(dep, [*path, name])
@@ -135,10 +135,10 @@ def plan_stages(
     """
     order = _topological(spec.stages)
     if start_from and only:
-        raise ValueError("use --from or --only, not both")
+        raise UserError("use --from or --only, not both")
     for name in [*([start_from] if start_from else []), *only]:
         if name not in spec.stages:
-            raise ValueError(f"unknown stage {name!r}; stages: {order}")
+            raise UserError(f"unknown stage {name!r}; stages: {order}")
     if start_from:
         return order[order.index(start_from) :]
     if only:
@@ -176,43 +176,37 @@ class StageResult:
         return (self.ended - self.started).total_seconds()
 
 
-def load_job_module(jobs_dir: Path, job: str) -> ModuleType:
-    """Import ``jobs/<job>.py`` (dashes become underscores)."""
-    file = jobs_dir / f"{job.replace('-', '_')}.py"
-    if not file.is_file():
-        available = sorted(p.stem.replace("_", "-") for p in jobs_dir.glob("*.py"))
-        raise ValueError(f"no job {job!r} in {jobs_dir}; jobs: {available}")
-    spec = importlib.util.spec_from_file_location(f"featurelake_job_{file.stem}", file)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_job_module(job: str) -> ModuleType:
+    """The module of the job called ``job`` (the job registry's)."""
+    from featurelake.jobs import load_job
+
+    return load_job(job).module
 
 
 def run_pipeline(
     spec: PipelineSpec,
     stages: Sequence[str],
     *,
-    jobs_dir: Path,
     common_args: Sequence[str],
     spark: Any,
     record: Callable[[StageResult, str], None],
     run_id: str,
     sleep: Callable[[float], None] = time.sleep,
     progress: Callable[[str], None] | None = None,
+    load: Callable[[str], ModuleType] = load_job_module,
 ) -> list[StageResult]:
     """Run ``stages`` in order, retrying transient failures; stop at the first failure.
 
     Args:
         spec: the validated pipeline.
         stages: the stages to run (from :func:`plan_stages`).
-        jobs_dir: where the job modules live.
         common_args: arguments every stage gets (``--env``, ``--conf`` ...).
         spark: the shared session.
         record: called after every attempt (writes the run-log row).
         run_id: the pipeline's run id, shared by all its stages' commits.
         sleep: waits between retries (injectable for tests).
         progress: called with a one-line progress message.
+        load: gives a stage's job module (the registry's; injectable for tests).
 
     Returns:
         One :class:`StageResult` per stage attempted; the last one failed if the run stopped.
@@ -222,7 +216,7 @@ def run_pipeline(
     for index, name in enumerate(stages, start=1):
         stage = spec.stages[name]
         policy = stage.retry or spec.retry
-        module = load_job_module(jobs_dir, stage.job)
+        module = load(stage.job)
         started = datetime.now(timezone.utc)
         attempt, outcome = 0, JobOutcome(1, {})
         while True:

@@ -23,25 +23,18 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from featurelake.core.config import ConfigError, Settings
+from featurelake.core.config import Settings
+from featurelake.core.errors import ConfigError, FeaturelakeError
 from featurelake.core.logs import configure_logging
 from featurelake.core.session import build_spark_session
 from featurelake.core.validation import validate_configuration
-from featurelake.delta import DeltaTables, Lineage, TableIOError
+from featurelake.delta import DeltaTables, Lineage
 
-__all__ = ["DataError", "JobContext", "JobOutcome", "TransientError", "execute_job", "run_job"]
+__all__ = ["JobContext", "JobOutcome", "execute_job", "parse_job_args", "run_job"]
 
 log = logging.getLogger(__name__)
 
 CONF_ARCHIVE = "featurelake-conf.zip"
-
-
-class DataError(RuntimeError):
-    """The input data breaks a rule that stops the job (retrying will not help)."""
-
-
-class TransientError(RuntimeError):
-    """A failure worth retrying (a lost executor, a busy service)."""
 
 
 @dataclass
@@ -128,7 +121,11 @@ def run_job(
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
     spark: SparkSession | None = None,
 ) -> int:
-    """Run one job and return its exit code (0 ok, 2 configuration or data error, 1 failure).
+    """Run one job and return its exit code.
+
+    0 when it succeeded; otherwise the failure's ``exit_code`` (:mod:`featurelake.core.errors`:
+    2 for a user, configuration or data error, 75 for a transient one) with one line saying
+    what happened; 1 with the traceback logged for anything unexpected (a bug).
 
     Args:
         job: the job name (app name, log field, lineage).
@@ -180,8 +177,8 @@ def execute_job(
             },
         )
         body(ctx, args)
-    except (ConfigError, DataError, TableIOError, ValueError) as exc:
-        status, code, error, caught = "failed", 2, f"{type(exc).__name__}: {exc}", exc
+    except FeaturelakeError as exc:
+        status, code, error, caught = "failed", exc.exit_code, f"{type(exc).__name__}: {exc}", exc
         _tell_user(f"featurelake {job}: {error}")
     except Exception as exc:  # noqa: BLE001 - report every failure in the run summary
         status, code, error, caught = "failed", 1, f"{type(exc).__name__}: {exc}", exc

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from featurelake.core.errors import DataError, FeaturelakeError, TransientError
+
 __all__ = [
     "AlreadyCommittedError",
     "ConcurrentWriteError",
@@ -12,25 +14,32 @@ __all__ = [
 ]
 
 
-class TableIOError(RuntimeError):
-    """Base class for table I/O errors."""
+class TableIOError(FeaturelakeError):
+    """Base class for table I/O errors (exit code 2: a table or its use is not as expected)."""
+
+    exit_code = 2
 
 
-class TableNotFoundError(TableIOError):
+class TableNotFoundError(TableIOError, DataError):
     """There is no Delta table at the path (or not at the requested version)."""
 
 
-class SchemaMismatchError(TableIOError, ValueError):
+class SchemaMismatchError(TableIOError, DataError, ValueError):
     """A write's schema is incompatible with the table's schema."""
 
 
-class ConcurrentWriteError(TableIOError):
-    """Another writer committed a conflicting change first; nothing of this write was committed."""
+class ConcurrentWriteError(TableIOError, TransientError):
+    """Another writer committed a conflicting change first; nothing of this write was committed.
+
+    Transient (exit code 75): running the job again recomputes from the new version.
+    """
+
+    exit_code = TransientError.exit_code
 
 
 class AlreadyCommittedError(ConcurrentWriteError):
     """The table already records the write's application transaction; nothing was committed."""
 
 
-class ConstraintViolationError(TableIOError, ValueError):
+class ConstraintViolationError(TableIOError, DataError, ValueError):
     """A write holds rows that break one of the table's CHECK constraints; nothing committed."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from featurelake.core.errors import UserError
 from featurelake.feature_store.definitions import FeatureView, parse_feature_ref
 
 __all__ = [
@@ -114,11 +115,11 @@ class Principal:
     role: str
 
 
-class AuthenticationError(Exception):
+class AuthenticationError(UserError):
     """No API key, or one that is not configured (HTTP 401)."""
 
 
-class AuthorizationError(Exception):
+class AuthorizationError(UserError):
     """The role may not read a requested view or PII feature (HTTP 403)."""
 
 

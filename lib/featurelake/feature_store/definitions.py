@@ -47,6 +47,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from featurelake.core.config import ConfigError, Settings, load_yaml_file, parse_model
+from featurelake.core.errors import UserError
 
 __all__ = [
     "FEATURE_DTYPES",
@@ -74,7 +75,7 @@ _DURATION = re.compile(r"^\s*(?:\d+\s*[wdhms]\s*)+$")
 _UNIT_SECONDS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
-class FeatureViewError(ValueError):
+class FeatureViewError(UserError):
     """A feature view declaration or feature reference is invalid."""
 
 

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from featurelake.feature_store.offline import MissingColumnsError
+from featurelake.core.errors import UserError, require_columns
 
 __all__ = ["CENSORED", "NO_TIMESTAMP", "OBSERVED", "observed_labels", "with_churn_label"]
 
@@ -83,17 +83,15 @@ def with_churn_label(
         MissingColumnsError: a needed column is missing.
     """
     if horizon_days <= 0:
-        raise ValueError(f"horizon_days must be positive, got {horizon_days}")
+        raise UserError(f"horizon_days must be positive, got {horizon_days}")
     for name, df, columns in (
         ("entity rows", entity_df, [customer_column, entity_timestamp_column]),
         ("transactions", transactions, ["customer_id", "invoice_ts", "is_cancellation"]),
     ):
-        missing = [c for c in columns if c not in df.columns]
-        if missing:
-            raise MissingColumnsError(f"{name} lacks columns {missing}; it has {df.columns}")
+        require_columns(df.columns, columns, name)
     clash = [c for c in (label_column, status_column) if c in entity_df.columns]
     if clash:
-        raise ValueError(f"entity rows already have columns {clash}")
+        raise UserError(f"entity rows already have columns {clash}")
     width = horizon_days * _DAY_US
 
     # Purchases: one row per (customer, purchase time); cancellations and anonymous lines out.

@@ -45,6 +45,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, TimestampNTZType, TimestampType
 
+from featurelake.core.errors import MissingColumnsError, require_columns
 from featurelake.feature_store.definitions import (
     FeatureRef,
     FeatureView,
@@ -76,14 +77,8 @@ _LATEST = "__fl_latest"
 _ENTITY_TS = "__fl_entity_ts"
 
 
-class MissingColumnsError(FeatureViewError):
-    """A frame lacks columns the join needs; the message lists the missing and present ones."""
-
-
 def _require(df: DataFrame, columns: Sequence[str], what: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise MissingColumnsError(f"{what} lacks columns {missing}; it has {df.columns}")
+    require_columns(df.columns, columns, what)
 
 
 def _is_timestamp(dtype: DataType) -> bool:

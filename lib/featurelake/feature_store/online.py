@@ -44,6 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from featurelake.core.config import Settings, load_yaml_file, parse_model
+from featurelake.core.errors import TransientError, UserError
 from featurelake.feature_store.auth import AccessConfig
 from featurelake.feature_store.definitions import FeatureView
 
@@ -75,11 +76,11 @@ Status = Literal["ok", "null_value", "expired", "not_found"]
 Row = tuple[str, int, str]
 
 
-class EntityKeyError(ValueError):
+class EntityKeyError(UserError):
     """An entity lacks a join key, or a key value has an unusable type."""
 
 
-class OnlineStoreUnavailableError(Exception):
+class OnlineStoreUnavailableError(TransientError):
     """The online store cannot be reached (down, not answering in time, still loading its
     data); the same call may succeed later."""
 
@@ -671,7 +672,7 @@ def open_online_store(config: OnlineStoreConfig) -> OnlineStore:
         return SqliteOnlineStore(config.sqlite_path)
     if config.type == "redis":
         return RedisOnlineStore(config.redis_url, config.key_prefix)
-    raise ValueError(f"unknown online store type {config.type!r}; expected sqlite or redis")
+    raise UserError(f"unknown online store type {config.type!r}; expected sqlite or redis")
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from featurelake.core.config import Settings, load_settings
+from featurelake.core.errors import UserError
 from featurelake.feature_store.auth import Authorizer
 from featurelake.feature_store.definitions import (
     FeatureView,
@@ -57,7 +58,7 @@ __all__ = [
 ]
 
 
-class FeatureRequestError(ValueError):
+class FeatureRequestError(UserError):
     """A request names unknown features, or its entities lack or misuse join keys."""
 
 

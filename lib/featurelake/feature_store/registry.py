@@ -39,6 +39,7 @@ from pyspark.sql.types import (
 )
 
 from featurelake.core.config import Settings
+from featurelake.core.errors import UserError
 from featurelake.core.session import local_frame
 from featurelake.delta import DeltaTables
 from featurelake.feature_store.definitions import FeatureView, UnknownFeatureError
@@ -203,7 +204,7 @@ class FeatureRegistry:
             ValueError: no criterion given.
         """
         if text is None and tag is None and owner is None:
-            raise ValueError("search needs text, tag or owner")
+            raise UserError("search needs text, tag or owner")
         hits = []
         for entry in self.entries():
             hit = _match(entry, text, tag, owner)
@@ -354,7 +355,7 @@ def registry_path(settings: Settings) -> str:
     """
     layer, _, table = settings.feature_store.registry_table.partition("/")
     if not table:
-        raise ValueError(
+        raise UserError(
             "feature_store.registry_table must be <layer>/<table>, "
             f"got {settings.feature_store.registry_table!r}"
         )

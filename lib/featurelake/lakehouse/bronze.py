@@ -48,7 +48,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
 
-from featurelake.core.runner import DataError
+from featurelake.core.errors import DataError
 from featurelake.core.session import run_constant
 from featurelake.lakehouse.sources import ReaderOptions, SourceSpec
 

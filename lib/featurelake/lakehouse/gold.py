@@ -30,6 +30,7 @@ from pyspark.sql import functions as F
 
 from featurelake.core.concurrency import run_concurrently
 from featurelake.core.config import load_yaml_file, parse_model
+from featurelake.core.errors import UserError
 from featurelake.lakehouse.feature_library.credit import (
     build_credit_features,
     select_credit_features,
@@ -191,7 +192,7 @@ def resolve_snapshot_range(
     first = start or config.start or data_first
     last = end or config.end or data_last
     if last < first:
-        raise ValueError(f"snapshot end {last} is before snapshot start {first}")
+        raise UserError(f"snapshot end {last} is before snapshot start {first}")
     return first, last
 
 
@@ -207,7 +208,7 @@ def parse_as_of(text: str) -> datetime:
             return datetime.combine(day, time.max)
         return datetime.fromisoformat(text)
     except ValueError as exc:
-        raise ValueError(f"--as-of must be YYYY-MM-DD or an ISO timestamp, got {text!r}") from exc
+        raise UserError(f"--as-of must be YYYY-MM-DD or an ISO timestamp, got {text!r}") from exc
 
 
 def _snapshot_dates(start: date, end: date, cadence: int) -> list[date]:
@@ -347,7 +348,7 @@ def _transaction_span(
 
 
 def _run_customers(ctx: JobContext, config: GoldConfig, options: GoldRunOptions) -> None:
-    from featurelake.core.runner import DataError
+    from featurelake.core.errors import DataError
 
     path = ctx.path("silver", "transactions")
     transactions = _read_silver(ctx, "transactions")

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from featurelake.core.errors import UserError
 from featurelake.lakehouse.cleaning import quoted
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ __all__ = [
 _BLOCK = 64  # SHA-256 block size in bytes
 
 
-class PiiKeyError(ValueError):
+class PiiKeyError(UserError):
     """The pseudonymisation key is missing or empty."""
 
 

@@ -46,7 +46,8 @@ from pyspark.sql import types as T
 
 from featurelake.core.concurrency import run_concurrently
 from featurelake.core.config import ConfigError, load_yaml_file, parse_model
-from featurelake.core.runner import DataError, JobContext
+from featurelake.core.errors import DataError, MissingColumnsError, UserError
+from featurelake.core.runner import JobContext
 from featurelake.core.session import local_frame, run_constant
 from featurelake.delta import DeltaTables, StagedWrite, TableNotFoundError
 from featurelake.lakehouse.cleaning import (
@@ -121,7 +122,7 @@ _DUP = "_is_duplicate"
 TOTAL_RULE = "_total"
 
 
-class BronzeSchemaError(ValueError):
+class BronzeSchemaError(MissingColumnsError):
     """The bronze table lacks columns the silver declaration needs."""
 
 
@@ -330,8 +331,7 @@ def _check_bronze_schema(bronze: DataFrame, spec: SilverTableSpec) -> None:
     missing = [c for c in needed if c not in present]
     if missing:
         raise BronzeSchemaError(
-            f"silver table {spec.name}: bronze table {spec.source} lacks columns {missing}; "
-            f"present: {present}"
+            f"silver table {spec.name}: bronze table {spec.source}", missing, present
         )
 
 
@@ -714,7 +714,7 @@ def _select(
         return list(specs.values())
     unknown = [n for n in names if n not in specs]
     if unknown:
-        raise ValueError(f"unknown silver table(s) {unknown}; declared: {sorted(specs)}")
+        raise UserError(f"unknown silver table(s) {unknown}; declared: {sorted(specs)}")
     return [specs[n] for n in names]
 
 

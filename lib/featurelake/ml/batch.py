@@ -19,6 +19,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from featurelake.core.errors import UserError
 from featurelake.core.runner import JobContext
 from featurelake.ml.scoring import (
     ResolvedModel,
@@ -98,7 +99,7 @@ def build_features_for(
             return df, identity, version  # already features (the table, a copy or a subset)
         if layer == "silver":
             return _silver_to_features(df, feature_table, config, as_of), identity, version
-        raise ValueError(
+        raise UserError(
             f"cannot build {feature_table} from {options.input}; give the gold "
             f"table, its silver source or raw files"
         )
@@ -119,7 +120,7 @@ def _silver_to_features(
     if feature_table == "gold/customer_features":
         points = as_of_timestamps(silver.sparkSession, [as_of])
         return gold.build_customer_gold(silver, points, config.customers)
-    raise ValueError(f"no feature builder for {feature_table}")
+    raise UserError(f"no feature builder for {feature_table}")
 
 
 def _raw_to_silver(ctx: JobContext, options: ScoreOptions, as_of: datetime) -> DataFrame:
@@ -128,17 +129,17 @@ def _raw_to_silver(ctx: JobContext, options: ScoreOptions, as_of: datetime) -> D
     from featurelake.lakehouse.sources import load_sources
 
     if not options.source:
-        raise ValueError("raw input needs --source (a declaration in conf/sources)")
+        raise UserError("raw input needs --source (a declaration in conf/sources)")
     sources = load_sources(ctx.settings)
     if options.source not in sources:
-        raise ValueError(f"unknown source {options.source!r}; sources: {sorted(sources)}")
+        raise UserError(f"unknown source {options.source!r}; sources: {sorted(sources)}")
     spec = sources[options.source]
     parsed = bronze.read_source_rows(ctx.spark, spec, options.input)
     rows = bronze.with_lineage(parsed, spec=spec, batch_id="score", ingested_at=as_of)
     specs = silver.load_table_specs(ctx.settings.conf_path(ctx.settings.silver.tables_dir))
     table = next((s for s in specs.values() if s.source == options.source), None)
     if table is None:
-        raise ValueError(f"no silver table declared for source {options.source!r}")
+        raise UserError(f"no silver table declared for source {options.source!r}")
     plan = silver.build_silver(
         rows, table, as_of=as_of, run_id=ctx.run_id, quarantined_at=as_of, pii_key=None
     )

@@ -19,6 +19,7 @@ from typing import Literal
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from featurelake.core.errors import MissingColumnsError, UserError, require_columns
 from featurelake.lakehouse.cleaning import compact_array
 
 __all__ = [
@@ -35,18 +36,6 @@ log = logging.getLogger(__name__)
 
 ScoringPath = Literal["auto", "native", "pyfunc"]
 _CLUSTERING_MODELS = {"KMeansModel", "BisectingKMeansModel", "GaussianMixtureModel"}
-
-
-class MissingColumnsError(ValueError):
-    """The input lacks columns the model needs."""
-
-    def __init__(self, missing: Sequence[str], present: Sequence[str], model_uri: str) -> None:
-        self.missing = list(missing)
-        self.present = list(present)
-        super().__init__(
-            f"input is missing columns needed by {model_uri}: {', '.join(self.missing)} "
-            f"(input has: {', '.join(self.present)})"
-        )
 
 
 @dataclass(frozen=True)
@@ -106,9 +95,9 @@ def resolve_model(uri: str) -> ResolvedModel:
             load_uri = f"models:/{name}/{version}"
         info = mlflow.models.get_model_info(load_uri)
     except MlflowException as exc:
-        raise ValueError(f"cannot load model {uri}: {exc.message}") from exc
+        raise UserError(f"cannot load model {uri}: {exc.message}") from exc
     if info.signature is None or info.signature.inputs is None:
-        raise ValueError(
+        raise UserError(
             f"model {uri} has no signature; log it with one so scoring knows its input columns"
         )
     run_id = info.run_id
@@ -149,9 +138,7 @@ def resolve_model(uri: str) -> ResolvedModel:
 
 def check_input_columns(df: DataFrame, columns: Sequence[str], model_uri: str) -> None:
     """Raise :class:`MissingColumnsError` naming the columns the model needs that ``df`` lacks."""
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise MissingColumnsError(missing, df.columns, model_uri)
+    require_columns(df.columns, columns, f"the input of {model_uri}")
 
 
 def split_scorable(df: DataFrame, columns: Sequence[str]) -> tuple[DataFrame, DataFrame]:

@@ -15,21 +15,10 @@ from collections.abc import Iterable
 
 from pyspark.sql import DataFrame
 
+from featurelake.core.errors import MissingColumnsError
+from featurelake.core.errors import require_columns as check_columns
+
 __all__ = ["MissingColumnsError", "require_columns"]
-
-
-class MissingColumnsError(ValueError):
-    """A DataFrame lacks columns a feature function needs.
-
-    The message lists the missing and the present columns.
-    """
-
-    def __init__(self, what: str, missing: list[str], present: list[str]) -> None:
-        self.missing = missing
-        self.present = present
-        super().__init__(
-            f"{what}: missing columns {missing}; present columns: {present}"
-        )
 
 
 def require_columns(df: DataFrame, columns: Iterable[str], what: str) -> None:
@@ -43,7 +32,4 @@ def require_columns(df: DataFrame, columns: Iterable[str], what: str) -> None:
     Raises:
         MissingColumnsError: some columns are absent.
     """
-    present = df.columns
-    missing = [c for c in columns if c not in present]
-    if missing:
-        raise MissingColumnsError(what, missing, list(present))
+    check_columns(df.columns, columns, what)

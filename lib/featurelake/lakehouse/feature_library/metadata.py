@@ -17,6 +17,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql.types import ArrayType, LongType, StringType, StructField, StructType
 
+from featurelake.core.errors import DataError
 from featurelake.lakehouse.feature_library.credit import BILL_AMT, MONTHS, PAY_AMT, PAY_STATUS
 
 __all__ = [
@@ -31,7 +32,7 @@ __all__ = [
 ]
 
 
-class MetadataMismatchError(ValueError):
+class MetadataMismatchError(DataError, ValueError):
     """The described features and the frame's columns differ."""
 
 
