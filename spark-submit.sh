@@ -89,8 +89,8 @@ export FEATURELAKE_ENV="$env_name"
 # starting a JVM, and take the default master from it.
 checked=$("$venv/bin/python" -c '
 import sys
-from featurelake.config import ConfigError
-from featurelake.config_check import validate_configuration
+from featurelake.core.config import ConfigError
+from featurelake.core.validation import validate_configuration
 try:
     settings = validate_configuration(sys.argv[1], sys.argv[2], sys.argv[3:])
 except ConfigError as exc:
@@ -122,7 +122,7 @@ submit=("$venv/bin/spark-submit" --master "$master" --name "featurelake-$job"
 # above the job's output says why.
 export FEATURELAKE_JAR_CACHE=${FEATURELAKE_JAR_CACHE:-$root/.cache/jars}
 if [ "$backend" != "delta-rs" ]; then
-  delta_jars=$("$venv/bin/python" -m featurelake.jvm_packages --delta)
+  delta_jars=$("$venv/bin/python" -m featurelake.core.jvm_packages --delta)
   if [ -n "$delta_jars" ]; then
     submit+=(--jars "$delta_jars"
              --conf "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension"
