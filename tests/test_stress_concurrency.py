@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 from featurelake.core.pipeline import load_job_module
-from featurelake.runner import run_job
+from featurelake.core.runner import run_job
 from pyspark.sql import functions as F
 
 ROOT = Path(__file__).resolve().parents[1]
