@@ -449,8 +449,10 @@ class NativeBackend:
         current = {k[len(prefix):]: v for k, v in (detail["properties"] or {}).items()
                    if k.startswith(prefix)}
         wanted = {name.lower(): expr for name, expr in wanted.items()}
-        dropped = [n for n, e in current.items() if wanted.get(n) != e]
-        added = [] if drop_only else [n for n, e in wanted.items() if current.get(n) != e]
+        # delta-spark keeps an expression as its tokens joined by spaces: compare without them
+        same = {n for n, e in wanted.items() if _tokens(current.get(n, "")) == _tokens(e)}
+        dropped = [n for n in current if n not in same]
+        added = [] if drop_only else [n for n in wanted if n not in same]
         table = f"delta.`{_sql_path(path)}`"
         for name in dropped:
             self.spark.sql(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS `{name}`")
@@ -547,6 +549,10 @@ def _conflicts(path: str, txn: AppTransaction | None) -> Iterator[None]:
         if "DELTA_FAILED_TO_MERGE_FIELDS" in text or "schema mismatch" in text.lower():
             raise SchemaMismatchError(f"cannot write to {path}: {_first_line(exc)}") from exc
         raise
+
+
+def _tokens(expression: str) -> str:
+    return "".join(expression.split())
 
 
 def _first_line(exc: BaseException) -> str:
