@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib
 import os
 import shutil
 from datetime import datetime, timezone
@@ -310,6 +311,7 @@ def _load_job():
 
 
 JOB = _load_job()
+INGEST = importlib.import_module("featurelake.lakehouse.bronze.ingest")
 RETAIL_HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
 FILE_1 = [RETAIL_HEADER,
           '536365,85123A,"HEART T-LIGHT, WHITE",6,2010-12-01 08:26:00,2.55,17850,United Kingdom',
@@ -375,7 +377,7 @@ def test_job_ingests_every_line_with_lineage_in_one_commit(spark, tmp_path):
 def test_job_counts_rows_per_file_by_reading_back_a_batch_of_many_files(spark, tmp_path,
                                                                         monkeypatch):
     # Past the observed-files limit the batch is read back and grouped: same ledger counts.
-    monkeypatch.setattr(JOB, "_OBSERVED_FILES_MAX", 1)
+    monkeypatch.setattr(INGEST, "_OBSERVED_FILES_MAX", 1)
     one = _land(tmp_path / "landing", "a.csv.gz", FILE_1)
     two = _land(tmp_path / "landing", "b.csv.gz", FILE_2)
     assert _run(spark, tmp_path, _conf(tmp_path, "reingest")) == 0
@@ -527,7 +529,7 @@ def test_a_run_that_planned_before_a_concurrent_commit_lands_nothing_twice(spark
     _land(tmp_path / "landing", "a.csv.gz", FILE_1)
     assert _run(spark, tmp_path, conf) == 0
     two = _land(tmp_path / "landing", "b.csv.gz", FILE_2)
-    real_plan = JOB.plan_ingest
+    real_plan = INGEST.plan_ingest
     interleaved = []
 
     def plan_then_let_another_run_commit(*args, **kwargs):
@@ -537,7 +539,7 @@ def test_a_run_that_planned_before_a_concurrent_commit_lands_nothing_twice(spark
             assert _run(spark, tmp_path, conf) == 0  # run B, complete
         return plan
 
-    monkeypatch.setattr(JOB, "plan_ingest", plan_then_let_another_run_commit)
+    monkeypatch.setattr(INGEST, "plan_ingest", plan_then_let_another_run_commit)
     assert _run(spark, tmp_path, conf) == 0
     assert [f.path for f in interleaved[0].new] == [str(two)]  # A did plan to ingest it
     assert _bronze(spark, tmp_path).count() == 3 + 1

@@ -73,7 +73,7 @@ class AppTransaction:
     cannot commit after another job that planned from the same state.
 
     Attributes:
-        app_id: the application id (e.g. ``featurelake.lakehouse.bronze.<source>``).
+        app_id: the application id (e.g. ``featurelake.bronze.<source>``).
         version: the version claimed; must exceed the recorded one.
     """
 
