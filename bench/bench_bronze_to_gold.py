@@ -93,15 +93,30 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("online_retail", "credit_clients")
 SILVER_TABLES = ("transactions", "credit_clients")
 _CORRUPT = "_corrupt_record"
-RETAIL_COLUMNS = ("InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate",
-                  "UnitPrice", "CustomerID", "Country")
+RETAIL_COLUMNS = (
+    "InvoiceNo",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "InvoiceDate",
+    "UnitPrice",
+    "CustomerID",
+    "Country",
+)
 MONTHS = (1, 2, 3, 4, 5, 6)
 # Credit file columns by position; the header's names (PAY_0, default.payment.next.month) are
 # replaced by plain ones so the SQL needs no quoting.
 CREDIT_COLUMNS = (
-    "id", "limit_bal", "sex", "education", "marriage", "age",
-    *[f"pay_status_{k}" for k in MONTHS], *[f"bill_amt_{k}" for k in MONTHS],
-    *[f"pay_amt_{k}" for k in MONTHS], "default_next_month",
+    "id",
+    "limit_bal",
+    "sex",
+    "education",
+    "marriage",
+    "age",
+    *[f"pay_status_{k}" for k in MONTHS],
+    *[f"bill_amt_{k}" for k in MONTHS],
+    *[f"pay_amt_{k}" for k in MONTHS],
+    "default_next_month",
 )
 
 
@@ -132,8 +147,16 @@ def jit_seconds(spark: SparkSession) -> float:
 
 
 def _common(lake: Path, landing: Path) -> list[str]:
-    return ["--conf-dir", str(ROOT / "conf"), "--conf", f"lakehouse.root={lake}",
-            "--conf", f"lakehouse.landing={landing}", "--conf", "logging.level=WARNING"]
+    return [
+        "--conf-dir",
+        str(ROOT / "conf"),
+        "--conf",
+        f"lakehouse.root={lake}",
+        "--conf",
+        f"lakehouse.landing={landing}",
+        "--conf",
+        "logging.level=WARNING",
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,16 +166,28 @@ def _common(lake: Path, landing: Path) -> list[str]:
 
 def generate(spark: SparkSession, landing: Path, transactions: int, customers: int) -> float:
     """Synthetic landing files for one scale (untimed by the comparison)."""
-    argv = [*_common(landing.parent / "gen-lake", landing), "--out", str(landing),
-            "--transactions", str(transactions), "--customers", str(customers)]
+    argv = [
+        *_common(landing.parent / "gen-lake", landing),
+        "--out",
+        str(landing),
+        "--transactions",
+        str(transactions),
+        "--customers",
+        str(customers),
+    ]
     return _run(spark, "generate-data", "generate_data", argv)
 
 
 FEATURELAKE_JOBS = ("bronze", "silver", "gold")
 
 
-def run_featurelake(spark: SparkSession, lake: Path, landing: Path, as_of: date,
-                    jobs: tuple[str, ...] = FEATURELAKE_JOBS) -> dict[str, float]:
+def run_featurelake(
+    spark: SparkSession,
+    lake: Path,
+    landing: Path,
+    as_of: date,
+    jobs: tuple[str, ...] = FEATURELAKE_JOBS,
+) -> dict[str, float]:
     """bronze -> silver -> gold (latest snapshot) into a lakehouse; seconds per job.
 
     ``jobs`` runs some of them only, on the lakehouse the earlier ones left.
@@ -175,10 +210,17 @@ def _raw_csv(spark: SparkSession, folder: Path, columns: tuple[str, ...]) -> Dat
     # The generator's files by name (a list, as bronze reads them; no glob for Spark to probe).
     files = sorted(str(p) for p in folder.glob("*.csv*") if not p.name.startswith((".", "_")))
     schema = StructType([StructField(c, StringType()) for c in (*columns, _CORRUPT)])
-    return (spark.read.schema(schema)
-            .options(header=True, quote='"', escape='"', mode="PERMISSIVE",
-                     columnNameOfCorruptRecord=_CORRUPT)
-            .csv(files))
+    return (
+        spark.read.schema(schema)
+        .options(
+            header=True,
+            quote='"',
+            escape='"',
+            mode="PERMISSIVE",
+            columnNameOfCorruptRecord=_CORRUPT,
+        )
+        .csv(files)
+    )
 
 
 CUSTOMER_SQL = """
@@ -294,48 +336,81 @@ def customer_sql(config: GoldConfig, as_of: datetime, now: str = NOW_AS_WRITTEN)
         return f"{column} > {ts} - INTERVAL {int(w)} DAYS"
 
     orders = ",\n         ".join(
-        f"count_if(NOT is_cancellation AND {since(w, 'first_ts')}) AS orders_{w}d"
-        for w in windows)
+        f"count_if(NOT is_cancellation AND {since(w, 'first_ts')}) AS orders_{w}d" for w in windows
+    )
     spend = ",\n         ".join(
         f"CAST(sum(CASE WHEN {since(w, 'invoice_ts')} THEN amount ELSE 0 END) AS DOUBLE) "
-        f"AS spend_{w}d" for w in windows)
+        f"AS spend_{w}d"
+        for w in windows
+    )
     window_cols = ", ".join([f"spend_{w}d" for w in windows] + [f"orders_{w}d" for w in windows])
     return CUSTOMER_SQL.format(
-        raw="{raw}", as_of=ts, now=now, orders=orders, spend=spend,
+        raw="{raw}",
+        as_of=ts,
+        now=now,
+        orders=orders,
+        spend=spend,
         q=config.customers.rfm_quantiles,
-        orders_cols=", ".join(f"i.orders_{w}d" for w in windows), window_cols=window_cols)
+        orders_cols=", ".join(f"i.orders_{w}d" for w in windows),
+        window_cols=window_cols,
+    )
 
 
 def credit_sql(config: GoldConfig) -> str:
     """The baseline's credit query over ``{raw}``: features and the label in one frame."""
     cred = config.credit
     edges = list(cred.age_bin_edges)
-    labels = [f"<{edges[0]}", *[f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:], strict=False)],
-              f"{edges[-1]}+"]
-    age_bin = "CASE WHEN age IS NULL THEN NULL " + " ".join(
-        f"WHEN age < {e} THEN '{label}'" for e, label in zip(edges, labels, strict=False)
-    ) + f" ELSE '{labels[-1]}' END"
-    ints = ["sex", "education", "marriage", "age", *[f"pay_status_{k}" for k in MONTHS],
-            "default_next_month"]
+    labels = [
+        f"<{edges[0]}",
+        *[f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:], strict=False)],
+        f"{edges[-1]}+",
+    ]
+    age_bin = (
+        "CASE WHEN age IS NULL THEN NULL "
+        + " ".join(
+            f"WHEN age < {e} THEN '{label}'" for e, label in zip(edges, labels, strict=False)
+        )
+        + f" ELSE '{labels[-1]}' END"
+    )
+    ints = [
+        "sex",
+        "education",
+        "marriage",
+        "age",
+        *[f"pay_status_{k}" for k in MONTHS],
+        "default_next_month",
+    ]
     doubles = ["limit_bal", *[f"bill_amt_{k}" for k in MONTHS], *[f"pay_amt_{k}" for k in MONTHS]]
     typed = ", ".join(
         ["try_cast(trim(id) AS BIGINT) AS id"]
         + [f"try_cast(trim({c}) AS INT) AS {c}" for c in ints]
-        + [f"try_cast(trim({c}) AS DOUBLE) AS {c}" for c in doubles])
+        + [f"try_cast(trim({c}) AS DOUBLE) AS {c}" for c in doubles]
+    )
     not_null = " AND ".join(f"{c} IS NOT NULL" for c in ("id", *ints, *doubles))
     rules = " AND ".join(
-        ["limit_bal > 0", "sex IN (1, 2)", "education IN (1, 2, 3, 4)", "marriage IN (1, 2, 3)",
-         "age BETWEEN 18 AND 100", "default_next_month IN (0, 1)"]
+        [
+            "limit_bal > 0",
+            "sex IN (1, 2)",
+            "education IN (1, 2, 3, 4)",
+            "marriage IN (1, 2, 3)",
+            "age BETWEEN 18 AND 100",
+            "default_next_month IN (0, 1)",
+        ]
         + [f"pay_status_{k} BETWEEN -2 AND 9" for k in MONTHS]
-        + [f"pay_amt_{k} >= 0" for k in MONTHS])
+        + [f"pay_amt_{k} >= 0" for k in MONTHS]
+    )
     # least-squares slope of the bills against x = 6 - k (x grows toward the recent month)
     trend = "(0.0 " + " ".join(f"+ {(6 - k) - 2.5} * bill_amt_{k}" for k in MONTHS) + ") / 17.5"
     ratios = ", ".join(
         f"CASE WHEN bill_amt_{k} IS NULL OR pay_amt_{k} IS NULL THEN NULL "
         f"WHEN bill_amt_{k} <= 0 THEN CAST({float(cred.zero_bill_pay_ratio)} AS DOUBLE) "
-        f"ELSE pay_amt_{k} / bill_amt_{k} END AS pay_ratio_{k}" for k in MONTHS)
-    utils = ", ".join(f"CASE WHEN limit_bal > 0 THEN bill_amt_{k} / limit_bal END "
-                      f"AS utilization_{k}" for k in MONTHS)
+        f"ELSE pay_amt_{k} / bill_amt_{k} END AS pay_ratio_{k}"
+        for k in MONTHS
+    )
+    utils = ", ".join(
+        f"CASE WHEN limit_bal > 0 THEN bill_amt_{k} / limit_bal END AS utilization_{k}"
+        for k in MONTHS
+    )
     util_sum = "(0.0D " + " ".join(f"+ coalesce(utilization_{k}, 0.0D)" for k in MONTHS) + ")"
     util_n = " + ".join(f"CAST(utilization_{k} IS NOT NULL AS INT)" for k in MONTHS)
     delinquent = " + ".join(f"CASE WHEN pay_status_{k} > 0 THEN 1 ELSE 0 END" for k in MONTHS)
@@ -374,8 +449,14 @@ FROM with_ratios
 """
 
 
-def run_baseline(spark: SparkSession, landing: Path, out: Path, config: GoldConfig,
-                 as_of: datetime, now: str = NOW_AS_WRITTEN) -> float:
+def run_baseline(
+    spark: SparkSession,
+    landing: Path,
+    out: Path,
+    config: GoldConfig,
+    as_of: datetime,
+    now: str = NOW_AS_WRITTEN,
+) -> float:
     """One Spark SQL job: raw CSV -> cleaned -> features -> Parquet. Returns seconds."""
     started = time.perf_counter()
     retail = _raw_csv(spark, landing / "online_retail", RETAIL_COLUMNS)
@@ -385,9 +466,11 @@ def run_baseline(spark: SparkSession, landing: Path, out: Path, config: GoldConf
     clients = spark.sql(credit_sql(config), raw=credit).cache()
     try:
         clients.drop("default_next_month").write.mode("overwrite").parquet(
-            str(out / "credit_features"))
+            str(out / "credit_features")
+        )
         clients.select("id", "default_next_month").write.mode("overwrite").parquet(
-            str(out / "credit_labels"))
+            str(out / "credit_labels")
+        )
     finally:
         clients.unpersist()
     return time.perf_counter() - started
@@ -411,8 +494,10 @@ class ScaleResult:
     @property
     def featurelake(self) -> dict[str, float]:
         """Median seconds per job."""
-        return {job: statistics.median(run[job] for run in self.featurelake_runs)
-                for job in self.featurelake_runs[0]}
+        return {
+            job: statistics.median(run[job] for run in self.featurelake_runs)
+            for job in self.featurelake_runs[0]
+        }
 
     @property
     def featurelake_total(self) -> float:
@@ -438,12 +523,17 @@ def compare_outputs(spark: SparkSession, lake: Path, out: Path) -> str:
     base_credit = spark.read.parquet(str(out / "credit_features")).count()
     gold_rows, base_rows = gold.count(), base.count()
     only_gold, only_base = gold.exceptAll(base).count(), base.exceptAll(gold).count()
-    verdict = "OK" if (gold_rows == base_rows and gold_credit == base_credit
-                       and only_gold == only_base == 0) else "MISMATCH"
-    return (f"customer_features rows: featurelake {gold_rows:,} baseline {base_rows:,}; "
-            f"rows differing: {only_gold:,} only in featurelake, {only_base:,} only in baseline; "
-            f"credit_features rows: featurelake {gold_credit:,} baseline {base_credit:,} "
-            f"-> {verdict}")
+    verdict = (
+        "OK"
+        if (gold_rows == base_rows and gold_credit == base_credit and only_gold == only_base == 0)
+        else "MISMATCH"
+    )
+    return (
+        f"customer_features rows: featurelake {gold_rows:,} baseline {base_rows:,}; "
+        f"rows differing: {only_gold:,} only in featurelake, {only_base:,} only in baseline; "
+        f"credit_features rows: featurelake {gold_credit:,} baseline {base_credit:,} "
+        f"-> {verdict}"
+    )
 
 
 COLD_RESULT = "cold-result: "
@@ -471,17 +561,29 @@ def cold_run(side: str, landing: Path, out: Path, driver_memory: str) -> dict[st
     Returns the side's seconds (``work``, as the warm runs time it), the session's start
     (``session``), the whole process (``process``) and the JIT's compile time (``jit``).
     """
-    command = [sys.executable, __file__, "--cold-side", side, "--cold-landing", str(landing),
-               "--cold-out", str(out), "--driver-memory", driver_memory]
+    command = [
+        sys.executable,
+        __file__,
+        "--cold-side",
+        side,
+        "--cold-landing",
+        str(landing),
+        "--cold-out",
+        str(out),
+        "--driver-memory",
+        driver_memory,
+    ]
     started = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, errors="replace")
     process = time.perf_counter() - started
     results = [line for line in proc.stdout.splitlines() if line.startswith(COLD_RESULT)]
     if proc.returncode != 0 or not results:
-        raise RuntimeError(f"cold run of {side} failed (exit {proc.returncode}"
-                           f"{'' if results else ', no result line'}):\n"
-                           f"stdout:\n{proc.stdout[-1500:]}\nstderr:\n{proc.stderr[-3000:]}")
-    return {**json.loads(results[-1][len(COLD_RESULT):]), "process": process}
+        raise RuntimeError(
+            f"cold run of {side} failed (exit {proc.returncode}"
+            f"{'' if results else ', no result line'}):\n"
+            f"stdout:\n{proc.stdout[-1500:]}\nstderr:\n{proc.stderr[-3000:]}"
+        )
+    return {**json.loads(results[-1][len(COLD_RESULT) :]), "process": process}
 
 
 def _cold_child(args: argparse.Namespace, settings: Settings, config: GoldConfig) -> None:
@@ -494,11 +596,13 @@ def _cold_child(args: argparse.Namespace, settings: Settings, config: GoldConfig
         landing, out = Path(args.cold_landing), Path(args.cold_out)
         if args.cold_side.startswith("featurelake"):
             _, _, job = args.cold_side.partition("-")
-            work = sum(run_featurelake(spark, out, landing, as_of_day,
-                                       (job,) if job else FEATURELAKE_JOBS).values())
+            work = sum(
+                run_featurelake(
+                    spark, out, landing, as_of_day, (job,) if job else FEATURELAKE_JOBS
+                ).values()
+            )
         else:
-            work = run_baseline(spark, landing, out, config,
-                                datetime.combine(as_of_day, dtime.max))
+            work = run_baseline(spark, landing, out, config, datetime.combine(as_of_day, dtime.max))
         jit = jit_seconds(spark)
     finally:
         spark.stop()
@@ -507,17 +611,34 @@ def _cold_child(args: argparse.Namespace, settings: Settings, config: GoldConfig
 
 def _session(settings: Settings, driver_memory: str) -> SparkSession:
     spark_settings = settings.spark.model_copy(
-        update={"conf": {**settings.spark.conf, "spark.driver.memory": driver_memory,
-                         "spark.ui.showConsoleProgress": "false"}})
+        update={
+            "conf": {
+                **settings.spark.conf,
+                "spark.driver.memory": driver_memory,
+                "spark.ui.showConsoleProgress": "false",
+            }
+        }
+    )
     spark = build_spark_session("bench-bronze-to-gold", spark_settings)
     # Quiet: the baseline's positional CSV schema differs from the header names on purpose.
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
 
-def run_scale(spark: SparkSession, settings: Settings, config: GoldConfig, work: Path,
-              transactions: int, customers: int, *, repeat: int = 3, warmup: int = 3,
-              cold: int = 1, driver_memory: str = "6g", check: bool = True) -> ScaleResult:
+def run_scale(
+    spark: SparkSession,
+    settings: Settings,
+    config: GoldConfig,
+    work: Path,
+    transactions: int,
+    customers: int,
+    *,
+    repeat: int = 3,
+    warmup: int = 3,
+    cold: int = 1,
+    driver_memory: str = "6g",
+    check: bool = True,
+) -> ScaleResult:
     """Generate one scale, warm up, time both sides ``repeat`` times, compare and print;
     then run each side ``cold`` times in a fresh driver."""
     scale_dir = work / f"scale-{transactions}"
@@ -526,12 +647,15 @@ def run_scale(spark: SparkSession, settings: Settings, config: GoldConfig, work:
     as_of_day = date.fromisoformat(str(settings.synthetic.end_date))
     as_of = datetime.combine(as_of_day, dtime.max)
     result = ScaleResult(transactions)
-    print(f"\n== {transactions:,} transactions, {customers:,} customers "
-          f"(generated in {gen_s:.1f} s, untimed)", flush=True)
+    print(
+        f"\n== {transactions:,} transactions, {customers:,} customers "
+        f"(generated in {gen_s:.1f} s, untimed)",
+        flush=True,
+    )
     order = ["featurelake", "baseline", "baseline-stable"]
     for run in range(warmup + repeat):
         timed = run >= warmup
-        for side in order[run % 3:] + order[:run % 3]:  # each side goes first in turn
+        for side in order[run % 3 :] + order[: run % 3]:  # each side goes first in turn
             jit_before = jit_seconds(spark)
             if side == "featurelake":
                 shutil.rmtree(scale_dir / "lake", ignore_errors=True)
@@ -546,45 +670,64 @@ def run_scale(spark: SparkSession, settings: Settings, config: GoldConfig, work:
                 seconds = run_baseline(spark, landing, scale_dir / side, config, as_of, now)
                 if timed:
                     (result.baseline_runs if side == "baseline" else result.stable_runs).append(
-                        seconds)
+                        seconds
+                    )
                 line = f"{side:<16}{seconds:6.1f} s"
             label = f"run {run - warmup + 1}/{repeat}" if timed else f"warm-up {run + 1}/{warmup}"
-            print(f"  {label:<12} {line}  [JIT {jit_seconds(spark) - jit_before:.1f} s]",
-                  flush=True)
+            print(
+                f"  {label:<12} {line}  [JIT {jit_seconds(spark) - jit_before:.1f} s]", flush=True
+            )
     fl, base, stable = result.featurelake_total, result.baseline, result.stable
     stages = ", ".join(f"{k} {v:.1f}" for k, v in result.featurelake.items())
     print(f"median of {repeat} timed run(s) per side:")
     print(f"featurelake      {fl:8.1f} s  {transactions / fl:>10,.0f} rows/s   ({stages})")
     print(f"baseline         {base:8.1f} s  {transactions / base:>10,.0f} rows/s   (as written)")
-    print(f"baseline-stable  {stable:8.1f} s  {transactions / stable:>10,.0f} rows/s   "
-          f"(its 'now' kept out of the generated code)")
-    print(f"ratio featurelake/baseline: {fl / base:.2f}x (target <= 1.3x); "
-          f"featurelake/baseline-stable: {fl / stable:.2f}x")
+    print(
+        f"baseline-stable  {stable:8.1f} s  {transactions / stable:>10,.0f} rows/s   "
+        f"(its 'now' kept out of the generated code)"
+    )
+    print(
+        f"ratio featurelake/baseline: {fl / base:.2f}x (target <= 1.3x); "
+        f"featurelake/baseline-stable: {fl / stable:.2f}x"
+    )
     if check:
         for side in ("baseline", "baseline-stable"):
-            print(f"sanity ({side}): "
-                  + compare_outputs(spark, scale_dir / "lake", scale_dir / side), flush=True)
+            print(
+                f"sanity ({side}): " + compare_outputs(spark, scale_dir / "lake", scale_dir / side),
+                flush=True,
+            )
     if cold:
-        print(f"cold: each side in a fresh driver, {cold} time(s), taking turns to go first "
-              f"(there the baseline compiles everything once, as written or not):", flush=True)
-        runs = {"featurelake": result.cold_featurelake,
-                "featurelake, a driver per job": result.cold_per_job,
-                "baseline": result.cold_baseline}
+        print(
+            f"cold: each side in a fresh driver, {cold} time(s), taking turns to go first "
+            f"(there the baseline compiles everything once, as written or not):",
+            flush=True,
+        )
+        runs = {
+            "featurelake": result.cold_featurelake,
+            "featurelake, a driver per job": result.cold_per_job,
+            "baseline": result.cold_baseline,
+        }
         sides = list(COLD_SIDES)
         for run in range(cold):
-            for side in sides[run % 3:] + sides[:run % 3]:
+            for side in sides[run % 3 :] + sides[: run % 3]:
                 seconds = cold_side(side, landing, scale_dir / "cold", driver_memory)
                 runs[side].append(seconds["work"])
-                print(f"  cold {run + 1}/{cold}   {side:<30}{seconds['work']:6.1f} s  (session "
-                      f"start {seconds['session']:.1f} s, whole process "
-                      f"{seconds['process']:.1f} s)  [JIT {seconds['jit']:.1f} s, with the "
-                      f"session's start]", flush=True)
+                print(
+                    f"  cold {run + 1}/{cold}   {side:<30}{seconds['work']:6.1f} s  (session "
+                    f"start {seconds['session']:.1f} s, whole process "
+                    f"{seconds['process']:.1f} s)  [JIT {seconds['jit']:.1f} s, with the "
+                    f"session's start]",
+                    flush=True,
+                )
         base_cold = statistics.median(result.cold_baseline)
         print(f"cold medians: baseline {base_cold:.1f} s ({transactions / base_cold:,.0f} rows/s)")
         for side in sides[:2]:
             seconds = statistics.median(runs[side])
-            print(f"  {side:<30}{seconds:6.1f} s ({transactions / seconds:,.0f} rows/s): ratio "
-                  f"{seconds / base_cold:.2f}x", flush=True)
+            print(
+                f"  {side:<30}{seconds:6.1f} s ({transactions / seconds:,.0f} rows/s): ratio "
+                f"{seconds / base_cold:.2f}x",
+                flush=True,
+            )
     return result
 
 
@@ -595,22 +738,46 @@ def _load() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scales", type=int, nargs="+", default=[1_000_000, 10_000_000],
-                        help="transaction lines per scale")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="timed runs per side and scale, alternating which side goes first; "
-                        "the medians are compared (default 3)")
-    parser.add_argument("--lines-per-customer", type=int, default=50,
-                        help="customers = transactions / this (default 50)")
-    parser.add_argument("--warmup-runs", type=int, default=3,
-                        help="untimed runs per side and scale before the timed ones (default 3)")
-    parser.add_argument("--cold-runs", type=int, default=1,
-                        help="runs per side and scale, after the timed ones, each in a fresh "
-                        "driver as one spark-submit runs it (default 1; 0 for none)")
+    parser.add_argument(
+        "--scales",
+        type=int,
+        nargs="+",
+        default=[1_000_000, 10_000_000],
+        help="transaction lines per scale",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="timed runs per side and scale, alternating which side goes first; "
+        "the medians are compared (default 3)",
+    )
+    parser.add_argument(
+        "--lines-per-customer",
+        type=int,
+        default=50,
+        help="customers = transactions / this (default 50)",
+    )
+    parser.add_argument(
+        "--warmup-runs",
+        type=int,
+        default=3,
+        help="untimed runs per side and scale before the timed ones (default 3)",
+    )
+    parser.add_argument(
+        "--cold-runs",
+        type=int,
+        default=1,
+        help="runs per side and scale, after the timed ones, each in a fresh "
+        "driver as one spark-submit runs it (default 1; 0 for none)",
+    )
     parser.add_argument("--no-check", action="store_true", help="skip the output comparison")
     # A cold run's child process (see cold_run).
-    parser.add_argument("--cold-side", help=argparse.SUPPRESS,
-                        choices=[driver for side in COLD_SIDES.values() for driver in side])
+    parser.add_argument(
+        "--cold-side",
+        help=argparse.SUPPRESS,
+        choices=[driver for side in COLD_SIDES.values() for driver in side],
+    )
     parser.add_argument("--cold-landing", help=argparse.SUPPRESS)
     parser.add_argument("--cold-out", help=argparse.SUPPRESS)
     parser.add_argument("--keep", action="store_true", help="keep the generated data and tables")
@@ -630,18 +797,31 @@ def main() -> None:
         return
     spark = _session(settings, args.driver_memory)
     work = Path(tempfile.mkdtemp(prefix="bench-bronze-to-gold-"))
-    print(f"load average at start: {_load()}; master {spark.sparkContext.master}, shuffle "
-          f"partitions {settings.spark.shuffle_partitions}, driver memory {args.driver_memory}; "
-          f"as of {settings.synthetic.end_date}; latest snapshot only (gold --no-daily); "
-          f"work dir {work}", flush=True)
+    print(
+        f"load average at start: {_load()}; master {spark.sparkContext.master}, shuffle "
+        f"partitions {settings.spark.shuffle_partitions}, driver memory {args.driver_memory}; "
+        f"as of {settings.synthetic.end_date}; latest snapshot only (gold --no-daily); "
+        f"work dir {work}",
+        flush=True,
+    )
     results: list[ScaleResult] = []
     try:
         for scale in args.scales:
-            results.append(run_scale(spark, settings, config, work, scale,
-                                     max(1, scale // args.lines_per_customer),
-                                     repeat=args.repeat, warmup=args.warmup_runs,
-                                     cold=args.cold_runs, driver_memory=args.driver_memory,
-                                     check=not args.no_check))
+            results.append(
+                run_scale(
+                    spark,
+                    settings,
+                    config,
+                    work,
+                    scale,
+                    max(1, scale // args.lines_per_customer),
+                    repeat=args.repeat,
+                    warmup=args.warmup_runs,
+                    cold=args.cold_runs,
+                    driver_memory=args.driver_memory,
+                    check=not args.no_check,
+                )
+            )
             if not args.keep:
                 shutil.rmtree(work / f"scale-{scale}", ignore_errors=True)
         if len(results) > 1:
@@ -649,16 +829,22 @@ def main() -> None:
             print()
             for later in results[1:]:
                 factor = later.transactions / first.transactions
-                print(f"growth {first.transactions:,} -> {later.transactions:,} ({factor:.0f}x "
-                      f"data): featurelake {later.featurelake_total / first.featurelake_total:.2f}x"
-                      f" time, baseline {later.baseline / first.baseline:.2f}x, baseline-stable "
-                      f"{later.stable / first.stable:.2f}x")
+                print(
+                    f"growth {first.transactions:,} -> {later.transactions:,} ({factor:.0f}x "
+                    f"data): featurelake {later.featurelake_total / first.featurelake_total:.2f}x"
+                    f" time, baseline {later.baseline / first.baseline:.2f}x, baseline-stable "
+                    f"{later.stable / first.stable:.2f}x"
+                )
                 if first.cold_featurelake and later.cold_featurelake:
-                    cold = {name: [statistics.median(getattr(r, name)) for r in (first, later)]
-                            for name in ("cold_featurelake", "cold_per_job", "cold_baseline")}
+                    cold = {
+                        name: [statistics.median(getattr(r, name)) for r in (first, later)]
+                        for name in ("cold_featurelake", "cold_per_job", "cold_baseline")
+                    }
                     growth = {name: f"{b / a:.2f}x" for name, (a, b) in cold.items()}
-                    print(f"  cold: featurelake {growth['cold_featurelake']} time (a driver per "
-                          f"job {growth['cold_per_job']}), baseline {growth['cold_baseline']}")
+                    print(
+                        f"  cold: featurelake {growth['cold_featurelake']} time (a driver per "
+                        f"job {growth['cold_per_job']}), baseline {growth['cold_baseline']}"
+                    )
         print(f"load average at end: {_load()}")
     finally:
         if args.keep:

@@ -114,26 +114,35 @@ def fill_store(store: OnlineStore, entities: int, batch: int) -> dict[str, float
 
     def rows(at: datetime) -> Any:
         for i in range(entities):
-            payload = json.dumps({"spend_30d": round(rng.uniform(0, 5000), 2),
-                                  "orders_30d": rng.randint(0, 40),
-                                  "country": COUNTRIES[i % len(COUNTRIES)]})
+            payload = json.dumps(
+                {
+                    "spend_30d": round(rng.uniform(0, 5000), 2),
+                    "orders_30d": rng.randint(0, 40),
+                    "country": COUNTRIES[i % len(COUNTRIES)],
+                }
+            )
             yield encode_entity_key([f"c{i}"]), to_micros(at), payload
 
     started = time.perf_counter()
-    written = sum(store.write_rows("bench_customer", b)
-                  for b in iter_batches(rows(now - timedelta(hours=1)), batch))
+    written = sum(
+        store.write_rows("bench_customer", b)
+        for b in iter_batches(rows(now - timedelta(hours=1)), batch)
+    )
     write_s = time.perf_counter() - started
     started = time.perf_counter()
-    refused_written = sum(store.write_rows("bench_customer", b)
-                          for b in iter_batches(rows(now - timedelta(days=1)), batch))
+    refused_written = sum(
+        store.write_rows("bench_customer", b)
+        for b in iter_batches(rows(now - timedelta(days=1)), batch)
+    )
     stale_s = time.perf_counter() - started
     assert written == entities, f"wrote {written} of {entities}"
     assert refused_written == 0, "older rows replaced newer ones"
     return {"write_rows_per_s": entities / write_s, "older_rows_refused_per_s": entities / stale_s}
 
 
-def in_process(service: OnlineFeatureService, entities: int, lookups: int,
-               batch: int) -> dict[str, float]:
+def in_process(
+    service: OnlineFeatureService, entities: int, lookups: int, batch: int
+) -> dict[str, float]:
     rng = random.Random(1)
     latencies = []
     for _ in range(lookups):
@@ -149,9 +158,20 @@ def in_process(service: OnlineFeatureService, entities: int, lookups: int,
 def start_serve(conf: Path, root: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, str(PROJECT / "jobs" / "serve.py"), "--conf-dir", str(conf),
-         "--conf", f"lakehouse.root={root}", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            str(PROJECT / "jobs" / "serve.py"),
+            "--conf-dir",
+            str(conf),
+            "--conf",
+            f"lakehouse.root={root}",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -175,14 +195,20 @@ def over_http(url: str, entities: int, requests: int, clients: int, batch: int) 
         latencies, errors = [], 0
         with httpx.Client(base_url=url, timeout=30, headers={"X-API-Key": API_KEY}) as client:
             for _ in range(count):
-                body = {"entities": [{"customer_id": f"c{rng.randrange(entities)}"}
-                                     for _ in range(batch)], "features": FEATURES}
+                body = {
+                    "entities": [
+                        {"customer_id": f"c{rng.randrange(entities)}"} for _ in range(batch)
+                    ],
+                    "features": FEATURES,
+                }
                 started = time.perf_counter()
                 try:
                     response = client.post("/features", json=body)
                     ok = response.status_code == 200 and all(
-                        v["status"] == "ok" for r in response.json()["results"]
-                        for v in r["values"].values())
+                        v["status"] == "ok"
+                        for r in response.json()["results"]
+                        for v in r["values"].values()
+                    )
                 except httpx.HTTPError:
                     ok = False
                 latencies.append(time.perf_counter() - started)
@@ -196,8 +222,13 @@ def over_http(url: str, entities: int, requests: int, clients: int, batch: int) 
     wall = time.perf_counter() - started
     latencies = [x for part, _ in parts for x in part]
     p50, p99 = percentiles(latencies)
-    return {"requests": len(latencies), "errors": sum(e for _, e in parts), "p50_ms": p50,
-            "p99_ms": p99, "req_per_s": len(latencies) / wall}
+    return {
+        "requests": len(latencies),
+        "errors": sum(e for _, e in parts),
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "req_per_s": len(latencies) / wall,
+    }
 
 
 def materialize_runs(store: OnlineStore, entities: int, days: int, work: Path) -> dict[str, Any]:
@@ -210,9 +241,15 @@ def materialize_runs(store: OnlineStore, entities: int, days: int, work: Path) -
 
     # Executors run this interpreter (the one with featurelake), as spark-submit.sh arranges.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    spark = build_spark_session("bench-online", SparkSettings(
-        master="local[2]", shuffle_partitions=4, log_level="ERROR",
-        conf={"spark.ui.showConsoleProgress": "false"}))
+    spark = build_spark_session(
+        "bench-online",
+        SparkSettings(
+            master="local[2]",
+            shuffle_partitions=4,
+            log_level="ERROR",
+            conf={"spark.ui.showConsoleProgress": "false"},
+        ),
+    )
     settings = Settings(lakehouse=LakehouseSettings(root=str(work / "lake")))
     view = next(iter(load_feature_views_from([work / "conf" / "features" / "bench.yaml"]).values()))
     tables = DeltaTables(spark, "delta-rs")
@@ -220,15 +257,19 @@ def materialize_runs(store: OnlineStore, entities: int, days: int, work: Path) -
     start = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
     def daily(first_day: int, n_days: int) -> Any:
-        return (spark.range(entities * n_days)
-                .select((F.col("id") % entities).alias("e"),
-                        (F.col("id") / entities).cast("int").alias("d"))
-                .select(F.concat(F.lit("c"), F.col("e").cast("string")).alias("customer_id"),
-                        (F.lit(start) + F.make_interval(days=F.col("d") + first_day))
-                        .alias("as_of_ts"),
-                        (F.rand(7) * 5000).alias("spend_30d"),
-                        (F.rand(8) * 40).cast("long").alias("orders_30d"),
-                        F.lit("United Kingdom").alias("country")))
+        return (
+            spark.range(entities * n_days)
+            .select(
+                (F.col("id") % entities).alias("e"), (F.col("id") / entities).cast("int").alias("d")
+            )
+            .select(
+                F.concat(F.lit("c"), F.col("e").cast("string")).alias("customer_id"),
+                (F.lit(start) + F.make_interval(days=F.col("d") + first_day)).alias("as_of_ts"),
+                (F.rand(7) * 5000).alias("spend_30d"),
+                (F.rand(8) * 40).cast("long").alias("orders_30d"),
+                F.lit("United Kingdom").alias("country"),
+            )
+        )
 
     tables.write(daily(0, days), path, mode="overwrite")
     out: dict[str, Any] = {"source_rows": entities * days}
@@ -237,8 +278,11 @@ def materialize_runs(store: OnlineStore, entities: int, days: int, work: Path) -
     out["full_s"] = time.perf_counter() - started
     out["full_entities"] = full.entities_written
     changed = max(1, entities // 10)
-    tables.write(daily(days, 1).where(F.expr(f"cast(substr(customer_id, 2) as int) < {changed}")),
-                 path, mode="append")
+    tables.write(
+        daily(days, 1).where(F.expr(f"cast(substr(customer_id, 2) as int) < {changed}")),
+        path,
+        mode="append",
+    )
     started = time.perf_counter()
     incremental = materialize_view(tables, settings, view, store)
     out["incremental_s"] = time.perf_counter() - started
@@ -264,8 +308,9 @@ def run_store(kind: str, args: argparse.Namespace, work: Path, stack: ExitStack)
         # First: its rows are dated 2024, so the fresher rows written next replace them.
         result["materialize"] = materialize_runs(store, args.materialize, args.days, work / kind)
     result["write"] = fill_store(store, args.entities, 1000)
-    result["in_process"] = in_process(OnlineFeatureService(views, store), args.entities,
-                                      args.lookups, args.batch)
+    result["in_process"] = in_process(
+        OnlineFeatureService(views, store), args.entities, args.lookups, args.batch
+    )
     store.close()
     process, url = start_serve(conf, root, env)
     try:
@@ -285,10 +330,16 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=20_000, help="HTTP requests")
     parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients")
     parser.add_argument("--batch", type=int, default=1, help="entities per lookup / request")
-    parser.add_argument("--materialize", type=int, default=0, metavar="N",
-                        help="also time materialisation of N entities x --days rows (Spark)")
-    parser.add_argument("--days", type=int, default=10,
-                        help="daily rows per entity (--materialize)")
+    parser.add_argument(
+        "--materialize",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time materialisation of N entities x --days rows (Spark)",
+    )
+    parser.add_argument(
+        "--days", type=int, default=10, help="daily rows per entity (--materialize)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object per store")
     args = parser.parse_args()
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
@@ -296,8 +347,10 @@ def main() -> int:
         print("redis-server not installed (bin/ensure-redis.sh); skipping Redis", file=sys.stderr)
         stores.remove("redis")
     results = []
-    with tempfile.TemporaryDirectory(prefix="featurelake-bench-online-") as tmp, \
-            ExitStack() as stack:
+    with (
+        tempfile.TemporaryDirectory(prefix="featurelake-bench-online-") as tmp,
+        ExitStack() as stack,
+    ):
         for kind in stores:
             result = run_store(kind, args, Path(tmp), stack)
             results.append(result)
@@ -312,19 +365,27 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> None:
         return
     w, p, h = r["write"], r["in_process"], r["http"]
     print(f"[{r['store']}] {r['entities']:,} entities x 3 features, {args.batch} entity/lookup")
-    print(f"  write      {w['write_rows_per_s']:>10,.0f} rows/s   "
-          f"(older rows refused: {w['older_rows_refused_per_s']:,.0f} rows/s)")
-    print(f"  in-process p50 {p['p50_ms']:.3f} ms  p99 {p['p99_ms']:.3f} ms  "
-          f"{p['lookups_per_s']:,.0f} lookups/s ({args.lookups:,} lookups)")
-    print(f"  HTTP       p50 {h['p50_ms']:.2f} ms  p99 {h['p99_ms']:.2f} ms  "
-          f"{h['req_per_s']:,.0f} req/s  {h['requests']:,} requests, {h['errors']} errors "
-          f"({args.clients} clients)")
+    print(
+        f"  write      {w['write_rows_per_s']:>10,.0f} rows/s   "
+        f"(older rows refused: {w['older_rows_refused_per_s']:,.0f} rows/s)"
+    )
+    print(
+        f"  in-process p50 {p['p50_ms']:.3f} ms  p99 {p['p99_ms']:.3f} ms  "
+        f"{p['lookups_per_s']:,.0f} lookups/s ({args.lookups:,} lookups)"
+    )
+    print(
+        f"  HTTP       p50 {h['p50_ms']:.2f} ms  p99 {h['p99_ms']:.2f} ms  "
+        f"{h['req_per_s']:,.0f} req/s  {h['requests']:,} requests, {h['errors']} errors "
+        f"({args.clients} clients)"
+    )
     m = r.get("materialize")
     if m:
-        print(f"  materialize full {m['source_rows']:,} source rows -> {m['full_entities']:,} "
-              f"entities in {m['full_s']:.1f} s; {m['incremental_mode']} after +1 day for "
-              f"{m['incremental_offered']:,} entities: {m['incremental_s']:.1f} s "
-              f"({m['incremental_written']:,} written)")
+        print(
+            f"  materialize full {m['source_rows']:,} source rows -> {m['full_entities']:,} "
+            f"entities in {m['full_s']:.1f} s; {m['incremental_mode']} after +1 day for "
+            f"{m['incremental_offered']:,} entities: {m['incremental_s']:.1f} s "
+            f"({m['incremental_written']:,} written)"
+        )
     sys.stdout.flush()
 
 

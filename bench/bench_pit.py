@@ -40,17 +40,14 @@ START_SECONDS = 1_704_067_200  # 2024-01-01T00:00:00Z
 
 def feature_rows(spark: SparkSession, entities: int, days: int) -> DataFrame:
     """``entities`` x ``days`` daily rows with three features."""
-    return (
-        spark.range(entities * days)
-        .select(
-            (F.col("id") % entities).alias("entity_id"),
-            F.timestamp_seconds(
-                F.lit(START_SECONDS) + (F.col("id") / entities).cast("long") * 86400
-            ).alias("event_ts"),
-            F.rand(1).alias("f1"),
-            (F.rand(2) * 1000).cast("long").alias("f2"),
-            F.rand(3).alias("f3"),
-        )
+    return spark.range(entities * days).select(
+        (F.col("id") % entities).alias("entity_id"),
+        F.timestamp_seconds(
+            F.lit(START_SECONDS) + (F.col("id") / entities).cast("long") * 86400
+        ).alias("event_ts"),
+        F.rand(1).alias("f1"),
+        (F.rand(2) * 1000).cast("long").alias("f2"),
+        F.rand(3).alias("f3"),
     )
 
 
@@ -69,12 +66,21 @@ def baseline_join(entity_df: DataFrame, feature_df: DataFrame, ttl: timedelta) -
     """Key join, TTL filter, row_number() = 1, left join back (ties not made deterministic)."""
     ids = entity_df.withColumn("_rid", F.monotonically_increasing_id())
     window = F.expr(f"INTERVAL {int(ttl.total_seconds())} SECONDS")
-    pairs = ids.alias("e").join(feature_df.alias("f"), "entity_id").where(
-        (F.col("f.event_ts") <= F.col("e.ts")) & (F.col("f.event_ts") > F.col("e.ts") - window)
+    pairs = (
+        ids.alias("e")
+        .join(feature_df.alias("f"), "entity_id")
+        .where(
+            (F.col("f.event_ts") <= F.col("e.ts")) & (F.col("f.event_ts") > F.col("e.ts") - window)
+        )
     )
-    ranked = pairs.withColumn(
-        "_rn", F.row_number().over(Window.partitionBy("_rid").orderBy(F.col("f.event_ts").desc()))
-    ).where("_rn = 1").select("_rid", "f1", "f2", "f3")
+    ranked = (
+        pairs.withColumn(
+            "_rn",
+            F.row_number().over(Window.partitionBy("_rid").orderBy(F.col("f.event_ts").desc())),
+        )
+        .where("_rn = 1")
+        .select("_rid", "f1", "f2", "f3")
+    )
     return ids.join(ranked, "_rid", "left").drop("_rid")
 
 
@@ -108,45 +114,69 @@ def main() -> None:
     args = parser.parse_args()
     spark = build_spark_session(
         "bench-pit",
-        SparkSettings(master="local[*]", shuffle_partitions=args.shuffle_partitions,
-                      conf={"spark.driver.memory": args.driver_memory}),
+        SparkSettings(
+            master="local[*]",
+            shuffle_partitions=args.shuffle_partitions,
+            conf={"spark.driver.memory": args.driver_memory},
+        ),
     )
     ttl = timedelta(days=args.ttl_days)
     work = Path(tempfile.mkdtemp(prefix="bench-pit-"))
     try:
         feature_rows(spark, args.entities, args.days).write.parquet(str(work / "features"))
         features = spark.read.parquet(str(work / "features"))
-        print(f"feature rows: {args.entities} entities x {args.days} days x 3 features "
-              f"= {args.entities * args.days:,} rows; ttl {ttl}; cores "
-              f"{spark.sparkContext.defaultParallelism}")
+        print(
+            f"feature rows: {args.entities} entities x {args.days} days x 3 features "
+            f"= {args.entities * args.days:,} rows; ttl {ttl}; cores "
+            f"{spark.sparkContext.defaultParallelism}"
+        )
         # Warm-up (JIT, caches) on a small sample so neither method pays it in the timings.
         warm = entity_rows(spark, 20_000, args.entities, args.days)
-        timed(as_of_join(warm, features, join_keys=["entity_id"], entity_timestamp_column="ts",
-                         event_timestamp_column="event_ts", feature_columns=["f1", "f2", "f3"],
-                         ttl=ttl))
+        timed(
+            as_of_join(
+                warm,
+                features,
+                join_keys=["entity_id"],
+                entity_timestamp_column="ts",
+                event_timestamp_column="event_ts",
+                feature_columns=["f1", "f2", "f3"],
+                ttl=ttl,
+            )
+        )
         if not args.no_baseline:
             timed(baseline_join(warm, features, ttl))
         for rows in args.entity_rows:
             entity_rows(spark, rows, args.entities, args.days).write.parquet(
-                str(work / f"entities-{rows}"))
+                str(work / f"entities-{rows}")
+            )
             entities = spark.read.parquet(str(work / f"entities-{rows}"))
             result = as_of_join(
-                entities, features, join_keys=["entity_id"], entity_timestamp_column="ts",
-                event_timestamp_column="event_ts", feature_columns=["f1", "f2", "f3"], ttl=ttl,
+                entities,
+                features,
+                join_keys=["entity_id"],
+                entity_timestamp_column="ts",
+                event_timestamp_column="event_ts",
+                feature_columns=["f1", "f2", "f3"],
+                ttl=ttl,
             )
             seconds = timed(result)
-            line = (f"as_of_join  entity_rows={rows:>9,}  {seconds:8.2f} s  "
-                    f"{rows / seconds:>10,.0f} rows/s")
+            line = (
+                f"as_of_join  entity_rows={rows:>9,}  {seconds:8.2f} s  "
+                f"{rows / seconds:>10,.0f} rows/s"
+            )
             if not args.no_baseline:
                 base = timed(baseline_join(entities, features, ttl))
                 line += f"   baseline {base:8.2f} s  ratio as_of/baseline {seconds / base:.2f}"
             print(line, flush=True)
         jvm = jvm_peak_rss_mb(spark)
         python_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"peak memory: driver JVM RSS {jvm:,.0f} MB (VmHWM since start; local mode, "
-              f"executors inside; heap cap {args.driver_memory}); python driver RSS "
-              f"{python_mb:,.0f} MB" if jvm is not None else
-              f"peak memory: python driver RSS {python_mb:,.0f} MB (JVM RSS unavailable)")
+        print(
+            f"peak memory: driver JVM RSS {jvm:,.0f} MB (VmHWM since start; local mode, "
+            f"executors inside; heap cap {args.driver_memory}); python driver RSS "
+            f"{python_mb:,.0f} MB"
+            if jvm is not None
+            else f"peak memory: python driver RSS {python_mb:,.0f} MB (JVM RSS unavailable)"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
         spark.stop()

@@ -65,7 +65,7 @@ def main() -> None:
     try:
         for i in range(args.repeat):
             # Rotate the order so no writer always runs on a warmer JVM.
-            order = kinds[i % len(kinds):] + kinds[: i % len(kinds)]
+            order = kinds[i % len(kinds) :] + kinds[: i % len(kinds)]
             for kind in order:
                 target = str(work / f"{kind}-{i}")
                 started = time.perf_counter()
@@ -77,8 +77,9 @@ def main() -> None:
             for kind in order:
                 target = str(work / f"{kind}-{i}")
                 started = time.perf_counter()
-                frame = (spark.read.parquet(target) if kind == "parquet"
-                         else writers[kind].read(target))
+                frame = (
+                    spark.read.parquet(target) if kind == "parquet" else writers[kind].read(target)
+                )
                 frame.agg(F.sum("amount"), F.count("*")).collect()
                 reads[kind].append(time.perf_counter() - started)
     finally:
@@ -86,13 +87,17 @@ def main() -> None:
     best = {k: min(v) for k, v in writes.items()}
     print(f"rows: {args.rows:,}  repeats: {args.repeat}")
     for kind in kinds:
-        print(f"write {kind:9s} best {best[kind]:6.2f}s  all {[round(t, 2) for t in writes[kind]]}"
-              f"  read best {min(reads[kind]):6.2f}s  {args.rows / best[kind]:,.0f} rows/s")
+        print(
+            f"write {kind:9s} best {best[kind]:6.2f}s  all {[round(t, 2) for t in writes[kind]]}"
+            f"  read best {min(reads[kind]):6.2f}s  {args.rows / best[kind]:,.0f} rows/s"
+        )
     for kind in writers:
         target = " (target <= 1.1x)" if kind == "native" else ""
-        print(f"write ratio {kind}/parquet: {best[kind] / best['parquet']:.3f}x{target}; "
-              f"commit overhead ~{best[kind] - best['parquet']:+.2f}s; read ratio "
-              f"{min(reads[kind]) / min(reads['parquet']):.3f}x")
+        print(
+            f"write ratio {kind}/parquet: {best[kind] / best['parquet']:.3f}x{target}; "
+            f"commit overhead ~{best[kind] - best['parquet']:+.2f}s; read ratio "
+            f"{min(reads[kind]) / min(reads['parquet']):.3f}x"
+        )
     spark.stop()
 
 

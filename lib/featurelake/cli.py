@@ -18,8 +18,11 @@ __all__ = ["main"]
 
 
 def _usage() -> str:
-    lines = ["usage: featurelake <job> [--env NAME] [--conf key=value ...] [job options]", "",
-             "jobs:"]
+    lines = [
+        "usage: featurelake <job> [--env NAME] [--conf key=value ...] [job options]",
+        "",
+        "jobs:",
+    ]
     for name in job_names():
         lines.append(f"  {name:22s} {load_job(name).summary}")
     return "\n".join(lines) + "\n"

@@ -254,8 +254,7 @@ class _DuplicateKeyError(Exception):
         super().__init__(key)
         self.key = key
         if first.line == again.line:  # a flow mapping, {a: 1, a: 2}
-            where = (f"line {first.line + 1}, columns {first.column + 1} and "
-                     f"{again.column + 1}")
+            where = f"line {first.line + 1}, columns {first.column + 1} and {again.column + 1}"
         else:
             where = f"lines {first.line + 1} and {again.line + 1}"
         self.problem = f"duplicated key (at {where}); a key may appear once in a mapping"

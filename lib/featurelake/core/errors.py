@@ -70,9 +70,7 @@ class MissingColumnsError(DataError, ValueError):
     def __init__(self, what: str, missing: Iterable[str], present: Iterable[str]) -> None:
         self.missing = list(missing)
         self.present = list(present)
-        super().__init__(
-            f"{what}: missing columns {self.missing}; present columns: {self.present}"
-        )
+        super().__init__(f"{what}: missing columns {self.missing}; present columns: {self.present}")
 
 
 def require_columns(present: Iterable[str], needed: Iterable[str], what: str) -> None:

@@ -164,8 +164,9 @@ def resolve_packages(
         return Resolution(coordinates, reason=failed.read_text().strip() + " (not retried yet)")
     reason = _probe(coordinates, repository, probe_timeout)
     if reason is None:
-        jars, reason = _resolve_with_spark(coordinates, repository, cache / f"ivy-{key}",
-                                           resolve_timeout)
+        jars, reason = _resolve_with_spark(
+            coordinates, repository, cache / f"ivy-{key}", resolve_timeout
+        )
     if reason is not None:
         cache.mkdir(parents=True, exist_ok=True)
         failed.write_text(reason + "\n")
@@ -188,8 +189,10 @@ def _read_manifest(manifest: Path) -> tuple[str, ...] | None:
 
 def _pom_url(coordinate: str, repository: str) -> str:
     group, artifact, version = coordinate.split(":")
-    return (f"{repository.rstrip('/')}/{group.replace('.', '/')}/{artifact}/{version}/"
-            f"{artifact}-{version}.pom")
+    return (
+        f"{repository.rstrip('/')}/{group.replace('.', '/')}/{artifact}/{version}/"
+        f"{artifact}-{version}.pom"
+    )
 
 
 def _probe(coordinates: Sequence[str], repository: str, timeout: float) -> str | None:
@@ -220,21 +223,30 @@ def _resolve_with_spark(
     home = spark_home()
     command = [
         str(home / "bin" / "spark-submit"),
-        "--master", "local[1]",
-        "--packages", ",".join(coordinates),
-        "--conf", f"spark.jars.ivy={ivy}",
-        "--conf", "spark.ui.enabled=false",
+        "--master",
+        "local[1]",
+        "--packages",
+        ",".join(coordinates),
+        "--conf",
+        f"spark.jars.ivy={ivy}",
+        "--conf",
+        "spark.ui.enabled=false",
         str(script),
     ]
     if repository != MAVEN_CENTRAL:
         command[1:1] = ["--repositories", repository]
-    env = {**os.environ, "SPARK_HOME": str(home), "PYSPARK_PYTHON": sys.executable,
-           "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")}
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(home),
+        "PYSPARK_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
+    }
     env.pop("PYSPARK_GATEWAY_PORT", None)
     started = time.monotonic()
     try:
-        done = subprocess.run(command, env=env, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        done = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
     except subprocess.TimeoutExpired:
         return [], f"resolving {', '.join(coordinates)} took more than {timeout:.0f} s"
     except OSError as exc:
@@ -248,9 +260,16 @@ def _resolve_with_spark(
     jars = [j for j in fetched if _artifact_name(Path(j).name, grouped=True) not in shipped]
     if not jars:
         return [], f"Spark's resolver fetched no jar for {', '.join(coordinates)}"
-    log.info("jvm_packages_resolved", extra={"fields": {
-        "coordinates": list(coordinates), "jars": len(jars),
-        "seconds": round(time.monotonic() - started, 1)}})
+    log.info(
+        "jvm_packages_resolved",
+        extra={
+            "fields": {
+                "coordinates": list(coordinates),
+                "jars": len(jars),
+                "seconds": round(time.monotonic() - started, 1),
+            }
+        },
+    )
     return jars, None
 
 

@@ -156,15 +156,12 @@ def execute_job(
         return JobOutcome(2, {"status": "failed", "error": str(exc)}, exc)
     configure_logging(job, run_id, settings.logging.level, settings.logging.format)
     started = time.monotonic()
-    status, code, error, caught = "succeeded", 0, None, None
+    status, code, error = "succeeded", 0, None
+    caught: BaseException | None = None
     ctx = None
     try:
-        session = spark or build_spark_session(
-            f"featurelake-{job}", settings.spark, settings.delta
-        )
-        tables = DeltaTables.for_settings(
-            session, settings.delta, Lineage(job=job, run_id=run_id)
-        )
+        session = spark or build_spark_session(f"featurelake-{job}", settings.spark, settings.delta)
+        tables = DeltaTables.for_settings(session, settings.delta, Lineage(job=job, run_id=run_id))
         ctx = JobContext(job=job, run_id=run_id, settings=settings, spark=session, tables=tables)
         log.info(
             "job_started",

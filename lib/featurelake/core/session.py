@@ -270,10 +270,17 @@ def _arrow_type(dtype: T.DataType) -> Any:
     import pyarrow as pa
 
     simple = {
-        T.StringType: pa.string(), T.LongType: pa.int64(), T.IntegerType: pa.int32(),
-        T.ShortType: pa.int16(), T.ByteType: pa.int8(), T.DoubleType: pa.float64(),
-        T.FloatType: pa.float32(), T.BooleanType: pa.bool_(), T.DateType: pa.date32(),
-        T.BinaryType: pa.binary(), T.TimestampType: pa.timestamp("us", tz="UTC"),
+        T.StringType: pa.string(),
+        T.LongType: pa.int64(),
+        T.IntegerType: pa.int32(),
+        T.ShortType: pa.int16(),
+        T.ByteType: pa.int8(),
+        T.DoubleType: pa.float64(),
+        T.FloatType: pa.float32(),
+        T.BooleanType: pa.bool_(),
+        T.DateType: pa.date32(),
+        T.BinaryType: pa.binary(),
+        T.TimestampType: pa.timestamp("us", tz="UTC"),
         T.TimestampNTZType: pa.timestamp("us"),
     }
     for spark_type, arrow_type in simple.items():

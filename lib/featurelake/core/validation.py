@@ -92,8 +92,9 @@ def validate_configuration(
         raise errors[0]
     if errors:
         first, rest = errors[0], errors[1:]
-        raise ConfigError(first.source, first.key,
-                          first.problem + "".join(f"\n  {e}" for e in rest))
+        raise ConfigError(
+            first.source, first.key, first.problem + "".join(f"\n  {e}" for e in rest)
+        )
     return settings
 
 

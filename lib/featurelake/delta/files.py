@@ -77,11 +77,11 @@ def partition_filters(
     if not present:
         return None
     if len(partitions) == 1:
-        return (
-            [(partitions[0], "in", sorted(v[0] for v in present if v[0] is not None))]
-            if all(v[0] is not None for v in present)
-            else _null_partition_error(path)
-        )
+        if any(v[0] is None for v in present):
+            raise ValueError(
+                f"{path}: dynamic partition overwrite of a null partition is not supported"
+            )
+        return [(partitions[0], "in", sorted(str(v[0]) for v in present))]
     if len(present) == 1:
         (only,) = present
         return [(p, "=", v) for p, v in zip(partitions, only, strict=True)]
@@ -89,10 +89,6 @@ def partition_filters(
         f"{path}: dynamic partition overwrite across several values of a multi-column partition "
         f"is not supported by the delta-rs backend; write one partition at a time"
     )
-
-
-def _null_partition_error(path: str) -> None:
-    raise ValueError(f"{path}: dynamic partition overwrite of a null partition is not supported")
 
 
 def partition_string(value: Any) -> str | None:

@@ -59,10 +59,17 @@ _CONFLICTS = (
 _SESSION_METADATA_LOCK = threading.Lock()
 
 
+def _jvm(spark: SparkSession) -> Any:
+    """The session's JVM view (delta-spark's log and snapshots have no Python API)."""
+    jvm = spark.sparkContext._jvm  # noqa: SLF001
+    assert jvm is not None, "the Spark session is stopped"
+    return jvm
+
+
 def native_delta_available(spark: SparkSession) -> bool:
     """True when delta-spark's JVM classes are loaded in this session."""
     try:
-        jvm = spark.sparkContext._jvm  # noqa: SLF001 - the only way to probe the classpath
+        jvm = _jvm(spark)  # the only way to probe the classpath
         jvm.java.lang.Class.forName(
             "io.delta.tables.DeltaTable", False, jvm.Thread.currentThread().getContextClassLoader()
         )
@@ -98,9 +105,10 @@ class NativeBackend:
 
     def _snapshot(self, path: str) -> Any:
         """The JVM snapshot of the table's latest version (delta-spark has no Python API)."""
-        jvm = self.spark.sparkContext._jvm  # noqa: SLF001
+        jvm = _jvm(self.spark)
         delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(
-            self.spark._jsparkSession, path  # noqa: SLF001
+            self.spark._jsparkSession,
+            path,  # noqa: SLF001
         )
         return delta_log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty())
 
@@ -177,9 +185,10 @@ class NativeBackend:
 
     def _files(self, path: str, version: int | None) -> DataFrame:
         """The add actions of a version: path, size, partition values and stats (JSON)."""
-        jvm = self.spark.sparkContext._jvm  # noqa: SLF001
+        jvm = _jvm(self.spark)
         delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(
-            self.spark._jsparkSession, path  # noqa: SLF001
+            self.spark._jsparkSession,
+            path,  # noqa: SLF001
         )
         if version is None:
             snapshot = self._snapshot(path)
@@ -196,8 +205,11 @@ class NativeBackend:
         files = self._files(path, version).select(
             F.get_json_object("stats", "$.numRecords").cast("long").alias("n")
         )
-        row = files.agg(F.count(F.lit(1)).alias("files"), F.count("n").alias("with_stats"),
-                        F.sum("n").alias("rows")).first()
+        row = files.agg(
+            F.count(F.lit(1)).alias("files"),
+            F.count("n").alias("with_stats"),
+            F.sum("n").alias("rows"),
+        ).first()
         assert row is not None
         if row["files"] != row["with_stats"]:
             return -1
@@ -212,17 +224,20 @@ class NativeBackend:
         fields = [schema[name] for name in columns]
         values = T.StructType([T.StructField(f.name, f.dataType) for f in fields])
         counts = T.StructType([T.StructField(f.name, T.LongType()) for f in fields])
-        stats_schema = T.StructType([
-            T.StructField("numRecords", T.LongType()),
-            T.StructField("minValues", values),
-            T.StructField("maxValues", values),
-            T.StructField("nullCount", counts),
-        ])
-        stats = self._files(path, version).select(
-            F.from_json("stats", stats_schema).alias("s")
-        ).select("s.*")
-        aggregates = [F.count(F.lit(1)).alias("_files"),
-                      F.count("numRecords").alias("_with_stats")]
+        stats_schema = T.StructType(
+            [
+                T.StructField("numRecords", T.LongType()),
+                T.StructField("minValues", values),
+                T.StructField("maxValues", values),
+                T.StructField("nullCount", counts),
+            ]
+        )
+        stats = (
+            self._files(path, version)
+            .select(F.from_json("stats", stats_schema).alias("s"))
+            .select("s.*")
+        )
+        aggregates = [F.count(F.lit(1)).alias("_files"), F.count("numRecords").alias("_with_stats")]
         for i, f in enumerate(fields):
             nulls = F.col("nullCount").getField(f.name)
             low = F.col("minValues").getField(f.name)
@@ -231,8 +246,9 @@ class NativeBackend:
             aggregates += [
                 F.sum(nulls).alias(f"nulls_{i}"),
                 F.count(nulls).alias(f"nulls_known_{i}"),
-                F.sum(F.when(has_values & (low.isNull() | high.isNull()), 1).otherwise(0))
-                .alias(f"unknown_{i}"),
+                F.sum(F.when(has_values & (low.isNull() | high.isNull()), 1).otherwise(0)).alias(
+                    f"unknown_{i}"
+                ),
                 F.min(F.when(has_values, low)).alias(f"min_{i}"),
                 F.max(F.when(has_values, high)).alias(f"max_{i}"),
             ]
@@ -252,7 +268,7 @@ class NativeBackend:
     def partition_columns(self, path: str) -> list[str]:
         if not self.exists(path):
             raise TableNotFoundError(f"no Delta table at {path}")
-        jvm = self.spark.sparkContext._jvm  # noqa: SLF001
+        jvm = _jvm(self.spark)
         columns = self._snapshot(path).metadata().partitionColumns()
         return [str(c) for c in jvm.scala.jdk.javaapi.CollectionConverters.asJava(columns)]
 
@@ -263,13 +279,19 @@ class NativeBackend:
     def _checked(self, request: WriteRequest) -> DataFrame:
         """The write's rows aligned to the table's schema; raises what the write would break."""
         data = request.data
-        df = (self.spark.createDataFrame(data.table, data.struct)
-              if isinstance(data, ArrowRows) else data)
+        df = (
+            self.spark.createDataFrame(data.table, data.struct)
+            if isinstance(data, ArrowRows)
+            else data
+        )
         if not self.exists(request.path):
             return df
         table_partitions = self.partition_columns(request.path)
-        if (request.partition_by is not None and not request.overwrite_schema
-                and list(request.partition_by) != table_partitions):
+        if (
+            request.partition_by is not None
+            and not request.overwrite_schema
+            and list(request.partition_by) != table_partitions
+        ):
             raise SchemaMismatchError(
                 f"cannot write to {request.path}: partitioned by {table_partitions}, write "
                 f"asks for {list(request.partition_by)}"
@@ -281,12 +303,17 @@ class NativeBackend:
         if isinstance(request.replace_partitions, Mapping):
             unknown = [k for k in request.replace_partitions if k not in table_partitions]
             if unknown:
-                raise ValueError(f"{request.path}: {unknown} are not partition columns "
-                                 f"(partitions: {table_partitions})")
+                raise ValueError(
+                    f"{request.path}: {unknown} are not partition columns "
+                    f"(partitions: {table_partitions})"
+                )
         table_schema = self._schema(request.path)
         schema, align = resolve_schema(
-            nullable(df.schema), table_schema, request.schema_evolution,
-            request.overwrite_schema, request.path,
+            nullable(df.schema),
+            table_schema,
+            request.schema_evolution,
+            request.overwrite_schema,
+            request.path,
         )
         if align:
             present = set(df.columns)
@@ -348,7 +375,7 @@ class NativeBackend:
             writer = writer.option("mergeSchema", "true")
         if request.overwrite_schema:
             writer = writer.option("overwriteSchema", "true")
-        operation = "create" if not exists else request.mode
+        operation: str = "create" if not exists else request.mode
         if request.replace_partitions == "dynamic":
             writer = writer.option("partitionOverwriteMode", "dynamic")
             operation = "partition-overwrite"
@@ -394,15 +421,20 @@ class NativeBackend:
         write_id = uuid.uuid4().hex
         condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
         merge = (
-            self._table(path).alias("t").merge(df.alias("s"), condition)
-            .whenMatchedUpdateAll().whenNotMatchedInsertAll()
+            self._table(path)
+            .alias("t")
+            .merge(df.alias("s"), condition)
+            .whenMatchedUpdateAll()
+            .whenNotMatchedInsertAll()
         )
         if schema_evolution:
             merge = merge.withSchemaEvolution()
         conf = self.spark.conf
         with _SESSION_METADATA_LOCK, _conflicts(path, None):
-            conf.set("spark.databricks.delta.commitInfo.userMetadata",
-                     json.dumps({**metadata, "featurelake.write_id": write_id}))
+            conf.set(
+                "spark.databricks.delta.commitInfo.userMetadata",
+                json.dumps({**metadata, "featurelake.write_id": write_id}),
+            )
             try:
                 merge.execute()
             finally:
@@ -413,8 +445,9 @@ class NativeBackend:
         rows = int(metrics.get("numTargetRowsInserted", 0)) + int(
             metrics.get("numTargetRowsUpdated", 0)
         )
-        return WriteResult(path, version, rows, int(metrics.get("numTargetFilesAdded", 0)),
-                           "upsert")
+        return WriteResult(
+            path, version, rows, int(metrics.get("numTargetFilesAdded", 0)), "upsert"
+        )
 
     def changes(self, path: str, start_version: int) -> DataFrame | None:
         if not self.exists(path):
@@ -422,9 +455,10 @@ class NativeBackend:
         latest = int(self._snapshot(path).version())
         detail = self.spark.sql(f"DESCRIBE DETAIL delta.`{_sql_path(path)}`").first()
         assert detail is not None
-        if start_version > latest or (detail["properties"] or {}).get(
-            "delta.enableChangeDataFeed"
-        ) != "true":
+        if (
+            start_version > latest
+            or (detail["properties"] or {}).get("delta.enableChangeDataFeed") != "true"
+        ):
             return None
         try:
             changes = (
@@ -445,9 +479,13 @@ class NativeBackend:
         if not self.exists(path):
             raise TableNotFoundError(f"no Delta table at {path}")
         detail = self.spark.sql(f"DESCRIBE DETAIL delta.`{_sql_path(path)}`").first()
+        assert detail is not None  # DESCRIBE DETAIL has one row
         prefix = "delta.constraints."
-        current = {k[len(prefix):]: v for k, v in (detail["properties"] or {}).items()
-                   if k.startswith(prefix)}
+        current = {
+            k[len(prefix) :]: v
+            for k, v in (detail["properties"] or {}).items()
+            if k.startswith(prefix)
+        }
         wanted = {name.lower(): expr for name, expr in wanted.items()}
         # delta-spark keeps an expression as its tokens joined by spaces: compare without them
         same = {n for n, e in wanted.items() if _tokens(current.get(n, "")) == _tokens(e)}
@@ -480,8 +518,9 @@ class NativeBackend:
             files = [row[0] for row in listed]
             if not dry_run and files:
                 with _SESSION_METADATA_LOCK:
-                    conf.set("spark.databricks.delta.commitInfo.userMetadata",
-                             json.dumps(dict(metadata)))
+                    conf.set(
+                        "spark.databricks.delta.commitInfo.userMetadata", json.dumps(dict(metadata))
+                    )
                     try:
                         self._table(path).vacuum(float(retention_hours))
                     finally:
@@ -501,20 +540,26 @@ class NativeBackend:
             raise TableNotFoundError(f"no Delta table at {path}")
         conf = self.spark.conf
         with _SESSION_METADATA_LOCK:
-            conf.set("spark.databricks.delta.optimize.maxFileSize",
-                     str(target_size_mb * 1024 * 1024))
-            conf.set("spark.databricks.delta.commitInfo.userMetadata",
-                     json.dumps(dict(metadata)))
+            conf.set(
+                "spark.databricks.delta.optimize.maxFileSize", str(target_size_mb * 1024 * 1024)
+            )
+            conf.set("spark.databricks.delta.commitInfo.userMetadata", json.dumps(dict(metadata)))
             try:
                 optimize = self._table(path).optimize()
-                result = (optimize.executeZOrderBy(*zorder_by) if zorder_by
-                          else optimize.executeCompaction())
+                result = (
+                    optimize.executeZOrderBy(*zorder_by)
+                    if zorder_by
+                    else optimize.executeCompaction()
+                )
                 metrics = result.collect()[0]["metrics"].asDict(recursive=True)
             finally:
                 conf.unset("spark.databricks.delta.optimize.maxFileSize")
                 conf.unset("spark.databricks.delta.commitInfo.userMetadata")
-        return {"numFilesAdded": metrics.get("numFilesAdded", 0),
-                "numFilesRemoved": metrics.get("numFilesRemoved", 0), **metrics}
+        return {
+            "numFilesAdded": metrics.get("numFilesAdded", 0),
+            "numFilesRemoved": metrics.get("numFilesRemoved", 0),
+            **metrics,
+        }
 
 
 @contextlib.contextmanager

@@ -197,14 +197,20 @@ class RsBackend:
             data = self.spark.createDataFrame(data.table, data.struct)
         if isinstance(data, ArrowRows):
             schema, _ = resolve_schema(
-                nullable(data.struct), table_schema, request.schema_evolution,
-                request.overwrite_schema, path,
+                nullable(data.struct),
+                table_schema,
+                request.schema_evolution,
+                request.overwrite_schema,
+                path,
             )
             adds = _stage_arrow(data.table, root, schema, self.compression, self.dictionary)
         else:
             schema, align = resolve_schema(
-                nullable(data.schema), table_schema, request.schema_evolution,
-                request.overwrite_schema, path,
+                nullable(data.schema),
+                table_schema,
+                request.schema_evolution,
+                request.overwrite_schema,
+                path,
             )
             if align:
                 data = data.select(*[F.col(f"`{n}`") for n in schema.fieldNames()])
@@ -219,8 +225,9 @@ class RsBackend:
         rows = sum(json.loads(a.stats)["numRecords"] for a in adds)
 
         def commit() -> WriteResult:
-            return _commit_adds(request, root, existing, table_schema, schema, partitions, adds,
-                                rows)
+            return _commit_adds(
+                request, root, existing, table_schema, schema, partitions, adds, rows
+            )
 
         def abort() -> None:
             for add in adds:
@@ -286,16 +293,21 @@ class RsBackend:
         replace: Literal["dynamic"] | None = None
         if partitions and set(partitions) <= set(keys):
             touched = df.select(*partitions).distinct()
-            current = current.join(touched, partitions, "left_semi")
+            current = current.join(touched, list(partitions), "left_semi")
             replace = "dynamic"
-        kept = current.join(df.select(*keys), keys, "left_anti")
+        kept = current.join(df.select(*keys), list(keys), "left_anti")
         merged = kept.unionByName(df, allowMissingColumns=schema_evolution)
         result = self.write(
-            WriteRequest(merged, path, "overwrite", replace_partitions=replace,
-                         schema_evolution=schema_evolution, metadata=metadata)
+            WriteRequest(
+                merged,
+                path,
+                "overwrite",
+                replace_partitions=replace,
+                schema_evolution=schema_evolution,
+                metadata=metadata,
+            )
         )
-        return WriteResult(path, result.version, result.rows_written, result.files_added,
-                           "upsert")
+        return WriteResult(path, result.version, result.rows_written, result.files_added, "upsert")
 
     def changes(self, path: str, start_version: int) -> DataFrame | None:
         # delta-rs commits add actions without change files: callers compare snapshots.
@@ -345,20 +357,26 @@ class RsBackend:
 
         table = self.open(path, None, None)
         properties = WriterProperties(
-            compression=self.compression.upper(),
+            compression=self.compression.upper(),  # type: ignore[arg-type] # checked codecs
             default_column_properties=ColumnProperties(dictionary_enabled=self.dictionary),
         )
         commit = CommitProperties(custom_metadata=dict(metadata))
         if zorder_by:
-            return dict(table.optimize.z_order(
-                list(zorder_by), target_size=target_size_mb * 1024 * 1024,
-                writer_properties=properties, commit_properties=commit,
-            ))
-        return dict(table.optimize.compact(
-            target_size=target_size_mb * 1024 * 1024,
-            writer_properties=properties,
-            commit_properties=commit,
-        ))
+            return dict(
+                table.optimize.z_order(
+                    list(zorder_by),
+                    target_size=target_size_mb * 1024 * 1024,
+                    writer_properties=properties,
+                    commit_properties=commit,
+                )
+            )
+        return dict(
+            table.optimize.compact(
+                target_size=target_size_mb * 1024 * 1024,
+                writer_properties=properties,
+                commit_properties=commit,
+            )
+        )
 
 
 def _commit_adds(
@@ -491,8 +509,11 @@ def _stage_arrow(
     os.makedirs(root, exist_ok=True)
     pq.write_table(aligned, target, compression=codec, use_dictionary=dictionary)
     stats = file_stats(target, {f.name: f.dataType for f in schema.fields}, set())
-    return [AddAction(name, os.path.getsize(target), {}, int(time.time() * 1000), True,
-                      json.dumps(stats))]
+    return [
+        AddAction(
+            name, os.path.getsize(target), {}, int(time.time() * 1000), True, json.dumps(stats)
+        )
+    ]
 
 
 def add_actions(table: Any) -> Any:

@@ -235,8 +235,16 @@ class DeltaTables:
         if overwrite_schema and (mode != "overwrite" or replace_partitions is not None):
             raise ValueError("overwrite_schema needs a full overwrite (mode='overwrite')")
         return WriteRequest(
-            data, path, mode, partition_by, replace_partitions, schema_evolution,
-            overwrite_schema, self.lineage.commit_metadata(metadata), txn, properties,
+            data,
+            path,
+            mode,
+            partition_by,
+            replace_partitions,
+            schema_evolution,
+            overwrite_schema,
+            self.lineage.commit_metadata(metadata),
+            txn,
+            properties,
         )
 
     def write(
@@ -282,8 +290,18 @@ class DeltaTables:
                 ``txn``'s claim was already made.
             ValueError: inconsistent arguments.
         """
-        request = self._request(df, path, mode, partition_by, replace_partitions,
-                                schema_evolution, overwrite_schema, metadata, txn, properties)
+        request = self._request(
+            df,
+            path,
+            mode,
+            partition_by,
+            replace_partitions,
+            schema_evolution,
+            overwrite_schema,
+            metadata,
+            txn,
+            properties,
+        )
         return self._committed(self._backend.write(request))
 
     def append_rows(
@@ -316,8 +334,17 @@ class DeltaTables:
             TypeError, ValueError: rows that do not fit the schema (as ``local_frame``).
         """
         table, struct = arrow_rows(rows, schema)
-        request = self._request(ArrowRows(table, struct), path, "append", None, None,
-                                schema_evolution, False, metadata, txn)
+        request = self._request(
+            ArrowRows(table, struct),
+            path,
+            "append",
+            None,
+            None,
+            schema_evolution,
+            False,
+            metadata,
+            txn,
+        )
         return self._committed(self._backend.write(request))
 
     def stage(
@@ -346,8 +373,18 @@ class DeltaTables:
         Returns:
             A :class:`StagedWrite` to pass to :meth:`commit` or :meth:`abort`.
         """
-        request = self._request(df, path, mode, partition_by, replace_partitions,
-                                schema_evolution, overwrite_schema, metadata, txn, properties)
+        request = self._request(
+            df,
+            path,
+            mode,
+            partition_by,
+            replace_partitions,
+            schema_evolution,
+            overwrite_schema,
+            metadata,
+            txn,
+            properties,
+        )
         return self._backend.stage(request)
 
     def commit(self, staged: StagedWrite) -> WriteResult:
@@ -486,8 +523,9 @@ class DeltaTables:
         Returns:
             The files deleted (or that would be, with ``dry_run``).
         """
-        return self._backend.vacuum(path, retention_hours, dry_run,
-                                    self.lineage.commit_metadata({"operation": "vacuum"}))
+        return self._backend.vacuum(
+            path, retention_hours, dry_run, self.lineage.commit_metadata({"operation": "vacuum"})
+        )
 
     def compact(
         self, path: str, target_size_mb: int = 128, *, zorder_by: Sequence[str] = ()
@@ -503,8 +541,9 @@ class DeltaTables:
         Returns:
             Metrics of the compaction (``numFilesAdded``, ``numFilesRemoved``...).
         """
-        return self._backend.compact(path, target_size_mb, zorder_by,
-                                     self.lineage.commit_metadata({"operation": "compact"}))
+        return self._backend.compact(
+            path, target_size_mb, zorder_by, self.lineage.commit_metadata({"operation": "compact"})
+        )
 
 
 def _as_utc(value: datetime | str) -> datetime:
@@ -513,4 +552,3 @@ def _as_utc(value: datetime | str) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc)
-

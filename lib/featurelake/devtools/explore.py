@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
@@ -65,14 +65,16 @@ def connect(
     return Workspace(settings, spark, tables)
 
 
+def _pandas(df: DataFrame) -> pd.DataFrame:
+    """``df.toPandas()``, typed as the pandas frame it is."""
+    return cast(pd.DataFrame, df.toPandas())
+
+
 def describe_features(df: DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """count, mean, stddev, min, quartiles and max of each column (rows: columns)."""
-    stats = (
-        df.select(*columns)
-        .summary("count", "mean", "stddev", "min", "25%", "50%", "75%", "max")
-        .toPandas()
-        .set_index("summary")
-    )
+    stats = _pandas(
+        df.select(*columns).summary("count", "mean", "stddev", "min", "25%", "50%", "75%", "max")
+    ).set_index("summary")
     return stats.apply(pd.to_numeric, errors="coerce").T
 
 
@@ -87,7 +89,7 @@ def plot_distributions(
 
     total = df.count()
     fraction = min(1.0, sample_rows / total) if total else 1.0
-    sample = df.select(*columns).sample(fraction=fraction, seed=seed).toPandas()
+    sample = _pandas(df.select(*columns).sample(fraction=fraction, seed=seed))
     cols = min(3, len(columns))
     rows = math.ceil(len(columns) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
@@ -107,11 +109,10 @@ def segment_profile(
     joined = segments.select(key, "segment_id", "segment_name").join(
         features.select(key, *columns), key
     )
-    profile = (
+    profile = _pandas(
         joined.groupBy("segment_id", "segment_name")
         .agg(F.count(F.lit(1)).alias("size"), *[F.avg(c).alias(c) for c in columns])
         .orderBy("segment_id")
-        .toPandas()
     )
     profile.insert(3, "share", profile["size"] / profile["size"].sum())
     return profile
@@ -156,7 +157,7 @@ def feature_drift(
         bucket = F.lit(len(bounds) - 2)
         for i in range(len(bounds) - 2, 0, -1):
             bucket = F.when(F.col(column) <= bounds[i], F.lit(i - 1)).otherwise(bucket)
-        counts = dict(
+        counts: dict[int, int] = dict(
             df.filter(F.col(column).isNotNull()).groupBy(bucket.alias("b")).count().collect()
         )
         total = sum(counts.values()) or 1

@@ -43,8 +43,16 @@ __all__ = [
     "uniform",
 ]
 
-ONLINE_RETAIL_COLUMNS = ("InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate",
-                         "UnitPrice", "CustomerID", "Country")
+ONLINE_RETAIL_COLUMNS = (
+    "InvoiceNo",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "InvoiceDate",
+    "UnitPrice",
+    "CustomerID",
+    "Country",
+)
 CREDIT_CLIENT_COLUMNS = (
     ("ID", "LIMIT_BAL", "SEX", "EDUCATION", "MARRIAGE", "AGE", "PAY_0")
     + tuple(f"PAY_{k}" for k in range(2, 7))
@@ -52,26 +60,111 @@ CREDIT_CLIENT_COLUMNS = (
     + tuple(f"PAY_AMT{k}" for k in range(1, 7))
     + ("default.payment.next.month",)
 )
-CUSTOMER_PROFILE_COLUMNS = ("customer_id", "name", "email", "phone", "birth_date", "country",
-                            "signup_date")
+CUSTOMER_PROFILE_COLUMNS = (
+    "customer_id",
+    "name",
+    "email",
+    "phone",
+    "birth_date",
+    "country",
+    "signup_date",
+)
 
 # The real data's numbering, so synthetic ids look familiar next to the real ones.
 FIRST_INVOICE_NO = 536365
 FIRST_CUSTOMER_ID = 12346
 _HOME_COUNTRY = "United Kingdom"
 _HOME_SHARE = 0.9
-_COUNTRIES = ("Germany", "France", "EIRE", "Spain", "Netherlands", "Belgium", "Switzerland",
-              "Portugal", "Australia", "Norway", "Italy", "Channel Islands")
-_ADJECTIVES = ("WHITE", "RED", "VINTAGE", "REGENCY", "JUMBO", "PINK", "BLUE", "HEART",
-               "RETROSPOT", "GLASS", "WOODEN", "PAPER", "SET OF 4", "SMALL", "LARGE", "PARTY")
-_THINGS = ("HANGING T-LIGHT HOLDER", "LANTERN", "CAKE CASES", "LUNCH BAG", "TEACUP AND SAUCER",
-           "BUNTING", "ALARM CLOCK", "WATER BOTTLE", "STORAGE JAR", "DOORMAT", "CANDLE",
-           "PHOTO FRAME", "MUG", "TINS", "NAPKINS", "CARD")
-_FIRST_NAMES = ("Olivia", "Jack", "Amelia", "Harry", "Isla", "Oliver", "Emily", "Charlie",
-                "Ava", "George", "Sophie", "Noah", "Mia", "Leo", "Grace", "Oscar", "Chloé",
-                "Seán", "Zoë", "Mohammed")
-_LAST_NAMES = ("Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies",
-               "O'Brien", "Evans", "Thomas", "Roberts", "Müller", "Dubois", "García", "Khan")
+_COUNTRIES = (
+    "Germany",
+    "France",
+    "EIRE",
+    "Spain",
+    "Netherlands",
+    "Belgium",
+    "Switzerland",
+    "Portugal",
+    "Australia",
+    "Norway",
+    "Italy",
+    "Channel Islands",
+)
+_ADJECTIVES = (
+    "WHITE",
+    "RED",
+    "VINTAGE",
+    "REGENCY",
+    "JUMBO",
+    "PINK",
+    "BLUE",
+    "HEART",
+    "RETROSPOT",
+    "GLASS",
+    "WOODEN",
+    "PAPER",
+    "SET OF 4",
+    "SMALL",
+    "LARGE",
+    "PARTY",
+)
+_THINGS = (
+    "HANGING T-LIGHT HOLDER",
+    "LANTERN",
+    "CAKE CASES",
+    "LUNCH BAG",
+    "TEACUP AND SAUCER",
+    "BUNTING",
+    "ALARM CLOCK",
+    "WATER BOTTLE",
+    "STORAGE JAR",
+    "DOORMAT",
+    "CANDLE",
+    "PHOTO FRAME",
+    "MUG",
+    "TINS",
+    "NAPKINS",
+    "CARD",
+)
+_FIRST_NAMES = (
+    "Olivia",
+    "Jack",
+    "Amelia",
+    "Harry",
+    "Isla",
+    "Oliver",
+    "Emily",
+    "Charlie",
+    "Ava",
+    "George",
+    "Sophie",
+    "Noah",
+    "Mia",
+    "Leo",
+    "Grace",
+    "Oscar",
+    "Chloé",
+    "Seán",
+    "Zoë",
+    "Mohammed",
+)
+_LAST_NAMES = (
+    "Smith",
+    "Jones",
+    "Taylor",
+    "Brown",
+    "Williams",
+    "Wilson",
+    "Johnson",
+    "Davies",
+    "O'Brien",
+    "Evans",
+    "Thomas",
+    "Roberts",
+    "Müller",
+    "Dubois",
+    "García",
+    "Khan",
+)
 _SECONDS_PER_DAY = 86_400
 _FUTURE_YEARS_S = 50 * 365 * _SECONDS_PER_DAY
 _TWO_POW_53 = 2**53
@@ -94,8 +187,10 @@ def uniform(seed: int, key: Column | str, salt: str) -> Column:
     if isinstance(key, str):
         # One SQL expression instead of a dozen Column calls (each a round trip to the JVM);
         # the literals have the same types as F.lit's (INT or BIGINT seed, STRING salt).
-        return F.expr(f"CAST(xxhash64({int(seed)}, `{key}`, '{salt}') & {_TWO_POW_53 - 1}L "
-                      f"AS DOUBLE) * {1.0 / _TWO_POW_53!r}D")
+        return F.expr(
+            f"CAST(xxhash64({int(seed)}, `{key}`, '{salt}') & {_TWO_POW_53 - 1}L "
+            f"AS DOUBLE) * {1.0 / _TWO_POW_53!r}D"
+        )
     hashed = F.xxhash64(F.lit(seed), key, F.lit(salt))
     low_bits = hashed.bitwiseAND(F.lit(_TWO_POW_53 - 1))
     return low_bits.cast("double") * F.lit(1.0 / _TWO_POW_53)
@@ -124,8 +219,9 @@ def _below(u: Column, n: int) -> Column:
 def _csv_quote(value: Column) -> Column:
     """RFC 4180 quoting: fields with a comma, quote or line break are quoted, quotes doubled."""
     needs = value.rlike('[,"\\r\\n]')
-    return F.when(needs, F.concat(F.lit('"'), F.regexp_replace(value, '"', '""'), F.lit('"'))) \
-        .otherwise(value)
+    return F.when(
+        needs, F.concat(F.lit('"'), F.regexp_replace(value, '"', '""'), F.lit('"'))
+    ).otherwise(value)
 
 
 def _quote_csv_text(value: str) -> str:
@@ -156,14 +252,18 @@ def _product_description(product: Column) -> Column:
 def _format_cents(cents: Column) -> Column:
     """An amount in cents as decimal text with two places: ``-345`` -> ``-3.45``."""
     magnitude = F.abs(cents)
-    return F.concat(F.when(cents < 0, F.lit("-")).otherwise(F.lit("")),
-                    F.floor(magnitude / 100).cast("string"), F.lit("."),
-                    F.lpad((magnitude % 100).cast("string"), 2, "0"))
+    return F.concat(
+        F.when(cents < 0, F.lit("-")).otherwise(F.lit("")),
+        F.floor(magnitude / 100).cast("string"),
+        F.lit("."),
+        F.lpad((magnitude % 100).cast("string"), 2, "0"),
+    )
 
 
 def _epoch(day: str) -> int:
-    return int(datetime.combine(date.fromisoformat(day), datetime.min.time(),
-                                timezone.utc).timestamp())
+    return int(
+        datetime.combine(date.fromisoformat(day), datetime.min.time(), timezone.utc).timestamp()
+    )
 
 
 def _emit(
@@ -177,8 +277,11 @@ def _emit(
     parts = []
     if header is not None:
         first = F.expr(f"(CAST(spark_partition_id() AS BIGINT) * {total}) div {files}")
-        parts.append(F.when(F.col("id") == first, F.array(F.lit(header)))
-                     .otherwise(F.array().cast("array<string>")))
+        parts.append(
+            F.when(F.col("id") == first, F.array(F.lit(header))).otherwise(
+                F.array().cast("array<string>")
+            )
+        )
     parts.append(F.array(line))
     parts.append(F.when(duplicate, F.array(line)).otherwise(F.array().cast("array<string>")))
     return ids.select(F.explode(F.concat(*parts)).alias("value"))
@@ -187,7 +290,8 @@ def _emit(
 def _customer_country(seed: int, customer: Column | str) -> Column:
     u = uniform(seed, customer, "country")
     return F.when(u < _HOME_SHARE, F.lit(_HOME_COUNTRY)).otherwise(
-        _pick(_COUNTRIES, _below(uniform(seed, customer, "country_pick"), len(_COUNTRIES))))
+        _pick(_COUNTRIES, _below(uniform(seed, customer, "country_pick"), len(_COUNTRIES)))
+    )
 
 
 def online_retail_lines(ids: DataFrame, *, settings: SyntheticSettings, files: int) -> DataFrame:
@@ -218,12 +322,18 @@ def online_retail_lines(ids: DataFrame, *, settings: SyntheticSettings, files: i
     u_customer = uniform(s, "invoice", "customer")
     day = F.floor(invoice.cast("double") / invoices * settings.history_days).cast("long")
     staged = staged.select(
-        "id", "invoice",
-        (F.lit(start) + day * _SECONDS_PER_DAY + F.lit(8 * 3600)
-         + _below(uniform(s, "invoice", "time"), 10 * 60) * 60).alias("seconds"),
+        "id",
+        "invoice",
+        (
+            F.lit(start)
+            + day * _SECONDS_PER_DAY
+            + F.lit(8 * 3600)
+            + _below(uniform(s, "invoice", "time"), 10 * 60) * 60
+        ).alias("seconds"),
         _below(u_customer * u_customer, settings.customers).alias("customer"),
-        (uniform(s, "invoice", "missing_customer") < settings.missing_customer_rate)
-        .alias("missing"),
+        (uniform(s, "invoice", "missing_customer") < settings.missing_customer_rate).alias(
+            "missing"
+        ),
         (uniform(s, "invoice", "cancel") < settings.cancellation_rate).alias("cancelled"),
         _below(F.pow(uniform(s, "id", "product"), 2), settings.products).alias("product"),
         (uniform(s, "id", "bad_price") < settings.bad_price_rate).alias("bad_price"),
@@ -238,16 +348,29 @@ def online_retail_lines(ids: DataFrame, *, settings: SyntheticSettings, files: i
     u_price = uniform(s, "product", "price")
     cents = F.round(F.round(F.lit(0.19) + u_price * u_price * F.lit(15.0), 2) * 100).cast("long")
     staged = staged.select(
-        "id", "invoice", "product", "cancelled", "missing", "customer",
+        "id",
+        "invoice",
+        "product",
+        "cancelled",
+        "missing",
+        "customer",
         F.when(cancelled, -quantity).otherwise(quantity).alias("quantity"),
-        F.when(F.col("future"), seconds + F.lit(_FUTURE_YEARS_S)
-               + _below(uniform(s, "id", "future_days"), 365) * _SECONDS_PER_DAY
-               ).otherwise(seconds).alias("seconds"),
+        F.when(
+            F.col("future"),
+            seconds
+            + F.lit(_FUTURE_YEARS_S)
+            + _below(uniform(s, "id", "future_days"), 365) * _SECONDS_PER_DAY,
+        )
+        .otherwise(seconds)
+        .alias("seconds"),
         F.when(bad_price & (uniform(s, "id", "bad_price_kind") < 0.5), F.lit(0))
-        .when(bad_price, -cents).otherwise(cents).alias("cents"),
+        .when(bad_price, -cents)
+        .otherwise(cents)
+        .alias("cents"),
         _customer_country(s, F.when(missing, -invoice - 1).otherwise(customer)).alias("country"),
-        F.when(F.col("malformed"), _below(uniform(s, "id", "malformed_kind"), 4))
-        .alias("malformed_kind"),
+        F.when(F.col("malformed"), _below(uniform(s, "id", "malformed_kind"), 4)).alias(
+            "malformed_kind"
+        ),
         (uniform(s, "id", "duplicate") < settings.duplicate_rate).alias("duplicate"),
     )
 
@@ -259,20 +382,24 @@ def online_retail_lines(ids: DataFrame, *, settings: SyntheticSettings, files: i
     quantity_text = F.col("quantity").cast("string")
     fields = [
         F.when(cancelled, F.concat(F.lit("C"), invoice_no)).otherwise(invoice_no),
-        F.concat((product + F.lit(10_000)).cast("string"),
-                 F.when(product % 7 == 0, F.lit("B")).otherwise(F.lit(""))),
+        F.concat(
+            (product + F.lit(10_000)).cast("string"),
+            F.when(product % 7 == 0, F.lit("B")).otherwise(F.lit("")),
+        ),
         _product_description(product),
         F.when(kind == 2, F.concat(quantity_text, F.lit("x"))).otherwise(quantity_text),
-        F.when(kind == 3, F.lit("2011-13-45 25:61:00"))
-        .otherwise(F.date_format(F.timestamp_seconds(F.col("seconds")), "yyyy-MM-dd HH:mm:ss")),
+        F.when(kind == 3, F.lit("2011-13-45 25:61:00")).otherwise(
+            F.date_format(F.timestamp_seconds(F.col("seconds")), "yyyy-MM-dd HH:mm:ss")
+        ),
         _format_cents(F.col("cents")),
         F.when(missing, F.lit("")).otherwise((customer + F.lit(FIRST_CUSTOMER_ID)).cast("string")),
         F.when(kind == 0, F.lit(None).cast("string")).otherwise(F.col("country")),
         F.when(kind == 1, F.lit("EXTRA")),
     ]
     staged = staged.select("id", F.concat_ws(",", *fields).alias("line"), "duplicate")
-    return _emit(staged, F.col("line"), F.col("duplicate"), ",".join(ONLINE_RETAIL_COLUMNS),
-                 files, total)
+    return _emit(
+        staged, F.col("line"), F.col("duplicate"), ",".join(ONLINE_RETAIL_COLUMNS), files, total
+    )
 
 
 def credit_client_lines(ids: DataFrame, *, settings: SyntheticSettings, files: int) -> DataFrame:
@@ -291,13 +418,32 @@ def credit_client_lines(ids: DataFrame, *, settings: SyntheticSettings, files: i
     """
     s, total = settings.seed, settings.credit_clients
     client = F.col("id") + 1
-    u = {name: uniform(s, "client", name) for name in
-         ("limit", "sex", "education", "marriage", "age", "risk", "default",
-          "out_of_range", "oor_kind", "oor_pick")}
-    education = F.when(u["education"] < 0.35, F.lit(1)).when(u["education"] < 0.82, F.lit(2)) \
-        .when(u["education"] < 0.98, F.lit(3)).otherwise(F.lit(4))
-    marriage = F.when(u["marriage"] < 0.45, F.lit(1)).when(u["marriage"] < 0.98, F.lit(2)) \
+    u = {
+        name: uniform(s, "client", name)
+        for name in (
+            "limit",
+            "sex",
+            "education",
+            "marriage",
+            "age",
+            "risk",
+            "default",
+            "out_of_range",
+            "oor_kind",
+            "oor_pick",
+        )
+    }
+    education = (
+        F.when(u["education"] < 0.35, F.lit(1))
+        .when(u["education"] < 0.82, F.lit(2))
+        .when(u["education"] < 0.98, F.lit(3))
+        .otherwise(F.lit(4))
+    )
+    marriage = (
+        F.when(u["marriage"] < 0.45, F.lit(1))
+        .when(u["marriage"] < 0.98, F.lit(2))
         .otherwise(F.lit(3))
+    )
     out_of_range = u["out_of_range"] < settings.out_of_range_code_rate
     odd_education = out_of_range & (u["oor_kind"] < 0.5)
     # Each stage is its own projection: later expressions refer to columns, keeping the
@@ -307,9 +453,14 @@ def credit_client_lines(ids: DataFrame, *, settings: SyntheticSettings, files: i
         "client",
         ((F.lit(1) + _below(u["limit"] * u["limit"], 80)) * 10_000).alias("limit_bal"),
         F.when(u["sex"] < 0.6, F.lit(2)).otherwise(F.lit(1)).alias("sex"),
-        F.when(odd_education, F.element_at(F.array(F.lit(0), F.lit(5), F.lit(6)),
-                                           (_below(u["oor_pick"], 3) + 1).cast("int"))
-               ).otherwise(education).alias("education"),
+        F.when(
+            odd_education,
+            F.element_at(
+                F.array(F.lit(0), F.lit(5), F.lit(6)), (_below(u["oor_pick"], 3) + 1).cast("int")
+            ),
+        )
+        .otherwise(education)
+        .alias("education"),
         F.when(out_of_range & ~odd_education, F.lit(0)).otherwise(marriage).alias("marriage"),
         (F.lit(21) + _below(F.pow(u["age"], 1.5), 55)).alias("age"),
         F.pow(u["risk"], 3).alias("risk"),
@@ -331,35 +482,42 @@ def credit_client_lines(ids: DataFrame, *, settings: SyntheticSettings, files: i
         ).otherwise(F.floor(limit_bal * F.col("util") * (F.lit(0.7) + F.lit(0.6) * u_bill)))
     staged = staged.withColumns(month_columns)
     # A month's payment settles part of the previous month's bill (month 6: its own).
-    staged = staged.withColumns({
-        f"paid{month}": F.floor(
-            F.greatest(F.col(f"bill{min(month + 1, 6)}"), F.lit(0))
-            * (F.lit(0.02) + F.lit(0.4) * uniform(s, "client", f"paid{month}")))
-        for month in months
-    })
+    staged = staged.withColumns(
+        {
+            f"paid{month}": F.floor(
+                F.greatest(F.col(f"bill{min(month + 1, 6)}"), F.lit(0))
+                * (F.lit(0.02) + F.lit(0.4) * uniform(s, "client", f"paid{month}"))
+            )
+            for month in months
+        }
+    )
     late_months = sum((F.col(f"late{m}") for m in months[1:]), F.col("late1"))
     default = F.col("u_default") < (F.lit(0.12) + F.lit(0.55) * late_months / 6)
-    fields = ([client, limit_bal, F.col("sex"), F.col("education"), F.col("marriage"),
-               F.col("age")] + [F.col(f"pay{m}") for m in months]
-              + [F.col(f"bill{m}") for m in months] + [F.col(f"paid{m}") for m in months]
-              + [default.cast("int")])
+    fields = (
+        [client, limit_bal, F.col("sex"), F.col("education"), F.col("marriage"), F.col("age")]
+        + [F.col(f"pay{m}") for m in months]
+        + [F.col(f"bill{m}") for m in months]
+        + [F.col(f"paid{m}") for m in months]
+        + [default.cast("int")]
+    )
     texts = [f.cast("long").cast("string") for f in fields]
     staged = staged.select(
-        "id", "client", F.concat_ws(",", *texts).alias("line"),
+        "id",
+        "client",
+        F.concat_ws(",", *texts).alias("line"),
         F.concat_ws(",", *texts[:-1]).alias("short_line"),
         F.concat_ws(",", texts[0], F.lit("abc"), *texts[2:]).alias("bad_number_line"),
     )
     malformed = uniform(s, "client", "malformed") < settings.malformed_rate
-    broken = F.when(uniform(s, "client", "malformed_kind") < 0.5, F.col("short_line")) \
-        .otherwise(F.col("bad_number_line"))
+    broken = F.when(uniform(s, "client", "malformed_kind") < 0.5, F.col("short_line")).otherwise(
+        F.col("bad_number_line")
+    )
     line = F.when(malformed, broken).otherwise(F.col("line"))
     duplicate = uniform(s, "client", "duplicate") < settings.duplicate_rate
     return _emit(staged, line, duplicate, ",".join(CREDIT_CLIENT_COLUMNS), files, total)
 
 
-def customer_profile_lines(
-    ids: DataFrame, *, settings: SyntheticSettings, files: int
-) -> DataFrame:
+def customer_profile_lines(ids: DataFrame, *, settings: SyntheticSettings, files: int) -> DataFrame:
     """Customer-profile JSON lines for customers ``0 .. settings.customers-1``.
 
     Customer ids and countries match :func:`online_retail_lines`. Names, emails, phones and
@@ -380,18 +538,24 @@ def customer_profile_lines(
     customer_id = (customer + F.lit(FIRST_CUSTOMER_ID)).cast("string")
     local_part = F.regexp_replace(F.lower(F.concat(first, F.lit("."), last)), "[^a-z.]", "")
     email = F.concat(local_part, customer_id, F.lit("@example.com"))
-    email = F.when(uniform(s, "id", "no_email") < settings.missing_customer_rate / 4,
-                   F.lit(None)).otherwise(email)
-    phone = F.concat(F.lit("+44 7"), F.lpad(_below(uniform(s, "id", "phone"), 10**9)
-                                           .cast("string"), 9, "0"))
-    birth = F.date_add(F.lit("1940-01-01").cast("date"),
-                       _below(uniform(s, "id", "birth"), 63 * 365).cast("int"))
-    signup = F.date_sub(F.lit(settings.end_date).cast("date"),
-                        (F.lit(settings.history_days)
-                         + _below(uniform(s, "id", "signup"), 4 * 365)).cast("int"))
+    email = F.when(
+        uniform(s, "id", "no_email") < settings.missing_customer_rate / 4, F.lit(None)
+    ).otherwise(email)
+    phone = F.concat(
+        F.lit("+44 7"), F.lpad(_below(uniform(s, "id", "phone"), 10**9).cast("string"), 9, "0")
+    )
+    birth = F.date_add(
+        F.lit("1940-01-01").cast("date"), _below(uniform(s, "id", "birth"), 63 * 365).cast("int")
+    )
+    signup = F.date_sub(
+        F.lit(settings.end_date).cast("date"),
+        (F.lit(settings.history_days) + _below(uniform(s, "id", "signup"), 4 * 365)).cast("int"),
+    )
     record = F.struct(
-        customer_id.alias("customer_id"), F.concat_ws(" ", first, last).alias("name"),
-        email.alias("email"), phone.alias("phone"),
+        customer_id.alias("customer_id"),
+        F.concat_ws(" ", first, last).alias("name"),
+        email.alias("email"),
+        phone.alias("phone"),
         F.date_format(birth, "yyyy-MM-dd").alias("birth_date"),
         _customer_country(s, "id").alias("country"),
         F.date_format(signup, "yyyy-MM-dd").alias("signup_date"),

@@ -84,8 +84,9 @@ class FeatureStore:
         tables: Delta table I/O (default: a new one on ``spark``).
     """
 
-    def __init__(self, spark: SparkSession, settings: Settings,
-                 tables: DeltaTables | None = None) -> None:
+    def __init__(
+        self, spark: SparkSession, settings: Settings, tables: DeltaTables | None = None
+    ) -> None:
         self.spark = spark
         self.settings = settings
         self.tables = tables or DeltaTables.for_settings(
@@ -94,8 +95,13 @@ class FeatureStore:
         self.registry = FeatureRegistry(self.tables, registry_path(settings))
 
     @classmethod
-    def from_conf(cls, conf_dir: str = "conf", env: str | None = None,
-                  overrides: Sequence[str] = (), spark: SparkSession | None = None) -> FeatureStore:
+    def from_conf(
+        cls,
+        conf_dir: str = "conf",
+        env: str | None = None,
+        overrides: Sequence[str] = (),
+        spark: SparkSession | None = None,
+    ) -> FeatureStore:
         """Load settings from ``conf_dir`` (and an env overlay) and build the store."""
         settings = load_settings(conf_dir, env, overrides)
         session = spark or build_spark_session(
@@ -129,8 +135,9 @@ class FeatureStore:
             view_frame(view, self.tables.read(path, record=False))  # schema checks only
         return sorted(set(absent))
 
-    def apply(self, *, applied_by: str | None = None, run_id: str = "",
-              dry_run: bool = False) -> ApplyResult:
+    def apply(
+        self, *, applied_by: str | None = None, run_id: str = "", dry_run: bool = False
+    ) -> ApplyResult:
         """Validate the declarations (and existing sources' schemas), then record new, changed
         and deleted views in the registry; re-applying unchanged declarations writes nothing.
 
@@ -144,7 +151,9 @@ class FeatureStore:
             return self.registry.plan(views)
         paths = {str(v.source): v.source.path(self.settings) for v in views.values()}
         return self.registry.apply(
-            views, applied_by=applied_by or current_user(), run_id=run_id,
+            views,
+            applied_by=applied_by or current_user(),
+            run_id=run_id,
             source_versions=source_versions(self.tables, paths),
         )
 
@@ -166,22 +175,28 @@ class FeatureStore:
             "description": view.description,
             "event_timestamp_column": view.event_timestamp_column,
             "created_timestamp_column": view.created_timestamp_column,
-            "freshness_sla_seconds": (view.freshness_sla.total_seconds()
-                                      if view.freshness_sla else None),
+            "freshness_sla_seconds": (
+                view.freshness_sla.total_seconds() if view.freshness_sla else None
+            ),
             "features": [
-                {**f.model_dump(mode="json"), "owner": f.owner or view.owner}
-                for f in view.features
+                {**f.model_dump(mode="json"), "owner": f.owner or view.owner} for f in view.features
             ],
             "history": [
-                {"version": e.version, "status": e.status, "definition_hash": e.definition_hash,
-                 "source_version": e.source_version, "applied_at": e.applied_at.isoformat(),
-                 "applied_by": e.applied_by}
+                {
+                    "version": e.version,
+                    "status": e.status,
+                    "definition_hash": e.definition_hash,
+                    "source_version": e.source_version,
+                    "applied_at": e.applied_at.isoformat(),
+                    "applied_by": e.applied_by,
+                }
                 for e in self.registry.history(name)
             ],
         }
 
-    def search(self, text: str | None = None, *, tag: str | None = None,
-               owner: str | None = None) -> builtins.list[SearchHit]:
+    def search(
+        self, text: str | None = None, *, tag: str | None = None, owner: str | None = None
+    ) -> builtins.list[SearchHit]:
         """Registered views matching ``text`` (name/description/features), a tag or an owner."""
         return self.registry.search(text, tag=tag, owner=owner)
 
@@ -233,8 +248,12 @@ class FeatureStore:
             sources[key] = self.tables.read(path, version=version)
             read_versions[key] = self.tables.lineage.reads[path]
         df = get_training_set(
-            entity_df, features, views=views, sources=sources,
-            entity_timestamp_column=entity_timestamp_column, known_at=known_at,
+            entity_df,
+            features,
+            views=views,
+            sources=sources,
+            entity_timestamp_column=entity_timestamp_column,
+            known_at=known_at,
             full_feature_names=full_feature_names,
         )
         lineage_views = {}
@@ -243,14 +262,16 @@ class FeatureStore:
             entry = registered.get(name)
             lineage_views[name] = {
                 "definition_hash": digest,
-                "registry_version": entry.version if entry and entry.definition_hash == digest
+                "registry_version": entry.version
+                if entry and entry.definition_hash == digest
                 else None,
                 "source": str(views[name].source),
             }
         refs = [f"{v}:{f}" for v, chosen in requested.items() for f in chosen]
         return TrainingSet(df, lineage_views, read_versions, refs)
 
-    def get_training_set(self, entity_df: DataFrame, features: Sequence[str | FeatureRef],
-                         **options: Any) -> DataFrame:
+    def get_training_set(
+        self, entity_df: DataFrame, features: Sequence[str | FeatureRef], **options: Any
+    ) -> DataFrame:
         """The training set DataFrame; options as :meth:`build_training_set`."""
         return self.build_training_set(entity_df, features, **options).df

@@ -143,8 +143,9 @@ class Authorizer:
         self.views = dict(views)
         self.roles = dict(access.roles)
         # Keys are looked up by their SHA-256 digest; the secrets themselves are not kept.
-        self._by_digest = {_digest(k.key.get_secret_value()): Principal(k.id, k.role)
-                           for k in access.api_keys}
+        self._by_digest = {
+            _digest(k.key.get_secret_value()): Principal(k.id, k.role) for k in access.api_keys
+        }
         self._pii_grants: dict[str, set[tuple[str, str]]] = {}
         for name, role in self.roles.items():
             unknown = [v for v in role.views if v != ALL_VIEWS and v not in self.views]
@@ -159,8 +160,11 @@ class Authorizer:
                 view = self.views.get(ref.view)
                 if view is None:
                     raise ValueError(f"role {name!r}: PII grant {text!r} names an undeclared view")
-                names = [f.name for f in view.features if f.pii] if ref.feature == "*" \
+                names = (
+                    [f.name for f in view.features if f.pii]
+                    if ref.feature == "*"
                     else [view.feature(ref.feature).name]
+                )
                 for feature in names:
                     if not view.feature(feature).pii:
                         raise ValueError(
@@ -203,13 +207,13 @@ class Authorizer:
             raise AuthorizationError(f"role {role!r} may not read view(s) {forbidden_views}")
         grants = self._pii_grants.get(role, set())
         ungranted = [
-            f"{v}:{f}" for v, names in requested.items() for f in names
+            f"{v}:{f}"
+            for v, names in requested.items()
+            for f in names
             if self.views[v].feature(f).pii and (v, f) not in grants
         ]
         if ungranted:
-            raise AuthorizationError(
-                f"role {role!r} has no grant for PII feature(s) {ungranted}"
-            )
+            raise AuthorizationError(f"role {role!r} has no grant for PII feature(s) {ungranted}")
 
     def authorize_health_details(self, role: str) -> None:
         """Check that ``role`` may read the health details (where the online store is).
@@ -220,7 +224,8 @@ class Authorizer:
         config = self.roles.get(role)
         if config is None or not config.health_details:
             raise AuthorizationError(
-                f"role {role!r} may not read the health details (needs health_details: true)")
+                f"role {role!r} may not read the health details (needs health_details: true)"
+            )
 
     def readable_views(self, role: str) -> list[str]:
         """The views ``role`` may read."""

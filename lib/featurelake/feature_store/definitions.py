@@ -422,12 +422,14 @@ def load_feature_views_from(
             key = f"feature_views.{index}"
             if layers is not None and view.source.layer not in layers:
                 raise ConfigError(
-                    source, f"{key}.source.layer",
+                    source,
+                    f"{key}.source.layer",
                     f"unknown layer {view.source.layer!r}; configured layers: {list(layers)}",
                 )
             if view.name in views:
                 raise ConfigError(
-                    source, f"{key}.name",
+                    source,
+                    f"{key}.name",
                     f"feature view {view.name!r} is already declared in {seen_in[view.name]}",
                 )
             views[view.name] = view
@@ -452,7 +454,10 @@ def load_feature_views(
     Raises:
         ConfigError: as :func:`load_feature_views_from`.
     """
-    folder = (Path(directory) if directory is not None
-              else settings.conf_path(settings.feature_store.definitions_dir))
+    folder = (
+        Path(directory)
+        if directory is not None
+        else settings.conf_path(settings.feature_store.definitions_dir)
+    )
     files = sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml"))
     return load_feature_views_from(files, settings.lakehouse.layers)

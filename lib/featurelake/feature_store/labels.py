@@ -96,11 +96,12 @@ def with_churn_label(
 
     # Purchases: one row per (customer, purchase time); cancellations and anonymous lines out.
     purchases = (
-        transactions
-        .where(~F.col("is_cancellation") & F.col("customer_id").isNotNull()
-               & F.col("invoice_ts").isNotNull())
-        .select(F.col("customer_id").alias("__fl_c"),
-                _micros(F.col("invoice_ts")).alias("__fl_p"))
+        transactions.where(
+            ~F.col("is_cancellation")
+            & F.col("customer_id").isNotNull()
+            & F.col("invoice_ts").isNotNull()
+        )
+        .select(F.col("customer_id").alias("__fl_c"), _micros(F.col("invoice_ts")).alias("__fl_p"))
         .distinct()
         .withColumn(_BUCKET + "_r", _floor_div(F.col("__fl_p"), width))
     )
@@ -118,21 +119,29 @@ def with_churn_label(
     bucket = _floor_div(F.col(_T), width)
     probes = (
         entity_df.withColumn(_ROW, F.monotonically_increasing_id())
-        .select(_ROW, F.col(customer_column).alias("__fl_key"),
-                _micros(F.col(entity_timestamp_column)).alias(_T),
-                F.struct(*[F.col(f"`{c}`") for c in entity_df.columns]).alias("__fl_entity"))
+        .select(
+            _ROW,
+            F.col(customer_column).alias("__fl_key"),
+            _micros(F.col(entity_timestamp_column)).alias(_T),
+            F.struct(*[F.col(f"`{c}`") for c in entity_df.columns]).alias("__fl_entity"),
+        )
         .withColumn(_BUCKET, F.explode(F.array(bucket, bucket + 1)))
     )
     found = (
         probes.join(
             purchases,
-            (F.col("__fl_key") == F.col("__fl_c")) & (F.col(_BUCKET) == F.col(_BUCKET + "_r"))
-            & (F.col("__fl_p") > F.col(_T)) & (F.col("__fl_p") <= F.col(_T) + F.lit(width)),
+            (F.col("__fl_key") == F.col("__fl_c"))
+            & (F.col(_BUCKET) == F.col(_BUCKET + "_r"))
+            & (F.col("__fl_p") > F.col(_T))
+            & (F.col("__fl_p") <= F.col(_T) + F.lit(width)),
             "left",
         )
         .groupBy(_ROW)
-        .agg(F.first("__fl_entity").alias("__fl_entity"), F.first(_T).alias(_T),
-             F.min("__fl_p").alias(_FIRST))
+        .agg(
+            F.first("__fl_entity").alias("__fl_entity"),
+            F.first(_T).alias(_T),
+            F.min("__fl_p").alias(_FIRST),
+        )
     )
     labelled = found.crossJoin(F.broadcast(end))
     observed_window = (F.col(_T) + F.lit(width)) <= F.col(_END)
@@ -143,9 +152,11 @@ def with_churn_label(
         .otherwise(F.lit(None))
         .cast("int")
     )
-    status = (F.when(F.col(_T).isNull(), F.lit(NO_TIMESTAMP))
-              .when(label.isNull(), F.lit(CENSORED))
-              .otherwise(F.lit(OBSERVED)))
+    status = (
+        F.when(F.col(_T).isNull(), F.lit(NO_TIMESTAMP))
+        .when(label.isNull(), F.lit(CENSORED))
+        .otherwise(F.lit(OBSERVED))
+    )
     return labelled.select(
         *[F.col(f"__fl_entity.`{c}`").alias(c) for c in entity_df.columns],
         label.alias(label_column),

@@ -159,11 +159,9 @@ def with_online_payload(df: DataFrame, view: FeatureView) -> DataFrame:
     """
     floats = {f.name for f in df.schema.fields if isinstance(f.dataType, (DoubleType, FloatType))}
     values = F.struct(*[_no_nan(F.col(f"`{n}`"), n in floats).alias(n) for n in view.feature_names])
-    return (
-        df.withColumn(EVENT_MICROS,
-                      F.unix_micros(F.col(view.event_timestamp_column).cast("timestamp")))
-        .withColumn(PAYLOAD, F.to_json(values, {"ignoreNullFields": "false"}))
-    )
+    return df.withColumn(
+        EVENT_MICROS, F.unix_micros(F.col(view.event_timestamp_column).cast("timestamp"))
+    ).withColumn(PAYLOAD, F.to_json(values, {"ignoreNullFields": "false"}))
 
 
 def latest_per_entity(df: DataFrame, view: FeatureView) -> DataFrame:
@@ -185,10 +183,14 @@ def latest_per_entity(df: DataFrame, view: FeatureView) -> DataFrame:
         row) and ``_unservable`` (long): one row per key combination.
     """
     keys = [F.col(f"`{k}`") for k in view.join_keys]
-    created = (F.unix_micros(F.col(view.created_timestamp_column).cast("timestamp"))
-               if view.created_timestamp_column else F.lit(None).cast("long"))
+    created = (
+        F.unix_micros(F.col(view.created_timestamp_column).cast("timestamp"))
+        if view.created_timestamp_column
+        else F.lit(None).cast("long")
+    )
     ordering = F.struct(
-        F.col(EVENT_MICROS).alias("event"), created.alias("created"),
+        F.col(EVENT_MICROS).alias("event"),
+        created.alias("created"),
         *[F.col(f"`{n}`").alias(f"v{i}") for i, n in enumerate(view.feature_names)],
         F.col(PAYLOAD).alias("payload"),
     )
@@ -198,12 +200,20 @@ def latest_per_entity(df: DataFrame, view: FeatureView) -> DataFrame:
     return (
         df.withColumn(_NULL_KEY, null_key)
         .groupBy(*keys)
-        .agg(F.max(F.when(F.col(EVENT_MICROS).isNotNull() & ~F.col(_NULL_KEY), ordering))
-             .alias(_LATEST),
-             F.sum(F.when(F.col(EVENT_MICROS).isNull() | F.col(_NULL_KEY), 1).otherwise(0))
-             .cast("long").alias(UNSERVABLE))
-        .select(*keys, F.col(f"{_LATEST}.event").alias(EVENT_MICROS),
-                F.col(f"{_LATEST}.payload").alias(PAYLOAD), F.col(UNSERVABLE))
+        .agg(
+            F.max(F.when(F.col(EVENT_MICROS).isNotNull() & ~F.col(_NULL_KEY), ordering)).alias(
+                _LATEST
+            ),
+            F.sum(F.when(F.col(EVENT_MICROS).isNull() | F.col(_NULL_KEY), 1).otherwise(0))
+            .cast("long")
+            .alias(UNSERVABLE),
+        )
+        .select(
+            *keys,
+            F.col(f"{_LATEST}.event").alias(EVENT_MICROS),
+            F.col(f"{_LATEST}.payload").alias(PAYLOAD),
+            F.col(UNSERVABLE),
+        )
     )
 
 
@@ -264,8 +274,11 @@ def push_to_online_store(
         ``(rows offered, rows created or replaced, unservable source rows)``.
     """
     keys = list(view.join_keys)
-    columns = [F.col(f"`{k}`") for k in keys] + [F.col(EVENT_MICROS), F.col(PAYLOAD),
-                                                 F.col(UNSERVABLE)]
+    columns = [F.col(f"`{k}`") for k in keys] + [
+        F.col(EVENT_MICROS),
+        F.col(PAYLOAD),
+        F.col(UNSERVABLE),
+    ]
     rows = df.select(*columns)
     if store.parallel_writes:
         writer = _write_partition(store, view.name, keys, batch_size)
@@ -332,15 +345,31 @@ def materialize_view(
         and bookmark.get("definition_hash") == digest
         and bookmark.get("source") == path
     )
-    if usable and bookmark is not None and bookmark["source_version"] == version \
-            and bookmark.get("up_to") == up_to_iso:
-        result = MaterializeResult(view.name, path, version, up_to_iso, "up_to_date", version,
-                                   0, 0, 0, 0, round(time.monotonic() - started, 3))
+    if (
+        usable
+        and bookmark is not None
+        and bookmark["source_version"] == version
+        and bookmark.get("up_to") == up_to_iso
+    ):
+        result = MaterializeResult(
+            view.name,
+            path,
+            version,
+            up_to_iso,
+            "up_to_date",
+            version,
+            0,
+            0,
+            0,
+            0,
+            round(time.monotonic() - started, 3),
+        )
         log.info("materialize_up_to_date", extra={"fields": result.as_dict()})
         return result
 
     current = view_frame(view, tables.read(path, version=version)).transform(
-        with_rows_up_to, view, up_to)
+        with_rows_up_to, view, up_to
+    )
     mode: Literal["full", "incremental"] = "full"
     previous_version: int | None = None
     fed = None
@@ -361,34 +390,53 @@ def materialize_view(
         try:
             before = view_frame(view, tables.read(path, version=previous_version, record=False))
             before = before.transform(
-                with_rows_up_to, view,
-                datetime.fromisoformat(previous_cut) if previous_cut else None)
+                with_rows_up_to,
+                view,
+                datetime.fromisoformat(previous_cut) if previous_cut else None,
+            )
             current = changed_rows(current, before)
             mode = "incremental"
         except TableNotFoundError as exc:
             # The bookmarked version is gone (vacuumed or the table was recreated): load all.
-            log.warning("materialize_bookmark_unusable",
-                        extra={"fields": {"view": view.name, "error": str(exc)}})
+            log.warning(
+                "materialize_bookmark_unusable",
+                extra={"fields": {"view": view.name, "error": str(exc)}},
+            )
             previous_version = None
     elif bookmark is not None:
-        log.info("materialize_bookmark_ignored",
-                 extra={"fields": {"view": view.name, "reason": "definition or source changed"}})
+        log.info(
+            "materialize_bookmark_ignored",
+            extra={"fields": {"view": view.name, "reason": "definition or source changed"}},
+        )
 
     latest = current.transform(with_online_payload, view).transform(latest_per_entity, view)
     offered, written, unservable = push_to_online_store(latest, view, store, batch_size)
-    store.set_state(view.name, {
-        "format": _BOOKMARK_FORMAT,
-        "source": path,
-        "source_version": version,
-        "up_to": up_to_iso,
-        "definition_hash": digest,
-        "materialized_at": datetime.now(timezone.utc).isoformat(),
-        "mode": mode,
-        "entities_written": written,
-    })
-    result = MaterializeResult(view.name, path, version, up_to_iso, mode, previous_version,
-                               offered, written, offered - written, unservable,
-                               round(time.monotonic() - started, 3))
+    store.set_state(
+        view.name,
+        {
+            "format": _BOOKMARK_FORMAT,
+            "source": path,
+            "source_version": version,
+            "up_to": up_to_iso,
+            "definition_hash": digest,
+            "materialized_at": datetime.now(timezone.utc).isoformat(),
+            "mode": mode,
+            "entities_written": written,
+        },
+    )
+    result = MaterializeResult(
+        view.name,
+        path,
+        version,
+        up_to_iso,
+        mode,
+        previous_version,
+        offered,
+        written,
+        offered - written,
+        unservable,
+        round(time.monotonic() - started, 3),
+    )
     level = logging.WARNING if unservable else logging.INFO
     log.log(level, "materialize_finished", extra={"fields": result.as_dict()})
     return result

@@ -161,8 +161,14 @@ def as_of_join(
     if created_timestamp_column:
         feature_needs.append(created_timestamp_column)
     _require(feature_df, list(dict.fromkeys(feature_needs)), "feature rows")
-    _check_types(entity_df, feature_df, keys, entity_timestamp_column, event_timestamp_column,
-                 created_timestamp_column)
+    _check_types(
+        entity_df,
+        feature_df,
+        keys,
+        entity_timestamp_column,
+        event_timestamp_column,
+        created_timestamp_column,
+    )
     out_names = [renames.get(f, f) for f in features]
     if event_timestamp_output:
         out_names.append(event_timestamp_output)
@@ -177,13 +183,16 @@ def as_of_join(
 
     # Step 0 - identify entity rows. A private id keeps duplicates apart; the caller's id is
     # reused so several views joined in turn group by the same id.
-    entities = entity_df if ROW_ID in entity_df.columns else entity_df.withColumn(
-        ROW_ID, F.monotonically_increasing_id()
+    entities = (
+        entity_df
+        if ROW_ID in entity_df.columns
+        else entity_df.withColumn(ROW_ID, F.monotonically_increasing_id())
     )
     entity_columns = [c for c in entity_df.columns if c != ROW_ID]
     key_alias = {k: f"{_PREFIX}k{i}" for i, k in enumerate(keys)}
     left = entities.select(
-        *[F.col(f"`{c}`") for c in entity_columns], ROW_ID,
+        *[F.col(f"`{c}`") for c in entity_columns],
+        ROW_ID,
         _micros(F.col(entity_timestamp_column)).alias(_ENTITY_TS),
     )
 
@@ -195,8 +204,11 @@ def as_of_join(
         *[F.col(f"`{k}`").alias(key_alias[k]) for k in keys],
         F.col(event_timestamp_column).cast("timestamp").alias(_EVENT),
         _micros(F.col(event_timestamp_column)).alias(_EVENT_US),
-        (_micros(F.col(created_timestamp_column)) if created_timestamp_column
-         else F.lit(None).cast("long")).alias(_CREATED),
+        (
+            _micros(F.col(created_timestamp_column))
+            if created_timestamp_column
+            else F.lit(None).cast("long")
+        ).alias(_CREATED),
         *[F.col(f"`{c}`").alias(f"{_PREFIX}v{i}") for i, c in enumerate(ordered_values)],
     ).where(F.col(_EVENT_US).isNotNull())
     if isinstance(known_at, datetime):
@@ -236,9 +248,9 @@ def as_of_join(
     order = [F.col(_EVENT).desc_nulls_last(), F.col(_CREATED).desc_nulls_last()]
     order += [F.col(f"{_PREFIX}v{i}").desc_nulls_last() for i in range(len(ordered_values))]
     partition = [*keys, *([_BUCKET] if ttl is not None else []), ROW_ID]
-    ranked = pairs.withColumn(_LATEST, F.row_number().over(
-        Window.partitionBy(*partition).orderBy(*order)
-    )).where(F.col(_LATEST) == 1)
+    ranked = pairs.withColumn(
+        _LATEST, F.row_number().over(Window.partitionBy(*partition).orderBy(*order))
+    ).where(F.col(_LATEST) == 1)
 
     # Step 5 - one row per entity row (unmatched ones came through the left join with nulls):
     # the entity columns as they came, then the features.
@@ -261,15 +273,21 @@ def _check_types(
 ) -> None:
     left_types = {f.name: f.dataType for f in entity_df.schema.fields}
     right_types = {f.name: f.dataType for f in feature_df.schema.fields}
-    differ = [f"{k} ({left_types[k].simpleString()} vs {right_types[k].simpleString()})"
-              for k in keys if left_types[k] != right_types[k]]
+    differ = [
+        f"{k} ({left_types[k].simpleString()} vs {right_types[k].simpleString()})"
+        for k in keys
+        if left_types[k] != right_types[k]
+    ]
     if differ:
         raise FeatureViewError(
             f"join keys have different types in entity rows and feature rows: {differ}; "
             "cast the entity rows' keys"
         )
-    for name, types, what in ((entity_ts, left_types, "entity"), (event_ts, right_types, "event"),
-                              (created_ts, right_types, "created")):
+    for name, types, what in (
+        (entity_ts, left_types, "entity"),
+        (event_ts, right_types, "event"),
+        (created_ts, right_types, "created"),
+    ):
         if name is not None and not _is_timestamp(types[name]):
             raise FeatureViewError(
                 f"{what} timestamp column {name!r} must be a timestamp, "
@@ -311,8 +329,11 @@ def view_frame(view: FeatureView, source_df: DataFrame) -> DataFrame:
     where = f"source {view.source} of feature view {view.name!r}"
     _require(source_df, view.source_columns(), where)
     types = {f.name: f.dataType.simpleString() for f in source_df.schema.fields}
-    wrong = [f"{f.name} is {types[f.name]}, declared {f.dtype}" for f in view.features
-             if types[f.name] != _spark_type_name(f.dtype)]
+    wrong = [
+        f"{f.name} is {types[f.name]}, declared {f.dtype}"
+        for f in view.features
+        if types[f.name] != _spark_type_name(f.dtype)
+    ]
     if wrong:
         raise FeatureViewError(
             f"source {view.source} does not match feature view {view.name!r}: {wrong}"
@@ -329,9 +350,16 @@ def view_frame(view: FeatureView, source_df: DataFrame) -> DataFrame:
 
 
 def _spark_type_name(dtype: str) -> str:
-    return {"long": "bigint", "int": "int", "float": "float", "double": "double",
-            "string": "string", "boolean": "boolean", "date": "date",
-            "timestamp": "timestamp"}[dtype]
+    return {
+        "long": "bigint",
+        "int": "int",
+        "float": "float",
+        "double": "double",
+        "string": "string",
+        "boolean": "boolean",
+        "date": "date",
+        "timestamp": "timestamp",
+    }[dtype]
 
 
 def get_training_set(

@@ -99,8 +99,10 @@ class OnlineFeatures:
         """One row per entity: the join keys, then one column per feature (values only)."""
         import pandas as pd
 
-        rows = [dict(entity) | {ref: v.value for ref, v in row.items()}
-                for entity, row in zip(self.entities, self.values, strict=True)]
+        rows = [
+            dict(entity) | {ref: v.value for ref, v in row.items()}
+            for entity, row in zip(self.entities, self.values, strict=True)
+        ]
         return pd.DataFrame(rows)
 
 
@@ -138,7 +140,8 @@ class OnlineFeatureService:
         """
         if self.max_features is not None and len(features) > self.max_features:
             raise FeatureRequestError(
-                f"{len(features)} feature references; at most {self.max_features} per request")
+                f"{len(features)} feature references; at most {self.max_features} per request"
+            )
         try:
             return resolve_feature_refs(features, self.views)
         except FeatureViewError as exc:
@@ -173,7 +176,8 @@ class OnlineFeatureService:
             raise FeatureRequestError("no entities given")
         if self.max_entities is not None and len(entities) > self.max_entities:
             raise FeatureRequestError(
-                f"{len(entities)} entities; at most {self.max_entities} per request")
+                f"{len(entities)} entities; at most {self.max_entities} per request"
+            )
         requested = self.resolve(features)
         if role is not None:
             if self.authorizer is None:
@@ -291,14 +295,24 @@ def materialize_online(
     unknown = [v for v in views or () if v not in declared]
     if unknown:
         raise FeatureRequestError(
-            f"unknown feature view(s) {unknown}; declared: {sorted(declared)}")
+            f"unknown feature view(s) {unknown}; declared: {sorted(declared)}"
+        )
     chosen = [declared[v] for v in views] if views else [v for v in declared.values() if v.online]
     serving = load_serving_config(settings)
     tables = DeltaTables.for_settings(spark, settings.delta, Lineage(job="materialize-notebook"))
     store = open_online_store(serving.online_store)
     try:
-        return [materialize_view(tables, settings, view, store, up_to=up_to, full=full,
-                                 batch_size=serving.online_store.write_batch_size)
-                for view in chosen]
+        return [
+            materialize_view(
+                tables,
+                settings,
+                view,
+                store,
+                up_to=up_to,
+                full=full,
+                batch_size=serving.online_store.write_batch_size,
+            )
+            for view in chosen
+        ]
     finally:
         store.close()

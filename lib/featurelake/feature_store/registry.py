@@ -54,18 +54,20 @@ __all__ = [
     "source_versions",
 ]
 
-REGISTRY_SCHEMA = StructType([
-    StructField("view_name", StringType()),
-    StructField("version", LongType()),
-    StructField("status", StringType()),
-    StructField("definition_hash", StringType()),
-    StructField("definition", StringType()),
-    StructField("source_table", StringType()),
-    StructField("source_version", LongType()),
-    StructField("applied_at", TimestampType()),
-    StructField("applied_by", StringType()),
-    StructField("run_id", StringType()),
-])
+REGISTRY_SCHEMA = StructType(
+    [
+        StructField("view_name", StringType()),
+        StructField("version", LongType()),
+        StructField("status", StringType()),
+        StructField("definition_hash", StringType()),
+        StructField("definition", StringType()),
+        StructField("source_table", StringType()),
+        StructField("source_version", LongType()),
+        StructField("applied_at", TimestampType()),
+        StructField("applied_by", StringType()),
+        StructField("run_id", StringType()),
+    ]
+)
 
 ACTIVE = "active"
 DELETED = "deleted"
@@ -90,14 +92,19 @@ class RegistryEntry:
         """A JSON-able one-line summary (for ``features list``)."""
         view = self.view
         return {
-            "name": self.view_name, "version": self.version, "status": self.status,
+            "name": self.view_name,
+            "version": self.version,
+            "status": self.status,
             "entity": view.entity if view else None,
             "join_keys": list(view.join_keys) if view else [],
             "features": len(view.features) if view else 0,
-            "source": self.source_table, "source_version": self.source_version,
-            "owner": view.owner if view else None, "tags": list(view.tags) if view else [],
+            "source": self.source_table,
+            "source_version": self.source_version,
+            "owner": view.owner if view else None,
+            "tags": list(view.tags) if view else [],
             "ttl_seconds": view.ttl.total_seconds() if view and view.ttl else None,
-            "applied_at": self.applied_at.isoformat(), "applied_by": self.applied_by,
+            "applied_at": self.applied_at.isoformat(),
+            "applied_by": self.applied_by,
             "definition_hash": self.definition_hash,
         }
 
@@ -165,8 +172,7 @@ class FeatureRegistry:
         latest: dict[str, RegistryEntry] = {}
         for entry in self.history():
             latest[entry.view_name] = entry
-        return [e for _, e in sorted(latest.items())
-                if include_deleted or e.status == ACTIVE]
+        return [e for _, e in sorted(latest.items()) if include_deleted or e.status == ACTIVE]
 
     def get(self, name: str) -> RegistryEntry:
         """The latest active version of view ``name``.
@@ -220,8 +226,11 @@ class FeatureRegistry:
         """What :meth:`apply` would do with ``views``, without writing."""
         current = {e.view_name: e for e in self.entries()}
         added = sorted(n for n in views if n not in current)
-        same = {n for n in views
-                if n in current and current[n].definition_hash == views[n].definition_hash()}
+        same = {
+            n
+            for n in views
+            if n in current and current[n].definition_hash == views[n].definition_hash()
+        }
         changed = sorted(n for n in views if n in current and n not in same)
         unchanged = sorted(same)
         deleted = sorted(n for n in current if n not in views)
@@ -257,28 +266,54 @@ class FeatureRegistry:
         plan = self.plan(views)
         deleted = plan.deleted if delete_missing else []
         if not (plan.added or plan.changed or deleted):
-            return ApplyResult(unchanged=plan.unchanged,
-                               registry_version=self._version())
+            return ApplyResult(unchanged=plan.unchanged, registry_version=self._version())
         applied_at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
         versions = {e.view_name: e.version for e in self.entries(include_deleted=True)}
         latest = {e.view_name: e for e in self.entries()}
         rows = []
         for name in [*plan.added, *plan.changed]:
             view = views[name]
-            rows.append((
-                name, versions.get(name, 0) + 1, ACTIVE, view.definition_hash(),
-                json.dumps(view.definition(), sort_keys=True), str(view.source),
-                source_versions.get(str(view.source)), applied_at, applied_by, run_id,
-            ))
+            rows.append(
+                (
+                    name,
+                    versions.get(name, 0) + 1,
+                    ACTIVE,
+                    view.definition_hash(),
+                    json.dumps(view.definition(), sort_keys=True),
+                    str(view.source),
+                    source_versions.get(str(view.source)),
+                    applied_at,
+                    applied_by,
+                    run_id,
+                )
+            )
         for name in deleted:
             gone = latest[name]
-            rows.append((name, gone.version + 1, DELETED, "", "", gone.source_table, None,
-                         applied_at, applied_by, run_id))
+            rows.append(
+                (
+                    name,
+                    gone.version + 1,
+                    DELETED,
+                    "",
+                    "",
+                    gone.source_table,
+                    None,
+                    applied_at,
+                    applied_by,
+                    run_id,
+                )
+            )
         df = local_frame(self.tables.spark, rows, REGISTRY_SCHEMA)
         result = self.tables.write(
-            df, self.path, "append",
-            metadata={"operation": "features-apply", "views_added": plan.added,
-                      "views_changed": plan.changed, "views_deleted": deleted},
+            df,
+            self.path,
+            "append",
+            metadata={
+                "operation": "features-apply",
+                "views_added": plan.added,
+                "views_changed": plan.changed,
+                "views_deleted": deleted,
+            },
         )
         return ApplyResult(plan.added, plan.changed, plan.unchanged, deleted, result.version)
 
@@ -293,10 +328,16 @@ def _entry(row: Mapping[str, Any]) -> RegistryEntry:
     if applied_at.tzinfo is None:
         applied_at = applied_at.replace(tzinfo=timezone.utc)
     return RegistryEntry(
-        view_name=row["view_name"], version=int(row["version"]), status=row["status"],
-        definition_hash=row["definition_hash"], view=view, source_table=row["source_table"],
-        source_version=row["source_version"], applied_at=applied_at,
-        applied_by=row["applied_by"], run_id=row["run_id"],
+        view_name=row["view_name"],
+        version=int(row["version"]),
+        status=row["status"],
+        definition_hash=row["definition_hash"],
+        view=view,
+        source_table=row["source_table"],
+        source_version=row["source_version"],
+        applied_at=applied_at,
+        applied_by=row["applied_by"],
+        run_id=row["run_id"],
     )
 
 
@@ -314,8 +355,11 @@ def _match(
             where.append("name")
         if needle in view.description.lower():
             where.append("description")
-        found = [f.name for f in view.features
-                 if needle in f.name.lower() or needle in f.description.lower()]
+        found = [
+            f.name
+            for f in view.features
+            if needle in f.name.lower() or needle in f.description.lower()
+        ]
         if found:
             where.append("features")
             features.update(found)
@@ -339,12 +383,12 @@ def _match(
     return SearchHit(view.name, where, ordered, entry)
 
 
-def source_versions(
-    tables: DeltaTables, paths: Mapping[str, str]
-) -> dict[str, int | None]:
+def source_versions(tables: DeltaTables, paths: Mapping[str, str]) -> dict[str, int | None]:
     """The latest Delta version of each source (``{"<layer>/<table>": path}``); None if absent."""
-    return {name: (tables.version(path) if tables.exists(path) else None)
-            for name, path in paths.items()}
+    return {
+        name: (tables.version(path) if tables.exists(path) else None)
+        for name, path in paths.items()
+    }
 
 
 def registry_path(settings: Settings) -> str:
@@ -360,4 +404,3 @@ def registry_path(settings: Settings) -> str:
             f"got {settings.feature_store.registry_table!r}"
         )
     return str(settings.lakehouse.table_path(layer, table))
-

@@ -87,8 +87,18 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _PROTECTED = ("/features", "/health/details")
 _KNOWN_PATHS = ("/features", "/health", "/health/details", "/metrics")
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-_STALENESS_BUCKETS = (60, 300, 900, 3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400, 30 * 86400,
-                      365 * 86400)
+_STALENESS_BUCKETS = (
+    60,
+    300,
+    900,
+    3600,
+    6 * 3600,
+    86400,
+    3 * 86400,
+    7 * 86400,
+    30 * 86400,
+    365 * 86400,
+)
 # A body may carry up to server.max_body_bytes of text that error answers and audit lines would
 # otherwise repeat: each piece of it is cut to _MAX_ECHO_CHARS, a whole error message to
 # _MAX_DETAIL_CHARS, and a 422 lists at most _MAX_PROBLEMS problems.
@@ -138,9 +148,11 @@ class FeatureRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     entities: list[dict[UnicodeStr, KeyValue]] = Field(
-        min_length=1, description="one mapping of join key to value per entity")
+        min_length=1, description="one mapping of join key to value per entity"
+    )
     features: list[UnicodeStr] = Field(
-        min_length=1, description='"view:feature" or "view:*" references')
+        min_length=1, description='"view:feature" or "view:*" references'
+    )
 
 
 class AuditLog:
@@ -158,8 +170,9 @@ class AuditLog:
             the features of a request that was served are recorded in full).
     """
 
-    def __init__(self, path: str | Path, *, max_chars: int = _MAX_ECHO_CHARS,
-                 max_items: int = 200) -> None:
+    def __init__(
+        self, path: str | Path, *, max_chars: int = _MAX_ECHO_CHARS, max_items: int = 200
+    ) -> None:
         self.path = Path(path)
         self.max_chars = max_chars
         self.max_items = max_items
@@ -171,10 +184,12 @@ class AuditLog:
         if value is None or isinstance(value, (bool, int, float)):
             return value
         if isinstance(value, dict):
-            return {_clip_text(str(k), self.max_chars): self._bounded(v)
-                    for k, v in list(value.items())[:self.max_items]}
+            return {
+                _clip_text(str(k), self.max_chars): self._bounded(v)
+                for k, v in list(value.items())[: self.max_items]
+            }
         if isinstance(value, (list, tuple)):
-            kept = [self._bounded(v) for v in value[:self.max_items]]
+            kept = [self._bounded(v) for v in value[: self.max_items]]
             if len(value) > self.max_items:
                 kept.append(f"...[{len(value) - self.max_items} more items]")
             return kept
@@ -198,18 +213,31 @@ class ServingMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "featurelake_serving_requests", "HTTP requests by path and status code",
-            ["path", "status"], registry=self.registry)
+            "featurelake_serving_requests",
+            "HTTP requests by path and status code",
+            ["path", "status"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
-            "featurelake_serving_request_duration_seconds", "HTTP request latency",
-            ["path"], buckets=_LATENCY_BUCKETS, registry=self.registry)
+            "featurelake_serving_request_duration_seconds",
+            "HTTP request latency",
+            ["path"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.lookups = Counter(
-            "featurelake_online_lookups", "Entity lookups per view by result (hit, miss, expired)",
-            ["view", "result"], registry=self.registry)
+            "featurelake_online_lookups",
+            "Entity lookups per view by result (hit, miss, expired)",
+            ["view", "result"],
+            registry=self.registry,
+        )
         self.staleness = Histogram(
             "featurelake_online_staleness_seconds",
             "Age of served rows (read time minus event time) per view",
-            ["view"], buckets=_STALENESS_BUCKETS, registry=self.registry)
+            ["view"],
+            buckets=_STALENESS_BUCKETS,
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""
@@ -268,8 +296,15 @@ class _ServingMiddleware:
     ``scope["state"]`` for the audit line.
     """
 
-    def __init__(self, app: ASGIApp, authorizer: Authorizer, header: str,
-                 audit: AuditLog, metrics: ServingMetrics, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        authorizer: Authorizer,
+        header: str,
+        audit: AuditLog,
+        metrics: ServingMetrics,
+        max_body_bytes: int,
+    ) -> None:
         self.app = app
         self.authorizer = authorizer
         self.header_name = header
@@ -303,10 +338,13 @@ class _ServingMiddleware:
                     state["error"] = str(exc)
                     # The body is not read; closing keeps uvicorn from reading it anyway.
                     response = JSONResponse(
-                        {"error": "unauthorized", "detail": f"{exc}; send it in the "
-                         f"{self.header_name} header"},
+                        {
+                            "error": "unauthorized",
+                            "detail": f"{exc}; send it in the {self.header_name} header",
+                        },
                         status_code=401,
-                        headers={"WWW-Authenticate": "ApiKey", "Connection": "close"})
+                        headers={"WWW-Authenticate": "ApiKey", "Connection": "close"},
+                    )
                     await response(scope, receive, send_wrapper)
                     return
             receive_body = await _read_body_within(scope, receive, self.max_body_bytes)
@@ -315,10 +353,14 @@ class _ServingMiddleware:
                 # Connection: close makes uvicorn drop the connection after the answer instead
                 # of reading (and discarding) the rest of the body to keep the connection alive.
                 response = JSONResponse(
-                    {"error": "payload_too_large",
-                     "detail": f"the request body is over the limit of {self.max_body_bytes} "
-                               "bytes"},
-                    status_code=413, headers={"Connection": "close"})
+                    {
+                        "error": "payload_too_large",
+                        "detail": f"the request body is over the limit of {self.max_body_bytes} "
+                        "bytes",
+                    },
+                    status_code=413,
+                    headers={"Connection": "close"},
+                )
                 await response(scope, receive, send_wrapper)
                 return
             await self.app(scope, receive_body, send_wrapper)
@@ -329,22 +371,24 @@ class _ServingMiddleware:
             self.metrics.latency.labels(label).observe(elapsed)
             if path not in ("/metrics", "/health"):
                 principal: Principal | None = state.get("principal")
-                self.audit.write({
-                    "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-                    "request_id": request_id,
-                    "method": scope.get("method"),
-                    "path": path,
-                    "client": (scope.get("client") or ("", 0))[0],
-                    "key_id": principal.key_id if principal else None,
-                    "role": principal.role if principal else None,
-                    "views": state.get("views"),
-                    "features": state.get("features"),
-                    "entities": state.get("entities"),
-                    "status": status["code"],
-                    "outcome": "ok" if status["code"] < 400 else "error",
-                    "error": state.get("error"),
-                    "duration_ms": round(elapsed * 1000, 3),
-                })
+                self.audit.write(
+                    {
+                        "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                        "request_id": request_id,
+                        "method": scope.get("method"),
+                        "path": path,
+                        "client": (scope.get("client") or ("", 0))[0],
+                        "key_id": principal.key_id if principal else None,
+                        "role": principal.role if principal else None,
+                        "views": state.get("views"),
+                        "features": state.get("features"),
+                        "entities": state.get("entities"),
+                        "status": status["code"],
+                        "outcome": "ok" if status["code"] < 400 else "error",
+                        "error": state.get("error"),
+                        "duration_ms": round(elapsed * 1000, 3),
+                    }
+                )
 
 
 def _freshness(store: OnlineStore, views: dict[str, FeatureView]) -> dict[str, Any]:
@@ -356,8 +400,9 @@ def _freshness(store: OnlineStore, views: dict[str, FeatureView]) -> dict[str, A
         bookmark = store.get_state(name)
         entry: dict[str, Any] = {"materialized": bookmark is not None}
         if bookmark:
-            entry.update({k: bookmark.get(k) for k in
-                          ("source_version", "up_to", "materialized_at", "mode")})
+            entry.update(
+                {k: bookmark.get(k) for k in ("source_version", "up_to", "materialized_at", "mode")}
+            )
             if view.freshness_sla is not None and bookmark.get("materialized_at"):
                 age = now - datetime.fromisoformat(bookmark["materialized_at"])
                 entry["seconds_since_materialized"] = round(age.total_seconds(), 1)
@@ -386,9 +431,13 @@ def create_app(
         ValueError: a role or grant names an undeclared view or feature.
     """
     authorizer = Authorizer(config.access, views)
-    service = OnlineFeatureService(views, store, authorizer,
-                                   max_entities=config.server.max_entities,
-                                   max_features=config.server.max_features)
+    service = OnlineFeatureService(
+        views,
+        store,
+        authorizer,
+        max_entities=config.server.max_entities,
+        max_features=config.server.max_features,
+    )
     audit = AuditLog(config.server.audit_log, max_items=config.server.max_features)
     metrics = ServingMetrics()
     retry_after = {"Retry-After": str(config.server.retry_after_seconds)}
@@ -400,34 +449,45 @@ def create_app(
         store.close()
 
     docs = config.server.expose_docs
-    app = FastAPI(title="featurelake online features", version="1", lifespan=lifespan,
-                  description="Latest feature values per entity, with event time and staleness.",
-                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
-                  openapi_url="/openapi.json" if docs else None)
+    app = FastAPI(
+        title="featurelake online features",
+        version="1",
+        lifespan=lifespan,
+        description="Latest feature values per entity, with event time and staleness.",
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # Locations hold the body's own keys, so they are clipped like any echoed input.
         errors = exc.errors()
         problems = [
-            {"location": _clip_text(".".join(str(p) for p in e["loc"])),
-             "problem": _clip_text(e["msg"])}
+            {
+                "location": _clip_text(".".join(str(p) for p in e["loc"])),
+                "problem": _clip_text(e["msg"]),
+            }
             for e in errors[:_MAX_PROBLEMS]
         ]
-        message = _clip_text("; ".join(f"{p['location']}: {p['problem']}" for p in problems),
-                             _MAX_DETAIL_CHARS)
+        message = _clip_text(
+            "; ".join(f"{p['location']}: {p['problem']}" for p in problems), _MAX_DETAIL_CHARS
+        )
         if len(errors) > len(problems):
             message += f"; and {len(errors) - len(problems)} more problem(s)"
         request.state.error = message
-        return JSONResponse({"error": "invalid_request", "detail": message,
-                             "problems": problems}, status_code=422)
+        return JSONResponse(
+            {"error": "invalid_request", "detail": message, "problems": problems}, status_code=422
+        )
 
     def refused(error: str, exc: Exception, status_code: int, request: Request) -> JSONResponse:
         # The message may quote the request (a reference, an entity), so the answer carries
         # it cut; the audit log cuts what it is given.
         request.state.error = str(exc)
-        return JSONResponse({"error": error, "detail": _clip_text(str(exc), _MAX_DETAIL_CHARS)},
-                            status_code=status_code)
+        return JSONResponse(
+            {"error": error, "detail": _clip_text(str(exc), _MAX_DETAIL_CHARS)},
+            status_code=status_code,
+        )
 
     @app.post("/features")
     def post_features(body: FeatureRequest, request: Request) -> JSONResponse:
@@ -446,9 +506,13 @@ def create_app(
             log.warning("online store unavailable: %s", exc)
             request.state.error = str(exc)
             return JSONResponse(
-                {"error": "store_unavailable",
-                 "detail": "the online store cannot be reached; retry later"},
-                status_code=503, headers=retry_after)
+                {
+                    "error": "store_unavailable",
+                    "detail": "the online store cannot be reached; retry later",
+                },
+                status_code=503,
+                headers=retry_after,
+            )
         for view_name, stats in result.lookups.items():
             metrics.lookups.labels(view_name, "hit").inc(stats.hits)
             metrics.lookups.labels(view_name, "miss").inc(stats.misses)
@@ -489,9 +553,14 @@ def create_app(
     def prometheus_metrics() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_middleware(_ServingMiddleware, authorizer=authorizer,  # type: ignore[arg-type]
-                       header=config.server.api_key_header, audit=audit, metrics=metrics,
-                       max_body_bytes=config.server.max_body_bytes)
+    app.add_middleware(
+        _ServingMiddleware,
+        authorizer=authorizer,  # type: ignore[arg-type]
+        header=config.server.api_key_header,
+        audit=audit,
+        metrics=metrics,
+        max_body_bytes=config.server.max_body_bytes,
+    )
     app.state.metrics = metrics
     app.state.audit = audit
     return app
@@ -525,8 +594,9 @@ def app_from_environment() -> FastAPI:
 
 
 @contextmanager
-def running_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0,
-                   start_timeout_s: float = 30.0) -> Iterator[str]:
+def running_server(
+    app: FastAPI, host: str = "127.0.0.1", port: int = 0, start_timeout_s: float = 30.0
+) -> Iterator[str]:
     """Run ``app`` under uvicorn in a background thread; yields its base URL.
 
     For notebooks, tests and benchmarks: the socket is bound before the thread starts (port 0
@@ -545,10 +615,12 @@ def running_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0,
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, access_log=False, log_level="warning",
-                                           lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
-                              name=f"uvicorn-{bound_port}", daemon=True)
+    server = uvicorn.Server(
+        uvicorn.Config(app, access_log=False, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{bound_port}", daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + start_timeout_s
     while not server.started:

@@ -88,8 +88,9 @@ class Job:
             return int(own_runner(argv))
         from featurelake.core.runner import run_job
 
-        return run_job(self.name, self.main, argv=argv, add_arguments=self.add_arguments,
-                       spark=spark)
+        return run_job(
+            self.name, self.main, argv=argv, add_arguments=self.add_arguments, spark=spark
+        )
 
 
 def job_names() -> list[str]:

@@ -41,8 +41,13 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", action="append", default=None, metavar="NAME",
-                        help="ingest only this source (repeatable; default: all declared)")
+    parser.add_argument(
+        "--source",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="ingest only this source (repeatable; default: all declared)",
+    )
 
 
 def main(ctx: JobContext, args: argparse.Namespace) -> None:
@@ -50,8 +55,10 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
     names = args.source or sorted(sources)
     unknown = [n for n in names if n not in sources]
     if unknown:
-        raise UserError(f"unknown source(s) {unknown}; declared in "
-                         f"{ctx.settings.conf_path('sources')}: {sorted(sources)}")
+        raise UserError(
+            f"unknown source(s) {unknown}; declared in "
+            f"{ctx.settings.conf_path('sources')}: {sorted(sources)}"
+        )
     ledger_path = ctx.path("bronze", INGESTED_FILES_TABLE)
     unreadable: dict[str, dict[str, str]] = {}
 
@@ -60,14 +67,24 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
         failed = ingest_with_claim(ctx, spec, ledger_path)
         if failed:
             for path, reason in failed.items():
-                log.error("file_unreadable", extra={"fields": {
-                    "source": name, "path": path, "reason": reason,
-                    "policy": spec.on_unreadable_file}})
+                log.error(
+                    "file_unreadable",
+                    extra={
+                        "fields": {
+                            "source": name,
+                            "path": path,
+                            "reason": reason,
+                            "policy": spec.on_unreadable_file,
+                        }
+                    },
+                )
             if spec.on_unreadable_file == "fail":
                 unreadable[name] = failed
 
     # Sources are independent (own table, own ledger rows): ingested concurrently.
-    run_concurrently([functools.partial(ingest_source, name) for name in names],
-                     ctx.settings.spark.concurrent_tables)
+    run_concurrently(
+        [functools.partial(ingest_source, name) for name in names],
+        ctx.settings.spark.concurrent_tables,
+    )
     if unreadable:
         raise DataError(unreadable_summary(unreadable))

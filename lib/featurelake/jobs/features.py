@@ -21,11 +21,15 @@ from featurelake.feature_store.api import FeatureStore
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["apply", "list", "describe", "search"])
-    parser.add_argument("name", nargs="?", default=None,
-                        help="describe: the view name; search: text to look for")
+    parser.add_argument(
+        "name", nargs="?", default=None, help="describe: the view name; search: text to look for"
+    )
     parser.add_argument("--dry-run", action="store_true", help="apply: show the plan only")
-    parser.add_argument("--applied-by", default=None,
-                        help="apply: who applies (default $FEATURELAKE_USER or the login name)")
+    parser.add_argument(
+        "--applied-by",
+        default=None,
+        help="apply: who applies (default $FEATURELAKE_USER or the login name)",
+    )
     parser.add_argument("--tag", default=None, help="search: views or features with this tag")
     parser.add_argument("--owner", default=None, help="search: views or features of this owner")
 
@@ -38,9 +42,14 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
     store = FeatureStore(ctx.spark, ctx.settings, ctx.tables)
     if args.action == "apply":
         result = store.apply(applied_by=args.applied_by, run_id=ctx.run_id, dry_run=args.dry_run)
-        outcome = {"dry_run": args.dry_run, "added": result.added, "changed": result.changed,
-                   "unchanged": result.unchanged, "deleted": result.deleted,
-                   "registry_version": result.registry_version}
+        outcome = {
+            "dry_run": args.dry_run,
+            "added": result.added,
+            "changed": result.changed,
+            "unchanged": result.unchanged,
+            "deleted": result.deleted,
+            "registry_version": result.registry_version,
+        }
         ctx.summary.update(outcome)
         _emit(outcome)
     elif args.action == "list":
@@ -55,7 +64,12 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
     else:
         hits = store.search(args.name, tag=args.tag, owner=args.owner)
         for hit in hits:
-            _emit({"name": hit.view_name, "matched_in": hit.matched_in,
-                   "features": hit.features, "description": hit.entry.view.description
-                   if hit.entry.view else ""})
+            _emit(
+                {
+                    "name": hit.view_name,
+                    "matched_in": hit.matched_in,
+                    "features": hit.features,
+                    "description": hit.entry.view.description if hit.entry.view else "",
+                }
+            )
         ctx.summary["hits"] = len(hits)

@@ -52,29 +52,52 @@ Generator = Callable[..., DataFrame]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--transactions", type=int, default=None,
-                        help="online retail invoice lines (default: synthetic.transactions)")
-    parser.add_argument("--customers", type=int, default=None,
-                        help="customers and profiles (default: synthetic.customers)")
-    parser.add_argument("--credit-clients", type=int, default=None,
-                        help="credit clients (default: synthetic.credit_clients)")
+    parser.add_argument(
+        "--transactions",
+        type=int,
+        default=None,
+        help="online retail invoice lines (default: synthetic.transactions)",
+    )
+    parser.add_argument(
+        "--customers",
+        type=int,
+        default=None,
+        help="customers and profiles (default: synthetic.customers)",
+    )
+    parser.add_argument(
+        "--credit-clients",
+        type=int,
+        default=None,
+        help="credit clients (default: synthetic.credit_clients)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="default: synthetic.seed")
-    parser.add_argument("--rows-per-file", type=int, default=None,
-                        help="rows per output file (default: synthetic.rows_per_file)")
+    parser.add_argument(
+        "--rows-per-file",
+        type=int,
+        default=None,
+        help="rows per output file (default: synthetic.rows_per_file)",
+    )
     parser.add_argument("--out", default=None, help="output folder (default: lakehouse.landing)")
-    parser.add_argument("--if-missing", action="store_true",
-                        help="generate only the datasets whose source has no file in the output "
-                             "folder yet; do nothing when every source has files")
+    parser.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="generate only the datasets whose source has no file in the output "
+        "folder yet; do nothing when every source has files",
+    )
 
 
 def resolve_settings(base: SyntheticSettings, args: argparse.Namespace) -> SyntheticSettings:
     """The synthetic settings with the command-line options applied (validated again)."""
     updates = {
-        key: value for key, value in {
-            "transactions": args.transactions, "customers": args.customers,
-            "credit_clients": args.credit_clients, "seed": args.seed,
+        key: value
+        for key, value in {
+            "transactions": args.transactions,
+            "customers": args.customers,
+            "credit_clients": args.credit_clients,
+            "seed": args.seed,
             "rows_per_file": args.rows_per_file,
-        }.items() if value is not None
+        }.items()
+        if value is not None
     }
     return SyntheticSettings.model_validate({**base.model_dump(), **updates})
 
@@ -93,49 +116,78 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
         landed = files_per_source(ctx, out)
         ctx.summary["files_found"] = landed
         if all(landed.values()):
-            log.info("generation_skipped", extra={"fields": {
-                "reason": "every declared source already has files in the landing folder",
-                "out": out, "files_per_source": landed}})
+            log.info(
+                "generation_skipped",
+                extra={
+                    "fields": {
+                        "reason": "every declared source already has files in the landing folder",
+                        "out": out,
+                        "files_per_source": landed,
+                    }
+                },
+            )
             ctx.summary["generated"] = []
             return
         have_files = {name for name, count in landed.items() if count}
         if have_files:
-            log.info("datasets_kept", extra={"fields": {
-                "reason": "their sources already have files; only sources without files are "
-                          "generated", "out": out, "datasets": sorted(have_files)}})
+            log.info(
+                "datasets_kept",
+                extra={
+                    "fields": {
+                        "reason": "their sources already have files; only sources without "
+                        "files are generated",
+                        "out": out,
+                        "datasets": sorted(have_files),
+                    }
+                },
+            )
         datasets = [d for d in datasets if d[0] not in have_files]
-        unproducible = sorted(n for n, c in landed.items() if not c
-                              and n not in {d[0] for d in datasets})
+        unproducible = sorted(
+            n for n, c in landed.items() if not c and n not in {d[0] for d in datasets}
+        )
         if unproducible:
-            log.warning("sources_without_files", extra={"fields": {
-                "reason": "declared sources with no files that the generator does not produce",
-                "out": out, "sources": unproducible}})
+            log.warning(
+                "sources_without_files",
+                extra={
+                    "fields": {
+                        "reason": "declared sources with no files that the generator does "
+                        "not produce",
+                        "out": out,
+                        "sources": unproducible,
+                    }
+                },
+            )
     ctx.summary["generated"] = [d[0] for d in datasets if d[1] > 0]
     for name, rows, generator, extension in datasets:
         if rows == 0:
             continue
         files = max(1, -(-rows // settings.rows_per_file))
         started = time.monotonic()
-        lines = ctx.spark.range(0, rows, 1, files).transform(generator, settings=settings,
-                                                              files=files)
+        lines = ctx.spark.range(0, rows, 1, files).transform(
+            generator, settings=settings, files=files
+        )
         written = write_lines(lines, out, name, settings.seed, extension)
         seconds = time.monotonic() - started
         ctx.summary[f"{name}.rows"] = rows
         ctx.summary[f"{name}.files"] = len(written)
         ctx.summary[f"{name}.seconds"] = round(seconds, 2)
         ctx.summary[f"{name}.rows_per_second"] = round(rows / seconds) if seconds else None
-        log.info("dataset_generated", extra={"fields": {"dataset": name, "rows": rows,
-                                                        "files": written}})
+        log.info(
+            "dataset_generated", extra={"fields": {"dataset": name, "rows": rows, "files": written}}
+        )
 
 
 def files_per_source(ctx: JobContext, landing: str) -> dict[str, int]:
     """How many files match each declared source's glob under ``landing``.
 
-    Files are counted as bronze would list them (:func:`featurelake.lakehouse.bronze.list_landed_files`:
-    regular files, names not starting with ``.`` or ``_``).
+    Files are counted as bronze would list them
+    (:func:`featurelake.lakehouse.bronze.list_landed_files`: regular files, names not starting
+    with ``.`` or ``_``).
     """
-    return {name: len(list_landed_files(spec, landing))
-            for name, spec in sorted(load_sources(ctx.settings).items())}
+    return {
+        name: len(list_landed_files(spec, landing))
+        for name, spec in sorted(load_sources(ctx.settings).items())
+    }
 
 
 def write_lines(lines: DataFrame, out: str, dataset: str, seed: int, extension: str) -> list[str]:

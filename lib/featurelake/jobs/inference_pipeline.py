@@ -20,6 +20,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(ctx: JobContext, args: argparse.Namespace) -> None:
-    run_score(ctx, ScoreOptions(model_uri=args.model_uri, input=args.input, output=args.output,
-                                model_config=args.model_config, source=args.source,
-                                path=args.path))
+    run_score(
+        ctx,
+        ScoreOptions(
+            model_uri=args.model_uri,
+            input=args.input,
+            output=args.output,
+            model_config=args.model_config,
+            source=args.source,
+            path=args.path,
+        ),
+    )

@@ -27,17 +27,29 @@ def _timestamp(text: str) -> datetime:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected an ISO-8601 time such as 2011-12-09T00:00:00Z, got {text!r}") from None
+            f"expected an ISO-8601 time such as 2011-12-09T00:00:00Z, got {text!r}"
+        ) from None
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--view", action="append", default=[], metavar="NAME",
-                        help="feature view to materialise (repeatable; default: every online view)")
-    parser.add_argument("--up-to", type=_timestamp, default=None, metavar="TIMESTAMP",
-                        help="only rows with event time at or before this time (UTC if no zone)")
-    parser.add_argument("--full", action="store_true",
-                        help="ignore the bookmarks and consider every source row")
+    parser.add_argument(
+        "--view",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="feature view to materialise (repeatable; default: every online view)",
+    )
+    parser.add_argument(
+        "--up-to",
+        type=_timestamp,
+        default=None,
+        metavar="TIMESTAMP",
+        help="only rows with event time at or before this time (UTC if no zone)",
+    )
+    parser.add_argument(
+        "--full", action="store_true", help="ignore the bookmarks and consider every source row"
+    )
 
 
 def main(ctx: JobContext, args: argparse.Namespace) -> None:
@@ -50,8 +62,15 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
     store = open_online_store(serving.online_store)
     try:
         results = [
-            materialize_view(ctx.tables, ctx.settings, view, store, up_to=args.up_to,
-                             full=args.full, batch_size=serving.online_store.write_batch_size)
+            materialize_view(
+                ctx.tables,
+                ctx.settings,
+                view,
+                store,
+                up_to=args.up_to,
+                full=args.full,
+                batch_size=serving.online_store.write_batch_size,
+            )
             for view in chosen
         ]
     finally:

@@ -31,24 +31,38 @@ PROMOTIONS_TABLE = ("ops", "model_promotions")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model-config", action="append", default=None, metavar="FILE",
-                        help="a conf/models/*.yaml file (repeatable; default: every model config)")
+    parser.add_argument(
+        "--model-config",
+        action="append",
+        default=None,
+        metavar="FILE",
+        help="a conf/models/*.yaml file (repeatable; default: every model config)",
+    )
 
 
 def _evaluation_data(ctx: JobContext, config: ModelConfig, run: object):
     """The rows the challenger was evaluated on, from the table versions its run logged."""
     tags = run.data.tags  # type: ignore[attr-defined]
-    features = ctx.tables.read(tags["featurelake.features.path"],
-                               version=int(tags["featurelake.features.version"]))
+    features = ctx.tables.read(
+        tags["featurelake.features.path"], version=int(tags["featurelake.features.version"])
+    )
     if isinstance(config, SegmentationConfig):
         return features
-    labels = ctx.tables.read(tags["featurelake.labels.path"],
-                             version=int(tags["featurelake.labels.version"]))
+    labels = ctx.tables.read(
+        tags["featurelake.labels.path"], version=int(tags["featurelake.labels.version"])
+    )
     params = run.data.params  # type: ignore[attr-defined]
     # The split the run used (it may predate a config change).
-    logged = config.model_copy(update={"split": config.split.model_copy(update={
-        "test_fraction": float(params["split.test_fraction"]),
-        "seed": int(params["split.seed"])})})
+    logged = config.model_copy(
+        update={
+            "split": config.split.model_copy(
+                update={
+                    "test_fraction": float(params["split.test_fraction"]),
+                    "seed": int(params["split.seed"]),
+                }
+            )
+        }
+    )
     return holdout(prepare_training_frame(features, labels, logged), config.label).cache()
 
 
@@ -57,8 +71,10 @@ def promote_one(ctx: JobContext, client, config: ModelConfig) -> dict:
 
     challenger = alias_version(client, config.name, CHALLENGER)
     if challenger is None:
-        log.info("promotion_skipped", extra={"fields": {"model": config.name,
-                                                        "reason": "no challenger registered"}})
+        log.info(
+            "promotion_skipped",
+            extra={"fields": {"model": config.name, "reason": "no challenger registered"}},
+        )
         return {"decision": "skipped", "reason": "no challenger registered"}
     # The parent training run carries the lineage tags for classifiers; the version's run is
     # the candidate's nested run, which carries the same tags.
@@ -76,25 +92,51 @@ def promote_one(ctx: JobContext, client, config: ModelConfig) -> dict:
 
     decision = promote(client, config.name, config.promotion, evaluate)
     with mlflow.start_run(run_name=f"promote-{config.name}-{ctx.run_id}"):
-        mlflow.set_tags({"featurelake.model": config.name, "featurelake.job_run_id": ctx.run_id,
-                         "featurelake.kind": "promotion",
-                         "featurelake.decision": "promoted" if decision.promoted else "rejected"})
-        mlflow.log_params({"challenger_version": decision.challenger_version,
-                           "champion_version": decision.champion_version or "none",
-                           "min_metric": decision.min_metric,
-                           "min_improvement": decision.min_improvement, "metric": metric})
-        mlflow.log_metrics({f"challenger_{metric}": decision.challenger_metric,
-                            **({f"champion_{metric}": decision.champion_metric}
-                               if decision.champion_metric is not None else {})})
+        mlflow.set_tags(
+            {
+                "featurelake.model": config.name,
+                "featurelake.job_run_id": ctx.run_id,
+                "featurelake.kind": "promotion",
+                "featurelake.decision": "promoted" if decision.promoted else "rejected",
+            }
+        )
+        mlflow.log_params(
+            {
+                "challenger_version": decision.challenger_version,
+                "champion_version": decision.champion_version or "none",
+                "min_metric": decision.min_metric,
+                "min_improvement": decision.min_improvement,
+                "metric": metric,
+            }
+        )
+        mlflow.log_metrics(
+            {
+                f"challenger_{metric}": decision.challenger_metric,
+                **(
+                    {f"champion_{metric}": decision.champion_metric}
+                    if decision.champion_metric is not None
+                    else {}
+                ),
+            }
+        )
         mlflow.log_dict(decision.as_dict(), "decision.json")
-    record = {**decision.as_dict(), "decided_at": datetime.fromisoformat(decision.decided_at),
-              "job_run_id": ctx.run_id}
-    ctx.tables.write(local_frame(ctx.spark, [record], _PROMOTION_SCHEMA),
-                     ctx.path(*PROMOTIONS_TABLE), mode="append")
-    return {"decision": "promoted" if decision.promoted else "rejected",
-            "reason": decision.reason, "challenger_version": decision.challenger_version,
-            f"challenger_{metric}": round(decision.challenger_metric, 4),
-            "champion_version": decision.champion_version}
+    record = {
+        **decision.as_dict(),
+        "decided_at": datetime.fromisoformat(decision.decided_at),
+        "job_run_id": ctx.run_id,
+    }
+    ctx.tables.write(
+        local_frame(ctx.spark, [record], _PROMOTION_SCHEMA),
+        ctx.path(*PROMOTIONS_TABLE),
+        mode="append",
+    )
+    return {
+        "decision": "promoted" if decision.promoted else "rejected",
+        "reason": decision.reason,
+        "challenger_version": decision.challenger_version,
+        f"challenger_{metric}": round(decision.challenger_metric, 4),
+        "champion_version": decision.champion_version,
+    }
 
 
 _PROMOTION_SCHEMA = (
@@ -110,9 +152,14 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
     target = configure_tracking(ctx.settings.mlflow)
     client = mlflow.MlflowClient(target.tracking_uri, target.registry_uri)
     models_dir = ctx.settings.conf_path("models")
-    configs = [*find_model_configs(models_dir, args.model_config, ClassificationConfig),
-               *find_model_configs(models_dir, args.model_config, SegmentationConfig)] \
-        if not args.model_config else _explicit(args.model_config)
+    configs: list[tuple[str, ModelConfig]] = (
+        [
+            *find_model_configs(models_dir, args.model_config, ClassificationConfig),
+            *find_model_configs(models_dir, args.model_config, SegmentationConfig),
+        ]
+        if not args.model_config
+        else _explicit(args.model_config)
+    )
     for _source, config in configs:
         ctx.summary[config.name] = promote_one(ctx, client, config)
 

@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import uvicorn
 
@@ -35,8 +36,12 @@ log = logging.getLogger("featurelake.jobs.serve")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=None, help="interface to bind (default: server.host)")
     parser.add_argument("--port", type=int, default=None, help="TCP port (default: server.port)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="uvicorn worker processes (default: server.workers)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="uvicorn worker processes (default: server.workers)",
+    )
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -57,18 +62,34 @@ def run(argv: Sequence[str] | None = None) -> int:
             os.environ["FEATURELAKE_ENV"] = settings.env
             os.environ["FEATURELAKE_CONF_OVERRIDES"] = json.dumps(list(args.conf))
             build_app(settings)  # fail fast on a bad configuration
-            target = "featurelake.feature_store.server:app_from_environment"
+            target: Any = "featurelake.feature_store.server:app_from_environment"
         else:
             target = build_app(settings)
     except (ConfigError, ValueError) as exc:
         configure_logging("serve", run_id)
         print(f"featurelake serve: configuration error: {exc}", file=sys.stderr)
         return 2
-    log.info("serve_started", extra={"fields": {
-        "host": host, "port": port, "workers": workers,
-        "store": serving.online_store.type, "audit_log": serving.server.audit_log}})
+    log.info(
+        "serve_started",
+        extra={
+            "fields": {
+                "host": host,
+                "port": port,
+                "workers": workers,
+                "store": serving.online_store.type,
+                "audit_log": serving.server.audit_log,
+            }
+        },
+    )
     # The audit log records every request; uvicorn's access log would only duplicate it.
-    uvicorn.run(target, host=host, port=port, workers=workers, factory=workers > 1,
-                access_log=False, log_level="warning")
+    uvicorn.run(
+        target,
+        host=host,
+        port=port,
+        workers=workers,
+        factory=workers > 1,
+        access_log=False,
+        log_level="warning",
+    )
     log.info("serve_stopped")
     return 0

@@ -22,8 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("table", help="<layer>/<table>, e.g. silver/transactions")
     parser.add_argument("--retention-hours", type=int, default=None)
     parser.add_argument("--limit", type=int, default=20)
-    parser.add_argument("--zorder", action="append", default=[], metavar="COLUMN",
-                        help="compact: cluster rows by this column (repeatable; Z-order)")
+    parser.add_argument(
+        "--zorder",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="compact: cluster rows by this column (repeatable; Z-order)",
+    )
 
 
 def main(ctx: JobContext, args: argparse.Namespace) -> None:

@@ -17,8 +17,12 @@ STEPS = ("train-segmentation", "train-classifier", "promote")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--features-version", type=int, default=None,
-                        help="train on this Delta version of the gold tables")
+    parser.add_argument(
+        "--features-version",
+        type=int,
+        default=None,
+        help="train on this Delta version of the gold tables",
+    )
     parser.add_argument("--no-promote", action="store_true", help="skip the promotion step")
 
 
@@ -27,8 +31,9 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
         if step == "promote" and args.no_promote:
             continue
         module = load_job_module(step)
-        step_args = argparse.Namespace(model_config=None, no_register=False,
-                                       features_version=args.features_version)
+        step_args = argparse.Namespace(
+            model_config=None, no_register=False, features_version=args.features_version
+        )
         step_ctx = dataclasses.replace(ctx, summary={})
         module.main(step_ctx, step_args)
         ctx.summary[step] = step_ctx.summary

@@ -30,24 +30,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--entity-table", help="entity rows: a Delta table <layer>/<table>")
     source.add_argument("--entity-file", help="entity rows: a Parquet or CSV file")
-    parser.add_argument("--entity-version", type=int, default=None,
-                        help="read this Delta version of --entity-table")
-    parser.add_argument("--timestamp-column", default="event_timestamp",
-                        help="the entity rows' time column (default: event_timestamp)")
-    parser.add_argument("--features", action="append", required=True,
-                        help="view:feature references, comma-separated; repeatable")
-    parser.add_argument("--output", required=True,
-                        help="output table name in feature_store.training_set_layer")
-    parser.add_argument("--known-at", default=None,
-                        help="'entity_time' or an ISO datetime: only values created by then")
-    parser.add_argument("--full-feature-names", action="store_true",
-                        help="name columns <view>__<feature>")
-    parser.add_argument("--churn-horizon-days", type=int, default=None,
-                        help="add a churn label (no purchase in the N days after t) from "
-                             "silver/transactions; entity rows need customer_id")
-    parser.add_argument("--drop-censored", action="store_true",
-                        help="with --churn-horizon-days: drop rows whose label window "
-                             "passes the data end")
+    parser.add_argument(
+        "--entity-version", type=int, default=None, help="read this Delta version of --entity-table"
+    )
+    parser.add_argument(
+        "--timestamp-column",
+        default="event_timestamp",
+        help="the entity rows' time column (default: event_timestamp)",
+    )
+    parser.add_argument(
+        "--features",
+        action="append",
+        required=True,
+        help="view:feature references, comma-separated; repeatable",
+    )
+    parser.add_argument(
+        "--output", required=True, help="output table name in feature_store.training_set_layer"
+    )
+    parser.add_argument(
+        "--known-at",
+        default=None,
+        help="'entity_time' or an ISO datetime: only values created by then",
+    )
+    parser.add_argument(
+        "--full-feature-names", action="store_true", help="name columns <view>__<feature>"
+    )
+    parser.add_argument(
+        "--churn-horizon-days",
+        type=int,
+        default=None,
+        help="add a churn label (no purchase in the N days after t) from "
+        "silver/transactions; entity rows need customer_id",
+    )
+    parser.add_argument(
+        "--drop-censored",
+        action="store_true",
+        help="with --churn-horizon-days: drop rows whose label window passes the data end",
+    )
 
 
 def _table(ctx: JobContext, name: str) -> str:
@@ -59,8 +78,10 @@ def _table(ctx: JobContext, name: str) -> str:
 
 def _entities(ctx: JobContext, args: argparse.Namespace) -> tuple[DataFrame, str]:
     if args.entity_table:
-        return (ctx.tables.read(_table(ctx, args.entity_table), version=args.entity_version),
-                args.entity_table)
+        return (
+            ctx.tables.read(_table(ctx, args.entity_table), version=args.entity_version),
+            args.entity_table,
+        )
     path = args.entity_file
     if path.endswith(".csv") or path.endswith(".csv.gz"):
         df = ctx.spark.read.option("header", True).csv(path)
@@ -80,28 +101,53 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
     entity_df, entity_source = _entities(ctx, args)
     store = FeatureStore(ctx.spark, ctx.settings, ctx.tables)
     training = store.build_training_set(
-        entity_df, features, entity_timestamp_column=args.timestamp_column,
-        known_at=known_at, full_feature_names=args.full_feature_names,
+        entity_df,
+        features,
+        entity_timestamp_column=args.timestamp_column,
+        known_at=known_at,
+        full_feature_names=args.full_feature_names,
     )
     df = training.df
     labels = None
     if args.churn_horizon_days is not None:
         transactions = ctx.tables.read(ctx.path("silver", "transactions"))
-        df = with_churn_label(df, transactions, horizon_days=args.churn_horizon_days,
-                              entity_timestamp_column=args.timestamp_column)
-        labels = {"kind": "churn", "horizon_days": args.churn_horizon_days,
-                  "drop_censored": args.drop_censored}
+        df = with_churn_label(
+            df,
+            transactions,
+            horizon_days=args.churn_horizon_days,
+            entity_timestamp_column=args.timestamp_column,
+        )
+        labels = {
+            "kind": "churn",
+            "horizon_days": args.churn_horizon_days,
+            "drop_censored": args.drop_censored,
+        }
     entity_rows = entity_df.count()
     if args.drop_censored and labels:
         df = observed_labels(df)
     layer = ctx.settings.feature_store.training_set_layer
-    lineage = {**training.lineage(), "entities": entity_source, "labels": labels,
-               "timestamp_column": args.timestamp_column,
-               "known_at": None if known_at is None else str(known_at)}
-    result = ctx.tables.write(df, ctx.path(layer, args.output), "overwrite",
-                              overwrite_schema=True, metadata={"training_set": lineage})
-    ctx.summary.update({"entity_rows": entity_rows, "output_rows": result.rows_written,
-                        "output_version": result.version, "views": sorted(training.views)})
+    lineage = {
+        **training.lineage(),
+        "entities": entity_source,
+        "labels": labels,
+        "timestamp_column": args.timestamp_column,
+        "known_at": None if known_at is None else str(known_at),
+    }
+    result = ctx.tables.write(
+        df,
+        ctx.path(layer, args.output),
+        "overwrite",
+        overwrite_schema=True,
+        metadata={"training_set": lineage},
+    )
+    ctx.summary.update(
+        {
+            "entity_rows": entity_rows,
+            "output_rows": result.rows_written,
+            "output_version": result.version,
+            "views": sorted(training.views),
+        }
+    )
     if not (args.drop_censored and labels) and result.rows_written != entity_rows:
         raise DataError(
             f"training set has {result.rows_written} rows for {entity_rows} entity rows; "

@@ -2,7 +2,7 @@
 
 The pure part (configuration, snapshot ranges, :func:`build_credit_gold`,
 :func:`build_customer_gold`) only composes the feature library in
-:mod:`featurelake.lakehouse.feature_library`. :func:`run_gold` is the I/O edge shared by the ``gold`` and
+:mod:`~featurelake.lakehouse.feature_library`. :func:`run_gold` is the I/O edge of the ``gold`` and
 ``feature-pipeline`` jobs: it reads silver through ``ctx.tables``, calls the pure part and
 writes each gold table together with its feature metadata (``gold/_feature_metadata`` rows and
 commit metadata naming the preprocessing configuration).
@@ -165,9 +165,10 @@ def build_credit_gold(clients: DataFrame, config: CreditGoldConfig) -> tuple[Dat
     return select_credit_features(features), select_credit_labels(clients)
 
 
-def build_customer_gold(transactions: DataFrame, points: DataFrame,
-                        config: CustomerGoldConfig) -> DataFrame:
-    """Customer features for every as-of point (see :mod:`featurelake.lakehouse.feature_library.customers`).
+def build_customer_gold(
+    transactions: DataFrame, points: DataFrame, config: CustomerGoldConfig
+) -> DataFrame:
+    """Customer features for every as-of point (:mod:`~.feature_library.customers`).
 
     Raises:
         MissingColumnsError: a silver column is missing.
@@ -241,17 +242,36 @@ class GoldRunOptions:
 
 def add_gold_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the gold options (``--only``, ``--as-of``, ``--snapshot-start/-end``, ``--no-daily``)."""
-    parser.add_argument("--only", choices=PARTS, action="append", default=None,
-                        help="build only these gold tables (repeatable; default: all)")
-    parser.add_argument("--as-of", default=None,
-                        help="latest snapshot as of DATE (end of that day) or an ISO timestamp "
-                             "(default: end of the snapshot end date)")
-    parser.add_argument("--snapshot-start", type=date.fromisoformat, default=None,
-                        help="first daily as-of date YYYY-MM-DD (default: conf, else data)")
-    parser.add_argument("--snapshot-end", type=date.fromisoformat, default=None,
-                        help="last daily as-of date YYYY-MM-DD (default: conf, else data)")
-    parser.add_argument("--no-daily", action="store_true",
-                        help="skip gold/customer_features_daily (build the latest snapshot only)")
+    parser.add_argument(
+        "--only",
+        choices=PARTS,
+        action="append",
+        default=None,
+        help="build only these gold tables (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--as-of",
+        default=None,
+        help="latest snapshot as of DATE (end of that day) or an ISO timestamp "
+        "(default: end of the snapshot end date)",
+    )
+    parser.add_argument(
+        "--snapshot-start",
+        type=date.fromisoformat,
+        default=None,
+        help="first daily as-of date YYYY-MM-DD (default: conf, else data)",
+    )
+    parser.add_argument(
+        "--snapshot-end",
+        type=date.fromisoformat,
+        default=None,
+        help="last daily as-of date YYYY-MM-DD (default: conf, else data)",
+    )
+    parser.add_argument(
+        "--no-daily",
+        action="store_true",
+        help="skip gold/customer_features_daily (build the latest snapshot only)",
+    )
 
 
 def gold_options_from_args(args: argparse.Namespace) -> GoldRunOptions:
@@ -289,20 +309,31 @@ def _write_with_metadata(
     records = describe_columns(df, specs)  # fails before writing when metadata is incomplete
     path = ctx.path("gold", table)
     result = ctx.tables.write(
-        df, path, "overwrite",
-        metadata={"feature_metadata_table": "gold/_feature_metadata",
-                  "features": [r["feature"] for r in records],
-                  "preprocessing": preprocessing},
+        df,
+        path,
+        "overwrite",
+        metadata={
+            "feature_metadata_table": "gold/_feature_metadata",
+            "features": [r["feature"] for r in records],
+            "preprocessing": preprocessing,
+        },
         # materialize then reads only the rows a run changed (delta-spark's change feed)
         properties=_CHANGE_FEED if ctx.tables.backend == "native" else None,
         **write_options,
     )
-    meta = feature_metadata_rows(table=f"gold/{table}", delta_version=result.version,
-                                 records=records, preprocessing=preprocessing)
+    meta = feature_metadata_rows(
+        table=f"gold/{table}",
+        delta_version=result.version,
+        records=records,
+        preprocessing=preprocessing,
+    )
     with _METADATA_LOCK:  # gold parts built concurrently share the metadata table
         ctx.tables.append_rows(
-            meta, FEATURE_METADATA_SCHEMA, ctx.path("gold", "_feature_metadata"),
-            metadata={"describes": f"gold/{table}@{result.version}"})
+            meta,
+            FEATURE_METADATA_SCHEMA,
+            ctx.path("gold", "_feature_metadata"),
+            metadata={"describes": f"gold/{table}@{result.version}"},
+        )
     ctx.summary.setdefault("gold_versions", {})[f"gold/{table}"] = result.version
     return result.rows_written
 
@@ -321,9 +352,11 @@ def _run_credit(ctx: JobContext, config: GoldConfig) -> None:
     features, labels = build_credit_gold(clients, config.credit)
     preprocessing = {"credit": config.credit.model_dump(mode="json")}
     ctx.summary["credit_features_rows"] = _write_with_metadata(
-        ctx, features, "credit_features", credit_feature_specs(), preprocessing)
+        ctx, features, "credit_features", credit_feature_specs(), preprocessing
+    )
     ctx.summary["credit_labels_rows"] = _write_with_metadata(
-        ctx, labels, "credit_labels", credit_label_specs(), preprocessing)
+        ctx, labels, "credit_labels", credit_label_specs(), preprocessing
+    )
 
 
 def _transaction_span(
@@ -335,12 +368,14 @@ def _transaction_span(
     before the features' own); otherwise from the rows.
     """
     stats = ctx.tables.column_stats(
-        path, ["invoice_date", "customer_id"], version=ctx.tables.lineage.reads[path])
+        path, ["invoice_date", "customer_id"], version=ctx.tables.lineage.reads[path]
+    )
     if stats is not None:
         dates = stats["invoice_date"]
         return dates.min, dates.max, stats["customer_id"].null_count
     span = transactions.agg(
-        F.min("invoice_date").alias("first"), F.max("invoice_date").alias("last"),
+        F.min("invoice_date").alias("first"),
+        F.max("invoice_date").alias("last"),
         F.sum(F.col("customer_id").isNull().cast("long")).alias("no_customer"),
     ).first()
     assert span is not None  # a global aggregate has one row
@@ -353,11 +388,14 @@ def _run_customers(ctx: JobContext, config: GoldConfig, options: GoldRunOptions)
     path = ctx.path("silver", "transactions")
     transactions = _read_silver(ctx, "transactions")
     first, last, no_customer = _transaction_span(ctx, path, transactions)
-    if first is None:
-        raise DataError("silver/transactions has no rows with an invoice date: nothing to build "
-                        "customer features from (run the silver job first)")
-    start, end = resolve_snapshot_range(config.snapshots, first, last,
-                                        options.snapshot_start, options.snapshot_end)
+    if first is None or last is None:
+        raise DataError(
+            "silver/transactions has no rows with an invoice date: nothing to build "
+            "customer features from (run the silver job first)"
+        )
+    start, end = resolve_snapshot_range(
+        config.snapshots, first, last, options.snapshot_start, options.snapshot_end
+    )
     latest_ts = options.as_of or datetime.combine(end, time.max)
     daily = config.snapshots.daily if options.daily is None else options.daily
     cadence = config.snapshots.cadence_days
@@ -371,29 +409,49 @@ def _run_customers(ctx: JobContext, config: GoldConfig, options: GoldRunOptions)
     try:
         preprocessing = {
             "customers": config.customers.model_dump(mode="json"),
-            "snapshots": {"start": start.isoformat(), "end": end.isoformat(),
-                          "cadence_days": cadence, "latest_as_of": latest_ts.isoformat()},
+            "snapshots": {
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+                "cadence_days": cadence,
+                "latest_as_of": latest_ts.isoformat(),
+            },
         }
         specs = customer_feature_specs(config.customers.windows_days)
         latest = features.where(F.col("as_of_ts") == F.lit(as_utc(latest_ts)))
         ctx.summary["customer_features_rows"] = _write_with_metadata(
-            ctx, latest, "customer_features", specs, preprocessing)
+            ctx, latest, "customer_features", specs, preprocessing
+        )
         if daily:
             on_cadence = (F.datediff(F.col("as_of_date"), F.lit(start)) % cadence) == 0
             snapshots = features.where(
                 (F.col("as_of_ts") == end_of_day(F.col("as_of_date")))
-                & F.col("as_of_date").between(F.lit(start), F.lit(end)) & on_cadence
+                & F.col("as_of_date").between(F.lit(start), F.lit(end))
+                & on_cadence
             )
             ctx.summary["customer_features_daily_rows"] = _write_with_metadata(
-                ctx, snapshots, "customer_features_daily", specs, preprocessing,
-                partition_by=["as_of_date"], replace_partitions="dynamic")
+                ctx,
+                snapshots,
+                "customer_features_daily",
+                specs,
+                preprocessing,
+                partition_by=["as_of_date"],
+                replace_partitions="dynamic",
+            )
             ctx.summary["snapshot_dates"] = len(_snapshot_dates(start, end, cadence))
     finally:
         features.unpersist()
     ctx.summary["transactions_without_customer"] = no_customer
-    log.info("customer_features_built", extra={"fields": {
-        "snapshot_start": start.isoformat(), "snapshot_end": end.isoformat(),
-        "latest_as_of": latest_ts.isoformat(), "daily": daily}})
+    log.info(
+        "customer_features_built",
+        extra={
+            "fields": {
+                "snapshot_start": start.isoformat(),
+                "snapshot_end": end.isoformat(),
+                "latest_as_of": latest_ts.isoformat(),
+                "daily": daily,
+            }
+        },
+    )
 
 
 def run_gold(ctx: JobContext, options: GoldRunOptions | None = None) -> None:

@@ -164,8 +164,9 @@ def load_source_file(path: str | Path) -> SourceSpec:
     data = load_yaml_file(path)
     stem = path.stem
     if "name" in data and data["name"] != stem:
-        raise ConfigError(str(path), "name",
-                          f"must equal the file name {stem!r}, got {data['name']!r}")
+        raise ConfigError(
+            str(path), "name", f"must equal the file name {stem!r}, got {data['name']!r}"
+        )
     return parse_model(SourceSpec, {**data, "name": stem}, str(path))
 
 

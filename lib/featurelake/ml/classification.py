@@ -76,7 +76,9 @@ RAW_FEATURES_COL = "_features_raw"
 _BUCKETS = 10_000
 _ROC_BINS = 200
 _EVALUATOR_METRIC: dict[str, Literal["areaUnderROC", "areaUnderPR"]] = {
-    "roc_auc": "areaUnderROC", "pr_auc": "areaUnderPR"}
+    "roc_auc": "areaUnderROC",
+    "pr_auc": "areaUnderPR",
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -140,7 +142,8 @@ def balanced_weights(class_counts: Mapping[int, int]) -> dict[int, float]:
     present = {c: n for c, n in class_counts.items() if n > 0}
     if len(present) < 2:
         raise ValueError(
-            f"need rows of two classes to weight them, got counts {dict(class_counts)}")
+            f"need rows of two classes to weight them, got counts {dict(class_counts)}"
+        )
     total = sum(present.values())
     return {c: total / (len(present) * n) for c, n in present.items()}
 
@@ -191,14 +194,21 @@ def build_preprocessing(config: ClassificationConfig) -> Pipeline:
     inputs: list[str] = []
     if config.numeric_features:
         imputed = [f"{c}__imputed" for c in config.numeric_features]
-        stages.append(Imputer(inputCols=list(config.numeric_features), outputCols=imputed,
-                              strategy="median"))
+        stages.append(
+            Imputer(inputCols=list(config.numeric_features), outputCols=imputed, strategy="median")
+        )
         inputs += imputed
     if config.categorical_features:
         indexed = [f"{c}__index" for c in config.categorical_features]
         encoded = [f"{c}__onehot" for c in config.categorical_features]
-        stages.append(StringIndexer(inputCols=list(config.categorical_features), outputCols=indexed,
-                                    handleInvalid="keep", stringOrderType="alphabetAsc"))
+        stages.append(
+            StringIndexer(
+                inputCols=list(config.categorical_features),
+                outputCols=indexed,
+                handleInvalid="keep",
+                stringOrderType="alphabetAsc",
+            )
+        )
         stages.append(OneHotEncoder(inputCols=indexed, outputCols=encoded, handleInvalid="keep"))
         inputs += encoded
     stages.append(VectorAssembler(inputCols=inputs, outputCol=RAW_FEATURES_COL))
@@ -222,8 +232,9 @@ def build_estimator_pipeline(
     """
     estimator = _make_estimator(config, algorithm, config.algorithms[algorithm], use_weights)
     if algorithm == "logistic_regression":
-        scaler = StandardScaler(inputCol=RAW_FEATURES_COL, outputCol=FEATURES_COL, withStd=True,
-                                withMean=False)
+        scaler = StandardScaler(
+            inputCol=RAW_FEATURES_COL, outputCol=FEATURES_COL, withStd=True, withMean=False
+        )
         return Pipeline(stages=[scaler, estimator]), estimator
     estimator.setFeaturesCol(RAW_FEATURES_COL)
     return Pipeline(stages=[estimator]), estimator
@@ -289,9 +300,21 @@ class BinaryMetrics:
 
     def as_metrics(self) -> dict[str, float]:
         """The scalar metrics (for MLflow)."""
-        return {k: float(getattr(self, k)) for k in
-                ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "tp", "fp", "tn",
-                 "fn")}
+        return {
+            k: float(getattr(self, k))
+            for k in (
+                "roc_auc",
+                "pr_auc",
+                "accuracy",
+                "precision",
+                "recall",
+                "f1",
+                "tp",
+                "fp",
+                "tn",
+                "fn",
+            )
+        }
 
 
 def evaluate_binary(predictions: DataFrame, label: str) -> BinaryMetrics:
@@ -322,8 +345,11 @@ def evaluate_binary(predictions: DataFrame, label: str) -> BinaryMetrics:
         ).first()
         assert counts is not None  # an aggregate without grouping has one row
         bins = (
-            scored.groupBy(F.least(F.floor(F.col("p1") * _ROC_BINS), F.lit(_ROC_BINS - 1))
-                           .cast("int").alias("bin"))
+            scored.groupBy(
+                F.least(F.floor(F.col("p1") * _ROC_BINS), F.lit(_ROC_BINS - 1))
+                .cast("int")
+                .alias("bin")
+            )
             .agg(F.sum("label").alias("pos"), F.sum(1 - F.col("label")).alias("neg"))
             .collect()
         )
@@ -335,9 +361,16 @@ def evaluate_binary(predictions: DataFrame, label: str) -> BinaryMetrics:
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return BinaryMetrics(
-        roc_auc=float(roc_auc), pr_auc=float(pr_auc),
+        roc_auc=float(roc_auc),
+        pr_auc=float(pr_auc),
         accuracy=(tp + tn) / total if total else 0.0,
-        precision=precision, recall=recall, f1=f1, tp=tp, fp=fp, tn=tn, fn=fn,
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        tp=tp,
+        fp=fp,
+        tn=tn,
+        fn=fn,
         roc_curve=_roc_points({int(r["bin"]): (float(r["pos"]), float(r["neg"])) for r in bins}),
     )
 
@@ -410,19 +443,33 @@ class ClassificationResult:
     test_rows: int
 
 
-def _search(config: ClassificationConfig, pipeline: Pipeline, estimator: Any, spec: AlgorithmConfig
-            ) -> Any:
+def _search(
+    config: ClassificationConfig, pipeline: Pipeline, estimator: Any, spec: AlgorithmConfig
+) -> Any:
     evaluator = BinaryClassificationEvaluator(
-        labelCol=config.label, rawPredictionCol="probability",
-        metricName=_EVALUATOR_METRIC[config.metric])
+        labelCol=config.label,
+        rawPredictionCol="probability",
+        metricName=_EVALUATOR_METRIC[config.metric],
+    )
     grid = _grid(estimator, spec)
     if config.search.method == "cross_validation":
-        return CrossValidator(estimator=pipeline, estimatorParamMaps=grid, evaluator=evaluator,
-                              numFolds=config.search.folds, foldCol=FOLD_COL,
-                              parallelism=config.search.parallelism, seed=config.split.seed)
-    return TrainValidationSplit(estimator=pipeline, estimatorParamMaps=grid, evaluator=evaluator,
-                                trainRatio=config.search.train_ratio,
-                                parallelism=config.search.parallelism, seed=config.split.seed)
+        return CrossValidator(
+            estimator=pipeline,
+            estimatorParamMaps=grid,
+            evaluator=evaluator,
+            numFolds=config.search.folds,
+            foldCol=FOLD_COL,
+            parallelism=config.search.parallelism,
+            seed=config.split.seed,
+        )
+    return TrainValidationSplit(
+        estimator=pipeline,
+        estimatorParamMaps=grid,
+        evaluator=evaluator,
+        trainRatio=config.search.train_ratio,
+        parallelism=config.search.parallelism,
+        seed=config.split.seed,
+    )
 
 
 def _search_metrics(model: Any) -> list[float]:
@@ -430,8 +477,13 @@ def _search_metrics(model: Any) -> list[float]:
 
 
 def _train_candidate(
-    config: ClassificationConfig, algorithm: Algorithm, preprocessing: PipelineModel,
-    train: DataFrame, test: DataFrame, use_weights: bool, tags: Mapping[str, str],
+    config: ClassificationConfig,
+    algorithm: Algorithm,
+    preprocessing: PipelineModel,
+    train: DataFrame,
+    test: DataFrame,
+    use_weights: bool,
+    tags: Mapping[str, str],
 ) -> CandidateResult:
     import mlflow
     from mlflow.models import infer_signature
@@ -443,10 +495,14 @@ def _train_candidate(
     search = _search(config, pipeline, estimator, spec)
     with mlflow.start_run(run_name=algorithm, nested=True) as run:
         mlflow.set_tags({**tags, "featurelake.algorithm": algorithm})
-        mlflow.log_params({"algorithm": algorithm,
-                           **{f"param.{k}": v for k, v in spec.params.items()},
-                           "grid": json.dumps(spec.grid, sort_keys=True),
-                           "search.method": config.search.method})
+        mlflow.log_params(
+            {
+                "algorithm": algorithm,
+                **{f"param.{k}": v for k, v in spec.params.items()},
+                "grid": json.dumps(spec.grid, sort_keys=True),
+                "search.method": config.search.method,
+            }
+        )
         fitted = search.fit(train)
         metrics = _search_metrics(fitted)
         grid = fitted.getEstimatorParamMaps()
@@ -454,32 +510,66 @@ def _train_candidate(
         best_params = {p.name: v for p, v in grid[best_index].items()}
         for i, (params, value) in enumerate(zip(grid, metrics, strict=True)):
             mlflow.log_metric(f"search_{config.metric}", value, step=i)
-            log.info("search_point", extra={"fields": {
-                "algorithm": algorithm, "params": {p.name: v for p, v in params.items()},
-                config.metric: float(value)}})
+            log.info(
+                "search_point",
+                extra={
+                    "fields": {
+                        "algorithm": algorithm,
+                        "params": {p.name: v for p, v in params.items()},
+                        config.metric: float(value),
+                    }
+                },
+            )
         mlflow.log_params({f"best.{k}": v for k, v in best_params.items()})
         # One model from raw columns to prediction: what scoring loads.
         model = PipelineModel(stages=[*preprocessing.stages, *fitted.bestModel.stages])
         held_out = evaluate_binary(model.transform(test), config.label)
         mlflow.log_metric(f"validation_{config.metric}", metrics[best_index])
         mlflow.log_metrics({f"test_{k}": v for k, v in held_out.as_metrics().items()})
-        mlflow.log_dict({"labels": [0, 1], "rows_actual_cols_predicted":
-                         [[held_out.tn, held_out.fp], [held_out.fn, held_out.tp]]},
-                        "confusion_matrix.json")
-        mlflow.log_dict({"points": [{"threshold": t, "fpr": x, "tpr": y}
-                                    for t, x, y in held_out.roc_curve]}, "roc_curve.json")
+        mlflow.log_dict(
+            {
+                "labels": [0, 1],
+                "rows_actual_cols_predicted": [
+                    [held_out.tn, held_out.fp],
+                    [held_out.fn, held_out.tp],
+                ],
+            },
+            "confusion_matrix.json",
+        )
+        mlflow.log_dict(
+            {"points": [{"threshold": t, "fpr": x, "tpr": y} for t, x, y in held_out.roc_curve]},
+            "roc_curve.json",
+        )
         mlflow.log_figure(_roc_figure({algorithm: held_out.roc_curve}), "roc_curve.png")
         example = test.select(*config.feature_columns).limit(5)
         signature = infer_signature(example, model.transform(example).select("prediction"))
         info = mlflow.spark.log_model(
-            model, "model", signature=signature, input_example=example.toPandas(),
+            model,
+            "model",
+            signature=signature,
+            input_example=example.toPandas(),
             pip_requirements=pip_requirements(),
         )
-    log.info("candidate_trained", extra={"fields": {
-        "algorithm": algorithm, "run_id": run.info.run_id, "best_params": best_params,
-        f"validation_{config.metric}": float(metrics[best_index]), **held_out.as_metrics()}})
-    return CandidateResult(algorithm, run.info.run_id, info.model_uri, float(metrics[best_index]),
-                           best_params, held_out)
+    log.info(
+        "candidate_trained",
+        extra={
+            "fields": {
+                "algorithm": algorithm,
+                "run_id": run.info.run_id,
+                "best_params": best_params,
+                f"validation_{config.metric}": float(metrics[best_index]),
+                **held_out.as_metrics(),
+            }
+        },
+    )
+    return CandidateResult(
+        algorithm,
+        run.info.run_id,
+        info.model_uri,
+        float(metrics[best_index]),
+        best_params,
+        held_out,
+    )
 
 
 def train_classifier(
@@ -513,8 +603,7 @@ def train_classifier(
     labelled = data.filter(F.col(config.label).isNotNull())
     train = labelled.filter(F.col(SPLIT_COL) == "train")
     test = labelled.filter(F.col(SPLIT_COL) == "test")
-    class_counts = {int(r[0]): int(r[1]) for r in
-                    train.groupBy(config.label).count().collect()}
+    class_counts = {int(r[0]): int(r[1]) for r in train.groupBy(config.label).count().collect()}
     bad = sorted(set(class_counts) - {0, 1})
     if bad:
         raise ValueError(f"label {config.label!r} must be 0/1; found values {bad}")
@@ -525,8 +614,11 @@ def train_classifier(
     # Medians and category indexes come from the training rows only (never the held-out ones);
     # fitted once, so the search fits only the estimators, on a cached vector.
     preprocessing = build_preprocessing(config).fit(train)
-    vectors = preprocessing.transform(train).select(
-        RAW_FEATURES_COL, config.label, WEIGHT_COL, FOLD_COL).cache()
+    vectors = (
+        preprocessing.transform(train)
+        .select(RAW_FEATURES_COL, config.label, WEIGHT_COL, FOLD_COL)
+        .cache()
+    )
     columns = [config.features.key, *config.feature_columns, config.label]
     stats = {}
     for side, frame in (("train", train), ("test", test)):
@@ -537,52 +629,82 @@ def train_classifier(
         raise ValueError("the held-out split is empty; lower split.test_fraction or add rows")
     try:
         with mlflow.start_run(run_name=run_name or f"{config.name}-training") as parent:
-            mlflow.set_tags({**tags, "featurelake.model": config.name,
-                             "featurelake.kind": "classification"})
-            mlflow.log_params({
-                "label": config.label,
-                "numeric_features": ",".join(config.numeric_features),
-                "categorical_features": ",".join(config.categorical_features),
-                "split.test_fraction": config.split.test_fraction,
-                "split.seed": config.split.seed, "split.key": config.features.key,
-                "search.method": config.search.method, "search.folds": config.search.folds,
-                "search.parallelism": config.search.parallelism,
-                "class_weights": config.class_weights, "threshold": config.threshold,
-                "metric": config.metric,
-                "class_weight.0": weights.get(0, 1.0), "class_weight.1": weights.get(1, 1.0),
-                "train_rows": stats["train"][0], "train_fingerprint": stats["train"][1],
-                "test_rows": stats["test"][0], "test_fingerprint": stats["test"][1],
-            })
+            mlflow.set_tags(
+                {**tags, "featurelake.model": config.name, "featurelake.kind": "classification"}
+            )
+            mlflow.log_params(
+                {
+                    "label": config.label,
+                    "numeric_features": ",".join(config.numeric_features),
+                    "categorical_features": ",".join(config.categorical_features),
+                    "split.test_fraction": config.split.test_fraction,
+                    "split.seed": config.split.seed,
+                    "split.key": config.features.key,
+                    "search.method": config.search.method,
+                    "search.folds": config.search.folds,
+                    "search.parallelism": config.search.parallelism,
+                    "class_weights": config.class_weights,
+                    "threshold": config.threshold,
+                    "metric": config.metric,
+                    "class_weight.0": weights.get(0, 1.0),
+                    "class_weight.1": weights.get(1, 1.0),
+                    "train_rows": stats["train"][0],
+                    "train_fingerprint": stats["train"][1],
+                    "test_rows": stats["test"][0],
+                    "test_fingerprint": stats["test"][1],
+                }
+            )
             mlflow.log_dict(config.model_dump(mode="json"), "model_config.json")
             candidates = [
                 _train_candidate(config, algo, preprocessing, vectors, test, use_weights, tags)
                 for algo in config.algorithms
             ]
             best = max(candidates, key=lambda c: c.validation_metric)
-            mlflow.set_tags({"featurelake.best_algorithm": best.algorithm,
-                             "featurelake.best_run_id": best.run_id,
-                             "featurelake.best_model_uri": best.model_uri})
-            mlflow.log_metrics({f"best_test_{k}": v
-                                for k, v in best.test_metrics.as_metrics().items()})
-            mlflow.log_dict({"candidates": [{
-                "algorithm": c.algorithm, "run_id": c.run_id, "model_uri": c.model_uri,
-                f"validation_{config.metric}": c.validation_metric, "best_params": c.best_params,
-                **{f"test_{k}": v for k, v in c.test_metrics.as_metrics().items()},
-            } for c in candidates]}, "candidates.json")
-            mlflow.log_figure(_roc_figure({c.algorithm: c.test_metrics.roc_curve
-                                           for c in candidates}), "roc_curves.png")
+            mlflow.set_tags(
+                {
+                    "featurelake.best_algorithm": best.algorithm,
+                    "featurelake.best_run_id": best.run_id,
+                    "featurelake.best_model_uri": best.model_uri,
+                }
+            )
+            mlflow.log_metrics(
+                {f"best_test_{k}": v for k, v in best.test_metrics.as_metrics().items()}
+            )
+            mlflow.log_dict(
+                {
+                    "candidates": [
+                        {
+                            "algorithm": c.algorithm,
+                            "run_id": c.run_id,
+                            "model_uri": c.model_uri,
+                            f"validation_{config.metric}": c.validation_metric,
+                            "best_params": c.best_params,
+                            **{f"test_{k}": v for k, v in c.test_metrics.as_metrics().items()},
+                        }
+                        for c in candidates
+                    ]
+                },
+                "candidates.json",
+            )
+            mlflow.log_figure(
+                _roc_figure({c.algorithm: c.test_metrics.roc_curve for c in candidates}),
+                "roc_curves.png",
+            )
     finally:
         vectors.unpersist()
         train.unpersist()
         test.unpersist()
-    return ClassificationResult(parent.info.run_id, candidates, best, stats["train"][0],
-                                stats["test"][0])
+    return ClassificationResult(
+        parent.info.run_id, candidates, best, stats["train"][0], stats["test"][0]
+    )
 
 
 def label_coverage(data: DataFrame, label: str) -> dict[str, int]:
     """Counts of rows with and without a label in a :func:`prepare_training_frame` output."""
-    row = data.agg(F.count(F.lit(1)).alias("rows"),
-                   F.sum(F.col(label).isNull().cast("long")).alias("unlabelled")).first()
+    row = data.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.sum(F.col(label).isNull().cast("long")).alias("unlabelled"),
+    ).first()
     assert row is not None
     return {"rows": int(row["rows"]), "rows_without_label": int(row["unlabelled"] or 0)}
 

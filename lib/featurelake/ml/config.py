@@ -276,8 +276,17 @@ def _estimator_class(algorithm: Algorithm) -> type:
 
 
 # Columns the training code sets itself; a config may not override them.
-_RESERVED_PARAMS = {"featuresCol", "labelCol", "weightCol", "predictionCol", "probabilityCol",
-                    "rawPredictionCol", "thresholds", "threshold", "seed"}
+_RESERVED_PARAMS = {
+    "featuresCol",
+    "labelCol",
+    "weightCol",
+    "predictionCol",
+    "probabilityCol",
+    "rawPredictionCol",
+    "thresholds",
+    "threshold",
+    "seed",
+}
 
 
 def _param_names(cls: type) -> set[str]:
@@ -297,8 +306,11 @@ def _check_static(config: ModelConfig, source: str) -> None:
     if isinstance(config, ClassificationConfig):
         dupes = _duplicates(config.feature_columns)
         if dupes:
-            raise ConfigError(source, "numeric_features/categorical_features",
-                              f"columns listed more than once: {dupes}")
+            raise ConfigError(
+                source,
+                "numeric_features/categorical_features",
+                f"columns listed more than once: {dupes}",
+            )
         if config.label in config.feature_columns:
             raise ConfigError(source, "label", f"label {config.label!r} is also a feature")
         for algo, spec in config.algorithms.items():
@@ -306,11 +318,15 @@ def _check_static(config: ModelConfig, source: str) -> None:
             for section, names in (("params", spec.params), ("grid", spec.grid)):
                 for name in names:
                     if name in _RESERVED_PARAMS:
-                        raise ConfigError(source, f"algorithms.{algo}.{section}.{name}",
-                                          "set by the training code; remove it")
+                        raise ConfigError(
+                            source,
+                            f"algorithms.{algo}.{section}.{name}",
+                            "set by the training code; remove it",
+                        )
                     if name not in known:
                         raise ConfigError(
-                            source, f"algorithms.{algo}.{section}.{name}",
+                            source,
+                            f"algorithms.{algo}.{section}.{name}",
                             f"not a parameter of {_estimator_class(algo).__name__} "
                             f"(known: {', '.join(sorted(known - _RESERVED_PARAMS))})",
                         )
@@ -321,8 +337,9 @@ def _check_static(config: ModelConfig, source: str) -> None:
         if dupes:
             raise ConfigError(source, "feature_columns", f"columns listed more than once: {dupes}")
         if config.k.min > config.k.max:
-            raise ConfigError(source, "k",
-                              f"min ({config.k.min}) is greater than max ({config.k.max})")
+            raise ConfigError(
+                source, "k", f"min ({config.k.min}) is greater than max ({config.k.max})"
+            )
         stray = [c for c in config.log1p_columns if c not in config.feature_columns]
         if stray:
             raise ConfigError(source, "log1p_columns", f"not in feature_columns: {stray}")
@@ -331,7 +348,8 @@ def _check_static(config: ModelConfig, source: str) -> None:
                 for column in getattr(rule, side):
                     if column not in config.feature_columns:
                         raise ConfigError(
-                            source, f"naming.rules[{i}].{side}.{column}",
+                            source,
+                            f"naming.rules[{i}].{side}.{column}",
                             f"not one of feature_columns {config.feature_columns}",
                         )
         if config.promotion.metric != "silhouette":
@@ -353,7 +371,9 @@ def load_model_config(path: str | Path) -> ModelConfig:
     source = str(path)
     data = load_yaml_file(path)
     kinds: dict[Any, type[ClassificationConfig] | type[SegmentationConfig]] = {
-        "classification": ClassificationConfig, "segmentation": SegmentationConfig}
+        "classification": ClassificationConfig,
+        "segmentation": SegmentationConfig,
+    }
     if "kind" not in data:
         raise ConfigError(source, "kind", "missing required key (classification or segmentation)")
     if data["kind"] not in kinds:
@@ -364,19 +384,24 @@ def load_model_config(path: str | Path) -> ModelConfig:
 
 
 def _check_table(
-    source: str, schema: StructType, columns: Mapping[str, str], table: str,
+    source: str,
+    schema: StructType,
+    columns: Mapping[str, str],
+    table: str,
     numeric: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> None:
     types = {f.name: f.dataType for f in schema.fields}
     for key_path, column in columns.items():
         if column not in types:
             raise ConfigError(
-                source, key_path,
+                source,
+                key_path,
                 f"unknown column {column!r} in {table} (columns: {', '.join(schema.fieldNames())})",
             )
         if column in numeric and not isinstance(types[column], NumericType):
             raise ConfigError(
-                source, key_path,
+                source,
+                key_path,
                 f"column {column!r} in {table} is {types[column].simpleString()}, expected numeric",
             )
 
@@ -400,23 +425,36 @@ def check_columns(config: ModelConfig, source: str, schemas: Mapping[str, Struct
         feature_cols.update(
             {f"categorical_features[{i}]": c for i, c in enumerate(config.categorical_features)}
         )
-        _check_table(source, schemas["features"], feature_cols, config.features.table,
-                     set(config.numeric_features))
-        _check_table(source, schemas["labels"],
-                     {"labels.key": config.labels.key, "label": config.label},
-                     config.labels.table, {config.label})
+        _check_table(
+            source,
+            schemas["features"],
+            feature_cols,
+            config.features.table,
+            set(config.numeric_features),
+        )
+        _check_table(
+            source,
+            schemas["labels"],
+            {"labels.key": config.labels.key, "label": config.label},
+            config.labels.table,
+            {config.label},
+        )
         categorical_types = {f.name: f.dataType for f in schemas["features"].fields}
         for i, column in enumerate(config.categorical_features):
             dtype = categorical_types[column]
             if not isinstance(dtype, (StringType, NumericType)):
-                raise ConfigError(source, f"categorical_features[{i}]",
-                                  f"column {column!r} is {dtype.simpleString()}; "
-                                  "expected string or numeric codes")
+                raise ConfigError(
+                    source,
+                    f"categorical_features[{i}]",
+                    f"column {column!r} is {dtype.simpleString()}; "
+                    "expected string or numeric codes",
+                )
     else:
         columns = {"features.key": config.features.key, "as_of_column": config.as_of_column}
         columns.update({f"feature_columns[{i}]": c for i, c in enumerate(config.feature_columns)})
-        _check_table(source, schemas["features"], columns, config.features.table,
-                     set(config.feature_columns))
+        _check_table(
+            source, schemas["features"], columns, config.features.table, set(config.feature_columns)
+        )
 
 
 def describe(config: ModelConfig) -> dict[str, Any]:
@@ -444,8 +482,11 @@ def find_model_configs(
         loaded = [(str(f), load_model_config(f)) for f in files]
         for source, config in loaded:
             if not isinstance(config, kind):
-                raise ConfigError(source, "kind", f"expected a {kind.__name__} model here, "
-                                  f"got kind {config.kind!r}")
+                raise ConfigError(
+                    source,
+                    "kind",
+                    f"expected a {kind.__name__} model here, got kind {config.kind!r}",
+                )
         return loaded  # type: ignore[return-value]
     found = [(str(p), load_model_config(p)) for p in sorted(Path(models_dir).glob("*.yaml"))]
     return [(f, c) for f, c in found if isinstance(c, kind)]

@@ -87,24 +87,36 @@ def decide_promotion(
     """
     name = policy.metric
     if challenger_metric < policy.min_metric:
-        return False, (f"{name} {challenger_metric:.4f} is below the minimum "
-                       f"{policy.min_metric:.4f}")
+        return False, (
+            f"{name} {challenger_metric:.4f} is below the minimum {policy.min_metric:.4f}"
+        )
     if champion_metric is None:
-        return True, (f"{name} {challenger_metric:.4f} clears the minimum "
-                      f"{policy.min_metric:.4f} and there is no champion")
+        return True, (
+            f"{name} {challenger_metric:.4f} clears the minimum "
+            f"{policy.min_metric:.4f} and there is no champion"
+        )
     gain = challenger_metric - champion_metric
     if gain < policy.min_improvement:
-        return False, (f"{name} {challenger_metric:.4f} does not beat the champion's "
-                       f"{champion_metric:.4f} by the required {policy.min_improvement:.4f} "
-                       f"(difference {gain:+.4f})")
-    return True, (f"{name} {challenger_metric:.4f} clears the minimum {policy.min_metric:.4f} "
-                  f"and beats the champion's {champion_metric:.4f} by {gain:+.4f} "
-                  f"(required {policy.min_improvement:.4f})")
+        return False, (
+            f"{name} {challenger_metric:.4f} does not beat the champion's "
+            f"{champion_metric:.4f} by the required {policy.min_improvement:.4f} "
+            f"(difference {gain:+.4f})"
+        )
+    return True, (
+        f"{name} {challenger_metric:.4f} clears the minimum {policy.min_metric:.4f} "
+        f"and beats the champion's {champion_metric:.4f} by {gain:+.4f} "
+        f"(required {policy.min_improvement:.4f})"
+    )
 
 
 def register_challenger(
-    client: Any, name: str, model_uri: str, *, run_id: str | None = None,
-    tags: Mapping[str, str] | None = None, description: str | None = None,
+    client: Any,
+    name: str,
+    model_uri: str,
+    *,
+    run_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    description: str | None = None,
 ) -> Any:
     """Register ``model_uri`` as a new version of ``name`` and point ``challenger`` at it.
 
@@ -126,10 +138,20 @@ def register_challenger(
     except MlflowException:
         client.create_registered_model(name)
     version = client.create_model_version(
-        name, model_uri, run_id=run_id, tags=dict(tags or {}), description=description)
+        name, model_uri, run_id=run_id, tags=dict(tags or {}), description=description
+    )
     client.set_registered_model_alias(name, CHALLENGER, version.version)
-    log.info("challenger_registered", extra={"fields": {
-        "model": name, "version": version.version, "model_uri": model_uri, "run_id": run_id}})
+    log.info(
+        "challenger_registered",
+        extra={
+            "fields": {
+                "model": name,
+                "version": version.version,
+                "model_uri": model_uri,
+                "run_id": run_id,
+            }
+        },
+    )
     return version
 
 
@@ -172,18 +194,38 @@ def promote(
     challenger_metric = float(evaluate(f"models:/{name}/{challenger.version}"))
     if champion is not None and champion.version == challenger.version:
         decision = PromotionDecision(
-            name, False, f"version {challenger.version} is already the champion", policy.metric,
-            str(challenger.version), challenger_metric, str(champion.version), challenger_metric,
-            policy.min_metric, policy.min_improvement, _now())
+            name,
+            False,
+            f"version {challenger.version} is already the champion",
+            policy.metric,
+            str(challenger.version),
+            challenger_metric,
+            str(champion.version),
+            challenger_metric,
+            policy.min_metric,
+            policy.min_improvement,
+            _now(),
+        )
     else:
-        champion_metric = (float(evaluate(f"models:/{name}/{champion.version}"))
-                           if champion is not None else None)
-        promoted, reason = decide_promotion(challenger_metric=challenger_metric,
-                                            champion_metric=champion_metric, policy=policy)
+        champion_metric = (
+            float(evaluate(f"models:/{name}/{champion.version}")) if champion is not None else None
+        )
+        promoted, reason = decide_promotion(
+            challenger_metric=challenger_metric, champion_metric=champion_metric, policy=policy
+        )
         decision = PromotionDecision(
-            name, promoted, reason, policy.metric, str(challenger.version), challenger_metric,
-            str(champion.version) if champion is not None else None, champion_metric,
-            policy.min_metric, policy.min_improvement, _now())
+            name,
+            promoted,
+            reason,
+            policy.metric,
+            str(challenger.version),
+            challenger_metric,
+            str(champion.version) if champion is not None else None,
+            champion_metric,
+            policy.min_metric,
+            policy.min_improvement,
+            _now(),
+        )
         if promoted:
             client.set_registered_model_alias(name, CHAMPION, challenger.version)
     for key, value in {

@@ -217,7 +217,7 @@ def _predict_native(model: ResolvedModel, df: DataFrame) -> DataFrame:
             F.lit(None).cast("double").alias("probability"),
         )
     probability = (
-        vector_to_array("probability")[1]
+        vector_to_array(F.col("probability"))[1]
         if "probability" in out.columns
         else F.lit(None).cast("double")
     )

@@ -68,8 +68,10 @@ def build_segmentation_pipeline(config: SegmentationConfig, k: int) -> Pipeline:
     """
     stages: list[Any] = []
     if config.log1p_columns:
-        logs = ", ".join(f"ln(1 + greatest(CAST(`{c}` AS DOUBLE), 0.0)) AS `{c}__log1p`"
-                         for c in config.log1p_columns)
+        logs = ", ".join(
+            f"ln(1 + greatest(CAST(`{c}` AS DOUBLE), 0.0)) AS `{c}__log1p`"
+            for c in config.log1p_columns
+        )
         stages.append(SQLTransformer(statement=f"SELECT *, {logs} FROM __THIS__"))
     inputs = [_transformed_name(c, config) for c in config.feature_columns]
     imputed = [f"{c}__imputed" for c in inputs]
@@ -78,10 +80,18 @@ def build_segmentation_pipeline(config: SegmentationConfig, k: int) -> Pipeline:
     # Unit variance but not centred: clustering does not care about a shift, and
     # BisectingKMeans splits a cluster by perturbing its centre in proportion to the centre's
     # norm - at the origin (centred data) it never splits.
-    stages.append(StandardScaler(inputCol=f"{FEATURES_COL}_raw", outputCol=FEATURES_COL,
-                                 withMean=False, withStd=True))
-    common: dict[str, Any] = {"featuresCol": FEATURES_COL, "predictionCol": PREDICTION_COL,
-                              "k": k, "seed": config.seed, "maxIter": config.max_iter}
+    stages.append(
+        StandardScaler(
+            inputCol=f"{FEATURES_COL}_raw", outputCol=FEATURES_COL, withMean=False, withStd=True
+        )
+    )
+    common: dict[str, Any] = {
+        "featuresCol": FEATURES_COL,
+        "predictionCol": PREDICTION_COL,
+        "k": k,
+        "seed": config.seed,
+        "maxIter": config.max_iter,
+    }
     if config.algorithm == "kmeans":
         stages.append(KMeans(**common))
     elif config.algorithm == "bisecting_kmeans":
@@ -93,8 +103,12 @@ def build_segmentation_pipeline(config: SegmentationConfig, k: int) -> Pipeline:
 
 def silhouette(assigned: DataFrame) -> float:
     """The silhouette (squared Euclidean) of a fitted pipeline's output."""
-    evaluator = ClusteringEvaluator(featuresCol=FEATURES_COL, predictionCol=PREDICTION_COL,
-                                    metricName="silhouette", distanceMeasure="squaredEuclidean")
+    evaluator = ClusteringEvaluator(
+        featuresCol=FEATURES_COL,
+        predictionCol=PREDICTION_COL,
+        metricName="silhouette",
+        distanceMeasure="squaredEuclidean",
+    )
     return float(evaluator.evaluate(assigned))
 
 
@@ -114,8 +128,9 @@ def overall_means(df: DataFrame, features: Sequence[str]) -> DataFrame:
     return df.agg(*[F.avg(c).alias(c) for c in features])
 
 
-def _holds(profile: Mapping[str, Any], overall: Mapping[str, Any], column: str, factor: float,
-           above: bool) -> bool:
+def _holds(
+    profile: Mapping[str, Any], overall: Mapping[str, Any], column: str, factor: float, above: bool
+) -> bool:
     base, value = overall.get(column), profile.get(column)
     if base is None or value is None or base <= 0:
         return False
@@ -140,8 +155,9 @@ def name_segments(
     for profile in sorted(profiles, key=lambda p: (-int(p["size"]), int(p["segment_id"]))):
         name = naming.default
         for rule in naming.rules:
-            if all(_holds(profile, overall, c, f, True) for c, f in rule.above.items()) and \
-                    all(_holds(profile, overall, c, f, False) for c, f in rule.below.items()):
+            if all(_holds(profile, overall, c, f, True) for c, f in rule.above.items()) and all(
+                _holds(profile, overall, c, f, False) for c, f in rule.below.items()
+            ):
                 name = rule.name
                 break
         used[name] = used.get(name, 0) + 1
@@ -150,16 +166,20 @@ def name_segments(
 
 
 def assign_segments(
-    model: PipelineModel, features: DataFrame, config: SegmentationConfig,
-    names: Mapping[int, str], model_version: str,
+    model: PipelineModel,
+    features: DataFrame,
+    config: SegmentationConfig,
+    names: Mapping[int, str],
+    model_version: str,
 ) -> DataFrame:
     """Score every row: the gold ``customer_segments`` rows.
 
     Returns:
         <key>, segment_id int, segment_name string, model_version string, as_of_ts timestamp.
     """
-    mapping = F.create_map(*[x for sid, name in sorted(names.items())
-                             for x in (F.lit(sid), F.lit(name))])
+    mapping = F.create_map(
+        *[x for sid, name in sorted(names.items()) for x in (F.lit(sid), F.lit(name))]
+    )
     segment = F.col(PREDICTION_COL).cast("int")
     return model.transform(features).select(
         F.col(config.features.key),
@@ -210,8 +230,9 @@ def _profile_figure(silhouettes: Mapping[int, float], profiles: Sequence[Mapping
     left.set_ylabel("silhouette")
     left.set_title("silhouette by k")
     ordered = sorted(profiles, key=lambda p: p["segment_id"])
-    right.bar([f"{p['segment_id']}: {p['segment_name']}" for p in ordered],
-              [p["size"] for p in ordered])
+    right.bar(
+        [f"{p['segment_id']}: {p['segment_name']}" for p in ordered], [p["size"] for p in ordered]
+    )
     right.set_title("segment sizes")
     right.tick_params(axis="x", labelrotation=30)
     fig.tight_layout()
@@ -219,7 +240,10 @@ def _profile_figure(silhouettes: Mapping[int, float], profiles: Sequence[Mapping
 
 
 def train_segmentation(
-    config: SegmentationConfig, features: DataFrame, *, tags: Mapping[str, str] | None = None,
+    config: SegmentationConfig,
+    features: DataFrame,
+    *,
+    tags: Mapping[str, str] | None = None,
     run_name: str | None = None,
 ) -> SegmentationResult:
     """Fit the pipeline for every k in range, keep the best silhouette, log it all to MLflow.
@@ -243,21 +267,33 @@ def train_segmentation(
 
     from featurelake.ml.tracking import pip_requirements
 
-    data = features.select(config.features.key, config.as_of_column,
-                           *config.feature_columns).cache()
+    data = features.select(
+        config.features.key, config.as_of_column, *config.feature_columns
+    ).cache()
     try:
         rows = data.count()
         if rows < config.k.max:
             raise ValueError(f"{rows} rows cannot make {config.k.max} segments (k.max)")
         with mlflow.start_run(run_name=run_name or f"{config.name}-training") as run:
-            mlflow.set_tags({**(tags or {}), "featurelake.model": config.name,
-                             "featurelake.kind": "segmentation"})
-            mlflow.log_params({
-                "algorithm": config.algorithm, "k.min": config.k.min, "k.max": config.k.max,
-                "seed": config.seed, "max_iter": config.max_iter,
-                "feature_columns": ",".join(config.feature_columns),
-                "log1p_columns": ",".join(config.log1p_columns), "rows": rows,
-            })
+            mlflow.set_tags(
+                {
+                    **(tags or {}),
+                    "featurelake.model": config.name,
+                    "featurelake.kind": "segmentation",
+                }
+            )
+            mlflow.log_params(
+                {
+                    "algorithm": config.algorithm,
+                    "k.min": config.k.min,
+                    "k.max": config.k.max,
+                    "seed": config.seed,
+                    "max_iter": config.max_iter,
+                    "feature_columns": ",".join(config.feature_columns),
+                    "log1p_columns": ",".join(config.log1p_columns),
+                    "rows": rows,
+                }
+            )
             mlflow.log_dict(config.model_dump(mode="json"), "model_config.json")
             silhouettes: dict[int, float] = {}
             best: tuple[float, int, PipelineModel] | None = None
@@ -273,34 +309,57 @@ def train_segmentation(
             assert best is not None
             score, k, model = best
             assigned = model.transform(data)
-            profile_rows = [r.asDict() for r in
-                            segment_profiles(assigned, config.feature_columns).collect()]
+            profile_rows = [
+                r.asDict() for r in segment_profiles(assigned, config.feature_columns).collect()
+            ]
             overall_row = overall_means(data, config.feature_columns).first()
             assert overall_row is not None  # an aggregate without grouping has one row
             overall = overall_row.asDict()
             names = name_segments(profile_rows, overall, config.naming)
-            profiles = sorted(({"segment_id": p["segment_id"], "segment_name":
-                                names[p["segment_id"]], **{c: v for c, v in p.items()
-                                                           if c != "segment_id"}}
-                               for p in profile_rows), key=lambda p: p["segment_id"])
+            profiles = sorted(
+                (
+                    {
+                        "segment_id": p["segment_id"],
+                        "segment_name": names[p["segment_id"]],
+                        **{c: v for c, v in p.items() if c != "segment_id"},
+                    }
+                    for p in profile_rows
+                ),
+                key=lambda p: p["segment_id"],
+            )
             mlflow.log_params({"chosen_k": k})
             mlflow.log_metrics({"chosen_silhouette": score, "segments": len(profiles)})
-            mlflow.log_dict({"overall_means": overall, "segments": profiles},
-                            "segment_profiles.json")
+            mlflow.log_dict(
+                {"overall_means": overall, "segments": profiles}, "segment_profiles.json"
+            )
             mlflow.log_text(_profiles_csv(profiles, config.feature_columns), "segment_profiles.csv")
             mlflow.log_figure(_profile_figure(silhouettes, profiles), "segments.png")
             example = data.select(*config.feature_columns).limit(5)
             signature = infer_signature(example, model.transform(example).select(PREDICTION_COL))
-            info = mlflow.spark.log_model(model, "model", signature=signature,
-                                          input_example=example.toPandas(),
-                                          pip_requirements=pip_requirements())
+            info = mlflow.spark.log_model(
+                model,
+                "model",
+                signature=signature,
+                input_example=example.toPandas(),
+                pip_requirements=pip_requirements(),
+            )
     finally:
         data.unpersist()
-    log.info("segmentation_trained", extra={"fields": {
-        "run_id": run.info.run_id, "k": k, "silhouette": score, "silhouettes": silhouettes,
-        "segments": {p["segment_name"]: p["size"] for p in profiles}}})
-    return SegmentationResult(run.info.run_id, info.model_uri, model, k, score, silhouettes,
-                              profiles, names, rows)
+    log.info(
+        "segmentation_trained",
+        extra={
+            "fields": {
+                "run_id": run.info.run_id,
+                "k": k,
+                "silhouette": score,
+                "silhouettes": silhouettes,
+                "segments": {p["segment_name"]: p["size"] for p in profiles},
+            }
+        },
+    )
+    return SegmentationResult(
+        run.info.run_id, info.model_uri, model, k, score, silhouettes, profiles, names, rows
+    )
 
 
 def _profiles_csv(profiles: Sequence[Mapping[str, Any]], features: Sequence[str]) -> str:

@@ -25,8 +25,13 @@ from urllib.parse import urlparse
 
 from featurelake.core.config import MlflowSettings
 
-__all__ = ["TrackingTarget", "code_version", "configure_tracking", "lineage_tags",
-           "pip_requirements"]
+__all__ = [
+    "TrackingTarget",
+    "code_version",
+    "configure_tracking",
+    "lineage_tags",
+    "pip_requirements",
+]
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +68,7 @@ def _is_remote(uri: str) -> bool:
 def _resolve_store_uri(uri: str) -> str:
     """Make a relative sqlite/file store absolute and create its folder."""
     if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):])
+        path = Path(uri[len("sqlite:///") :])
         path = path if path.is_absolute() else Path.cwd() / path
         path.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{path.resolve()}"
@@ -92,8 +97,9 @@ def configure_tracking(settings: MlflowSettings, experiment: str | None = None) 
     for key, value in _QUIET_ENV.items():
         os.environ.setdefault(key, value)
     tracking_uri = _resolve_store_uri(settings.tracking_uri)
-    registry_uri = _resolve_store_uri(settings.registry_uri) if settings.registry_uri \
-        else tracking_uri
+    registry_uri = (
+        _resolve_store_uri(settings.registry_uri) if settings.registry_uri else tracking_uri
+    )
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(registry_uri)
     name = experiment or settings.experiment
@@ -108,12 +114,21 @@ def configure_tracking(settings: MlflowSettings, experiment: str | None = None) 
         experiment_id = client.create_experiment(name, artifact_location=artifact_root)
         found = client.get_experiment(experiment_id)
     mlflow.set_experiment(experiment_id=found.experiment_id)
-    target = TrackingTarget(tracking_uri, registry_uri, found.experiment_id,
-                            found.artifact_location)
-    log.info("mlflow_configured", extra={"fields": {
-        "tracking_uri": tracking_uri, "registry_uri": registry_uri,
-        "experiment": name, "experiment_id": found.experiment_id,
-        "artifact_location": found.artifact_location}})
+    target = TrackingTarget(
+        tracking_uri, registry_uri, found.experiment_id, found.artifact_location
+    )
+    log.info(
+        "mlflow_configured",
+        extra={
+            "fields": {
+                "tracking_uri": tracking_uri,
+                "registry_uri": registry_uri,
+                "experiment": name,
+                "experiment_id": found.experiment_id,
+                "artifact_location": found.artifact_location,
+            }
+        },
+    )
     return target
 
 
@@ -123,10 +138,22 @@ def code_version() -> str:
 
     here = Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here.parent,
-                               capture_output=True, text=True, timeout=5, check=True).stdout
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "."],
+            cwd=here.parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout
         return f"{sha}-dirty" if dirty.strip() else sha
     except (OSError, subprocess.SubprocessError):
         return f"featurelake=={featurelake.__version__}"
@@ -155,8 +182,9 @@ def lineage_tags(tables: Mapping[str, tuple[str, int]], **extra: str) -> dict[st
     for role, (path, version) in tables.items():
         parsed = urlparse(path)
         local = parsed.scheme in ("", "file")
-        tags[f"featurelake.{role}.path"] = str(Path(parsed.path if parsed.scheme else path)
-                                               .resolve()) if local else path
+        tags[f"featurelake.{role}.path"] = (
+            str(Path(parsed.path if parsed.scheme else path).resolve()) if local else path
+        )
         tags[f"featurelake.{role}.version"] = str(version)
     tags.update({f"featurelake.{k}": v for k, v in extra.items()})
     return tags

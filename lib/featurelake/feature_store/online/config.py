@@ -1,5 +1,4 @@
-"""The serving configuration (``conf/serving.yaml``): the online store, the server, access.
-"""
+"""The serving configuration (``conf/serving.yaml``): the online store, the server, access."""
 
 from __future__ import annotations
 
@@ -96,7 +95,9 @@ def load_serving_config(settings: Settings, path: str | Path | None = None) -> S
     config = parse_model(ServingConfig, load_yaml_file(file), str(file))
     root = settings.lakehouse.root
     store = config.online_store.model_copy(
-        update={"sqlite_path": os.path.join(root, config.online_store.sqlite_path)})
+        update={"sqlite_path": os.path.join(root, config.online_store.sqlite_path)}
+    )
     server = config.server.model_copy(
-        update={"audit_log": os.path.join(root, config.server.audit_log)})
+        update={"audit_log": os.path.join(root, config.server.audit_log)}
+    )
     return config.model_copy(update={"online_store": store, "server": server})

@@ -1,5 +1,4 @@
-"""Opening the configured store, and looking feature values up with TTL and freshness.
-"""
+"""Opening the configured store, and looking feature values up with TTL and freshness."""
 
 from __future__ import annotations
 

@@ -89,8 +89,16 @@ def redact_url(url: str) -> str:
     if parts.password is not None:
         userinfo, _, host = netloc.rpartition("@")
         netloc = f"{userinfo.partition(':')[0]}:***@{host}"
-    pairs = [f"{pair.partition('=')[0]}=***" if pair.partition("=")[0].lower() == "password"
-             else pair for pair in parts.query.split("&")] if parts.query else []
+    pairs = (
+        [
+            f"{pair.partition('=')[0]}=***"
+            if pair.partition("=")[0].lower() == "password"
+            else pair
+            for pair in parts.query.split("&")
+        ]
+        if parts.query
+        else []
+    )
     return urlunsplit(parts._replace(netloc=netloc, query="&".join(pairs)))
 
 
@@ -140,7 +148,8 @@ class FeatureValue:
         """JSON-ready form (ISO-8601 UTC event time)."""
         return {
             "value": self.value,
-            "event_timestamp": None if self.event_timestamp is None
+            "event_timestamp": None
+            if self.event_timestamp is None
             else self.event_timestamp.isoformat().replace("+00:00", "Z"),
             "staleness_seconds": self.staleness_seconds,
             "status": self.status,

@@ -64,8 +64,11 @@ class RedisOnlineStore:
         self._script: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url, "key_prefix": self.key_prefix,
-                "socket_timeout": self.socket_timeout}
+        return {
+            "url": self.url,
+            "key_prefix": self.key_prefix,
+            "socket_timeout": self.socket_timeout,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
@@ -77,7 +80,8 @@ class RedisOnlineStore:
             import redis
 
             self._client = redis.Redis.from_url(
-                self.url, socket_timeout=self.socket_timeout,
+                self.url,
+                socket_timeout=self.socket_timeout,
                 socket_connect_timeout=self.socket_timeout,
             )
             self._script = self._client.register_script(_REDIS_MONOTONIC_WRITE)
@@ -95,7 +99,8 @@ class RedisOnlineStore:
             yield
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise OnlineStoreUnavailableError(
-                f"Redis at {redact_url(self.url)} is unavailable: {exc}") from exc
+                f"Redis at {redact_url(self.url)} is unavailable: {exc}"
+            ) from exc
 
     def write_rows(self, view: str, rows: Sequence[Row]) -> int:
         """Write rows with one atomic script call; older rows change nothing.
@@ -137,8 +142,10 @@ class RedisOnlineStore:
     def set_state(self, view: str, state: Mapping[str, Any]) -> None:
         """Replace the view's materialisation bookmark."""
         with self._reachable():
-            self.client.set(f"{self.key_prefix}:_state:{view}",
-                            json.dumps(dict(state), sort_keys=True, default=str))
+            self.client.set(
+                f"{self.key_prefix}:_state:{view}",
+                json.dumps(dict(state), sort_keys=True, default=str),
+            )
 
     def count(self, view: str) -> int:
         """How many entities the store holds for ``view`` (a SCAN; for tests and reports)."""

@@ -1,5 +1,4 @@
-"""The SQLite online store: one file, one writer; for a laptop or a single serving host.
-"""
+"""The SQLite online store: one file, one writer; for a laptop or a single serving host."""
 
 from __future__ import annotations
 
@@ -72,8 +71,12 @@ class SqliteOnlineStore:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,
-                                   isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout_ms / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
@@ -108,7 +111,7 @@ class SqliteOnlineStore:
         found: dict[str, OnlineRecord] = {}
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), _SQLITE_IN_CHUNK):
-            chunk = unique[start:start + _SQLITE_IN_CHUNK]
+            chunk = unique[start : start + _SQLITE_IN_CHUNK]
             marks = ",".join("?" * len(chunk))
             cursor = conn.execute(
                 f"SELECT entity_key, event_ts, payload FROM online_features "  # noqa: S608
@@ -121,9 +124,11 @@ class SqliteOnlineStore:
 
     def get_state(self, view: str) -> dict[str, Any] | None:
         """The view's materialisation bookmark, or ``None``."""
-        row = self._conn().execute(
-            "SELECT state FROM materialization_state WHERE view = ?", (view,)
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute("SELECT state FROM materialization_state WHERE view = ?", (view,))
+            .fetchone()
+        )
         return None if row is None else dict(json.loads(row[0]))
 
     def set_state(self, view: str, state: Mapping[str, Any]) -> None:
@@ -137,9 +142,11 @@ class SqliteOnlineStore:
 
     def count(self, view: str) -> int:
         """How many entities the store holds for ``view``."""
-        row = self._conn().execute(
-            "SELECT COUNT(*) FROM online_features WHERE view = ?", (view,)
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute("SELECT COUNT(*) FROM online_features WHERE view = ?", (view,))
+            .fetchone()
+        )
         return int(row[0])
 
     def ping(self) -> bool:

@@ -53,14 +53,19 @@ _CLAIM_ATTEMPTS = 5
 
 def unreadable_summary(unreadable: Mapping[str, Mapping[str, str]]) -> str:
     """One line: how many files could not be read, the first few with their reasons."""
-    items = [(source, path, reason) for source, files in sorted(unreadable.items())
-             for path, reason in sorted(files.items())]
+    items = [
+        (source, path, reason)
+        for source, files in sorted(unreadable.items())
+        for path, reason in sorted(files.items())
+    ]
     shown = "; ".join(f"{path}: {reason}" for _, path, reason in items[:3])
     more = f" (and {len(items) - 3} more)" if len(items) > 3 else ""
     sources = ", ".join(sorted(unreadable))
-    return (f"{len(items)} file(s) of source(s) {sources} could not be read and were recorded "
-            f"as failed in the ingest ledger; the other files were ingested: {shown}{more}. "
-            "Replace or remove them, or set on_unreadable_file: skip")
+    return (
+        f"{len(items)} file(s) of source(s) {sources} could not be read and were recorded "
+        f"as failed in the ingest ledger; the other files were ingested: {shown}{more}. "
+        "Replace or remove them, or set on_unreadable_file: skip"
+    )
 
 
 def ingest_with_claim(ctx: JobContext, spec: SourceSpec, ledger_path: str) -> dict[str, str]:
@@ -86,15 +91,25 @@ def ingest_with_claim(ctx: JobContext, spec: SourceSpec, ledger_path: str) -> di
         try:
             rows, rescued, failed = ingest(ctx, spec, plan, ledger_path, claim, ledger)
         except ConcurrentWriteError as exc:
-            log.warning("bronze_claim_lost", extra={"fields": {
-                "source": name, "attempt": attempt, "planned_from_version": base,
-                "error": str(exc)}})
+            log.warning(
+                "bronze_claim_lost",
+                extra={
+                    "fields": {
+                        "source": name,
+                        "attempt": attempt,
+                        "planned_from_version": base,
+                        "error": str(exc),
+                    }
+                },
+            )
             continue
         ctx.summary[f"{name}.files_found"] = len(files)
         ctx.summary[f"{name}.files_new"] = len(plan.new) - len(
-            [f for f in plan.new if f.path in failed])
+            [f for f in plan.new if f.path in failed]
+        )
         ctx.summary[f"{name}.files_changed_reingested"] = len(plan.changed) - len(
-            [f for f in plan.changed if f.path in failed])
+            [f for f in plan.changed if f.path in failed]
+        )
         ctx.summary[f"{name}.files_changed_skipped"] = len(plan.skipped)
         ctx.summary[f"{name}.files_unchanged"] = len(plan.unchanged)
         ctx.summary[f"{name}.files_failed"] = len(failed)
@@ -103,7 +118,8 @@ def ingest_with_claim(ctx: JobContext, spec: SourceSpec, ledger_path: str) -> di
         return failed
     raise ConcurrentWriteError(
         f"bronze {name}: concurrent runs claimed {table} first {_CLAIM_ATTEMPTS} times in a "
-        "row; nothing of this run was committed for this source (run it again)")
+        "row; nothing of this run was committed for this source (run it again)"
+    )
 
 
 def bronze_claim_id(source: str) -> str:
@@ -125,19 +141,30 @@ def read_ledger(ctx: JobContext, ledger_path: str, source: str) -> list[dict[str
     rows = (
         ctx.tables.read(ledger_path)
         .where(F.col("source") == source)
-        .withColumns({"modified_at": F.unix_micros("modified_at"),
-                      "ingested_at": F.unix_micros("ingested_at")})
+        .withColumns(
+            {
+                "modified_at": F.unix_micros("modified_at"),
+                "ingested_at": F.unix_micros("ingested_at"),
+            }
+        )
         .collect()
     )
-    return [{**row.asDict(), "modified_at": _from_micros(row["modified_at"]),
-             "ingested_at": _from_micros(row["ingested_at"])} for row in rows]
+    return [
+        {
+            **row.asDict(),
+            "modified_at": _from_micros(row["modified_at"]),
+            "ingested_at": _from_micros(row["ingested_at"]),
+        }
+        for row in rows
+    ]
 
 
 def _from_micros(value: int | None) -> datetime | None:
     if value is None:
         return None
     return datetime.fromtimestamp(value // 1_000_000, timezone.utc).replace(
-        microsecond=value % 1_000_000)
+        microsecond=value % 1_000_000
+    )
 
 
 def ingest(
@@ -175,26 +202,36 @@ def ingest(
         raw = read_source_rows(ctx.spark, spec, [f.path for f in readable])
         bronze = raw.transform(with_lineage, spec=spec, batch_id=batch_id, ingested_at=now)
         files_meta = [
-            {"path": f.path, "size": f.size, "modified_at": f.modified_at.isoformat(),
-             "sha256": f.sha256, "status": plan.statuses[f.path]} for f in readable
+            {
+                "path": f.path,
+                "size": f.size,
+                "modified_at": f.modified_at.isoformat(),
+                "sha256": f.sha256,
+                "status": plan.statuses[f.path],
+            }
+            for f in readable
         ]
         paths = [f.path for f in readable]
         observation = None
         if len(paths) <= _OBSERVED_FILES_MAX:
             observation = Observation(f"bronze-{batch_id}")
             bronze = bronze.observe(observation, *per_file_counts(paths))
-        result = ctx.tables.write(bronze, table, mode="append",
-                                  metadata={"source": spec.name, "batch_id": batch_id,
-                                            _FILES_META: files_meta},
-                                  txn=claim)
+        result = ctx.tables.write(
+            bronze,
+            table,
+            mode="append",
+            metadata={"source": spec.name, "batch_id": batch_id, _FILES_META: files_meta},
+            txn=claim,
+        )
         committed_version = result.version
         counts = observed_counts(observation, paths) if observation is not None else {}
         if sum(c[0] for c in counts.values()) != result.rows_written:
             # many files, or counts that do not add up: read the batch back
             counts = batch_counts(ctx, table, batch_id)
     entries = [
-        _ledger_row(spec.name, f, batch_id, counts.get(f.path, (0, 0))[0],
-                    plan.statuses[f.path], now)
+        _ledger_row(
+            spec.name, f, batch_id, counts.get(f.path, (0, 0))[0], plan.statuses[f.path], now
+        )
         for f in readable + list(plan.skipped)
     ]
     entries += [
@@ -205,14 +242,25 @@ def ingest(
     if entries:
         record_in_ledger(ctx, spec.name, ledger_path, entries, batch_id, committed_version)
     for landed in plan.skipped:
-        log.warning("changed_file_skipped", extra={"fields": {"source": spec.name,
-                                                               "path": landed.path}})
+        log.warning(
+            "changed_file_skipped", extra={"fields": {"source": spec.name, "path": landed.path}}
+        )
     rows = sum(c[0] for c in counts.values())
     rescued = sum(c[1] for c in counts.values())
-    log.info("source_ingested", extra={"fields": {
-        "source": spec.name, "batch_id": batch_id, "files": len(readable),
-        "files_failed": len(failed), "rows": rows, "rows_rescued": rescued,
-        "rows_per_file": {path: c[0] for path, c in counts.items()}}})
+    log.info(
+        "source_ingested",
+        extra={
+            "fields": {
+                "source": spec.name,
+                "batch_id": batch_id,
+                "files": len(readable),
+                "files_failed": len(failed),
+                "rows": rows,
+                "rows_rescued": rescued,
+                "rows_per_file": {path: c[0] for path, c in counts.items()},
+            }
+        },
+    )
     return rows, rescued, failed
 
 
@@ -230,10 +278,15 @@ def _failed_before(landed: LandedFile, reason: str, ledger: list[dict[str, Any]]
     entries = [r for r in ledger if r["path"] == landed.path]
     if not entries:
         return False
-    latest = max(entries, key=lambda r: r["ingested_at"] or datetime.min.replace(
-        tzinfo=timezone.utc))
-    return (latest["status"] == "failed" and latest["size"] == landed.size
-            and latest.get("sha256") == landed.sha256 and latest.get("error") == reason)
+    latest = max(
+        entries, key=lambda r: r["ingested_at"] or datetime.min.replace(tzinfo=timezone.utc)
+    )
+    return (
+        latest["status"] == "failed"
+        and latest["size"] == landed.size
+        and latest.get("sha256") == landed.sha256
+        and latest.get("error") == reason
+    )
 
 
 def record_in_ledger(
@@ -250,18 +303,31 @@ def record_in_ledger(
     A concurrent run that recovered the same commit (it saw the bronze commit before this run
     wrote the ledger) has recorded these entries already: that is not an error.
     """
-    txn = (AppTransaction(ledger_claim_id(source), bronze_version)
-           if bronze_version is not None else None)
+    txn = (
+        AppTransaction(ledger_claim_id(source), bronze_version)
+        if bronze_version is not None
+        else None
+    )
     metadata: dict[str, Any] = {"source": source, "batch_id": batch_id}
     if recovered:
         metadata["recovered"] = True
     try:
         with _LEDGER_LOCK:  # sources ingested concurrently share the ledger (and its creation)
-            ctx.tables.append_rows(entries, INGESTED_FILES_SCHEMA, ledger_path,
-                                   metadata=metadata, schema_evolution=True, txn=txn)
+            ctx.tables.append_rows(
+                entries,
+                INGESTED_FILES_SCHEMA,
+                ledger_path,
+                metadata=metadata,
+                schema_evolution=True,
+                txn=txn,
+            )
     except AlreadyCommittedError:
-        log.info("ledger_already_recorded", extra={"fields": {
-            "source": source, "batch_id": batch_id, "bronze_version": bronze_version}})
+        log.info(
+            "ledger_already_recorded",
+            extra={
+                "fields": {"source": source, "batch_id": batch_id, "bronze_version": bronze_version}
+            },
+        )
 
 
 def per_file_counts(paths: list[str]) -> list[Column]:
@@ -277,8 +343,10 @@ def per_file_counts(paths: list[str]) -> list[Column]:
 def observed_counts(observation: Observation, paths: list[str]) -> dict[str, tuple[int, int]]:
     """Rows and rescued rows per file, as measured while the batch was written."""
     measured = observation.get
-    return {path: (int(measured[f"rows_{i}"]), int(measured[f"rescued_{i}"]))
-            for i, path in enumerate(paths)}
+    return {
+        path: (int(measured[f"rows_{i}"]), int(measured[f"rescued_{i}"]))
+        for i, path in enumerate(paths)
+    }
 
 
 def batch_counts(ctx: JobContext, table: str, batch_id: str) -> dict[str, tuple[int, int]]:
@@ -287,8 +355,7 @@ def batch_counts(ctx: JobContext, table: str, batch_id: str) -> dict[str, tuple[
         ctx.tables.read(table, record=False)
         .where(F.col(BATCH_ID) == batch_id)
         .groupBy(SOURCE_FILE)
-        .agg(F.count(F.lit(1)).alias("rows"),
-             F.count(F.col(RESCUED_DATA)).alias("rescued"))
+        .agg(F.count(F.lit(1)).alias("rows"), F.count(F.col(RESCUED_DATA)).alias("rescued"))
         .collect()
     )
     return {r[SOURCE_FILE]: (int(r["rows"]), int(r["rescued"])) for r in rows}
@@ -317,15 +384,23 @@ def recover_unrecorded_batches(ctx: JobContext, spec: SourceSpec, ledger_path: s
         counts = batch_counts(ctx, table, batch)
         at = datetime.fromtimestamp(millis / 1000, timezone.utc)
         entries = [
-            _ledger_row(spec.name, LandedFile(f["path"], int(f["size"]),
-                                              datetime.fromisoformat(f["modified_at"]),
-                                              f["sha256"]),
-                        batch, counts.get(f["path"], (0, 0))[0], f["status"], at)
+            _ledger_row(
+                spec.name,
+                LandedFile(
+                    f["path"], int(f["size"]), datetime.fromisoformat(f["modified_at"]), f["sha256"]
+                ),
+                batch,
+                counts.get(f["path"], (0, 0))[0],
+                f["status"],
+                at,
+            )
             for f in files
         ]
         record_in_ledger(ctx, spec.name, ledger_path, entries, batch, version, recovered=True)
-        log.warning("ledger_recovered", extra={"fields": {"source": spec.name, "batch_id": batch,
-                                                          "files": len(entries)}})
+        log.warning(
+            "ledger_recovered",
+            extra={"fields": {"source": spec.name, "batch_id": batch, "files": len(entries)}},
+        )
 
 
 def _meta(entry: Mapping[str, Any], key: str) -> Any:
@@ -336,10 +411,25 @@ def _meta(entry: Mapping[str, Any], key: str) -> Any:
 
 
 def _ledger_row(
-    source: str, landed: LandedFile, batch_id: str, rows: int, status: str, at: datetime,
+    source: str,
+    landed: LandedFile,
+    batch_id: str,
+    rows: int,
+    status: str,
+    at: datetime,
     error: str | None = None,
 ) -> tuple[Any, ...]:
     if error is not None and len(error) > ERROR_PREVIEW:
         error = error[:ERROR_PREVIEW] + "..."
-    return (source, landed.path, landed.size, landed.modified_at, landed.sha256, batch_id,
-            rows, status, at, error)
+    return (
+        source,
+        landed.path,
+        landed.size,
+        landed.modified_at,
+        landed.sha256,
+        batch_id,
+        rows,
+        status,
+        at,
+        error,
+    )

@@ -91,11 +91,13 @@ def list_landed_files(spec: SourceSpec, landing: str) -> list[LandedFile]:
         if not os.path.isfile(path) or name.startswith((".", "_")):
             continue
         stat = os.stat(path)
-        found.append(LandedFile(
-            path=os.path.abspath(path),
-            size=stat.st_size,
-            modified_at=datetime.fromtimestamp(stat.st_mtime, timezone.utc),
-        ))
+        found.append(
+            LandedFile(
+                path=os.path.abspath(path),
+                size=stat.st_size,
+                modified_at=datetime.fromtimestamp(stat.st_mtime, timezone.utc),
+            )
+        )
     return found
 
 
@@ -158,9 +160,18 @@ def plan_ingest(
             unchanged.append(hashed)
             continue
         policy = spec.on_changed_file
-        log.warning("changed_file", extra={"fields": {
-            "source": spec.name, "path": landed.path, "policy": policy,
-            "old_sha256": known["sha256"], "new_sha256": hashed.sha256}})
+        log.warning(
+            "changed_file",
+            extra={
+                "fields": {
+                    "source": spec.name,
+                    "path": landed.path,
+                    "policy": policy,
+                    "old_sha256": known["sha256"],
+                    "new_sha256": hashed.sha256,
+                }
+            },
+        )
         if policy == "fail":
             raise ChangedFileError(
                 f"source {spec.name}: file {landed.path} changed since it was ingested in batch "
@@ -174,8 +185,9 @@ def plan_ingest(
         else:
             skipped.append(hashed)
             statuses[landed.path] = "skipped"
-    return IngestPlan(spec.name, tuple(new), tuple(changed), tuple(skipped), tuple(unchanged),
-                      statuses)
+    return IngestPlan(
+        spec.name, tuple(new), tuple(changed), tuple(skipped), tuple(unchanged), statuses
+    )
 
 
 def _ledger_order(row: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -65,11 +65,17 @@ def parse_csv_header(line: str, options: ReaderOptions) -> tuple[str, ...]:
     """Column names from a CSV header line (quotes removed, byte-order mark dropped)."""
     line = line.lstrip("\ufeff")
     if options.escape == options.quote:
-        reader = csv.reader([line], delimiter=options.delimiter, quotechar=options.quote,
-                            doublequote=True)
+        reader = csv.reader(
+            [line], delimiter=options.delimiter, quotechar=options.quote, doublequote=True
+        )
     else:
-        reader = csv.reader([line], delimiter=options.delimiter, quotechar=options.quote,
-                            escapechar=options.escape, doublequote=False)
+        reader = csv.reader(
+            [line],
+            delimiter=options.delimiter,
+            quotechar=options.quote,
+            escapechar=options.escape,
+            doublequote=False,
+        )
     return tuple(next(reader, []))
 
 
@@ -107,8 +113,10 @@ def resolve_source_paths(path_or_glob: str | Sequence[str]) -> list[str]:
     else:
         paths = [pattern] if os.path.isfile(pattern) else []
     if not paths:
-        raise DataError(f"no raw files match {path_or_glob!r} (looked for {pattern}; names "
-                        "starting with '.' or '_' are ignored)")
+        raise DataError(
+            f"no raw files match {path_or_glob!r} (looked for {pattern}; names "
+            "starting with '.' or '_' are ignored)"
+        )
     return sorted(paths)
 
 
@@ -137,7 +145,8 @@ def read_source_rows(
     paths = resolve_source_paths(path_or_glob)
     if spec.format == "parquet":
         df = spark.read.parquet(*paths).withColumn(
-            SOURCE_FILE, source_file_from_uri("_metadata.file_path"))
+            SOURCE_FILE, source_file_from_uri("_metadata.file_path")
+        )
         return df.transform(align_parquet_columns, spec=spec)
     if spec.format == "json":
         return _read_lines(spark, spec, paths).transform(parse_json_lines, spec=spec)
@@ -150,8 +159,11 @@ def read_source_rows(
         header = parse_csv_header(header_line, spec.options) if header_line is not None else None
         if header is not None:
             _log_header_differences(spec, header, group)
-        parts.append(_read_lines(spark, spec, group).transform(
-            parse_csv_lines, spec=spec, header=header, header_line=header_line))
+        parts.append(
+            _read_lines(spark, spec, group).transform(
+                parse_csv_lines, spec=spec, header=header, header_line=header_line
+            )
+        )
     return reduce(DataFrame.unionByName, parts)
 
 
@@ -189,38 +201,56 @@ def with_decoded_lines(lines: DataFrame, *, fallback: str | None) -> DataFrame:
         undefined = _UNDEFINED_BYTES[fallback.lower()]
         undecodable = (
             F.decode(value.cast("binary"), "iso-8859-1").rlike(undefined)
-            if undefined else F.lit(False)
+            if undefined
+            else F.lit(False)
         )
         # Each branch is evaluated only on the rows that reach it.
-        return lines.withColumns({
-            "value": F.when(~invalid, value)
-            .when(undecodable, F.make_valid_utf8(value))
-            .otherwise(F.decode(value.cast("binary"), fallback)),
-            INVALID_ENCODING: invalid & undecodable,
-        })
-    return lines.withColumns({
-        "value": F.when(invalid, F.make_valid_utf8(value)).otherwise(value),
-        INVALID_ENCODING: invalid,
-    })
+        return lines.withColumns(
+            {
+                "value": F.when(~invalid, value)
+                .when(undecodable, F.make_valid_utf8(value))
+                .otherwise(F.decode(value.cast("binary"), fallback)),
+                INVALID_ENCODING: invalid & undecodable,
+            }
+        )
+    return lines.withColumns(
+        {
+            "value": F.when(invalid, F.make_valid_utf8(value)).otherwise(value),
+            INVALID_ENCODING: invalid,
+        }
+    )
 
 
 def _log_header_differences(spec: SourceSpec, header: Sequence[str], paths: Sequence[str]) -> None:
     extra = [c for c in header if c not in spec.column_names]
     missing = [c for c in spec.column_names if c not in header]
     if extra or missing:
-        log.warning("header_mismatch", extra={"fields": {
-            "source": spec.name, "files": list(paths), "undeclared_columns": extra,
-            "missing_columns": missing,
-            "effect": "rows keep their raw line in _rescued_data" if extra else
-            "missing columns are null"}})
+        log.warning(
+            "header_mismatch",
+            extra={
+                "fields": {
+                    "source": spec.name,
+                    "files": list(paths),
+                    "undeclared_columns": extra,
+                    "missing_columns": missing,
+                    "effect": "rows keep their raw line in _rescued_data"
+                    if extra
+                    else "missing columns are null",
+                }
+            },
+        )
 
 
 def bronze_schema(spec: SourceSpec) -> StructType:
     """The bronze table's schema: declared columns as strings, then rescue and lineage."""
     return StructType(
         [StructField(c, StringType()) for c in spec.column_names]
-        + [StructField(RESCUED_DATA, StringType()), StructField(SOURCE_FILE, StringType()),
-           StructField(INGESTED_AT, TimestampType()), StructField(BATCH_ID, StringType())]
+        + [
+            StructField(RESCUED_DATA, StringType()),
+            StructField(SOURCE_FILE, StringType()),
+            StructField(INGESTED_AT, TimestampType()),
+            StructField(BATCH_ID, StringType()),
+        ]
     )
 
 
@@ -293,10 +323,17 @@ def parse_csv_lines(
         + [StructField(_CORRUPT, StringType())]
     )
     opts = spec.options
-    parsed = F.from_csv(F.col("value"), parse_schema.simpleString(), {
-        "mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT,
-        "sep": opts.delimiter, "quote": opts.quote, "escape": opts.escape,
-    })
+    parsed = F.from_csv(
+        F.col("value"),
+        parse_schema.simpleString(),
+        {
+            "mode": "PERMISSIVE",
+            "columnNameOfCorruptRecord": _CORRUPT,
+            "sep": opts.delimiter,
+            "quote": opts.quote,
+            "escape": opts.escape,
+        },
+    )
     positions: dict[str, int] = {}
     for index, name in enumerate(names):
         positions.setdefault(name, index)
@@ -305,9 +342,14 @@ def parse_csv_lines(
         (parsed[f"_c{positions[c]}"] if c in positions else F.lit(None).cast(StringType())).alias(c)
         for c in spec.column_names
     ]
-    rescued = F.col("value") if has_extra_columns else F.when(
-        parsed[_CORRUPT].isNotNull() | _invalid_encoding(lines) | _malformed_csv(opts),
-        F.col("value"))
+    rescued = (
+        F.col("value")
+        if has_extra_columns
+        else F.when(
+            parsed[_CORRUPT].isNotNull() | _invalid_encoding(lines) | _malformed_csv(opts),
+            F.col("value"),
+        )
+    )
     return _data_lines(lines, header_line).select(
         *fields, rescued.cast(StringType()).alias(RESCUED_DATA), F.col(SOURCE_FILE)
     )
@@ -327,8 +369,9 @@ def _csv_line_pattern(options: ReaderOptions) -> str:
     are possessive: the match never backtracks, so a line of any length cannot overflow the
     regex engine's stack.
     """
-    sep, quote, escape = (_regex_char(c) for c in (options.delimiter, options.quote,
-                                                    options.escape))
+    sep, quote, escape = (
+        _regex_char(c) for c in (options.delimiter, options.quote, options.escape)
+    )
     inside = f"[^{quote}]++|{quote}{quote}"
     if options.escape != options.quote:
         inside = f"[^{quote}{escape}]++|{escape}.|{quote}{quote}"
@@ -372,14 +415,19 @@ def parse_json_lines(lines: DataFrame, *, spec: SourceSpec) -> DataFrame:
     Returns:
         The declared columns (strings), ``_rescued_data`` and ``_source_file``.
     """
-    schema = StructType([StructField(c, StringType()) for c in spec.column_names]
-                        + [StructField(_CORRUPT, StringType())])
-    parsed = F.from_json(F.col("value"), schema,
-                         {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT,
-                          "allowSingleQuotes": "false"})
+    schema = StructType(
+        [StructField(c, StringType()) for c in spec.column_names]
+        + [StructField(_CORRUPT, StringType())]
+    )
+    parsed = F.from_json(
+        F.col("value"),
+        schema,
+        {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT, "allowSingleQuotes": "false"},
+    )
     declared = F.array(*[F.lit(c) for c in spec.column_names])
-    unknown_key = F.exists(F.json_object_keys(F.col("value")),
-                           lambda key: ~F.array_contains(declared, key))
+    unknown_key = F.exists(
+        F.json_object_keys(F.col("value")), lambda key: ~F.array_contains(declared, key)
+    )
     bad = (
         parsed[_CORRUPT].isNotNull()
         | F.coalesce(unknown_key, F.lit(True))
@@ -455,8 +503,10 @@ def align_parquet_columns(df: DataFrame, *, spec: SourceSpec) -> DataFrame:
     present = set(df.columns)
     extra = [c for c in df.columns if c not in spec.column_names and c != SOURCE_FILE]
     fields = [
-        (F.col(f"`{c}`").cast(StringType()) if c in present else F.lit(None).cast(StringType()))
-        .alias(c) for c in spec.column_names
+        (
+            F.col(f"`{c}`").cast(StringType()) if c in present else F.lit(None).cast(StringType())
+        ).alias(c)
+        for c in spec.column_names
     ]
     if extra:
         blob = F.to_json(F.struct(*[F.col(f"`{c}`") for c in extra]))
@@ -480,9 +530,12 @@ def with_lineage(
     Returns:
         A DataFrame with exactly :func:`bronze_schema`'s columns and types.
     """
-    extended = df.withColumns({
-        INGESTED_AT: run_constant(ingested_at),
-        BATCH_ID: F.lit(batch_id),
-    })
-    return extended.select(*[F.col(f"`{f.name}`").cast(f.dataType).alias(f.name)
-                             for f in bronze_schema(spec).fields])
+    extended = df.withColumns(
+        {
+            INGESTED_AT: run_constant(ingested_at),
+            BATCH_ID: F.lit(batch_id),
+        }
+    )
+    return extended.select(
+        *[F.col(f"`{f.name}`").cast(f.dataType).alias(f.name) for f in bronze_schema(spec).fields]
+    )

@@ -1,5 +1,4 @@
-"""Bronze's contract: lineage column names, the bronze schema and the ingest ledger's.
-"""
+"""Bronze's contract: lineage column names, the bronze schema and the ingest ledger's."""
 
 from __future__ import annotations
 
@@ -28,15 +27,17 @@ ERROR_PREVIEW = 300
 INVALID_ENCODING = "_invalid_encoding"
 
 
-INGESTED_FILES_SCHEMA = StructType([
-    StructField("source", StringType()),
-    StructField("path", StringType()),
-    StructField("size", LongType()),
-    StructField("modified_at", TimestampType()),
-    StructField("sha256", StringType()),
-    StructField("batch_id", StringType()),
-    StructField("rows", LongType()),
-    StructField("status", StringType()),
-    StructField("ingested_at", TimestampType()),
-    StructField("error", StringType()),
-])
+INGESTED_FILES_SCHEMA = StructType(
+    [
+        StructField("source", StringType()),
+        StructField("path", StringType()),
+        StructField("size", LongType()),
+        StructField("modified_at", TimestampType()),
+        StructField("sha256", StringType()),
+        StructField("batch_id", StringType()),
+        StructField("rows", LongType()),
+        StructField("status", StringType()),
+        StructField("ingested_at", TimestampType()),
+        StructField("error", StringType()),
+    ]
+)

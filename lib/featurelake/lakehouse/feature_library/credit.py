@@ -61,15 +61,37 @@ UTILIZATION = [f"utilization_{k}" for k in MONTHS]
 
 #: Columns of ``gold/credit_features`` in contract order (docs/CONTRACTS.md).
 CREDIT_FEATURE_COLUMNS: tuple[str, ...] = (
-    "id", "limit_bal", "age", "age_bin", "sex", "education", "marriage", "bill_trend",
-    *PAY_RATIO, *UTILIZATION, "avg_utilization", "delinquent_months", "worst_delay",
-    *PAY_STATUS, *BILL_AMT, *PAY_AMT,
+    "id",
+    "limit_bal",
+    "age",
+    "age_bin",
+    "sex",
+    "education",
+    "marriage",
+    "bill_trend",
+    *PAY_RATIO,
+    *UTILIZATION,
+    "avg_utilization",
+    "delinquent_months",
+    "worst_delay",
+    *PAY_STATUS,
+    *BILL_AMT,
+    *PAY_AMT,
 )
 #: Columns of ``gold/credit_labels``.
 CREDIT_LABEL_COLUMNS: tuple[str, ...] = ("id", "default_next_month")
 
-_SILVER_COLUMNS = ("id", "limit_bal", "sex", "education", "marriage", "age",
-                   *PAY_STATUS, *BILL_AMT, *PAY_AMT)
+_SILVER_COLUMNS = (
+    "id",
+    "limit_bal",
+    "sex",
+    "education",
+    "marriage",
+    "age",
+    *PAY_STATUS,
+    *BILL_AMT,
+    *PAY_AMT,
+)
 
 
 def age_bin_labels(edges: Sequence[int]) -> list[str]:
@@ -93,8 +115,9 @@ def age_bin_labels(edges: Sequence[int]) -> list[str]:
     return [f"<{edges[0]}", *inner, f"{edges[-1]}+"]
 
 
-def with_age_bin(df: DataFrame, edges: Sequence[int], age: str = "age",
-                 output: str = "age_bin") -> DataFrame:
+def with_age_bin(
+    df: DataFrame, edges: Sequence[int], age: str = "age", output: str = "age_bin"
+) -> DataFrame:
     """Add the age bin label: ``[e_i, e_{i+1})`` is labelled ``"e_i-(e_{i+1}-1)"``.
 
     Ages below the first edge get ``"<e0"``, ages at or above the last edge ``"en+"``, a null
@@ -187,9 +210,7 @@ def with_utilizations(df: DataFrame) -> DataFrame:
     """
     limit = F.col("limit_bal")
     for bill, out in zip(BILL_AMT, UTILIZATION, strict=True):
-        df = df.withColumn(
-            out, F.when(limit > 0, F.col(bill) / limit).cast("double")
-        )
+        df = df.withColumn(out, F.when(limit > 0, F.col(bill) / limit).cast("double"))
     return df
 
 

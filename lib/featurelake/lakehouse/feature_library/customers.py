@@ -72,23 +72,52 @@ _MICROS_PER_DAY = 86_400 * 1_000_000
 # the last bits and could flip ties in m_score.
 _MONEY = "decimal(38,6)"
 _LINE_MONEY = "decimal(24,6)"
-_TRANSACTION_COLUMNS = ("invoice_no", "stock_code", "quantity", "invoice_ts", "customer_id",
-                        "country", "is_cancellation", "line_amount")
+_TRANSACTION_COLUMNS = (
+    "invoice_no",
+    "stock_code",
+    "quantity",
+    "invoice_ts",
+    "customer_id",
+    "country",
+    "is_cancellation",
+    "line_amount",
+)
 
 #: Columns of :func:`invoice_activity`.
 ACTIVITY_COLUMNS: tuple[str, ...] = (
-    "customer_id", "invoice_no", "invoice_ts", "is_cancellation", "starts_invoice",
-    "amount", "quantity", "new_products", "country",
+    "customer_id",
+    "invoice_no",
+    "invoice_ts",
+    "is_cancellation",
+    "starts_invoice",
+    "amount",
+    "quantity",
+    "new_products",
+    "country",
 )
 
 
 def customer_feature_columns(windows: Sequence[int]) -> tuple[str, ...]:
     """Columns of ``gold/customer_features`` in contract order for the given windows (days)."""
     return (
-        "customer_id", "as_of_ts", "as_of_date", "recency_days", "frequency", "monetary",
-        "r_score", "f_score", "m_score", "rfm_score", "tenure_days", "avg_basket_value",
-        "avg_basket_size", "distinct_products", "cancellation_rate",
-        *[f"spend_{w}d" for w in windows], *[f"orders_{w}d" for w in windows], "country",
+        "customer_id",
+        "as_of_ts",
+        "as_of_date",
+        "recency_days",
+        "frequency",
+        "monetary",
+        "r_score",
+        "f_score",
+        "m_score",
+        "rfm_score",
+        "tenure_days",
+        "avg_basket_value",
+        "avg_basket_size",
+        "distinct_products",
+        "cancellation_rate",
+        *[f"spend_{w}d" for w in windows],
+        *[f"orders_{w}d" for w in windows],
+        "country",
     )
 
 
@@ -125,8 +154,9 @@ def as_of_points(spark: SparkSession, start: date, end: date, cadence_days: int 
     if end < start:
         raise ValueError(f"snapshot end {end} is before snapshot start {start}")
     days = local_frame(spark, [(start,)], _POINTS_SCHEMA).select(
-        F.explode(F.sequence(F.col("as_of_date"), F.lit(end),
-                             F.make_dt_interval(F.lit(cadence_days)))).alias("as_of_date")
+        F.explode(
+            F.sequence(F.col("as_of_date"), F.lit(end), F.make_dt_interval(F.lit(cadence_days)))
+        ).alias("as_of_date")
     )
     return days.select(end_of_day(F.col("as_of_date")).alias("as_of_ts"), "as_of_date")
 
@@ -220,8 +250,9 @@ def invoice_activity(transactions: DataFrame) -> DataFrame:
 # --------------------------------------------------------------------------------------------
 
 
-def aggregate_activity_as_of(activity: DataFrame, points: DataFrame,
-                             windows: Sequence[int]) -> DataFrame:
+def aggregate_activity_as_of(
+    activity: DataFrame, points: DataFrame, windows: Sequence[int]
+) -> DataFrame:
     """Aggregate each customer's invoice activity up to every as-of point.
 
     Steps: join each invoice part to every point at or after it (points are few: broadcast)
@@ -273,27 +304,42 @@ def aggregate_activity_as_of(activity: DataFrame, points: DataFrame,
         count_if(~purchase & starts).alias("cancelled_invoices"),
         F.sum("amount").alias("monetary"),
         F.sum(F.when(purchase, F.col("amount")).otherwise(zero_money)).alias("purchase_amount"),
-        F.sum(F.when(purchase, F.col("quantity")).otherwise(0)).cast("long")
+        F.sum(F.when(purchase, F.col("quantity")).otherwise(0))
+        .cast("long")
         .alias("purchase_quantity"),
         F.sum("new_products").cast("long").alias("distinct_products"),
-        *[F.sum(F.when(in_window(w), F.col("amount")).otherwise(zero_money)).alias(f"spend_{w}d")
-          for w in windows],
+        *[
+            F.sum(F.when(in_window(w), F.col("amount")).otherwise(zero_money)).alias(f"spend_{w}d")
+            for w in windows
+        ],
         *[count_if(purchase & starts & in_window(w)).alias(f"orders_{w}d") for w in windows],
     )
-    summed = ["frequency", "invoices", "cancelled_invoices", "monetary", "purchase_amount",
-              "purchase_quantity", "distinct_products",
-              *[f"spend_{w}d" for w in windows], *[f"orders_{w}d" for w in windows]]
+    summed = [
+        "frequency",
+        "invoices",
+        "cancelled_invoices",
+        "monetary",
+        "purchase_amount",
+        "purchase_quantity",
+        "distinct_products",
+        *[f"spend_{w}d" for w in windows],
+        *[f"orders_{w}d" for w in windows],
+    ]
     money = {"monetary", "purchase_amount", *[f"spend_{w}d" for w in windows]}
     # min over (-invoices, country): most invoices first, then the alphabetically first country.
     top_country = F.min(
-        F.when(F.col("country").isNotNull(),
-               F.struct((-F.col("invoices")).alias("rank"), F.col("country").alias("country")))
+        F.when(
+            F.col("country").isNotNull(),
+            F.struct((-F.col("invoices")).alias("rank"), F.col("country").alias("country")),
+        )
     )
     return per_country.groupBy(*keys).agg(
         F.min("first_purchase_ts").alias("first_purchase_ts"),
         F.max("last_purchase_ts").alias("last_purchase_ts"),
-        *[F.sum(c).cast("double" if c in money else per_country.schema[c].dataType).alias(c)
-          for c in summed],
+        *[
+            F.sum(c).cast("double" if c in money else per_country.schema[c].dataType).alias(c)
+            for c in summed
+        ],
         top_country.getField("country").alias("country"),
     )
 
@@ -407,8 +453,9 @@ def with_rfm_scores(df: DataFrame, quantiles: int) -> DataFrame:
         .withColumn("r_score", _quantile_score("recency_days", False, quantiles))
         .withColumn("f_score", _quantile_score("frequency", True, quantiles))
         .withColumn("m_score", _quantile_score("monetary", True, quantiles))
-        .withColumn("rfm_score",
-                    (F.col("r_score") + F.col("f_score") + F.col("m_score")).cast("int"))
+        .withColumn(
+            "rfm_score", (F.col("r_score") + F.col("f_score") + F.col("m_score")).cast("int")
+        )
         .drop(_SCORED)
     )
 

@@ -54,15 +54,17 @@ class FeatureSpec:
 
 
 #: Schema of ``gold/_feature_metadata`` (docs/CONTRACTS.md).
-FEATURE_METADATA_SCHEMA = StructType([
-    StructField("table", StringType(), False),
-    StructField("delta_version", LongType(), False),
-    StructField("feature", StringType(), False),
-    StructField("type", StringType(), False),
-    StructField("description", StringType(), False),
-    StructField("source_columns", ArrayType(StringType()), False),
-    StructField("preprocessing", StringType(), False),
-])
+FEATURE_METADATA_SCHEMA = StructType(
+    [
+        StructField("table", StringType(), False),
+        StructField("delta_version", LongType(), False),
+        StructField("feature", StringType(), False),
+        StructField("type", StringType(), False),
+        StructField("description", StringType(), False),
+        StructField("source_columns", ArrayType(StringType()), False),
+        StructField("preprocessing", StringType(), False),
+    ]
+)
 
 
 def _spec(name: str, description: str, *sources: str) -> FeatureSpec:
@@ -75,22 +77,36 @@ def credit_feature_specs() -> list[FeatureSpec]:
         _spec("id", "client id (key)", "id"),
         _spec("limit_bal", "credit limit (NT dollars)", "limit_bal"),
         _spec("age", "age in years", "age"),
-        _spec("age_bin", "age band from credit.age_bin_edges: '<e0', 'e0-(e1-1)', ..., 'en+'",
-              "age"),
+        _spec(
+            "age_bin", "age band from credit.age_bin_edges: '<e0', 'e0-(e1-1)', ..., 'en+'", "age"
+        ),
         _spec("sex", "sex code (1 male, 2 female)", "sex"),
         _spec("education", "education code (4 = other, 0/5/6 normalised in silver)", "education"),
         _spec("marriage", "marital status code (3 = other, 0 normalised in silver)", "marriage"),
-        _spec("bill_trend", "least-squares slope of bill_amt per month; x = 6 - k so positive "
-              "means bills rise toward the most recent month; null if any bill is null", *BILL_AMT),
+        _spec(
+            "bill_trend",
+            "least-squares slope of bill_amt per month; x = 6 - k so positive "
+            "means bills rise toward the most recent month; null if any bill is null",
+            *BILL_AMT,
+        ),
     ]
     specs += [
-        _spec(f"pay_ratio_{k}", f"pay_amt_{k} / bill_amt_{k}; credit.zero_bill_pay_ratio when the "
-              "bill is <= 0; null when either is null; not capped", f"pay_amt_{k}", f"bill_amt_{k}")
+        _spec(
+            f"pay_ratio_{k}",
+            f"pay_amt_{k} / bill_amt_{k}; credit.zero_bill_pay_ratio when the "
+            "bill is <= 0; null when either is null; not capped",
+            f"pay_amt_{k}",
+            f"bill_amt_{k}",
+        )
         for k in MONTHS
     ]
     specs += [
-        _spec(f"utilization_{k}", f"bill_amt_{k} / limit_bal; null when the limit is not positive",
-              f"bill_amt_{k}", "limit_bal")
+        _spec(
+            f"utilization_{k}",
+            f"bill_amt_{k} / limit_bal; null when the limit is not positive",
+            f"bill_amt_{k}",
+            "limit_bal",
+        )
         for k in MONTHS
     ]
     specs += [
@@ -98,12 +114,18 @@ def credit_feature_specs() -> list[FeatureSpec]:
         _spec("delinquent_months", "months with pay_status > 0 (payment delayed)", *PAY_STATUS),
         _spec("worst_delay", "max pay_status floored at 0 (months of delay)", *PAY_STATUS),
     ]
-    specs += [_spec(c, f"repayment status of month {k} (1 = most recent)", c)
-              for k, c in zip(MONTHS, PAY_STATUS, strict=True)]
-    specs += [_spec(c, f"bill amount of month {k} (1 = most recent)", c)
-              for k, c in zip(MONTHS, BILL_AMT, strict=True)]
-    specs += [_spec(c, f"amount paid in month {k} (1 = most recent)", c)
-              for k, c in zip(MONTHS, PAY_AMT, strict=True)]
+    specs += [
+        _spec(c, f"repayment status of month {k} (1 = most recent)", c)
+        for k, c in zip(MONTHS, PAY_STATUS, strict=True)
+    ]
+    specs += [
+        _spec(c, f"bill amount of month {k} (1 = most recent)", c)
+        for k, c in zip(MONTHS, BILL_AMT, strict=True)
+    ]
+    specs += [
+        _spec(c, f"amount paid in month {k} (1 = most recent)", c)
+        for k, c in zip(MONTHS, PAY_AMT, strict=True)
+    ]
     return specs
 
 
@@ -111,8 +133,11 @@ def credit_label_specs() -> list[FeatureSpec]:
     """Descriptions of the ``gold/credit_labels`` columns."""
     return [
         _spec("id", "client id (key)", "id"),
-        _spec("default_next_month", "label: 1 if the client defaulted in October 2005",
-              "default_next_month"),
+        _spec(
+            "default_next_month",
+            "label: 1 if the client defaulted in October 2005",
+            "default_next_month",
+        ),
     ]
 
 
@@ -120,35 +145,62 @@ def customer_feature_specs(windows: Sequence[int]) -> list[FeatureSpec]:
     """Descriptions of the ``gold/customer_features(_daily)`` columns for the given windows."""
     tx = ("invoice_no", "invoice_ts", "customer_id", "is_cancellation")
     amount = (*tx, "line_amount")
-    score = "1..q among customers with a purchase at as_of_ts (5 = best); ceil(q * cume_dist); " \
-            "ties share a score; null without a purchase"
+    score = (
+        "1..q among customers with a purchase at as_of_ts (5 = best); ceil(q * cume_dist); "
+        "ties share a score; null without a purchase"
+    )
     return [
         _spec("customer_id", "customer id (key)", "customer_id"),
-        _spec("as_of_ts", "features use only lines with invoice_ts <= as_of_ts "
-              "(snapshots: end of as_of_date)", "invoice_ts"),
+        _spec(
+            "as_of_ts",
+            "features use only lines with invoice_ts <= as_of_ts (snapshots: end of as_of_date)",
+            "invoice_ts",
+        ),
         _spec("as_of_date", "date of as_of_ts (partition of the daily table)", "invoice_ts"),
         _spec("recency_days", "whole days since the last non-cancelled invoice; null if none", *tx),
         _spec("frequency", "distinct non-cancelled invoices", *tx),
-        _spec("monetary", "net spend: sum of line_amount, cancellations (negative) included",
-              *amount),
+        _spec(
+            "monetary", "net spend: sum of line_amount, cancellations (negative) included", *amount
+        ),
         _spec("r_score", f"recency score: {score}", *tx),
         _spec("f_score", f"frequency score: {score}", *tx),
         _spec("m_score", f"monetary score: {score}", *amount),
         _spec("rfm_score", "r_score + f_score + m_score", *amount),
         _spec("tenure_days", "whole days since the first non-cancelled invoice; null if none", *tx),
         _spec("avg_basket_value", "spend on non-cancelled invoices / their number", *amount),
-        _spec("avg_basket_size", "quantity on non-cancelled invoices / their number",
-              *tx, "quantity"),
-        _spec("distinct_products", "distinct stock codes bought on non-cancelled invoices",
-              *tx, "stock_code"),
+        _spec(
+            "avg_basket_size", "quantity on non-cancelled invoices / their number", *tx, "quantity"
+        ),
+        _spec(
+            "distinct_products",
+            "distinct stock codes bought on non-cancelled invoices",
+            *tx,
+            "stock_code",
+        ),
         _spec("cancellation_rate", "cancelled invoices / all invoices", *tx),
-        *[_spec(f"spend_{w}d", f"net spend with as_of_ts - {w} days < invoice_ts <= as_of_ts; "
-                "0 when none", *amount) for w in windows],
-        *[_spec(f"orders_{w}d",
-                f"non-cancelled invoices begun in the trailing {w} days; 0 when none", *tx)
-          for w in windows],
-        _spec("country", "country of most of the customer's invoices; ties: alphabetically first",
-              "customer_id", "invoice_no", "country"),
+        *[
+            _spec(
+                f"spend_{w}d",
+                f"net spend with as_of_ts - {w} days < invoice_ts <= as_of_ts; 0 when none",
+                *amount,
+            )
+            for w in windows
+        ],
+        *[
+            _spec(
+                f"orders_{w}d",
+                f"non-cancelled invoices begun in the trailing {w} days; 0 when none",
+                *tx,
+            )
+            for w in windows
+        ],
+        _spec(
+            "country",
+            "country of most of the customer's invoices; ties: alphabetically first",
+            "customer_id",
+            "invoice_no",
+            "country",
+        ),
     ]
 
 
@@ -175,9 +227,12 @@ def describe_columns(df: DataFrame, specs: Sequence[FeatureSpec]) -> list[dict[s
             f"{undescribed}; described but absent {absent}; columns: {columns}"
         )
     return [
-        {"feature": f.name, "type": f.dataType.simpleString(),
-         "description": by_name[f.name].description,
-         "source_columns": list(by_name[f.name].source_columns)}
+        {
+            "feature": f.name,
+            "type": f.dataType.simpleString(),
+            "description": by_name[f.name].description,
+            "source_columns": list(by_name[f.name].source_columns),
+        }
         for f in df.schema.fields
     ]
 
@@ -201,5 +256,15 @@ def feature_metadata_rows(
         Tuples in :data:`FEATURE_METADATA_SCHEMA` order.
     """
     config = json.dumps(preprocessing, sort_keys=True, default=str)
-    return [(table, int(delta_version), r["feature"], r["type"], r["description"],
-             list(r["source_columns"]), config) for r in records]
+    return [
+        (
+            table,
+            int(delta_version),
+            r["feature"],
+            r["type"],
+            r["description"],
+            list(r["source_columns"]),
+            config,
+        )
+        for r in records
+    ]

@@ -155,17 +155,11 @@ class SilverTableSpec(BaseModel):
     @property
     def rules(self) -> list[tuple[str, Severity]]:
         """Every row rule counted for this table: malformed lines, parse rules, expectations."""
-        parse = [
-            (f"parse:{c.name}", "drop") for c in self.columns if c.source and c.type != "string"
-        ]
-        parse += [(f"finite:{c.name}", "drop") for c in self.derived_doubles]
-        declared: list[tuple[str, Severity]] = [(e.rule, e.severity) for e in self.expectations]
-        return [
-            (MALFORMED_RULE, "drop"),
-            (INVALID_ENCODING_RULE, "drop"),
-            *parse,
-            *declared,
-        ]  # type: ignore[list-item]
+        drop: Severity = "drop"
+        parse = [(f"parse:{c.name}", drop) for c in self.columns if c.source and c.type != "string"]
+        parse += [(f"finite:{c.name}", drop) for c in self.derived_doubles]
+        declared = [(e.rule, e.severity) for e in self.expectations]
+        return [(MALFORMED_RULE, drop), (INVALID_ENCODING_RULE, drop), *parse, *declared]
 
 
 def load_table_specs(directory: Path) -> dict[str, SilverTableSpec]:

@@ -75,8 +75,12 @@ class SilverObservations:
     @classmethod
     def for_table(cls, table: str) -> SilverObservations:
         """Three new observations with names unique in the session."""
-        return cls(*(Observation(f"silver-{part}-{table}-{uuid.uuid4().hex}")
-                     for part in ("ranked", "clean", "rejected")))
+        return cls(
+            *(
+                Observation(f"silver-{part}-{table}-{uuid.uuid4().hex}")
+                for part in ("ranked", "clean", "rejected")
+            )
+        )
 
     def __iter__(self) -> Iterator[Observation]:
         return iter((self.ranked, self.clean, self.rejected))
