@@ -79,7 +79,7 @@ MSG
   exit 1
 fi
 
-"$root/bin/bootstrap-venv.sh"
+"$root/bin/bootstrap-venv.sh" serving,redis
 venv="$root/.venv"
 export PYSPARK_PYTHON="$venv/bin/python"
 export PYSPARK_DRIVER_PYTHON="$venv/bin/python"

@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Create or update ./.venv for featurelake; quick when already up to date.
 # Usage: bin/bootstrap-venv.sh [extras]   e.g. bin/bootstrap-venv.sh dev
+# spark-submit.sh installs what every documented job needs (serving and redis included);
+# test.sh the dev extra (all of that plus the test and lint tools).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 extras=${1:-}
 venv="$root/.venv"
 python=${PYTHON:-python3}
 stamp="$venv/.featurelake-installed"
-want=$( (cat "$root/pyproject.toml"; echo "extras=$extras") | sha256sum | cut -d' ' -f1)
-# An install for [dev] also satisfies a plain install of the same pyproject.
+want=$( (cat "$root/pyproject.toml" "$root/constraints.txt"; echo "extras=$extras") | sha256sum | cut -d' ' -f1)
+# An install for [dev] (which holds every other extra) satisfies any install of the same
+# pyproject and constraints.
 if [ -f "$stamp" ] && grep -qx "$want" "$stamp"; then
   exit 0
 fi
-if [ -z "$extras" ] && [ -f "$stamp" ]; then
-  devwant=$( (cat "$root/pyproject.toml"; echo "extras=dev") | sha256sum | cut -d' ' -f1)
+if [ "$extras" != "dev" ] && [ -f "$stamp" ]; then
+  devwant=$( (cat "$root/pyproject.toml" "$root/constraints.txt"; echo "extras=dev") | sha256sum | cut -d' ' -f1)
   grep -qx "$devwant" "$stamp" && exit 0
 fi
 if ! command -v "$python" >/dev/null 2>&1; then
@@ -28,5 +31,6 @@ fi
 spec="$root"
 [ -n "$extras" ] && spec="$root[$extras]"
 echo "featurelake: installing ${spec#$root/} into .venv (first run takes a few minutes)" >&2
-"$venv/bin/python" -m pip install -q -e "$spec"
+# constraints.txt pins every dependency to the versions the tests ran with (reproducible installs).
+"$venv/bin/python" -m pip install -q -c "$root/constraints.txt" -e "$spec"
 echo "$want" >> "$stamp"
