@@ -40,6 +40,16 @@ def test_a_gain_at_the_margin_is_promoted() -> None:
     assert promoted
 
 
+def test_an_equal_challenger_is_not_promoted_even_without_a_margin() -> None:
+    # A retraining on unchanged data gives the champion's twin: promoting it changes nothing
+    # but the version number.
+    no_margin = PromotionConfig(metric="silhouette", min_metric=0.2, min_improvement=0.0)
+    promoted, reason = decide_promotion(challenger_metric=0.61, champion_metric=0.61,
+                                        policy=no_margin)
+    assert not promoted and "(difference +0.0000)" in reason
+    assert decide_promotion(challenger_metric=0.62, champion_metric=0.61, policy=no_margin)[0]
+
+
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory):
     # One database for the module (creating one costs seconds); each test uses its own model.

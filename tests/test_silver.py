@@ -702,6 +702,26 @@ def test_job_rerun_leaves_identical_tables(spark, lake):
     assert runs == {"second"}  # the first run's metrics over the same bronze were replaced
 
 
+def test_a_rerun_reports_the_metrics_rows_it_wrote_not_those_it_kept(spark, lake, capsys):
+    metrics_path = str(lake / "ops" / "quality_metrics")
+    other = _metrics(spark, lake).limit(3).withColumn("table", F.lit("customers"))
+    DeltaTables(spark).write(other, metrics_path, "append")  # another table's metrics, kept
+    capsys.readouterr()
+    assert run_silver_job(spark, lake, "--table", "transactions", "--run-id", "third") == 0
+    events = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith("{")]
+    written = next(e for e in events if e["event"] == "run_summary")["fields"]["rows_written"]
+    held = _metrics(spark, lake).filter("table = 'transactions'")
+    assert {r.run_id for r in held.collect()} == {"third"}
+    assert written[metrics_path] == held.count()  # not the rows of other tables kept
+    assert _metrics(spark, lake).filter("table = 'customers'").count() == 3
+
+
+def test_each_table_records_only_the_tables_it_was_built_from(spark, lake):
+    history = DeltaTables(spark).history(str(lake / "silver" / "transactions"), limit=1)[0]
+    reads = json.loads(history["featurelake.reads"])
+    assert set(reads) == {str(lake / "bronze" / "online_retail")}
+
+
 def test_fail_rule_stops_before_anything_is_committed(spark, lake, tmp_path, capsys):
     declaration = (ROOT / "conf" / "tables" / "transactions.yaml").read_text()
     strict = declaration.replace(

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from pyspark.sql import DataFrame
 
-from featurelake.delta.model import ColumnStats, StagedWrite, WriteRequest, WriteResult
+from featurelake.delta.model import ArrowRows, ColumnStats, StagedWrite, WriteRequest, WriteResult
 
 __all__ = ["TableBackend"]
 
@@ -50,6 +50,12 @@ class TableBackend(Protocol):
 
     def write(self, request: WriteRequest) -> WriteResult:
         """Write and commit in one; on a conflict nothing of the write is left behind."""
+
+    def replace_rows(
+        self, rows: ArrowRows, path: str, where: Mapping[str, Sequence[Any]],
+        metadata: Mapping[str, str],
+    ) -> WriteResult:
+        """Replace the rows matching ``where`` (column IN values, AND-ed) by ``rows`` at once."""
 
     def upsert(
         self,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -127,20 +129,47 @@ class StagedWrite:
     state: Literal["staged", "committed", "failed", "aborted"] = "staged"
 
 
+# The reads of the table being built in this context (see Lineage.scope); None outside one.
+_SCOPED_READS: ContextVar[dict[str, int] | None] = ContextVar("featurelake_reads", default=None)
+
+
 @dataclass
 class Lineage:
-    """Commit metadata: who wrote, in which run, after reading which table versions."""
+    """Commit metadata: who wrote, in which run, after reading which table versions.
+
+    ``reads`` holds every version the job read. A job building several tables builds each
+    inside :meth:`scope`: a commit made there records only the reads made there, so each
+    table names the tables it came from, not everything the job read.
+    """
 
     job: str = "interactive"
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     reads: dict[str, int] = field(default_factory=dict)
 
+    def record_read(self, path: str, version: int) -> None:
+        """Remember that ``path`` was read at ``version`` (job-wide and in the current scope)."""
+        self.reads[path] = version
+        scoped = _SCOPED_READS.get()
+        if scoped is not None:
+            scoped[path] = version
+
+    @contextmanager
+    def scope(self) -> Iterator[None]:
+        """Commits inside record only the reads made inside (one table's inputs)."""
+        token = _SCOPED_READS.set({})
+        try:
+            yield
+        finally:
+            _SCOPED_READS.reset(token)
+
     def commit_metadata(self, extra: Mapping[str, Any] | None = None) -> dict[str, str]:
         """``featurelake.*`` key/values for a commit's info: job, run id, reads and ``extra``."""
+        scoped = _SCOPED_READS.get()
+        reads = self.reads if scoped is None else scoped
         meta = {
             "featurelake.job": self.job,
             "featurelake.run_id": self.run_id,
-            "featurelake.reads": json.dumps(self.reads, sort_keys=True),
+            "featurelake.reads": json.dumps(reads, sort_keys=True),
         }
         for key, value in (extra or {}).items():
             meta[f"featurelake.{key}"] = value if isinstance(value, str) else json.dumps(value)

@@ -350,7 +350,9 @@ class NativeBackend:
 
         return StagedWrite(request.path, rows, cached.rdd.getNumPartitions(), commit, abort)
 
-    def _save(self, df: DataFrame, request: WriteRequest) -> WriteResult:
+    def _save(
+        self, df: DataFrame, request: WriteRequest, replace_where: str | None = None
+    ) -> WriteResult:
         path, txn = request.path, request.txn
         exists = self.exists(path)
         write_id = uuid.uuid4().hex
@@ -385,6 +387,9 @@ class NativeBackend:
             )
             writer = writer.option("replaceWhere", condition)
             operation = "partition-overwrite"
+        if replace_where is not None:
+            writer = writer.option("replaceWhere", replace_where)
+            operation = "replace"
         with _conflicts(path, txn):
             writer.save(path)
         commit = self._commit_of(path, write_id)
@@ -409,6 +414,22 @@ class NativeBackend:
             if entry.get("featurelake.write_id") == write_id:
                 return int(entry["version"]), entry["operationMetrics"]
         return None
+
+    def replace_rows(
+        self, rows: ArrowRows, path: str, where: Mapping[str, Sequence[Any]],
+        metadata: Mapping[str, str],
+    ) -> WriteResult:
+        if not self.exists(path):
+            return self.write(WriteRequest(rows, path, "append", metadata=metadata))
+        condition = " AND ".join(
+            f"`{column}` IN ({', '.join(_sql_literal(v) for v in values)})"
+            for column, values in where.items()
+        )
+        df = self._checked(WriteRequest(rows, path, "append"))
+        result = self._save(df, WriteRequest(rows, path, "overwrite", metadata=metadata),
+                            replace_where=condition)
+        return WriteResult(path, result.version, result.rows_written, result.files_added,
+                           "replace")
 
     def upsert(
         self,

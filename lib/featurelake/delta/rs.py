@@ -277,6 +277,36 @@ class RsBackend:
                 )
         return adds, staging
 
+    def replace_rows(
+        self, rows: ArrowRows, path: str, where: Mapping[str, Sequence[Any]],
+        metadata: Mapping[str, str],
+    ) -> WriteResult:
+        from deltalake import DeltaTable, write_deltalake
+        from deltalake.exceptions import CommitFailedError
+        from deltalake.transaction import CommitProperties
+
+        if not self.exists(path):
+            return self.write(WriteRequest(rows, path, "append", metadata=metadata))
+        root = local_path(path)
+        schema = StructType.fromJson(json.loads(DeltaTable(root).schema().to_json()))
+        resolve_schema(nullable(rows.struct), schema, False, False, path)
+        table = rows.table.select(schema.fieldNames())
+        predicate = " AND ".join(
+            f'"{column}" IN ({", ".join(_sql_value(v) for v in values)})'
+            for column, values in where.items()
+        )
+        try:
+            write_deltalake(
+                root, table, mode="overwrite", predicate=predicate,
+                commit_properties=CommitProperties(custom_metadata=dict(metadata)),
+            )
+        except CommitFailedError as exc:
+            raise ConcurrentWriteError(
+                f"{path}: a concurrent commit conflicted with this replacement; nothing was "
+                f"committed (retry the job): {exc}"
+            ) from exc
+        return WriteResult(path, DeltaTable(root).version(), table.num_rows, 1, "replace")
+
     def upsert(
         self,
         df: DataFrame,
@@ -471,6 +501,12 @@ def _commit_adds(
             f"committed (retry the job): {exc}"
         ) from exc
     return WriteResult(path, version, rows, len(adds), operation)
+
+
+def _sql_value(value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def check_claim(path: str, txn: AppTransaction, recorded: int | None) -> None:

@@ -165,7 +165,7 @@ class DeltaTables:
         when = _as_utc(timestamp) if timestamp is not None else None
         df, read_version, rows = self._backend.read(path, version, when)
         if record:
-            self.lineage.reads[path] = read_version
+            self.lineage.record_read(path, read_version)
             if rows >= 0:  # known for free on delta-rs; row_count() asks for it
                 self.rows_read[path] = self.rows_read.get(path, 0) + rows
         return df
@@ -346,6 +346,36 @@ class DeltaTables:
             txn,
         )
         return self._committed(self._backend.write(request))
+
+    def replace_rows(
+        self,
+        rows: Sequence[Sequence[Any] | Mapping[str, Any]],
+        schema: StructType | str,
+        path: str,
+        where: Mapping[str, Sequence[Any]],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> WriteResult:
+        """Replace the table's rows matching ``where`` by ``rows`` (driver rows), in one commit.
+
+        ``where`` maps columns to values: a row matches when each column holds one of its
+        values. Every new row must match too (it takes the place of those it replaces). The
+        table is created when absent. ``rows_written`` counts the new rows only.
+
+        Raises:
+            SchemaMismatchError, ConcurrentWriteError: as :meth:`write`.
+            ValueError: a new row does not match ``where``.
+        """
+        table, struct = arrow_rows(rows, schema)
+        for column, values in where.items():
+            outside = [v for v in table.column(column).to_pylist() if v not in values]
+            if outside:
+                raise ValueError(f"{path}: rows to write hold {column}={outside[0]!r}, outside "
+                                 f"the rows they replace ({column} in {list(values)})")
+        meta = self.lineage.commit_metadata(metadata)
+        return self._committed(
+            self._backend.replace_rows(ArrowRows(table, struct), path, where, meta)
+        )
 
     def stage(
         self,

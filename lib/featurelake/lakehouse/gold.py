@@ -18,7 +18,7 @@ import argparse
 import functools
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -454,6 +454,11 @@ def _run_customers(ctx: JobContext, config: GoldConfig, options: GoldRunOptions)
     )
 
 
+def _in_lineage_scope(ctx: JobContext, part: Callable[[], None]) -> None:
+    with ctx.tables.lineage.scope():
+        part()
+
+
 def run_gold(ctx: JobContext, options: GoldRunOptions | None = None) -> None:
     """Build the gold tables from silver and write them with their feature metadata.
 
@@ -475,5 +480,9 @@ def run_gold(ctx: JobContext, options: GoldRunOptions | None = None) -> None:
         parts.append(functools.partial(_run_credit, ctx, config))
     if "customers" in options.parts:
         parts.append(functools.partial(_run_customers, ctx, config, options))
-    run_concurrently(parts, ctx.settings.spark.concurrent_tables)  # independent tables
+    # Independent tables, built at once; each part's commits name only the silver it read.
+    run_concurrently(
+        [functools.partial(_in_lineage_scope, ctx, part) for part in parts],
+        ctx.settings.spark.concurrent_tables,
+    )
     ctx.summary["gold_config"] = str(config_path)

@@ -96,7 +96,9 @@ def decide_promotion(
             f"{policy.min_metric:.4f} and there is no champion"
         )
     gain = challenger_metric - champion_metric
-    if gain < policy.min_improvement:
+    # A challenger no better than the champion is not promoted, even with no margin asked:
+    # a retraining on the same data would otherwise replace the champion by its own twin.
+    if gain < policy.min_improvement or gain <= 0:
         return False, (
             f"{name} {challenger_metric:.4f} does not beat the champion's "
             f"{champion_metric:.4f} by the required {policy.min_improvement:.4f} "

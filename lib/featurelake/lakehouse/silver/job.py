@@ -12,7 +12,6 @@ from typing import Any
 from featurelake.core.concurrency import run_concurrently
 from featurelake.core.errors import DataError, UserError
 from featurelake.core.runner import JobContext
-from featurelake.core.session import local_frame
 from featurelake.delta import StagedWrite, TableNotFoundError
 from featurelake.lakehouse.pii import (
     load_pii_key,
@@ -78,7 +77,11 @@ def _fail_message(spec: SilverTableSpec, plan: SilverPlan, counts: SilverCounts)
 def _replace_metrics(
     ctx: JobContext, spec: SilverTableSpec, rows: list[dict[str, Any]], bronze_version: int
 ) -> None:
-    """Append this run's metrics, removing those of earlier runs over the same bronze version."""
+    """Record this run's metrics in place of those of earlier runs over the same bronze version.
+
+    One commit: the earlier runs' rows of this table are replaced by this run's (the rows
+    written are this run's only).
+    """
     path = ctx.path("ops", METRICS_TABLE)
     meta = {"silver_table": spec.name, "bronze_version": str(bronze_version)}
     history = ctx.tables.history(path) if ctx.tables.exists(path) else []
@@ -94,10 +97,8 @@ def _replace_metrics(
     if not stale:  # the first metrics, or none of an earlier run to replace
         ctx.tables.append_rows(rows, METRICS_SCHEMA, path, metadata=meta)
         return
-    current = ctx.tables.read(path, record=False)
-    kept = current.filter(~((current["table"] == spec.name) & current["run_id"].isin(stale)))
-    new = local_frame(ctx.spark, rows, METRICS_SCHEMA)
-    ctx.tables.write(kept.unionByName(new), path, "overwrite", metadata=meta)
+    where = {"table": [spec.name], "run_id": [*stale, ctx.run_id]}
+    ctx.tables.replace_rows(rows, METRICS_SCHEMA, path, where, metadata=meta)
     log.info("quality_metrics_replaced", extra={"fields": {"table": spec.name, "runs": stale}})
 
 
@@ -148,6 +149,11 @@ def run_silver(
     staged: list[StagedWrite] = []
 
     def stage_table(spec: SilverTableSpec) -> tuple[Any, ...]:
+        # Each table's commits name only the bronze table it was built from.
+        with ctx.tables.lineage.scope():
+            return _stage_table(spec)
+
+    def _stage_table(spec: SilverTableSpec) -> tuple[Any, ...]:
         silver_path = ctx.path("silver", spec.name)
         if ctx.tables.exists(silver_path):  # rules dropped from the declaration stop holding
             ctx.tables.set_constraints(silver_path, silver_constraints(spec), drop_only=True)
@@ -218,7 +224,9 @@ def run_silver(
         reports = {}
         for spec, counts, bronze_version, silver_write, quarantine_write in built:
             rows = quality_metric_rows(spec, counts, run_id=ctx.run_id, measured_at=started)
-            _replace_metrics(ctx, spec, rows, bronze_version)
+            with ctx.tables.lineage.scope():  # the metrics came from this table's bronze
+                ctx.tables.lineage.record_read(ctx.path("bronze", spec.source), bronze_version)
+                _replace_metrics(ctx, spec, rows, bronze_version)
             quarantined = ctx.tables.commit(quarantine_write)
             written = ctx.tables.commit(silver_write)
             ctx.tables.set_constraints(ctx.path("silver", spec.name), silver_constraints(spec))
