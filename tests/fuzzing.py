@@ -39,7 +39,10 @@ def fuzz_settings(examples: int) -> settings:
         print_blob=randomised,
         # Batches of rows are large examples on purpose; Spark makes every example slow; the
         # session-scoped spark fixture is shared, and tmp_path is only a parent folder.
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                               HealthCheck.large_base_example,
-                               HealthCheck.function_scoped_fixture],
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.large_base_example,
+            HealthCheck.function_scoped_fixture,
+        ],
     )

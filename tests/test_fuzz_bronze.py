@@ -78,7 +78,7 @@ class DataLine:
 def split_lines(data: bytes) -> list[bytes]:
     """Lines as Hadoop's line reader splits them: at CRLF, CR or LF."""
     if data.startswith(BOM):
-        data = data[len(BOM):]
+        data = data[len(BOM) :]
     lines = re.split(rb"\r\n|\r|\n", data)
     if lines and lines[-1] == b"":
         lines.pop()  # the text after the last line end
@@ -103,8 +103,9 @@ def csv_fields(text: str) -> tuple[str, ...] | None:
     if "\x00" in text:
         return None  # NUL is no text character (Spark's CSV parser takes it for an escape)
     try:
-        fields = next(csv.reader([text], delimiter=",", quotechar='"', doublequote=True,
-                                 strict=True), [])
+        fields = next(
+            csv.reader([text], delimiter=",", quotechar='"', doublequote=True, strict=True), []
+        )
     except csv.Error:
         return None
     return tuple(fields) if len(fields) == len(RETAIL.column_names) else None
@@ -139,8 +140,9 @@ def json_fields(text: str) -> tuple[str, ...] | str | None:
     return ANY
 
 
-def data_lines(data: bytes, *, header: str | None, fallback: str | None,
-               fields: Any) -> list[DataLine]:
+def data_lines(
+    data: bytes, *, header: str | None, fallback: str | None, fields: Any
+) -> list[DataLine]:
     lines = split_lines(data)
     if header is not None:
         lines = lines[1:]
@@ -151,21 +153,22 @@ def data_lines(data: bytes, *, header: str | None, fallback: str | None,
         if bare == "" or bare == header:
             continue  # blank, or taken for the header
         spells_fffd = "\ufffd" in text or "\\ufffd" in text.lower()
-        out.append(DataLine(text, genuine, genuine and spells_fffd,
-                            fields(text) if genuine else None))
+        out.append(
+            DataLine(text, genuine, genuine and spells_fffd, fields(text) if genuine else None)
+        )
     return out
 
 
-def assert_rows_match_lines(rows: list[Any], lines: list[DataLine], columns: tuple[str, ...],
-                            path: str) -> None:
+def assert_rows_match_lines(
+    rows: list[Any], lines: list[DataLine], columns: tuple[str, ...], path: str
+) -> None:
     """Every data line is one row, rescued exactly when it must be, holding Python's fields."""
     assert len(rows) == len(lines), (len(rows), len(lines))
     assert {r[SOURCE_FILE] for r in rows} <= {path}
     rescued = Counter(r[RESCUED_DATA] for r in rows if r[RESCUED_DATA] is not None)
     must_rescue = Counter(line.text for line in lines if line.fields is None)
     assert rescued == must_rescue, (rescued - must_rescue, must_rescue - rescued)
-    unrescued = Counter(tuple(r[c] or "" for c in columns)
-                        for r in rows if r[RESCUED_DATA] is None)
+    unrescued = Counter(tuple(r[c] or "" for c in columns) for r in rows if r[RESCUED_DATA] is None)
     expected = Counter(line.fields for line in lines if isinstance(line.fields, tuple))
     wildcards = sum(1 for line in lines if line.fields == ANY)
     assert not expected - unrescued, (expected - unrescued, unrescued - expected)
@@ -186,19 +189,64 @@ def write_file(folder: str, name: str, data: bytes, compressed: bool) -> str:
 # Strategies
 # --------------------------------------------------------------------------------------------
 
-HOSTILE_CHARS = [",", '"', '"', " ", "\t", "\x00", "\ufeff", "\ufffd", "\u00e9", "\u2028",
-                 "\u0085", "\r", "\n", "a", "Z", "1", ".", "-", "'", "\\", "{", "}", ":"]
+HOSTILE_CHARS = [
+    ",",
+    '"',
+    '"',
+    " ",
+    "\t",
+    "\x00",
+    "\ufeff",
+    "\ufffd",
+    "\u00e9",
+    "\u2028",
+    "\u0085",
+    "\r",
+    "\n",
+    "a",
+    "Z",
+    "1",
+    ".",
+    "-",
+    "'",
+    "\\",
+    "{",
+    "}",
+    ":",
+]
 # Bytes that are not UTF-8: a lone continuation, a truncated sequence, an overlong '/', an
 # encoded surrogate, a code point past U+10FFFF, Latin-1 'ñ', and Windows-1252's undefined 0x81.
-BAD_BYTES = [b"\x80", b"\xc3", b"\xe2\x82", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80",
-             b"\xf1", b"\xff", b"\x81", b"\x9d", b"\xe9t\xe9"]
+BAD_BYTES = [
+    b"\x80",
+    b"\xc3",
+    b"\xe2\x82",
+    b"\xc0\xaf",
+    b"\xed\xa0\x80",
+    b"\xf4\x90\x80\x80",
+    b"\xf1",
+    b"\xff",
+    b"\x81",
+    b"\x9d",
+    b"\xe9t\xe9",
+]
 LINE_ENDS = [b"\n", b"\n", b"\n", b"\r\n", b"\r"]
 
 field_text = st.one_of(
     st.text(alphabet=st.sampled_from(HOSTILE_CHARS), max_size=6),
     st.text(max_size=6),
-    st.sampled_from(["536365", "85123A", "WHITE HANGING HEART", "6", "2010-12-01 08:26:00",
-                     "2.55", "17850", "United Kingdom", ""]),
+    st.sampled_from(
+        [
+            "536365",
+            "85123A",
+            "WHITE HANGING HEART",
+            "6",
+            "2010-12-01 08:26:00",
+            "2.55",
+            "17850",
+            "United Kingdom",
+            "",
+        ]
+    ),
 )
 
 
@@ -231,7 +279,8 @@ def csv_line(draw: st.DrawFn) -> bytes:
         return b'536365,85123A,"HEART, WHITE",6,2010-12-01 08:26:00,2.55,17850,United Kingdom'
     count = draw(st.sampled_from([8, 8, 8, 8, 7, 9, 1]))
     line = ",".join(draw(st.lists(csv_field(), min_size=count, max_size=count))).encode(
-        "utf-8", "surrogatepass")
+        "utf-8", "surrogatepass"
+    )
     if draw(st.integers(0, 4)) == 0:  # bytes that are not UTF-8, somewhere in the line
         at = draw(st.integers(0, len(line)))
         line = line[:at] + draw(st.sampled_from(BAD_BYTES)) + line[at:]
@@ -254,8 +303,9 @@ def file_bytes(draw: st.DrawFn, lines: st.SearchStrategy[bytes], first: bytes | 
 json_value = st.one_of(
     st.none(),
     st.text(max_size=8),
-    st.text(alphabet=st.sampled_from(HOSTILE_CHARS + ["\ud800", "\udc00", "\U0001f600"]),
-            max_size=6),
+    st.text(
+        alphabet=st.sampled_from(HOSTILE_CHARS + ["\ud800", "\udc00", "\U0001f600"]), max_size=6
+    ),
     st.integers(-(10**30), 10**30),
     st.floats(),
     st.booleans(),
@@ -272,14 +322,23 @@ def json_line(draw: st.DrawFn) -> bytes:
     if kind == "blank":
         return draw(st.sampled_from([b"", BOM, b" "]))
     keys = st.sampled_from(PROFILES.column_names)
-    record = draw(st.dictionaries(keys, st.one_of(st.text(max_size=10), json_value),
-                                  max_size=len(PROFILES.column_names)))
+    record = draw(
+        st.dictionaries(
+            keys, st.one_of(st.text(max_size=10), json_value), max_size=len(PROFILES.column_names)
+        )
+    )
     if draw(st.integers(0, 5)) == 0:
         record[draw(st.sampled_from(["extra", "Name", "", "\u00e9", "customer_id "]))] = "x"
-    text = json.dumps(record, ensure_ascii=draw(st.booleans()),
-                      separators=draw(st.sampled_from([(",", ":"), (", ", ": ")])))
-    mutation = draw(st.sampled_from(["none"] * 6 + ["truncate", "junk", "twice", "single",
-                                                    "array", "bom", "bad_bytes"]))
+    text = json.dumps(
+        record,
+        ensure_ascii=draw(st.booleans()),
+        separators=draw(st.sampled_from([(",", ":"), (", ", ": ")])),
+    )
+    mutation = draw(
+        st.sampled_from(
+            ["none"] * 6 + ["truncate", "junk", "twice", "single", "array", "bom", "bad_bytes"]
+        )
+    )
     if mutation == "truncate":
         text = text[: draw(st.integers(0, max(0, len(text) - 1)))]
     elif mutation == "junk":
@@ -305,12 +364,17 @@ def json_line(draw: st.DrawFn) -> bytes:
 
 
 @fuzz_settings(80)
-@given(data=file_bytes(csv_line(), first=HEADER.encode()), compressed=st.booleans(),
-       fallback=st.sampled_from([None, None, "windows-1252", "iso-8859-1"]))
+@given(
+    data=file_bytes(csv_line(), first=HEADER.encode()),
+    compressed=st.booleans(),
+    fallback=st.sampled_from([None, None, "windows-1252", "iso-8859-1"]),
+)
 def test_csv_lines_become_one_row_each_rescued_unless_python_reads_the_same_fields(
-        spark, tmp_path, data, compressed, fallback):
-    spec = RETAIL.model_copy(update={
-        "options": RETAIL.options.model_copy(update={"fallback_encoding": fallback})})
+    spark, tmp_path, data, compressed, fallback
+):
+    spec = RETAIL.model_copy(
+        update={"options": RETAIL.options.model_copy(update={"fallback_encoding": fallback})}
+    )
     with tempfile.TemporaryDirectory(dir=tmp_path) as folder:
         path = write_file(folder, "lines.csv", data, compressed)
         rows = read_source_rows(spark, spec, [path]).collect()
@@ -321,7 +385,8 @@ def test_csv_lines_become_one_row_each_rescued_unless_python_reads_the_same_fiel
 @fuzz_settings(60)
 @given(data=file_bytes(json_line(), first=None), compressed=st.booleans())
 def test_json_lines_become_one_row_each_rescued_unless_python_reads_the_same_record(
-        spark, tmp_path, data, compressed):
+    spark, tmp_path, data, compressed
+):
     with tempfile.TemporaryDirectory(dir=tmp_path) as folder:
         path = write_file(folder, "lines.json", data, compressed)
         rows = read_source_rows(spark, PROFILES, [path]).collect()

@@ -67,16 +67,79 @@ DATE_FORMAT = "yyyy-MM-dd"
 OTHER_DIGITS = "\u0661\u0662\u0663\u06f1\u06f2\u0967\u0968\uff11\uff12\U0001d7d9"
 WHITESPACE = " \t\n\r\x0b\f\u00a0\u2028\u2029\u0085\u3000\ufeff"
 EDGE_NUMBERS = [
-    "NaN", "nan", "-NaN", "Infinity", "-Infinity", "+Infinity", "inf", "-inf", "Inf",
-    "1e308", "1e309", "-1e309", "1.7976931348623157e308", "1.7976931348623158e308",
-    "1.7976931348623159e308", "4.9e-324", "2.4703282292062328e-324",
-    "2.4703282292062327e-324", "1e-324", "1e-400", "0e400", "-0", "-0.0", "+0", "-.0", "0.",
-    ".5", "5.", "+.5", "1e", "1e+", ".e1", ".", "+", "-", "", "e5", "1.2.3", "1,5", "0x10",
-    "0X1p3", "1d", "1f", "1L", "1_000", "١٢٣", "١.٥", "１２", "٣e٢", "2147483647",
-    "2147483648", "-2147483648", "-2147483649", "9223372036854775807", "9223372036854775808",
-    "-9223372036854775808", "-9223372036854775809", "0" * 40 + "7", "9" * 400,
-    "0." + "0" * 330 + "1", "1" + "0" * 308, "1" + "0" * 309, "12\n", "12\r\n", "12\r",
-    "\n12", "2.5\n", "2.5\r", " 12", "12 ", "\t12", "12\u2028", "1e5\n",
+    "NaN",
+    "nan",
+    "-NaN",
+    "Infinity",
+    "-Infinity",
+    "+Infinity",
+    "inf",
+    "-inf",
+    "Inf",
+    "1e308",
+    "1e309",
+    "-1e309",
+    "1.7976931348623157e308",
+    "1.7976931348623158e308",
+    "1.7976931348623159e308",
+    "4.9e-324",
+    "2.4703282292062328e-324",
+    "2.4703282292062327e-324",
+    "1e-324",
+    "1e-400",
+    "0e400",
+    "-0",
+    "-0.0",
+    "+0",
+    "-.0",
+    "0.",
+    ".5",
+    "5.",
+    "+.5",
+    "1e",
+    "1e+",
+    ".e1",
+    ".",
+    "+",
+    "-",
+    "",
+    "e5",
+    "1.2.3",
+    "1,5",
+    "0x10",
+    "0X1p3",
+    "1d",
+    "1f",
+    "1L",
+    "1_000",
+    "١٢٣",
+    "١.٥",
+    "１２",
+    "٣e٢",
+    "2147483647",
+    "2147483648",
+    "-2147483648",
+    "-2147483649",
+    "9223372036854775807",
+    "9223372036854775808",
+    "-9223372036854775808",
+    "-9223372036854775809",
+    "0" * 40 + "7",
+    "9" * 400,
+    "0." + "0" * 330 + "1",
+    "1" + "0" * 308,
+    "1" + "0" * 309,
+    "12\n",
+    "12\r\n",
+    "12\r",
+    "\n12",
+    "2.5\n",
+    "2.5\r",
+    " 12",
+    "12 ",
+    "\t12",
+    "12\u2028",
+    "1e5\n",
 ]
 BOUNDARIES = [2**31 - 1, 2**31, -(2**31), -(2**31) - 1, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1]
 
@@ -84,8 +147,11 @@ BOUNDARIES = [2**31 - 1, 2**31, -(2**31), -(2**31) - 1, 2**63 - 1, 2**63, -(2**6
 @st.composite
 def decorated(draw: st.DrawFn, core: st.SearchStrategy[str]) -> str:
     prefix = draw(st.sampled_from(["", "", "", "+", "-", "0", "00", " ", "\ufeff", "\u0661"]))
-    suffix = draw(st.sampled_from(["", "", "", " ", "\n", "\r\n", "\r", ".0", "e0", "e999",
-                                   "\x00", "\u2028", "\u0662"]))
+    suffix = draw(
+        st.sampled_from(
+            ["", "", "", " ", "\n", "\r\n", "\r", ".0", "e0", "e999", "\x00", "\u2028", "\u0662"]
+        )
+    )
     return prefix + draw(core) + suffix
 
 
@@ -109,19 +175,68 @@ number_text = st.one_of(
 )
 boolean_text = st.one_of(
     st.sampled_from(sorted(TRUE_WORDS | FALSE_WORDS)).flatmap(
-        lambda word: st.sampled_from([word, word.upper(), word.title(), f" {word}", f"{word}\n",
-                                      f"{word}\x00", word + "\u0301"])),
-    st.sampled_from(["TRUE", "tRuE", "oui", "2", "-1", "on", "off", "yes!", "\u0661", "ye",
-                     "\u0130", "tru\u0435", "\uff54\uff52\uff55\uff45", ""]),
+        lambda word: st.sampled_from(
+            [
+                word,
+                word.upper(),
+                word.title(),
+                f" {word}",
+                f"{word}\n",
+                f"{word}\x00",
+                word + "\u0301",
+            ]
+        )
+    ),
+    st.sampled_from(
+        [
+            "TRUE",
+            "tRuE",
+            "oui",
+            "2",
+            "-1",
+            "on",
+            "off",
+            "yes!",
+            "\u0661",
+            "ye",
+            "\u0130",
+            "tru\u0435",
+            "\uff54\uff52\uff55\uff45",
+            "",
+        ]
+    ),
     st.text(alphabet="tTrRuUeEfFaAlLsSyYnNoO01 \u0131\u0130", max_size=6),
 )
 
 
 @st.composite
 def timestamp_text(draw: st.DrawFn) -> str:
-    year = draw(st.one_of(st.sampled_from([0, 1, 2, 99, 999, 1000, 1582, 1900, 1970, 2000, 2010,
-                                           2011, 2012, 2100, 9999, 10000, 99999]),
-                          st.integers(0, 12000)))
+    year = draw(
+        st.one_of(
+            st.sampled_from(
+                [
+                    0,
+                    1,
+                    2,
+                    99,
+                    999,
+                    1000,
+                    1582,
+                    1900,
+                    1970,
+                    2000,
+                    2010,
+                    2011,
+                    2012,
+                    2100,
+                    9999,
+                    10000,
+                    99999,
+                ]
+            ),
+            st.integers(0, 12000),
+        )
+    )
     month = draw(st.integers(0, 14))
     day = draw(st.one_of(st.sampled_from([28, 29, 30, 31]), st.integers(0, 33)))
     hour = draw(st.one_of(st.sampled_from([0, 23, 24]), st.integers(0, 25)))
@@ -129,25 +244,54 @@ def timestamp_text(draw: st.DrawFn) -> str:
     width = draw(st.sampled_from([4, 4, 4, 4, 1, 5]))
     sign = draw(st.sampled_from(["", "", "", "", "-", "+"]))
     separator = draw(st.sampled_from([" ", " ", " ", "T", "  ", "\t"]))
-    text = (f"{sign}{year:0{width}d}-{month:02d}-{day:02d}{separator}"
-            f"{hour:02d}:{minute:02d}:{second:02d}")
+    text = (
+        f"{sign}{year:0{width}d}-{month:02d}-{day:02d}{separator}"
+        f"{hour:02d}:{minute:02d}:{second:02d}"
+    )
     if draw(st.integers(0, 9)) == 0:
         text = text.replace("-0", "-")  # a one-digit month or day
-    suffix = draw(st.sampled_from(["", "", "", "", "Z", "+01:00", "-0530", " UTC", "+00:00",
-                                   ".5", ".000000", "\n", " ", "\x00"]))
+    suffix = draw(
+        st.sampled_from(
+            [
+                "",
+                "",
+                "",
+                "",
+                "Z",
+                "+01:00",
+                "-0530",
+                " UTC",
+                "+00:00",
+                ".5",
+                ".000000",
+                "\n",
+                " ",
+                "\x00",
+            ]
+        )
+    )
     text += suffix
     if draw(st.integers(0, 19)) == 0:  # digits of another script
-        text = text.translate(str.maketrans("0123456789", "\u0660\u0661\u0662\u0663\u0664"
-                                                          "\u0665\u0666\u0667\u0668\u0669"))
+        text = text.translate(
+            str.maketrans(
+                "0123456789", "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669"
+            )
+        )
     return text
 
 
-date_text = st.one_of(timestamp_text().map(lambda t: t[: len(t) - 9] if len(t) > 9 else t),
-                      timestamp_text().map(lambda t: t.split(" ")[0]))
+date_text = st.one_of(
+    timestamp_text().map(lambda t: t[: len(t) - 9] if len(t) > 9 else t),
+    timestamp_text().map(lambda t: t.split(" ")[0]),
+)
 cleaning_text = st.one_of(
     st.text(alphabet=" \t\n\r\x0b\f\u00a0\u2028\u3000\x1c\x85ab1.0+-", max_size=14),
-    st.builds(lambda n, zeros, pad: f"{pad}{n}.{'0' * zeros}{pad}",
-              st.integers(-(10**20), 10**20), st.integers(0, 3), st.sampled_from(["", " ", "\n"])),
+    st.builds(
+        lambda n, zeros, pad: f"{pad}{n}.{'0' * zeros}{pad}",
+        st.integers(-(10**20), 10**20),
+        st.integers(0, 3),
+        st.sampled_from(["", " ", "\n"]),
+    ),
     st.text(max_size=10),
 )
 
@@ -158,8 +302,9 @@ def batches(values: st.SearchStrategy[str], size: int) -> st.SearchStrategy[list
     A Spark action costs the same for 20 values as for 100, so the pure parsers get large
     batches and fewer examples.
     """
-    return st.lists(st.one_of(st.none(), values, values, values, values), min_size=size,
-                    max_size=2 * size)
+    return st.lists(
+        st.one_of(st.none(), values, values, values, values), min_size=size, max_size=2 * size
+    )
 
 
 def _frame(spark, values):
@@ -175,9 +320,16 @@ def _frame(spark, values):
 @given(values=batches(number_text, 50))
 def test_integer_and_decimal_parsers_agree_with_python(spark, values):
     v = F.col("v")
-    rows = _frame(spark, values).select(
-        "i", parse_int(v).alias("int"), parse_long(v).alias("long"),
-        parse_double(v).alias("double")).collect()
+    rows = (
+        _frame(spark, values)
+        .select(
+            "i",
+            parse_int(v).alias("int"),
+            parse_long(v).alias("long"),
+            parse_double(v).alias("double"),
+        )
+        .collect()
+    )
     for row in rows:
         text = values[row["i"]]
         assert row["int"] == reference_integer(text, 32), text
@@ -198,11 +350,15 @@ def test_boolean_parser_agrees_with_python(spark, values):
 @given(stamps=batches(timestamp_text(), 50), dates=st.lists(date_text, min_size=20, max_size=40))
 def test_timestamp_and_date_parsers_agree_with_python(spark, stamps, dates):
     values = [*stamps, *dates]
-    rows = _frame(spark, values).select(
-        "i",
-        F.unix_micros(parse_timestamp(F.col("v"), TS_FORMAT)).alias("micros"),
-        F.unix_date(parse_date(F.col("v"), DATE_FORMAT)).alias("days"),
-    ).collect()
+    rows = (
+        _frame(spark, values)
+        .select(
+            "i",
+            F.unix_micros(parse_timestamp(F.col("v"), TS_FORMAT)).alias("micros"),
+            F.unix_date(parse_date(F.col("v"), DATE_FORMAT)).alias("days"),
+        )
+        .collect()
+    )
     for row in rows:
         text = values[row["i"]]
         assert row["micros"] == reference_timestamp_micros(text), text
@@ -210,16 +366,20 @@ def test_timestamp_and_date_parsers_agree_with_python(spark, stamps, dates):
 
 
 @fuzz_settings(20)
-@given(values=batches(cleaning_text, 30), codes=st.lists(st.one_of(st.none(), st.integers(-3, 9)),
-                                                    min_size=20, max_size=20),
-       mapping=st.dictionaries(st.integers(-3, 9), st.integers(-3, 9), max_size=4))
+@given(
+    values=batches(cleaning_text, 30),
+    codes=st.lists(st.one_of(st.none(), st.integers(-3, 9)), min_size=20, max_size=20),
+    mapping=st.dictionaries(st.integers(-3, 9), st.integers(-3, 9), max_size=4),
+)
 def test_cleaning_steps_agree_with_python(spark, values, codes, mapping):
     v = F.col("v")
     df = spark.createDataFrame(
         [(i, text, codes[i % len(codes)]) for i, text in enumerate(values)],
-        "i int, v string, code int")
+        "i int, v string, code int",
+    )
     rows = df.select(
-        "i", "code",
+        "i",
+        "code",
         trim_to_null(v).alias("trimmed"),
         collapse_whitespace(v).alias("collapsed"),
         strip_zero_decimal(v).alias("stripped"),
@@ -246,33 +406,52 @@ PARSED = [
     ColumnSpec(name="amount", expr="quantity * price", type="double"),
 ]
 raw_row = st.tuples(
-    st.one_of(st.none(), number_text), st.one_of(st.none(), number_text),
-    st.one_of(st.none(), number_text), st.one_of(st.none(), boolean_text),
-    st.one_of(st.none(), timestamp_text()), st.one_of(st.none(), cleaning_text),
+    st.one_of(st.none(), number_text),
+    st.one_of(st.none(), number_text),
+    st.one_of(st.none(), number_text),
+    st.one_of(st.none(), boolean_text),
+    st.one_of(st.none(), timestamp_text()),
+    st.one_of(st.none(), cleaning_text),
 )
 
 
 @fuzz_settings(25)
 @given(raw=st.lists(raw_row, min_size=25, max_size=50))
 def test_a_present_value_that_does_not_parse_is_flagged_never_silently_null(spark, raw):
-    df = spark.createDataFrame([(i, *r) for i, r in enumerate(raw)],
-                               "i int, q string, n string, p string, b string, t string, s string")
+    df = spark.createDataFrame(
+        [(i, *r) for i, r in enumerate(raw)],
+        "i int, q string, n string, p string, b string, t string, s string",
+    )
     out = df.transform(with_parsed_columns, PARSED).transform(with_derived_columns, PARSED)
-    rows = out.select("i", "quantity", "count", "price", "flag", F.unix_micros("at").alias("at"),
-                      "label", "amount", PARSE_ERRORS).collect()
+    rows = out.select(
+        "i",
+        "quantity",
+        "count",
+        "price",
+        "flag",
+        F.unix_micros("at").alias("at"),
+        "label",
+        "amount",
+        PARSE_ERRORS,
+    ).collect()
     for row in rows:
         q, n, p, b, t, s = (reference_trim_to_null(x) for x in raw[row["i"]])
         expected = {
-            "quantity": reference_integer(q, 32), "count": reference_integer(n, 64),
-            "price": reference_double(p), "flag": reference_boolean(b),
+            "quantity": reference_integer(q, 32),
+            "count": reference_integer(n, 64),
+            "price": reference_double(p),
+            "flag": reference_boolean(b),
             "at": reference_timestamp_micros(t),
         }
         present = {"quantity": q, "count": n, "price": p, "flag": b, "at": t}
         for name, value in expected.items():
             assert row[name] == value, (name, present[name])
         assert row["label"] == reference_collapse_whitespace(s)
-        flagged = {f"parse:{name}" for name in expected
-                   if present[name] is not None and expected[name] is None}
+        flagged = {
+            f"parse:{name}"
+            for name in expected
+            if present[name] is not None and expected[name] is None
+        }
         assert sorted(row[PARSE_ERRORS]) == sorted(flagged), raw[row["i"]]
         if expected["quantity"] is not None and expected["price"] is not None:
             assert same_double(row["amount"], expected["quantity"] * expected["price"])

@@ -50,8 +50,16 @@ from pyspark.sql import types as T
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = load_table_specs(ROOT / "conf" / "tables")["transactions"]
-COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",
-           "CustomerID", "Country"]
+COLUMNS = [
+    "InvoiceNo",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "InvoiceDate",
+    "UnitPrice",
+    "CustomerID",
+    "Country",
+]
 AS_OF = datetime(2012, 1, 1)
 AS_OF_MICROS = int(AS_OF.replace(tzinfo=timezone.utc).timestamp()) * 10**6
 RUN_AT = datetime(2024, 1, 3, 12, 0)
@@ -67,17 +75,56 @@ BRONZE_SCHEMA = T.StructType(
 # --------------------------------------------------------------------------------------------
 
 HOSTILE = [
-    None, "", "  ", "NaN", "nan", "Infinity", "-Infinity", "1e309", "-1e309", "1e308",
-    "1.7976931348623157e308", "4.9e-324", "1e-400", "-0", "-0.0", "+3", "١٢٣", "１２",
-    "12\n", " 7 ", "7\t", "0x10", "6.0", "9" * 30, "-5", "0", "2010-13-01 00:00:00",
-    "0000-01-01 00:00:00", "-2010-12-01 08:26:00", "2011-02-29 00:00:00",
-    "2012-02-29 00:00:00", "2010-12-01 24:00:00", "2099-01-01 00:00:00",
-    "2010-12-01 08:26:00+01:00", "2010-12-01T08:26:00", "9999-12-31 23:59:59",
-    "0001-01-01 00:00:00", "\x00", "\u2028", "C", "C536379", "A563185", "17850.5",
-    "17850.0", " 17850.00 ", "WHITE  HANGING\tHEART", "\ufeff", "United\u00a0Kingdom",
+    None,
+    "",
+    "  ",
+    "NaN",
+    "nan",
+    "Infinity",
+    "-Infinity",
+    "1e309",
+    "-1e309",
+    "1e308",
+    "1.7976931348623157e308",
+    "4.9e-324",
+    "1e-400",
+    "-0",
+    "-0.0",
+    "+3",
+    "١٢٣",
+    "１２",
+    "12\n",
+    " 7 ",
+    "7\t",
+    "0x10",
+    "6.0",
+    "9" * 30,
+    "-5",
+    "0",
+    "2010-13-01 00:00:00",
+    "0000-01-01 00:00:00",
+    "-2010-12-01 08:26:00",
+    "2011-02-29 00:00:00",
+    "2012-02-29 00:00:00",
+    "2010-12-01 24:00:00",
+    "2099-01-01 00:00:00",
+    "2010-12-01 08:26:00+01:00",
+    "2010-12-01T08:26:00",
+    "9999-12-31 23:59:59",
+    "0001-01-01 00:00:00",
+    "\x00",
+    "\u2028",
+    "C",
+    "C536379",
+    "A563185",
+    "17850.5",
+    "17850.0",
+    " 17850.00 ",
+    "WHITE  HANGING\tHEART",
+    "\ufeff",
+    "United\u00a0Kingdom",
 ]
-safe_text = st.text(alphabet=st.characters(exclude_characters="\ufffd", codec="utf-8"),
-                    max_size=8)
+safe_text = st.text(alphabet=st.characters(exclude_characters="\ufffd", codec="utf-8"), max_size=8)
 
 
 @st.composite
@@ -105,8 +152,11 @@ def bronze_values(draw: st.DrawFn) -> tuple[list[str | None], str | None]:
         values[column] = draw(st.one_of(st.sampled_from(HOSTILE), safe_text))
     rescued = None
     if draw(st.integers(0, 7)) == 0:
-        rescued = draw(st.sampled_from([
-            ",".join(v or "" for v in values) + ",EXTRA", "Espa\ufffda,1", '1,"open', "\ufffd"]))
+        rescued = draw(
+            st.sampled_from(
+                [",".join(v or "" for v in values) + ",EXTRA", "Espa\ufffda,1", '1,"open', "\ufffd"]
+            )
+        )
     return values, rescued
 
 
@@ -133,7 +183,8 @@ def bronze_batches(draw: st.DrawFn) -> list[tuple]:
 
 def must_be_quarantined(row: tuple) -> bool:
     invoice, stock, _, quantity, date, price, customer, country = (
-        reference_trim_to_null(v) for v in row[: len(COLUMNS)])
+        reference_trim_to_null(v) for v in row[: len(COLUMNS)]
+    )
     rescued = row[len(COLUMNS)]
     if rescued is not None:
         return True  # malformed_line
@@ -156,16 +207,23 @@ def must_be_quarantined(row: tuple) -> bool:
 
 def _silver_and_quarantine(spark, rows):
     bronze = spark.createDataFrame(rows, BRONZE_SCHEMA)
-    plan = build_silver(bronze, SPEC, as_of=AS_OF, run_id="fuzz", quarantined_at=RUN_AT,
-                        pii_key=None, observe=True)
+    plan = build_silver(
+        bronze, SPEC, as_of=AS_OF, run_id="fuzz", quarantined_at=RUN_AT, pii_key=None, observe=True
+    )
     silver = plan.silver.select(
-        F.lit("silver").alias("table"), "_source_file", "unit_price", "line_amount",
-        F.array(*SILVER_STRINGS).alias("strings"))
+        F.lit("silver").alias("table"),
+        "_source_file",
+        "unit_price",
+        "line_amount",
+        F.array(*SILVER_STRINGS).alias("strings"),
+    )
     quarantine = plan.quarantine.select(
-        F.lit("quarantine").alias("table"), "_source_file",
+        F.lit("quarantine").alias("table"),
+        "_source_file",
         F.lit(None).cast("double").alias("unit_price"),
         F.lit(None).cast("double").alias("line_amount"),
-        F.lit(None).cast("array<string>").alias("strings"))
+        F.lit(None).cast("array<string>").alias("strings"),
+    )
     out = silver.unionByName(quarantine).collect()  # one action; it also fills the counts
     return out, plan.counts(SPEC)
 
@@ -182,18 +240,25 @@ def test_every_bronze_row_has_one_outcome_and_silver_holds_only_finite_clean_tex
     removed = {row[len(COLUMNS) + 1] for row in rows} - set(tables)
     assert counts.rows_in == len(rows)
     assert (counts.rows_out, counts.rows_quarantined, counts.rows_deduplicated) == (
-        len(silver), len(quarantined), len(removed))
+        len(silver),
+        len(quarantined),
+        len(removed),
+    )
     assert counts.reconciles
     # Shown with --hypothesis-show-statistics: the examples reach every outcome.
-    for outcome, n in (("silver", len(silver)), ("quarantined", len(quarantined)),
-                       ("duplicates", len(removed))):
+    for outcome, n in (
+        ("silver", len(silver)),
+        ("quarantined", len(quarantined)),
+        ("duplicates", len(removed)),
+    ):
         event(f"{outcome}: {'some' if n else 'none'}")
 
     must = {row[len(COLUMNS) + 1] for row in rows if must_be_quarantined(row)}
     assert must <= quarantined, must - quarantined
 
-    by_raw_values = Counter(tuple(row[: len(COLUMNS)]) for row in rows
-                            if tables.get(row[len(COLUMNS) + 1]) == "silver")
+    by_raw_values = Counter(
+        tuple(row[: len(COLUMNS)]) for row in rows if tables.get(row[len(COLUMNS) + 1]) == "silver"
+    )
     assert max(by_raw_values.values(), default=0) <= 1
 
     for row in silver:
@@ -212,17 +277,39 @@ def _one_row_outcome(spark, values):
     return out[0]["table"]
 
 
-@pytest.mark.xfail(strict=True, reason="build_silver flags U+FFFD only in _rescued_data: a "
-                   "valid UTF-8 line spelling U+FFFD (or a Parquet value) reaches silver")
+@pytest.mark.xfail(
+    strict=True,
+    reason="build_silver flags U+FFFD only in _rescued_data: a "
+    "valid UTF-8 line spelling U+FFFD (or a Parquet value) reaches silver",
+)
 def test_a_row_holding_u_fffd_outside_a_rescued_line_is_quarantined(spark):
-    values = ["536365", "85123A", "HEART", "6", "2010-12-01 08:26:00", "2.55", "17850",
-              "Espa\ufffda"]
+    values = [
+        "536365",
+        "85123A",
+        "HEART",
+        "6",
+        "2010-12-01 08:26:00",
+        "2.55",
+        "17850",
+        "Espa\ufffda",
+    ]
     assert _one_row_outcome(spark, values) == "quarantine"
 
 
-@pytest.mark.xfail(strict=True, reason="quality.py anchors regex rules with $, which also "
-                   "matches before a final line end: customer_id '17850\\n' passes [0-9]+")
+@pytest.mark.xfail(
+    strict=True,
+    reason="quality.py anchors regex rules with $, which also "
+    "matches before a final line end: customer_id '17850\\n' passes [0-9]+",
+)
 def test_a_regex_rule_rejects_a_value_ending_in_a_line_end(spark):
-    values = ["536365", "85123A", "HEART", "6", "2010-12-01 08:26:00", "2.55", "17850\n",
-              "United Kingdom"]
+    values = [
+        "536365",
+        "85123A",
+        "HEART",
+        "6",
+        "2010-12-01 08:26:00",
+        "2.55",
+        "17850\n",
+        "United Kingdom",
+    ]
     assert _one_row_outcome(spark, values) == "quarantine"
