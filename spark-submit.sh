@@ -51,6 +51,7 @@ if [ ! -f "$script" ]; then
 fi
 
 master=""
+spark_level=error
 env_name=${FEATURELAKE_ENV:-local}
 conf_dir=${FEATURELAKE_CONF_DIR:-conf}
 spark_confs=()
@@ -65,6 +66,7 @@ while [ $# -gt 0 ]; do
     --conf-dir) conf_dir=${2:?--conf-dir needs a directory}; job_args+=(--conf-dir "$2"); shift 2 ;;
     --spark-conf) spark_confs+=(--conf "${2:?--spark-conf needs key=value}"); shift 2 ;;
     --conf) overrides+=("${2:?--conf needs key=value}"); job_args+=(--conf "$2"); shift 2 ;;
+    --verbose) spark_level=warn; job_args+=(--verbose); shift ;;
     *) job_args+=("$1"); shift ;;
   esac
 done
@@ -114,7 +116,7 @@ esac
 submit=("$venv/bin/spark-submit" --master "$master" --name "featurelake-$job"
         --conf "spark.pyspark.python=$venv/bin/python"
         --conf "spark.pyspark.driver.python=$venv/bin/python"
-        --driver-java-options "-Dlog4j2.configurationFile=file:$root/bin/log4j2.properties"
+        --driver-java-options "-Dlog4j2.configurationFile=file:$root/bin/log4j2.properties -Dfeaturelake.spark.level=$spark_level"
         "${spark_confs[@]}")
 
 # delta-spark's jar and what it needs, from Maven Central into a local cache (fetched once;

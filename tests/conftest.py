@@ -18,6 +18,9 @@ SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 @pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
     os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
+    # Jobs run by the tests log JSON lines on stderr (tests read them); the human console has
+    # its own tests.
+    os.environ.setdefault("FEATURELAKE_LOG_FORMAT", "json")
     session = build_spark_session(
         "featurelake-tests",
         SparkSettings(

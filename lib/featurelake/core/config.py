@@ -17,12 +17,19 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from featurelake.core.errors import ConfigError, UserError
 
@@ -81,7 +88,7 @@ class SparkSettings(_Frozen):
         default="local[*]", pattern=r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://\S+|yarn|k8s://\S+)$"
     )
     shuffle_partitions: int = Field(default=8, ge=1)
-    log_level: Literal["ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"] = "WARN"
+    log_level: Literal["ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"] = "ERROR"
     ui_enabled: bool = False
     # Independent tables a job builds at the same time (their Spark jobs are submitted from
     # threads: one table's tasks run while another is planned or committed); 1 = in turn.
@@ -105,8 +112,11 @@ class DeltaSettings(_Frozen):
 
 
 class LoggingSettings(_Frozen):
+    """Job logs: the level, the log file's format and folder (relative to the lakehouse root)."""
+
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "json"
+    dir: str = "ops/logs"
 
 
 class MlflowSettings(_Frozen):
@@ -145,7 +155,9 @@ class SyntheticSettings(_Frozen):
     products: int = Field(default=3_000, ge=1)
     lines_per_invoice: int = Field(default=8, ge=1)
     rows_per_file: int = Field(default=500_000, ge=1)
-    end_date: str = "2011-12-09"
+    # The last day of the transactions: an ISO date, or "today" (UTC, when the settings are
+    # read) so that the demo's features are fresh and its online store serves them.
+    end_date: str = Field(default="today", validate_default=True)
     history_days: int = Field(default=365, ge=1)
     missing_customer_rate: float = Field(default=0.2, ge=0, le=1)
     cancellation_rate: float = Field(default=0.02, ge=0, le=1)
@@ -154,6 +166,19 @@ class SyntheticSettings(_Frozen):
     malformed_rate: float = Field(default=0.001, ge=0, le=1)
     out_of_range_code_rate: float = Field(default=0.01, ge=0, le=1)
     future_date_rate: float = Field(default=0.001, ge=0, le=1)
+
+    @field_validator("end_date")
+    @classmethod
+    def _resolve_end_date(cls, value: str) -> str:
+        if value == "today":
+            return datetime.now(timezone.utc).date().isoformat()
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(
+                f"must be an ISO date (YYYY-MM-DD) or 'today', got {value!r}"
+            ) from None
+        return value
 
 
 class FeatureStoreSettings(_Frozen):

@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from featurelake.core.config import ConfigError, Settings, load_yaml_file, parse_model
+from featurelake.core.console import SparkProgress, rows_per_second
 from featurelake.core.errors import DataError, TransientError, UserError
 from featurelake.core.runner import JobOutcome, execute_job
 
@@ -221,11 +222,20 @@ def run_pipeline(
         attempt, outcome = 0, JobOutcome(1, {})
         while True:
             attempt += 1
-            say(f"[{index}/{len(stages)}] {name}: running (attempt {attempt})")
-            argv = [*stage.args, *common_args, "--run-id", run_id]
-            outcome = execute_job(
-                stage.job, module.main, argv, getattr(module, "add_arguments", None), spark
+            say(
+                f"[{index}/{len(stages)}] {name}: running"
+                + (f" (attempt {attempt})" if attempt > 1 else "")
             )
+            argv = [*stage.args, *common_args, "--run-id", run_id]
+            with SparkProgress(spark, name):
+                outcome = execute_job(
+                    stage.job,
+                    module.main,
+                    argv,
+                    getattr(module, "add_arguments", None),
+                    spark,
+                    nested=True,
+                )
             ok = outcome.code == 0
             retry = not ok and attempt < policy.max_attempts and is_transient(outcome.error, policy)
             result = StageResult(
@@ -249,7 +259,11 @@ def run_pipeline(
             sleep(wait)
         results.append(result)
         mark = "done" if result.status == "succeeded" else "FAILED"
-        say(f"[{index}/{len(stages)}] {name}: {mark} in {result.seconds:.1f}s")
+        written = rows_per_second(result.rows_written, result.seconds)
+        say(
+            f"[{index}/{len(stages)}] {name}: {mark} in {result.seconds:.1f}s"
+            + (f", wrote {written}" if written else "")
+        )
         if result.status != "succeeded":
             break
     return results

@@ -24,13 +24,21 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from featurelake.core.config import Settings
+from featurelake.core.console import SparkProgress, rows_per_second
 from featurelake.core.errors import ConfigError, FeaturelakeError
 from featurelake.core.logs import configure_logging
 from featurelake.core.session import build_spark_session
 from featurelake.core.validation import validate_configuration
 from featurelake.delta import DeltaTables, Lineage
 
-__all__ = ["JobContext", "JobOutcome", "execute_job", "parse_job_args", "run_job"]
+__all__ = [
+    "JobContext",
+    "JobOutcome",
+    "execute_job",
+    "log_dir",
+    "parse_job_args",
+    "run_job",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +55,12 @@ class JobContext:
     spark: SparkSession
     tables: DeltaTables
     summary: dict[str, Any] = field(default_factory=dict)
+    # how configure_logging was called for the job (a pipeline takes its logging back)
+    logging: dict[str, Any] = field(default_factory=dict)
+    # rows written somewhere other than a Delta table (the online store), by target
+    outputs: dict[str, int] = field(default_factory=dict)
+    # a stage of a pipeline (which reports for it) rather than a job on its own
+    nested: bool = False
 
     def path(self, layer: str, table: str) -> str:
         """The storage path of ``table`` in ``layer`` under the configured lakehouse root."""
@@ -74,6 +88,16 @@ def _common_parser(job: str) -> argparse.ArgumentParser:
         help="configuration directory (default: conf)",
     )
     parser.add_argument("--run-id", default=None, help="run id (default: a new one)")
+    parser.add_argument(
+        "--log-format",
+        choices=["human", "json"],
+        default=os.environ.get("FEATURELAKE_LOG_FORMAT", "human"),
+        help="the terminal's lines: human (default; the JSON log goes to "
+        "<lakehouse>/ops/logs) or json (the JSON lines themselves)",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="show every event and third-party warnings"
+    )
     return parser
 
 
@@ -143,26 +167,50 @@ def execute_job(
     argv: Sequence[str] | None = None,
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
     spark: SparkSession | None = None,
+    *,
+    nested: bool = False,
 ) -> JobOutcome:
-    """Run one job like :func:`run_job`, returning its :class:`JobOutcome` (for the pipeline)."""
+    """Run one job like :func:`run_job`, returning its :class:`JobOutcome` (for the pipeline).
+
+    Args:
+        nested: a stage of a pipeline, which reports progress itself: no progress bar and no
+            closing line of the job's own.
+    """
     args = parse_job_args(job, argv, add_arguments)
     run_id = args.run_id or uuid.uuid4().hex[:16]
     try:
         settings = validate_configuration(_resolve_conf_dir(args.conf_dir), args.env, args.conf)
     except ConfigError as exc:
-        configure_logging(job, run_id)
+        configure_logging(job, run_id, console=args.log_format)
         log.error("config_error", extra={"fields": {"error": str(exc)}})
         _tell_user(f"featurelake {job}: configuration error: {exc}")
         return JobOutcome(2, {"status": "failed", "error": str(exc)}, exc)
-    configure_logging(job, run_id, settings.logging.level, settings.logging.format)
+    log_options: dict[str, Any] = {
+        "level": settings.logging.level,
+        "fmt": settings.logging.format,
+        "log_dir": log_dir(settings),
+        "console": args.log_format,
+        "verbose": args.verbose,
+    }
+    log_file = configure_logging(job, run_id, **log_options)
     started = time.monotonic()
     status, code, error = "succeeded", 0, None
     caught: BaseException | None = None
     ctx = None
     try:
         session = spark or build_spark_session(f"featurelake-{job}", settings.spark, settings.delta)
+        if args.verbose:
+            session.sparkContext.setLogLevel("WARN")
         tables = DeltaTables.for_settings(session, settings.delta, Lineage(job=job, run_id=run_id))
-        ctx = JobContext(job=job, run_id=run_id, settings=settings, spark=session, tables=tables)
+        ctx = JobContext(
+            job=job,
+            run_id=run_id,
+            settings=settings,
+            spark=session,
+            tables=tables,
+            logging=log_options,
+            nested=nested,
+        )
         log.info(
             "job_started",
             extra={
@@ -173,7 +221,11 @@ def execute_job(
                 }
             },
         )
-        body(ctx, args)
+        if nested:
+            body(ctx, args)
+        else:
+            with SparkProgress(session, job):
+                body(ctx, args)
     except FeaturelakeError as exc:
         status, code, error, caught = "failed", exc.exit_code, f"{type(exc).__name__}: {exc}", exc
         _tell_user(f"featurelake {job}: {error}")
@@ -185,11 +237,28 @@ def execute_job(
         "status": status,
         "duration_s": round(time.monotonic() - started, 3),
         "rows_read": ctx.tables.rows_read if ctx else {},
-        "rows_written": ctx.tables.rows_written if ctx else {},
+        "rows_written": {**ctx.tables.rows_written, **ctx.outputs} if ctx else {},
     }
     if ctx:
         fields.update(ctx.summary)
     if error:
         fields["error"] = error
     log.log(logging.INFO if code == 0 else logging.ERROR, "run_summary", extra={"fields": fields})
+    if code == 0 and not nested and args.log_format == "human":
+        written = rows_per_second(fields["rows_written"], fields["duration_s"])
+        where = f"; log: {log_file}" if log_file else ""
+        _tell_user(
+            f"featurelake {job}: done in {fields['duration_s']:.1f}s"
+            + (f", wrote {written}" if written else "")
+            + where
+        )
     return JobOutcome(code, fields, caught)
+
+
+def log_dir(settings: Settings) -> str | None:
+    """The job logs' folder under a local lakehouse root; None for an object-store root."""
+    root = settings.lakehouse.root
+    if "://" in root and not root.startswith("file:"):
+        return None
+    base = root.removeprefix("file:")
+    return os.path.join(base, settings.logging.dir)

@@ -103,6 +103,8 @@ def build_spark_session(
         # decode() knows only the Unicode charsets and ISO-8859-1 unless Java's are allowed: a
         # source's fallback_encoding may be windows-1252.
         "spark.sql.legacy.javaCharsets": "true",
+        # featurelake draws its own progress line (featurelake.core.console), on a terminal only
+        "spark.ui.showConsoleProgress": "false",
         # delta-spark rebuilds a table's state from its log in a stage of this many tasks
         # (default 50) for every snapshot it loads, and lists a table's folders for VACUUM
         # with up to this many tasks (default 10,000): on small tables and few cores that

@@ -52,7 +52,10 @@ class TableBackend(Protocol):
         """Write and commit in one; on a conflict nothing of the write is left behind."""
 
     def replace_rows(
-        self, rows: ArrowRows, path: str, where: Mapping[str, Sequence[Any]],
+        self,
+        rows: ArrowRows,
+        path: str,
+        where: Mapping[str, Sequence[Any]],
         metadata: Mapping[str, str],
     ) -> WriteResult:
         """Replace the rows matching ``where`` (column IN values, AND-ed) by ``rows`` at once."""

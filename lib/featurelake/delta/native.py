@@ -416,7 +416,10 @@ class NativeBackend:
         return None
 
     def replace_rows(
-        self, rows: ArrowRows, path: str, where: Mapping[str, Sequence[Any]],
+        self,
+        rows: ArrowRows,
+        path: str,
+        where: Mapping[str, Sequence[Any]],
         metadata: Mapping[str, str],
     ) -> WriteResult:
         if not self.exists(path):
@@ -426,10 +429,10 @@ class NativeBackend:
             for column, values in where.items()
         )
         df = self._checked(WriteRequest(rows, path, "append"))
-        result = self._save(df, WriteRequest(rows, path, "overwrite", metadata=metadata),
-                            replace_where=condition)
-        return WriteResult(path, result.version, result.rows_written, result.files_added,
-                           "replace")
+        result = self._save(
+            df, WriteRequest(rows, path, "overwrite", metadata=metadata), replace_where=condition
+        )
+        return WriteResult(path, result.version, result.rows_written, result.files_added, "replace")
 
     def upsert(
         self,

@@ -278,7 +278,10 @@ class RsBackend:
         return adds, staging
 
     def replace_rows(
-        self, rows: ArrowRows, path: str, where: Mapping[str, Sequence[Any]],
+        self,
+        rows: ArrowRows,
+        path: str,
+        where: Mapping[str, Sequence[Any]],
         metadata: Mapping[str, str],
     ) -> WriteResult:
         from deltalake import DeltaTable, write_deltalake
@@ -297,7 +300,10 @@ class RsBackend:
         )
         try:
             write_deltalake(
-                root, table, mode="overwrite", predicate=predicate,
+                root,
+                table,
+                mode="overwrite",
+                predicate=predicate,
                 commit_properties=CommitProperties(custom_metadata=dict(metadata)),
             )
         except CommitFailedError as exc:

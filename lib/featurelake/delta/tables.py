@@ -370,8 +370,10 @@ class DeltaTables:
         for column, values in where.items():
             outside = [v for v in table.column(column).to_pylist() if v not in values]
             if outside:
-                raise ValueError(f"{path}: rows to write hold {column}={outside[0]!r}, outside "
-                                 f"the rows they replace ({column} in {list(values)})")
+                raise ValueError(
+                    f"{path}: rows to write hold {column}={outside[0]!r}, outside "
+                    f"the rows they replace ({column} in {list(values)})"
+                )
         meta = self.lineage.commit_metadata(metadata)
         return self._committed(
             self._backend.replace_rows(ArrowRows(table, struct), path, where, meta)

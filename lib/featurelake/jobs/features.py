@@ -51,7 +51,8 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
             "registry_version": result.registry_version,
         }
         ctx.summary.update(outcome)
-        _emit(outcome)
+        if not ctx.nested:  # in a pipeline the stage's line reports it
+            _emit(outcome)
     elif args.action == "list":
         entries = store.list()
         for entry in entries:

@@ -102,7 +102,7 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
         run_id=ctx.run_id,
     )
     # Stages configure logging for themselves; take it back for the pipeline's own lines.
-    configure_logging(ctx.job, ctx.run_id, ctx.settings.logging.level, ctx.settings.logging.format)
+    configure_logging(ctx.job, ctx.run_id, **ctx.logging)
     root = Path(ctx.settings.lakehouse.root).resolve()
     locations = {
         "tables": f"{root}/<layer>/<table>  (bronze, silver, gold, features, predictions, ops)",

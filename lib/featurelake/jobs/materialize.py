@@ -77,6 +77,8 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
         store.close()
     ctx.summary["online_store"] = repr(store)
     ctx.summary["views"] = {r.view: r.as_dict() for r in results}
+    for result in results:
+        ctx.outputs[f"online store/{result.view}"] = result.entities_written
 
 
 def run_materialize(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -> int:

@@ -26,7 +26,7 @@ import uvicorn
 
 from featurelake.core.config import ConfigError, load_settings
 from featurelake.core.logs import configure_logging
-from featurelake.core.runner import parse_job_args
+from featurelake.core.runner import log_dir, parse_job_args
 from featurelake.feature_store.online import load_serving_config
 from featurelake.feature_store.server import build_app
 
@@ -52,7 +52,15 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(conf_dir, args.env, args.conf)
         serving = load_serving_config(settings)
-        configure_logging("serve", run_id, settings.logging.level, settings.logging.format)
+        log_file = configure_logging(
+            "serve",
+            run_id,
+            settings.logging.level,
+            settings.logging.format,
+            log_dir=log_dir(settings),
+            console=args.log_format,
+            verbose=args.verbose,
+        )
         host = args.host or serving.server.host
         port = serving.server.port if args.port is None else args.port
         workers = args.workers or serving.server.workers
@@ -66,7 +74,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         else:
             target = build_app(settings)
     except (ConfigError, ValueError) as exc:
-        configure_logging("serve", run_id)
+        configure_logging("serve", run_id, console=args.log_format)
         print(f"featurelake serve: configuration error: {exc}", file=sys.stderr)
         return 2
     log.info(
@@ -81,6 +89,13 @@ def run(argv: Sequence[str] | None = None) -> int:
             }
         },
     )
+    if args.log_format == "human":
+        sys.stderr.write(
+            f"featurelake serve: serving on http://{host}:{port} ({workers} worker(s), "
+            f"{serving.online_store.type} store)"
+            + (f"; log: {log_file}" if log_file else "")
+            + "; stop with Ctrl-C\n"
+        )
     # The audit log records every request; uvicorn's access log would only duplicate it.
     uvicorn.run(
         target,
