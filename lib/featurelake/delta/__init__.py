@@ -29,7 +29,7 @@ from featurelake.delta.model import (
     StagedWrite,
     WriteResult,
 )
-from featurelake.delta.native import native_delta_available
+from featurelake.delta.native_support import native_delta_available
 from featurelake.delta.tables import DeltaTables
 
 __all__ = [

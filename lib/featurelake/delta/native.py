@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,58 +23,29 @@ from pyspark.sql import types as T
 from featurelake.delta.errors import (
     AlreadyCommittedError,
     ConcurrentWriteError,
-    ConstraintViolationError,
     SchemaMismatchError,
-    TableIOError,
     TableNotFoundError,
 )
 from featurelake.delta.model import (
-    AppTransaction,
     ArrowRows,
     ColumnStats,
     StagedWrite,
     WriteRequest,
     WriteResult,
 )
+from featurelake.delta.native_support import (
+    SESSION_METADATA_LOCK,
+    conflicts,
+    first_line,
+    jvm,
+    native_delta_available,
+    sql_literal,
+    sql_path,
+    tokens,
+)
 from featurelake.delta.schema import nullable, resolve_schema
 
 __all__ = ["NativeBackend", "native_delta_available"]
-
-# Conflicts delta-spark reports (io.delta.exceptions.*, error classes DELTA_CONCURRENT_*...):
-# a concurrent commit won.
-_CONFLICTS = (
-    "ConcurrentAppendException",
-    "ConcurrentDeleteReadException",
-    "ConcurrentDeleteDeleteException",
-    "ConcurrentTransactionException",
-    "ConcurrentWriteException",
-    "MetadataChangedException",
-    "ProtocolChangedException",
-    "DELTA_CONCURRENT_",
-    "DELTA_METADATA_CHANGED",
-    "DELTA_PROTOCOL_CHANGED",
-)
-# MERGE takes its commit metadata from a session setting: one MERGE at a time sets it.
-_SESSION_METADATA_LOCK = threading.Lock()
-
-
-def _jvm(spark: SparkSession) -> Any:
-    """The session's JVM view (delta-spark's log and snapshots have no Python API)."""
-    jvm = spark.sparkContext._jvm  # noqa: SLF001
-    assert jvm is not None, "the Spark session is stopped"
-    return jvm
-
-
-def native_delta_available(spark: SparkSession) -> bool:
-    """True when delta-spark's JVM classes are loaded in this session."""
-    try:
-        jvm = _jvm(spark)  # the only way to probe the classpath
-        jvm.java.lang.Class.forName(
-            "io.delta.tables.DeltaTable", False, jvm.Thread.currentThread().getContextClassLoader()
-        )
-        return True
-    except Exception:  # noqa: BLE001 - any failure means the classes are not usable
-        return False
 
 
 class NativeBackend:
@@ -105,12 +75,12 @@ class NativeBackend:
 
     def _snapshot(self, path: str) -> Any:
         """The JVM snapshot of the table's latest version (delta-spark has no Python API)."""
-        jvm = _jvm(self.spark)
-        delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(
+        view = jvm(self.spark)
+        delta_log = view.org.apache.spark.sql.delta.DeltaLog.forTable(
             self.spark._jsparkSession,
             path,  # noqa: SLF001
         )
-        return delta_log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty())
+        return delta_log.update(False, view.scala.Option.empty(), view.scala.Option.empty())
 
     # ----------------------------------------------------------------------------------------
     # Reads
@@ -156,9 +126,7 @@ class NativeBackend:
             df = self.spark.read.format("delta").option("versionAsOf", version).load(path)
             df.schema  # noqa: B018 - resolves the version now: a missing one fails here
         except Exception as exc:  # noqa: BLE001 - AnalysisException for a vacuumed/absent version
-            raise TableNotFoundError(
-                f"{path}: no version at {version}: {_first_line(exc)}"
-            ) from exc
+            raise TableNotFoundError(f"{path}: no version at {version}: {first_line(exc)}") from exc
         # Counting rows needs a Spark job over the file statistics: done when asked
         # (row_count), not on every read.
         return df, version, -1
@@ -185,8 +153,8 @@ class NativeBackend:
 
     def _files(self, path: str, version: int | None) -> DataFrame:
         """The add actions of a version: path, size, partition values and stats (JSON)."""
-        jvm = _jvm(self.spark)
-        delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(
+        view = jvm(self.spark)
+        delta_log = view.org.apache.spark.sql.delta.DeltaLog.forTable(
             self.spark._jsparkSession,
             path,  # noqa: SLF001
         )
@@ -194,7 +162,7 @@ class NativeBackend:
             snapshot = self._snapshot(path)
         else:
             snapshot = delta_log.getSnapshotAt(
-                version, jvm.scala.Option.empty(), jvm.scala.Option.empty(), False
+                version, view.scala.Option.empty(), view.scala.Option.empty(), False
             )
         return DataFrame(snapshot.allFiles().toDF(), self.spark)
 
@@ -268,9 +236,9 @@ class NativeBackend:
     def partition_columns(self, path: str) -> list[str]:
         if not self.exists(path):
             raise TableNotFoundError(f"no Delta table at {path}")
-        jvm = _jvm(self.spark)
+        view = jvm(self.spark)
         columns = self._snapshot(path).metadata().partitionColumns()
-        return [str(c) for c in jvm.scala.jdk.javaapi.CollectionConverters.asJava(columns)]
+        return [str(c) for c in view.scala.jdk.javaapi.CollectionConverters.asJava(columns)]
 
     # ----------------------------------------------------------------------------------------
     # Writes
@@ -383,14 +351,14 @@ class NativeBackend:
             operation = "partition-overwrite"
         elif isinstance(request.replace_partitions, Mapping):
             condition = " AND ".join(
-                f"`{k}` <=> {_sql_literal(v)}" for k, v in request.replace_partitions.items()
+                f"`{k}` <=> {sql_literal(v)}" for k, v in request.replace_partitions.items()
             )
             writer = writer.option("replaceWhere", condition)
             operation = "partition-overwrite"
         if replace_where is not None:
             writer = writer.option("replaceWhere", replace_where)
             operation = "replace"
-        with _conflicts(path, txn):
+        with conflicts(path, txn):
             writer.save(path)
         commit = self._commit_of(path, write_id)
         if commit is None:
@@ -425,7 +393,7 @@ class NativeBackend:
         if not self.exists(path):
             return self.write(WriteRequest(rows, path, "append", metadata=metadata))
         condition = " AND ".join(
-            f"`{column}` IN ({', '.join(_sql_literal(v) for v in values)})"
+            f"`{column}` IN ({', '.join(sql_literal(v) for v in values)})"
             for column, values in where.items()
         )
         df = self._checked(WriteRequest(rows, path, "append"))
@@ -454,7 +422,7 @@ class NativeBackend:
         if schema_evolution:
             merge = merge.withSchemaEvolution()
         conf = self.spark.conf
-        with _SESSION_METADATA_LOCK, _conflicts(path, None):
+        with SESSION_METADATA_LOCK, conflicts(path, None):
             conf.set(
                 "spark.databricks.delta.commitInfo.userMetadata",
                 json.dumps({**metadata, "featurelake.write_id": write_id}),
@@ -477,7 +445,7 @@ class NativeBackend:
         if not self.exists(path):
             raise TableNotFoundError(f"no Delta table at {path}")
         latest = int(self._snapshot(path).version())
-        detail = self.spark.sql(f"DESCRIBE DETAIL delta.`{_sql_path(path)}`").first()
+        detail = self.spark.sql(f"DESCRIBE DETAIL delta.`{sql_path(path)}`").first()
         assert detail is not None
         if (
             start_version > latest
@@ -502,7 +470,7 @@ class NativeBackend:
     ) -> dict[str, list[str]] | None:
         if not self.exists(path):
             raise TableNotFoundError(f"no Delta table at {path}")
-        detail = self.spark.sql(f"DESCRIBE DETAIL delta.`{_sql_path(path)}`").first()
+        detail = self.spark.sql(f"DESCRIBE DETAIL delta.`{sql_path(path)}`").first()
         assert detail is not None  # DESCRIBE DETAIL has one row
         prefix = "delta.constraints."
         current = {
@@ -512,10 +480,10 @@ class NativeBackend:
         }
         wanted = {name.lower(): expr for name, expr in wanted.items()}
         # delta-spark keeps an expression as its tokens joined by spaces: compare without them
-        same = {n for n, e in wanted.items() if _tokens(current.get(n, "")) == _tokens(e)}
+        same = {n for n, e in wanted.items() if tokens(current.get(n, "")) == tokens(e)}
         dropped = [n for n in current if n not in same]
         added = [] if drop_only else [n for n in wanted if n not in same]
-        table = f"delta.`{_sql_path(path)}`"
+        table = f"delta.`{sql_path(path)}`"
         for name in dropped:
             self.spark.sql(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS `{name}`")
         for name in added:
@@ -537,11 +505,11 @@ class NativeBackend:
         conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
         try:
             listed = self.spark.sql(
-                f"VACUUM delta.`{_sql_path(path)}` RETAIN {int(retention_hours)} HOURS DRY RUN"
+                f"VACUUM delta.`{sql_path(path)}` RETAIN {int(retention_hours)} HOURS DRY RUN"
             ).collect()
             files = [row[0] for row in listed]
             if not dry_run and files:
-                with _SESSION_METADATA_LOCK:
+                with SESSION_METADATA_LOCK:
                     conf.set(
                         "spark.databricks.delta.commitInfo.userMetadata", json.dumps(dict(metadata))
                     )
@@ -563,7 +531,7 @@ class NativeBackend:
         if not self.exists(path):
             raise TableNotFoundError(f"no Delta table at {path}")
         conf = self.spark.conf
-        with _SESSION_METADATA_LOCK:
+        with SESSION_METADATA_LOCK:
             conf.set(
                 "spark.databricks.delta.optimize.maxFileSize", str(target_size_mb * 1024 * 1024)
             )
@@ -584,72 +552,3 @@ class NativeBackend:
             "numFilesRemoved": metrics.get("numFilesRemoved", 0),
             **metrics,
         }
-
-
-@contextlib.contextmanager
-def _conflicts(path: str, txn: AppTransaction | None) -> Iterator[None]:
-    """Turn delta-spark's exceptions into the table layer's errors."""
-    try:
-        yield
-    except Exception as exc:  # noqa: BLE001 - py4j and pyspark wrap the JVM exception
-        text = f"{type(exc).__name__}: {exc}"
-        concurrent_claim = "ConcurrentTransactionException" in text or (
-            "DELTA_CONCURRENT_TRANSACTION" in text
-        )
-        if concurrent_claim and txn is not None:
-            raise AlreadyCommittedError(
-                f"{path}: a concurrent writer claimed {txn.app_id} first; nothing of this "
-                "write was committed"
-            ) from exc
-        if any(name in text for name in _CONFLICTS):
-            raise ConcurrentWriteError(
-                f"{path}: a concurrent commit conflicted with this write; nothing was "
-                f"committed (retry the job): {_first_line(exc)}"
-            ) from exc
-        if "DELTA_VIOLATE_CONSTRAINT" in text or "CHECK constraint" in text:
-            raise ConstraintViolationError(
-                f"{path}: rows break a CHECK constraint of the table; nothing was committed: "
-                f"{_first_line(exc)}"
-            ) from exc
-        if "replaceWhere" in text or "does not conform to partial table overwrite" in text:
-            raise ValueError(
-                f"{path}: rows outside the partition being replaced: {_first_line(exc)}"
-            ) from exc
-        if "DELTA_FAILED_TO_MERGE_FIELDS" in text or "schema mismatch" in text.lower():
-            raise SchemaMismatchError(f"cannot write to {path}: {_first_line(exc)}") from exc
-        raise
-
-
-def _tokens(expression: str) -> str:
-    return "".join(expression.split())
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[0][:400] if lines else type(exc).__name__
-
-
-def _sql_path(path: str) -> str:
-    return path.replace("`", "``")
-
-
-def _sql_literal(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, datetime):
-        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def not_available(reason: str) -> TableIOError:
-    """The error for ``backend: native`` without delta-spark on the classpath."""
-    return TableIOError(
-        f"delta.backend is 'native' but delta-spark's classes are not on the classpath "
-        f"({reason}); start through ./spark-submit.sh or build_spark_session (they fetch the "
-        "jar), or start Spark with --packages io.delta:delta-spark_<spark>_2.13:<version>, "
-        "or use 'auto'"
-    )

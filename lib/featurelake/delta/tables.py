@@ -35,7 +35,8 @@ from featurelake.delta.model import (
     WriteRequest,
     WriteResult,
 )
-from featurelake.delta.native import NativeBackend, native_delta_available, not_available
+from featurelake.delta.native import NativeBackend
+from featurelake.delta.native_support import native_delta_available, not_available
 from featurelake.delta.rs import RsBackend
 from featurelake.delta.schema import nullable, resolve_schema
 
