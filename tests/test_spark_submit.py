@@ -111,3 +111,50 @@ def test_venv_bootstrap_is_quick_when_up_to_date():
     started = time.monotonic()
     subprocess.run([str(ROOT / "bin" / "bootstrap-venv.sh")], check=True, cwd=ROOT)
     assert time.monotonic() - started < 2
+
+
+def _events(result: subprocess.CompletedProcess[str]) -> list[dict]:
+    return [
+        json.loads(line)
+        for line in (result.stdout + result.stderr).splitlines()
+        if line.startswith('{"time"')
+    ]
+
+
+def test_a_job_runs_on_native_delta_when_the_jar_is_cached(spark, tmp_path):
+    from featurelake.delta import native_delta_available
+
+    if not native_delta_available(spark):
+        pytest.skip("delta-spark's jar could not be fetched for this test session")
+    path = tmp_path / "silver" / "kv"
+    DeltaTables(spark).write(spark.createDataFrame([(1, "a")], "k long, v string"), str(path))
+    result = _run("tables", "history", "silver/kv", "--conf", f"lakehouse.root={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    started = next(e for e in _events(result) if e["event"] == "job_started")
+    assert started["fields"]["backend"] == "native"
+
+
+def test_without_registry_or_cache_a_job_falls_back_to_delta_rs_and_says_why(tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nothing listens on: the registry refuses at once
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    env = {
+        "FEATURELAKE_MAVEN_REPOSITORY": f"http://127.0.0.1:{closed}/maven2/",
+        "FEATURELAKE_JAR_CACHE": str(tmp_path / "empty-cache"),
+        "FEATURELAKE_LOG_FORMAT": "json",
+    }
+    (tmp_path / "silver").mkdir()
+    started = time.monotonic()
+    result = _run("tables", "history", "silver/absent", "--conf", f"lakehouse.root={tmp_path}",
+                  env=env)
+    elapsed = time.monotonic() - started
+    output = result.stdout + result.stderr
+    assert result.returncode == 2  # the table is absent: the job itself ran
+    reason = [line for line in output.splitlines() if "unavailable" in line]
+    assert len(reason) == 1 and "unreachable" in reason[0]
+    job_started = next(e for e in _events(result) if e["event"] == "job_started")
+    assert job_started["fields"]["backend"] == "delta-rs"
+    assert elapsed < 120  # a refused registry costs seconds, not a hang
