@@ -32,8 +32,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_redis_server(workdir: str | Path, start_timeout_s: float = 10.0, *,
-                         port: int | None = None, password: str | None = None) -> Iterator[str]:
+def running_redis_server(
+    workdir: str | Path,
+    start_timeout_s: float = 10.0,
+    *,
+    port: int | None = None,
+    password: str | None = None,
+) -> Iterator[str]:
     """Start redis-server (no persistence) and stop it on exit; yields its ``redis://`` URL.
 
     Args:
@@ -55,10 +60,26 @@ def running_redis_server(workdir: str | Path, start_timeout_s: float = 10.0, *,
     log_file = workdir / "redis.log"
     auth = ["--requirepass", password] if password else []
     process = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(workdir),
-         "--save", "", "--appendonly", "no", "--protected-mode", "yes",
-         "--logfile", str(log_file), *auth],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(workdir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--logfile",
+            str(log_file),
+            *auth,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + start_timeout_s
@@ -92,6 +113,8 @@ def redis_url() -> Iterator[str]:
     """A redis-server for this test module; skips when redis-server is not installed."""
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed; bin/ensure-redis.sh installs it (apt-get)")
-    with tempfile.TemporaryDirectory(prefix="featurelake-redis-") as workdir, \
-            running_redis_server(workdir) as url:
+    with (
+        tempfile.TemporaryDirectory(prefix="featurelake-redis-") as workdir,
+        running_redis_server(workdir) as url,
+    ):
         yield url

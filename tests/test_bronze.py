@@ -30,8 +30,12 @@ from featurelake.lakehouse.sources import ColumnSpec, ReaderOptions, SourceSpec
 from pyspark.sql import functions as F
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = SourceSpec(name="t", path="t/*.csv", format="csv",
-                  columns=(ColumnSpec(name="a"), ColumnSpec(name="b"), ColumnSpec(name="c")))
+SPEC = SourceSpec(
+    name="t",
+    path="t/*.csv",
+    format="csv",
+    columns=(ColumnSpec(name="a"), ColumnSpec(name="b"), ColumnSpec(name="c")),
+)
 OUT = "a string, b string, c string, _rescued_data string, _source_file string"
 
 
@@ -46,57 +50,71 @@ def _lines(spark, *values, source="/f.csv"):
 
 def test_clean_lines_split_into_columns_and_header_dropped(spark):
     out = _lines(spark, "a,b,c", "1,x,2", "3,,4").transform(
-        parse_csv_lines, spec=SPEC, header=("a", "b", "c"), header_line="a,b,c")
-    expected = spark.createDataFrame([("1", "x", "2", None, "/f.csv"),
-                                      ("3", None, "4", None, "/f.csv")], OUT)
+        parse_csv_lines, spec=SPEC, header=("a", "b", "c"), header_line="a,b,c"
+    )
+    expected = spark.createDataFrame(
+        [("1", "x", "2", None, "/f.csv"), ("3", None, "4", None, "/f.csv")], OUT
+    )
     assert_df_equality(out, expected, ignore_row_order=True)
 
 
 def test_quoted_commas_and_doubled_quotes_stay_in_one_field(spark):
     out = _lines(spark, '1,"AIRLINE LOUNGE,METAL SIGN",2', '3,"RECORD 7"" SIZE ",4').transform(
-        parse_csv_lines, spec=SPEC, header=("a", "b", "c"), header_line="a,b,c")
-    expected = spark.createDataFrame([("1", "AIRLINE LOUNGE,METAL SIGN", "2", None, "/f.csv"),
-                                      ("3", 'RECORD 7" SIZE ', "4", None, "/f.csv")], OUT)
+        parse_csv_lines, spec=SPEC, header=("a", "b", "c"), header_line="a,b,c"
+    )
+    expected = spark.createDataFrame(
+        [
+            ("1", "AIRLINE LOUNGE,METAL SIGN", "2", None, "/f.csv"),
+            ("3", 'RECORD 7" SIZE ', "4", None, "/f.csv"),
+        ],
+        OUT,
+    )
     assert_df_equality(out, expected, ignore_row_order=True)
 
 
 def test_line_with_missing_field_is_kept_with_its_raw_text(spark):
-    out = _lines(spark, "1,x").transform(parse_csv_lines, spec=SPEC, header=("a", "b", "c"),
-                                         header_line="a,b,c")
+    out = _lines(spark, "1,x").transform(
+        parse_csv_lines, spec=SPEC, header=("a", "b", "c"), header_line="a,b,c"
+    )
     expected = spark.createDataFrame([("1", "x", None, "1,x", "/f.csv")], OUT)
     assert_df_equality(out, expected)
 
 
 def test_line_with_extra_field_is_rescued(spark):
-    out = _lines(spark, "1,x,2,EXTRA").transform(parse_csv_lines, spec=SPEC,
-                                                 header=("a", "b", "c"), header_line="a,b,c")
+    out = _lines(spark, "1,x,2,EXTRA").transform(
+        parse_csv_lines, spec=SPEC, header=("a", "b", "c"), header_line="a,b,c"
+    )
     expected = spark.createDataFrame([("1", "x", "2", "1,x,2,EXTRA", "/f.csv")], OUT)
     assert_df_equality(out, expected)
 
 
 def test_unterminated_quote_is_rescued(spark):
-    out = _lines(spark, '1,"open,2').transform(parse_csv_lines, spec=SPEC,
-                                               header=("a", "b", "c"), header_line="a,b,c")
+    out = _lines(spark, '1,"open,2').transform(
+        parse_csv_lines, spec=SPEC, header=("a", "b", "c"), header_line="a,b,c"
+    )
     assert out.collect()[0]["_rescued_data"] == '1,"open,2'
 
 
 def test_undeclared_header_column_rescues_every_line_of_the_file(spark):
     out = _lines(spark, "a,b,z,c", "1,x,9,2").transform(
-        parse_csv_lines, spec=SPEC, header=("a", "b", "z", "c"), header_line="a,b,z,c")
+        parse_csv_lines, spec=SPEC, header=("a", "b", "z", "c"), header_line="a,b,z,c"
+    )
     expected = spark.createDataFrame([("1", "x", "2", "1,x,9,2", "/f.csv")], OUT)
     assert_df_equality(out, expected)
 
 
 def test_columns_are_matched_by_header_name_not_position(spark):
     out = _lines(spark, "c,a,b", "2,1,x").transform(
-        parse_csv_lines, spec=SPEC, header=("c", "a", "b"), header_line="c,a,b")
+        parse_csv_lines, spec=SPEC, header=("c", "a", "b"), header_line="c,a,b"
+    )
     expected = spark.createDataFrame([("1", "x", "2", None, "/f.csv")], OUT)
     assert_df_equality(out, expected)
 
 
 def test_blank_lines_are_not_rows_and_headerless_files_are_positional(spark):
-    out = _lines(spark, "1,x,2", "").transform(parse_csv_lines, spec=SPEC, header=None,
-                                               header_line=None)
+    out = _lines(spark, "1,x,2", "").transform(
+        parse_csv_lines, spec=SPEC, header=None, header_line=None
+    )
     expected = spark.createDataFrame([("1", "x", "2", None, "/f.csv")], OUT)
     assert_df_equality(out, expected)
 
@@ -107,14 +125,18 @@ def test_csv_header_parsing_drops_bom_and_quotes():
 
 def test_json_lines_keep_bad_lines_and_undeclared_keys(spark):
     spec = SPEC.model_copy(update={"format": "json"})
-    out = _lines(spark, '{"a": 1, "b": "x", "c": null}', '{"a": 2, "zz": 1}', '{"a":',
-                 "[1]").transform(parse_json_lines, spec=spec)
-    expected = spark.createDataFrame([
-        ("1", "x", None, None, "/f.csv"),
-        ("2", None, None, '{"a": 2, "zz": 1}', "/f.csv"),
-        (None, None, None, '{"a":', "/f.csv"),
-        (None, None, None, "[1]", "/f.csv"),
-    ], OUT)
+    out = _lines(
+        spark, '{"a": 1, "b": "x", "c": null}', '{"a": 2, "zz": 1}', '{"a":', "[1]"
+    ).transform(parse_json_lines, spec=spec)
+    expected = spark.createDataFrame(
+        [
+            ("1", "x", None, None, "/f.csv"),
+            ("2", None, None, '{"a": 2, "zz": 1}', "/f.csv"),
+            (None, None, None, '{"a":', "/f.csv"),
+            (None, None, None, "[1]", "/f.csv"),
+        ],
+        OUT,
+    )
     assert_df_equality(out, expected, ignore_row_order=True)
 
 
@@ -123,32 +145,41 @@ def test_a_quote_out_of_place_is_rescued_even_with_the_right_number_of_fields(sp
     # quote runs to the end of the line, text after a closing quote is kept or dropped
     # (found by tests/test_fuzz_bronze.py).
     bad = ['1,2,"abc', '"a"b,2,3', '1,2,"3"x', '"1" ,2,3']
-    out = _lines(spark, *bad).transform(parse_csv_lines, spec=SPEC, header=("a", "b", "c"),
-                                        header_line="a,b,c")
+    out = _lines(spark, *bad).transform(
+        parse_csv_lines, spec=SPEC, header=("a", "b", "c"), header_line="a,b,c"
+    )
     assert sorted(r["_rescued_data"] for r in out.collect()) == sorted(bad)
 
 
 def test_well_quoted_fields_and_quotes_inside_unquoted_ones_are_not_rescued(spark):
     out = _lines(spark, '1,"a,b",3', '"""",2,""', 'a"b,2,3', ' "1",2,3').transform(
-        parse_csv_lines, spec=SPEC, header=("a", "b", "c"), header_line="a,b,c")
-    expected = spark.createDataFrame([("1", "a,b", "3", None, "/f.csv"),
-                                      ('"', "2", None, None, "/f.csv"),  # "" is null
-                                      ('a"b', "2", "3", None, "/f.csv"),
-                                      (' "1"', "2", "3", None, "/f.csv")], OUT)
+        parse_csv_lines, spec=SPEC, header=("a", "b", "c"), header_line="a,b,c"
+    )
+    expected = spark.createDataFrame(
+        [
+            ("1", "a,b", "3", None, "/f.csv"),
+            ('"', "2", None, None, "/f.csv"),  # "" is null
+            ('a"b', "2", "3", None, "/f.csv"),
+            (' "1"', "2", "3", None, "/f.csv"),
+        ],
+        OUT,
+    )
     assert_df_equality(out, expected, ignore_row_order=True)
 
 
 def test_a_csv_line_holding_nul_is_rescued(spark):
     # Spark's CSV parser takes NUL for an escape character: '"\x00"""' was read as '"'.
-    out = _lines(spark, '1,"\x00""",3').transform(parse_csv_lines, spec=SPEC,
-                                                   header=("a", "b", "c"), header_line="a,b,c")
+    out = _lines(spark, '1,"\x00""",3').transform(
+        parse_csv_lines, spec=SPEC, header=("a", "b", "c"), header_line="a,b,c"
+    )
     assert [r["_rescued_data"] for r in out.collect()] == ['1,"\x00""",3']
 
 
 def test_a_quote_check_on_a_very_long_line_does_not_overflow(spark):
     long_field = '"' + 'ab""' * 200_000 + '"'
     out = _lines(spark, f"1,{long_field},3", f"1,{long_field}x,3").transform(
-        parse_csv_lines, spec=SPEC, header=("a", "b", "c"), header_line="a,b,c")
+        parse_csv_lines, spec=SPEC, header=("a", "b", "c"), header_line="a,b,c"
+    )
     assert sorted(r["_rescued_data"] is None for r in out.collect()) == [False, True]
 
 
@@ -170,7 +201,7 @@ def test_json_line_with_half_a_surrogate_pair_is_rescued(spark):
     good = ['{"a": "\\ud83d\\ude00"}', '{"a": "\\\\ud800"}']
     out = _lines(spark, *bad, *good).transform(parse_json_lines, spec=spec)
     rows = {r["_rescued_data"] or r["a"] for r in out.collect()}
-    assert rows == {*bad, "\U0001F600", "\\ud800"}
+    assert rows == {*bad, "\U0001f600", "\\ud800"}
 
 
 def test_single_quoted_json_is_rescued(spark):
@@ -180,18 +211,31 @@ def test_single_quoted_json_is_rescued(spark):
 
 
 def test_source_file_from_uri_decodes_spark_file_uris(spark):
-    uris = ["file:/tmp/a%20b/c+d%25.csv", "file:///x/y.csv", "file:/p/a+b.csv",
-            "file://host/share/f.csv", "s3a://bucket/k%20ey.csv", "file:relative.csv"]
+    uris = [
+        "file:/tmp/a%20b/c+d%25.csv",
+        "file:///x/y.csv",
+        "file:/p/a+b.csv",
+        "file://host/share/f.csv",
+        "s3a://bucket/k%20ey.csv",
+        "file:relative.csv",
+    ]
     df = spark.createDataFrame([(u,) for u in uris], "u string")
     got = [r[0] for r in df.select(source_file_from_uri("u")).collect()]
-    assert got == ["/tmp/a b/c+d%.csv", "/x/y.csv", "/p/a+b.csv", "//host/share/f.csv",
-                   "s3a://bucket/k ey.csv", "file:relative.csv"]
+    assert got == [
+        "/tmp/a b/c+d%.csv",
+        "/x/y.csv",
+        "/p/a+b.csv",
+        "//host/share/f.csv",
+        "s3a://bucket/k ey.csv",
+        "file:relative.csv",
+    ]
 
 
 def test_header_and_blank_lines_with_a_byte_order_mark_are_not_rows(spark):
     # The header's BOM is dropped before the comparison; a line holding only a BOM is blank.
     out = _lines(spark, "\ufeffa,b,c", "\ufeff", "1,x,2").transform(
-        parse_csv_lines, spec=SPEC, header=("a", "b", "c"), header_line="\ufeffa,b,c")
+        parse_csv_lines, spec=SPEC, header=("a", "b", "c"), header_line="\ufeffa,b,c"
+    )
     expected = spark.createDataFrame([("1", "x", "2", None, "/f.csv")], OUT)
     assert_df_equality(out, expected)
 
@@ -201,7 +245,8 @@ def test_with_lineage_gives_the_bronze_contract_schema(spark):
     df = spark.createDataFrame([("1", "x", "2", None, "/f.csv")], OUT)
     out = df.transform(with_lineage, spec=SPEC, batch_id="b1", ingested_at=at)
     assert [(f.name, f.dataType) for f in out.schema] == [
-        (f.name, f.dataType) for f in bronze_schema(SPEC)]
+        (f.name, f.dataType) for f in bronze_schema(SPEC)
+    ]
     row = out.select("_batch_id", F.date_format("_ingested_at", "yyyy-MM-dd HH:mm:ss")).first()
     assert tuple(row) == ("b1", "2024-01-02 03:04:05")
 
@@ -220,11 +265,14 @@ def test_read_source_rows_parses_a_csv_glob_without_lineage(spark, tmp_path):
     (tmp_path / "_x3.csv").write_text("a,b,c\n7,7,7\n", encoding="utf-8")  # writer's temp file
     (tmp_path / "y.csv").write_text("a,b,c\n8,8,8\n", encoding="utf-8")  # not matched
     out = read_source_rows(spark, SPEC, str(tmp_path / "x*.csv"))
-    expected = spark.createDataFrame([
-        ("1", "p,q", "2", None, str(good)),
-        ("3", "y", None, "3,y", str(good)),
-        ("5", "z", "6", None, str(other)),
-    ], OUT)
+    expected = spark.createDataFrame(
+        [
+            ("1", "p,q", "2", None, str(good)),
+            ("3", "y", None, "3,y", str(good)),
+            ("5", "z", "6", None, str(other)),
+        ],
+        OUT,
+    )
     assert_df_equality(out, expected, ignore_row_order=True)
 
 
@@ -233,8 +281,9 @@ def test_read_source_rows_reads_json_lines_from_a_folder(spark, tmp_path):
     path = tmp_path / "p.json"
     path.write_text('{"a": "1", "c": "2"}\n{"a": \n', encoding="utf-8")
     out = read_source_rows(spark, spec, str(tmp_path))
-    expected = spark.createDataFrame([("1", None, "2", None, str(path)),
-                                      (None, None, None, '{"a": ', str(path))], OUT)
+    expected = spark.createDataFrame(
+        [("1", None, "2", None, str(path)), (None, None, None, '{"a": ', str(path))], OUT
+    )
     assert_df_equality(out, expected, ignore_row_order=True)
 
 
@@ -252,8 +301,14 @@ T1 = datetime(2024, 1, 2, tzinfo=timezone.utc)
 
 
 def _ledger(path="/l/a.csv", size=10, sha="old", at=T0):
-    return {"path": path, "size": size, "modified_at": at, "sha256": sha, "batch_id": "b0",
-            "ingested_at": at}
+    return {
+        "path": path,
+        "size": size,
+        "modified_at": at,
+        "sha256": sha,
+        "batch_id": "b0",
+        "ingested_at": at,
+    }
 
 
 def test_plan_new_file_is_ingested_with_checksum():
@@ -313,10 +368,12 @@ def _load_job():
 JOB = _load_job()
 INGEST = importlib.import_module("featurelake.lakehouse.bronze.ingest")
 RETAIL_HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
-FILE_1 = [RETAIL_HEADER,
-          '536365,85123A,"HEART T-LIGHT, WHITE",6,2010-12-01 08:26:00,2.55,17850,United Kingdom',
-          "536366,71053,LANTERN,6,2010-12-01 08:28:00,3.39,,United Kingdom",
-          "536367,71053,LANTERN,6,2010-12-01 08:28:00"]
+FILE_1 = [
+    RETAIL_HEADER,
+    '536365,85123A,"HEART T-LIGHT, WHITE",6,2010-12-01 08:26:00,2.55,17850,United Kingdom',
+    "536366,71053,LANTERN,6,2010-12-01 08:28:00,3.39,,United Kingdom",
+    "536367,71053,LANTERN,6,2010-12-01 08:28:00",
+]
 FILE_2 = [RETAIL_HEADER, "C536368,22633,HAND WARMER,-2,2010-12-01 08:34:00,1.85,17850,France"]
 
 
@@ -333,26 +390,37 @@ def _conf(tmp_path: Path, policy: str) -> Path:
     conf = tmp_path / "conf"
     shutil.copytree(ROOT / "conf", conf)
     source = conf / "sources" / "online_retail.yaml"
-    source.write_text(source.read_text().replace("on_changed_file: reingest",
-                                                 f"on_changed_file: {policy}"))
+    source.write_text(
+        source.read_text().replace("on_changed_file: reingest", f"on_changed_file: {policy}")
+    )
     return conf
 
 
 def _run(spark, tmp_path: Path, conf: Path, *extra: str) -> int:
-    argv = ["--conf-dir", str(conf), "--conf", f"lakehouse.root={tmp_path / 'lake'}",
-            "--conf", f"lakehouse.landing={tmp_path / 'landing'}", "--source", "online_retail",
-            *extra]
+    argv = [
+        "--conf-dir",
+        str(conf),
+        "--conf",
+        f"lakehouse.root={tmp_path / 'lake'}",
+        "--conf",
+        f"lakehouse.landing={tmp_path / 'landing'}",
+        "--source",
+        "online_retail",
+        *extra,
+    ]
     return run_job("bronze", JOB.main, argv=argv, add_arguments=JOB.add_arguments, spark=spark)
 
 
 def _bronze(spark, tmp_path):
-    return DeltaTables(spark).read(str(tmp_path / "lake" / "bronze" / "online_retail"),
-                                   record=False)
+    return DeltaTables(spark).read(
+        str(tmp_path / "lake" / "bronze" / "online_retail"), record=False
+    )
 
 
 def _ledger_table(spark, tmp_path):
-    return DeltaTables(spark).read(str(tmp_path / "lake" / "bronze" / "_ingested_files"),
-                                   record=False)
+    return DeltaTables(spark).read(
+        str(tmp_path / "lake" / "bronze" / "_ingested_files"), record=False
+    )
 
 
 def test_job_ingests_every_line_with_lineage_in_one_commit(spark, tmp_path):
@@ -370,12 +438,15 @@ def test_job_ingests_every_line_with_lineage_in_one_commit(spark, tmp_path):
     assert DeltaTables(spark).version(str(tmp_path / "lake" / "bronze" / "online_retail")) == 0
     ledger = {r["path"]: r for r in _ledger_table(spark, tmp_path).collect()}
     assert {p: (r["rows"], r["status"]) for p, r in ledger.items()} == {
-        str(one): (3, "ingested"), str(two): (1, "ingested")}
+        str(one): (3, "ingested"),
+        str(two): (1, "ingested"),
+    }
     assert ledger[str(one)]["size"] == os.path.getsize(one)
 
 
-def test_job_counts_rows_per_file_by_reading_back_a_batch_of_many_files(spark, tmp_path,
-                                                                        monkeypatch):
+def test_job_counts_rows_per_file_by_reading_back_a_batch_of_many_files(
+    spark, tmp_path, monkeypatch
+):
     # Past the observed-files limit the batch is read back and grouped: same ledger counts.
     monkeypatch.setattr(INGEST, "_OBSERVED_FILES_MAX", 1)
     one = _land(tmp_path / "landing", "a.csv.gz", FILE_1)
@@ -474,9 +545,11 @@ def test_real_online_retail_lands_every_row(spark, tmp_path, shared_data):
     conf = _conf(tmp_path, "reingest")
     assert _run(spark, tmp_path, conf) == 0
     bronze = _bronze(spark, tmp_path)
-    counts = bronze.agg(F.count(F.lit(1)).alias("rows"),
-                        F.count("_rescued_data").alias("rescued"),
-                        F.count("Description").alias("described")).first()
+    counts = bronze.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.count("_rescued_data").alias("rescued"),
+        F.count("Description").alias("described"),
+    ).first()
     # 541,909 data lines, every one with 8 fields (checked with Python's csv module).
     assert (counts["rows"], counts["rescued"]) == (541_909, 0)
     assert bronze.where(F.col("Description") == "AIRLINE LOUNGE,METAL SIGN").count() > 0
@@ -509,8 +582,10 @@ def test_bronze_rows_equal_csv_module_parse(spark, tmp_path):
 
     _land(tmp_path / "landing", "a.csv.gz", FILE_1[:3] + FILE_2[1:])
     assert _run(spark, tmp_path, _conf(tmp_path, "reingest")) == 0
-    got = sorted(tuple(r[c] or "" for c in RETAIL_HEADER.split(","))
-                 for r in _bronze(spark, tmp_path).collect())
+    got = sorted(
+        tuple(r[c] or "" for c in RETAIL_HEADER.split(","))
+        for r in _bronze(spark, tmp_path).collect()
+    )
     expected = sorted(tuple(row) for row in csv.reader(FILE_1[1:3] + FILE_2[1:]))
     assert got == expected
 
@@ -520,8 +595,9 @@ def test_bronze_rows_equal_csv_module_parse(spark, tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-def test_a_run_that_planned_before_a_concurrent_commit_lands_nothing_twice(spark, tmp_path,
-                                                                          monkeypatch):
+def test_a_run_that_planned_before_a_concurrent_commit_lands_nothing_twice(
+    spark, tmp_path, monkeypatch
+):
     # Deterministic interleaving: run A plans b.csv.gz as new, then run B ingests it in full
     # before A writes. A's claim is then stale: its commit fails, it plans again and finds
     # nothing new. Without the claim A appended b.csv.gz a second time.
@@ -544,8 +620,9 @@ def test_a_run_that_planned_before_a_concurrent_commit_lands_nothing_twice(spark
     assert [f.path for f in interleaved[0].new] == [str(two)]  # A did plan to ingest it
     assert _bronze(spark, tmp_path).count() == 3 + 1
     paths = [r["path"] for r in _ledger_table(spark, tmp_path).collect()]
-    assert sorted(paths) == sorted([str(tmp_path / "landing" / "online_retail" / "a.csv.gz"),
-                                    str(two)])
+    assert sorted(paths) == sorted(
+        [str(tmp_path / "landing" / "online_retail" / "a.csv.gz"), str(two)]
+    )
 
 
 def test_concurrent_runs_in_threads_ingest_every_line_once(spark, tmp_path):
@@ -556,10 +633,10 @@ def test_concurrent_runs_in_threads_ingest_every_line_once(spark, tmp_path):
     assert _run(spark, tmp_path, conf) == 0
     for round_ in range(3):
         _land(tmp_path / "landing", f"n{round_}.csv.gz", FILE_2)
-        codes = []
+        codes: list[int] = []
         start = threading.Barrier(2, timeout=60)
 
-        def one_run() -> None:
+        def one_run(start: threading.Barrier = start, codes: list[int] = codes) -> None:
             start.wait()
             codes.append(_run(spark, tmp_path, conf))
 
@@ -586,8 +663,7 @@ def _gzip_bytes(lines: list[str]) -> bytes:
     return gzip.compress(("\n".join(lines) + "\n").encode())
 
 
-def test_unreadable_files_are_recorded_failed_and_the_good_ones_ingested(spark, tmp_path,
-                                                                         capsys):
+def test_unreadable_files_are_recorded_failed_and_the_good_ones_ingested(spark, tmp_path, capsys):
     conf = _conf(tmp_path, "reingest")
     good = _land(tmp_path / "landing", "a.csv.gz", FILE_1)
     whole = _gzip_bytes(FILE_2 * 50)
@@ -631,40 +707,53 @@ def test_unreadable_file_with_skip_policy_ends_the_run_well(spark, tmp_path):
 def test_a_line_that_is_not_utf8_is_rescued_whole(spark, tmp_path):
     # "Espa\xf1a" is Latin-1: as UTF-8 it would become "Espa\ufffda", a new country.
     conf = _conf(tmp_path, "reingest")
-    data = (RETAIL_HEADER + "\n"
-            "536365,85123A,HEART,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
-            "536366,71053,LANTERN,6,2010-12-01 08:28:00,3.39,17850,Espa").encode() \
-        + b"\xf1a\n"
+    data = (
+        RETAIL_HEADER + "\n"
+        "536365,85123A,HEART,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
+        "536366,71053,LANTERN,6,2010-12-01 08:28:00,3.39,17850,Espa"
+    ).encode() + b"\xf1a\n"
     _write_bytes(tmp_path / "landing", "a.csv.gz", gzip.compress(data))
     assert _run(spark, tmp_path, conf) == 0
     rows = {r["InvoiceNo"]: r for r in _bronze(spark, tmp_path).collect()}
     assert rows["536365"]["_rescued_data"] is None
     assert rows["536366"]["_rescued_data"] == (
-        "536366,71053,LANTERN,6,2010-12-01 08:28:00,3.39,17850,Espa\ufffda")
+        "536366,71053,LANTERN,6,2010-12-01 08:28:00,3.39,17850,Espa\ufffda"
+    )
 
 
 def test_a_byte_the_fallback_encoding_does_not_define_rescues_its_line(spark, tmp_path):
     # Windows-1252 leaves 0x81, 0x8D, 0x8F, 0x90 and 0x9D undefined: decoding one failed the
     # whole job (MALFORMED_CHARACTER_CODING); such a line is now rescued with U+FFFD
     # (found by tests/test_fuzz_bronze.py).
-    spec = SourceSpec(name="t", path="t/*.csv", format="csv",
-                      options=ReaderOptions(header=False, fallback_encoding="windows-1252"),
-                      columns=(ColumnSpec(name="a"), ColumnSpec(name="b"), ColumnSpec(name="c")))
+    spec = SourceSpec(
+        name="t",
+        path="t/*.csv",
+        format="csv",
+        options=ReaderOptions(header=False, fallback_encoding="windows-1252"),
+        columns=(ColumnSpec(name="a"), ColumnSpec(name="b"), ColumnSpec(name="c")),
+    )
     path = tmp_path / "f.csv"
     path.write_bytes(b"1,caf\xe9,2\n3,a\x81b,4\n5,\x9d,6\n")
     rows = sorted(read_source_rows(spark, spec, [str(path)]).collect(), key=lambda r: r["a"])
     assert [(r["b"], r["_rescued_data"]) for r in rows] == [
-        ("caf\u00e9", None), ("a\ufffdb", "3,a\ufffdb,4"), ("\ufffd", "5,\ufffd,6")]
+        ("caf\u00e9", None),
+        ("a\ufffdb", "3,a\ufffdb,4"),
+        ("\ufffd", "5,\ufffd,6"),
+    ]
 
 
 def test_a_declared_fallback_encoding_decodes_such_lines(spark, tmp_path):
     conf = _conf(tmp_path, "reingest")
     source = conf / "sources" / "online_retail.yaml"
-    source.write_text(source.read_text().replace(
-        "encoding: utf-8", "encoding: utf-8\n  fallback_encoding: windows-1252"))
-    data = (RETAIL_HEADER + "\n"
-            "536366,71053,LANTERN \u2013 caf\u00e9,6,2010-12-01 08:28:00,3.39,17850,France\n"
-            ).encode() + b"536367,71053,LANTERN \x96 caf\xe9,6,2010-12-01 08:28:00,3.39,17850,Espa\xf1a\n"
+    source.write_text(
+        source.read_text().replace(
+            "encoding: utf-8", "encoding: utf-8\n  fallback_encoding: windows-1252"
+        )
+    )
+    data = (
+        RETAIL_HEADER + "\n"
+        "536366,71053,LANTERN \u2013 caf\u00e9,6,2010-12-01 08:28:00,3.39,17850,France\n"
+    ).encode() + b"536367,71053,LANTERN \x96 caf\xe9,6,2010-12-01 08:28:00,3.39,17850,Espa\xf1a\n"
     _write_bytes(tmp_path / "landing", "a.csv.gz", gzip.compress(data))
     assert _run(spark, tmp_path, conf) == 0
     rows = {r["InvoiceNo"]: r for r in _bronze(spark, tmp_path).collect()}

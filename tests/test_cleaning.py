@@ -134,8 +134,17 @@ def test_parse_double_rejects_numbers_a_double_cannot_hold(spark):
     got = {
         r["v"]: r["x"]
         for r in spark.createDataFrame(
-            [("1e400",), ("-1e400",), ("1e-400",), ("1.7976931348623157e308",), ("-0",),
-             ("0e400",), ("0.000",), ("4.9e-324",), ("2e308",)],
+            [
+                ("1e400",),
+                ("-1e400",),
+                ("1e-400",),
+                ("1.7976931348623157e308",),
+                ("-0",),
+                ("0e400",),
+                ("0.000",),
+                ("4.9e-324",),
+                ("2e308",),
+            ],
             "v string",
         )
         .select("v", parse_double(F.col("v")).alias("x"))
@@ -172,14 +181,16 @@ def test_numbers_followed_by_a_line_end_are_not_numbers(spark):
     # Java's $ matches before a final line terminator and the casts drop it: "12\n" was 12
     # while "\n12" was null (found by tests/test_fuzz_cleaning.py).
     rows = spark.createDataFrame([("12\n",), ("12\r\n",), ("2.5\r",), ("1e5\n",)], "v string")
-    got = rows.select(parse_int(F.col("v")).alias("i"), parse_long(F.col("v")).alias("l"),
-                      parse_double(F.col("v")).alias("d")).collect()
+    got = rows.select(
+        parse_int(F.col("v")).alias("i"),
+        parse_long(F.col("v")).alias("l"),
+        parse_double(F.col("v")).alias("d"),
+    ).collect()
     assert [tuple(r) for r in got] == [(None, None, None)] * 4
 
 
 def test_strip_zero_decimal_leaves_a_value_with_a_line_end_as_it_is(spark):
-    _check(spark, [("17850.0\n", "17850.0\n"), ("17850.0", "17850")], "string",
-           strip_zero_decimal)
+    _check(spark, [("17850.0\n", "17850.0\n"), ("17850.0", "17850")], "string", strip_zero_decimal)
 
 
 def test_parse_boolean(spark):
@@ -216,8 +227,12 @@ def test_parse_date_rejects_impossible_dates(spark):
 def test_years_outside_1_to_9999_are_not_dates_or_timestamps(spark):
     # Spark reads yyyy as a proleptic year: year 0 is 1 BC, "-2010" is 2011 BC; no Python
     # datetime holds them (found by tests/test_fuzz_cleaning.py).
-    texts = ["0000-01-01 00:00:00", "-2010-12-01 08:26:00", "0001-01-01 00:00:00",
-             "9999-12-31 23:59:59"]
+    texts = [
+        "0000-01-01 00:00:00",
+        "-2010-12-01 08:26:00",
+        "0001-01-01 00:00:00",
+        "9999-12-31 23:59:59",
+    ]
     df = spark.createDataFrame([(t, t.rsplit(" ", 1)[0]) for t in texts], "ts string, d string")
     got = df.select(
         F.unix_micros(parse_timestamp(F.col("ts"), "yyyy-MM-dd HH:mm:ss")).alias("micros"),

@@ -20,32 +20,71 @@ def test_the_pipeline_runs_through_spark_submit_on_a_standalone_cluster(tmp_path
     lake = tmp_path / "lake"
     with standalone_cluster(tmp_path / "cluster", workers=2, cores=1, memory="1g") as master:
         result = subprocess.run(
-            [str(ROOT / "spark-submit.sh"), "full-pipeline", "--master", master,
-             "--env", "cluster", "--conf", f"lakehouse.root={lake}",
-             "--conf", "spark.shuffle_partitions=4",
-             "--conf", "synthetic.transactions=4000", "--conf", "synthetic.customers=200",
-             "--conf", "synthetic.credit_clients=1000", "--conf", "silver.pii_key_env=FL_TEST_KEY"],
-            cwd=ROOT, text=True, capture_output=True, timeout=1500,
+            [
+                str(ROOT / "spark-submit.sh"),
+                "full-pipeline",
+                "--master",
+                master,
+                "--env",
+                "cluster",
+                "--conf",
+                f"lakehouse.root={lake}",
+                "--conf",
+                "spark.shuffle_partitions=4",
+                "--conf",
+                "synthetic.transactions=4000",
+                "--conf",
+                "synthetic.customers=200",
+                "--conf",
+                "synthetic.credit_clients=1000",
+                "--conf",
+                "silver.pii_key_env=FL_TEST_KEY",
+            ],
+            cwd=ROOT,
+            text=True,
+            capture_output=True,
+            timeout=1500,
             env={**os.environ, "FL_TEST_KEY": "cluster-test-key"},
         )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
-    started = [json.loads(line) for line in output.splitlines()
-               if line.startswith("{") and '"job_started"' in line]
+    started = [
+        json.loads(line)
+        for line in output.splitlines()
+        if line.startswith("{") and '"job_started"' in line
+    ]
     assert started and all(e["fields"]["master"] == master for e in started)
     # the library and configuration were shipped to the executors
     assert (ROOT / "build" / "featurelake-lib.zip").is_file()
     # every stage, training and scoring included, ran on the cluster
-    for stage in ("generate-data", "bronze", "silver", "gold", "features-apply",
-                  "train-segmentation", "train-classifier", "promote", "score", "materialize"):
+    for stage in (
+        "generate-data",
+        "bronze",
+        "silver",
+        "gold",
+        "features-apply",
+        "train-segmentation",
+        "train-classifier",
+        "promote",
+        "score",
+        "materialize",
+    ):
         assert f"{stage:<22}succeeded" in result.stdout, stage
-    for table in ("bronze/online_retail", "silver/transactions", "gold/customer_features",
-                  "gold/credit_features", "features/_registry", "gold/customer_segments",
-                  "predictions/customer_segments", "ops/pipeline_runs"):
+    for table in (
+        "bronze/online_retail",
+        "silver/transactions",
+        "gold/customer_features",
+        "gold/credit_features",
+        "features/_registry",
+        "gold/customer_segments",
+        "predictions/customer_segments",
+        "ops/pipeline_runs",
+    ):
         assert DeltaTable(str(lake / table)).to_pyarrow_table().num_rows > 0, table
     bronze = DeltaTable(str(lake / "bronze" / "online_retail")).to_pyarrow_table().num_rows
     silver = DeltaTable(str(lake / "silver" / "transactions")).to_pyarrow_table().num_rows
-    quarantined = DeltaTable(
-        str(lake / "silver" / "transactions_quarantine")).to_pyarrow_table().num_rows
+    quarantined = (
+        DeltaTable(str(lake / "silver" / "transactions_quarantine")).to_pyarrow_table().num_rows
+    )
     assert silver + quarantined <= bronze and silver > 0
     assert (lake / "online" / "features.db").is_file()

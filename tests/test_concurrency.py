@@ -20,6 +20,7 @@ def test_results_in_task_order_and_tasks_overlap():
             started.wait()
             time.sleep(pause)
             return n
+
         return run
 
     # the first task finishes last: the results still follow the task order
@@ -35,6 +36,7 @@ def test_one_worker_runs_in_turn_in_the_calling_thread_and_stops_at_the_first_fa
             if n == 2:
                 raise ValueError("two")
             return n
+
         return run
 
     with pytest.raises(ValueError, match="two"):

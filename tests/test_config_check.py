@@ -111,8 +111,9 @@ def test_every_problem_is_reported_on_its_own_line(conf, lake):
 
 def test_a_repeated_key_in_a_declaration_names_both_lines(conf, lake):
     table = conf / "tables" / "customers.yaml"
-    first = next(i for i, line in enumerate(table.read_text().splitlines(), 1)
-                 if line.startswith("name:"))
+    first = next(
+        i for i, line in enumerate(table.read_text().splitlines(), 1) if line.startswith("name:")
+    )
     last = len(table.read_text().splitlines()) + 1
     _break(table, "name: customers_again\n")
     with pytest.raises(ConfigError) as info:
@@ -136,7 +137,8 @@ def test_a_job_with_an_invalid_declaration_stops_before_its_session_is_built(con
     _break(conf / "tables" / "customers.yaml", "\nno_such_key: 1\n")
     ran: list[str] = []
     outcome = execute_job(
-        "silver", lambda ctx, args: ran.append("body"),
+        "silver",
+        lambda ctx, args: ran.append("body"),
         ["--conf-dir", str(conf), "--conf", f"lakehouse.root={tmp_path / 'lake'}"],
     )
     assert outcome.code == 2
@@ -171,8 +173,10 @@ def test_a_root_that_is_a_file_names_the_file_that_set_it(conf, tmp_path):
     (conf / "env" / "local.yaml").write_text(f"lakehouse:\n  root: {file}\n")
     with pytest.raises(ConfigError) as info:
         validate_configuration(conf, "local")
-    assert (info.value.source, info.value.key) == (str(conf / "env" / "local.yaml"),
-                                                   "lakehouse.root")
+    assert (info.value.source, info.value.key) == (
+        str(conf / "env" / "local.yaml"),
+        "lakehouse.root",
+    )
 
 
 def test_a_root_under_a_file_cannot_be_created(conf, tmp_path):

@@ -18,22 +18,33 @@ from deltalake import DeltaTable
 from featurelake.delta import ConcurrentWriteError, DeltaTables, native_delta_available
 from pyspark.sql import types as T
 
-SCHEMA = T.StructType([
-    T.StructField("id", T.LongType()),
-    T.StructField("s", T.StringType()),
-    T.StructField("i", T.IntegerType()),
-    T.StructField("d", T.DoubleType()),
-    T.StructField("dec", T.DecimalType(12, 2)),
-    T.StructField("b", T.BooleanType()),
-    T.StructField("dt", T.DateType()),
-    T.StructField("ts", T.TimestampType()),
-    T.StructField("part", T.StringType()),
-])
+SCHEMA = T.StructType(
+    [
+        T.StructField("id", T.LongType()),
+        T.StructField("s", T.StringType()),
+        T.StructField("i", T.IntegerType()),
+        T.StructField("d", T.DoubleType()),
+        T.StructField("dec", T.DecimalType(12, 2)),
+        T.StructField("b", T.BooleanType()),
+        T.StructField("dt", T.DateType()),
+        T.StructField("ts", T.TimestampType()),
+        T.StructField("part", T.StringType()),
+    ]
+)
 
 
 def _row(i: int, part: str, s: str = "v") -> tuple:
-    return (i, f"{s}{i}", i * 10, i / 4, Decimal(f"{i}.25"), i % 2 == 0, date(2024, 1, 1 + i % 28),
-            datetime(2024, 1, 1, 12, i % 60, 0, 123000 * (i % 2), tzinfo=timezone.utc), part)
+    return (
+        i,
+        f"{s}{i}",
+        i * 10,
+        i / 4,
+        Decimal(f"{i}.25"),
+        i % 2 == 0,
+        date(2024, 1, 1 + i % 28),
+        datetime(2024, 1, 1, 12, i % 60, 0, 123000 * (i % 2), tzinfo=timezone.utc),
+        part,
+    )
 
 
 def _normal(rows: list[tuple]) -> list[tuple]:
@@ -45,8 +56,11 @@ def _normal(rows: list[tuple]) -> list[tuple]:
         if ts is not None and hasattr(ts, "tzinfo"):
             if getattr(ts, "to_pydatetime", None):
                 ts = ts.to_pydatetime()
-            ts = ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(
-                timezone.utc)
+            ts = (
+                ts.replace(tzinfo=timezone.utc)
+                if ts.tzinfo is None
+                else ts.astimezone(timezone.utc)
+            )
         r[7] = ts
         r[4] = str(Decimal(str(r[4])).quantize(Decimal("0.01")))
         r[6] = r[6] if isinstance(r[6], date) else r[6].date()
@@ -67,23 +81,29 @@ def _through_every_reader(spark, path: str) -> dict[str, list[tuple]]:
     polars = pl.read_delta(path).select(SCHEMA.fieldNames())
     got["polars"] = _normal(polars.rows())
     snapshot = DeltaTable(path).to_pyarrow_dataset()  # noqa: F841 - scanned by duckdb
-    got["duckdb"] = _normal(duckdb.sql(
-        f"SELECT {', '.join(SCHEMA.fieldNames())} FROM snapshot").fetchall())
+    got["duckdb"] = _normal(
+        duckdb.sql(f"SELECT {', '.join(SCHEMA.fieldNames())} FROM snapshot").fetchall()
+    )
     return got
 
 
 @pytest.fixture(scope="module")
 def both(spark):
     if not native_delta_available(spark):
-        pytest.skip("delta-spark's jar could not be fetched: see the native_delta_unavailable "
-                    "log line of the test session")
-    return {"native": DeltaTables(spark, backend="native"),
-            "delta-rs": DeltaTables(spark, backend="delta-rs")}
+        pytest.skip(
+            "delta-spark's jar could not be fetched: see the native_delta_unavailable "
+            "log line of the test session"
+        )
+    return {
+        "native": DeltaTables(spark, backend="native"),
+        "delta-rs": DeltaTables(spark, backend="delta-rs"),
+    }
 
 
 @pytest.mark.parametrize("first", ["native", "delta-rs"])
 def test_a_table_of_one_writer_is_extended_by_the_other_and_read_alike_everywhere(
-        spark, both, tmp_path, first):
+    spark, both, tmp_path, first
+):
     other = "delta-rs" if first == "native" else "native"
     path = str(tmp_path / "t")
     expected = [_row(i, "a" if i % 2 else "b") for i in range(6)]

@@ -17,9 +17,12 @@ from deltalake import DeltaTable
 ROOT = Path(__file__).resolve().parents[1]
 
 SMALL = [
-    "--conf", "synthetic.transactions=6000",
-    "--conf", "synthetic.customers=300",
-    "--conf", "synthetic.credit_clients=2000",
+    "--conf",
+    "synthetic.transactions=6000",
+    "--conf",
+    "synthetic.customers=300",
+    "--conf",
+    "synthetic.credit_clients=2000",
 ]
 # Tables that grow by design on every run: the run log, the promotion decisions, and the feature
 # metadata catalog (one row per feature per gold table *version*; a rerun commits new versions).
@@ -31,7 +34,11 @@ def _pipeline(root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     env.pop("FEATURELAKE_PII_KEY", None)  # the local overlay's key file must suffice
     return subprocess.run(
         [str(ROOT / "spark-submit.sh"), "full-pipeline", *SMALL, *extra],
-        cwd=ROOT, env=env, text=True, capture_output=True, timeout=1800,
+        cwd=ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=1800,
     )
 
 
@@ -61,13 +68,31 @@ def lake(tmp_path_factory):
 def test_the_pipeline_builds_every_layer_and_ends_with_the_summary(lake):
     root, first, counts, _ = lake
     out = first.stdout
-    for stage in ("generate-data", "bronze", "silver", "gold", "features-apply",
-                  "train-segmentation", "train-classifier", "promote", "score", "materialize"):
+    for stage in (
+        "generate-data",
+        "bronze",
+        "silver",
+        "gold",
+        "features-apply",
+        "train-segmentation",
+        "train-classifier",
+        "promote",
+        "score",
+        "materialize",
+    ):
         assert f"{stage:<22}succeeded" in out, stage
     assert "run log" in out and "mlflow" in out and "predictions" in out
-    for table in ("bronze/online_retail", "silver/transactions", "silver/transactions_quarantine",
-                  "gold/customer_features", "gold/credit_features", "gold/customer_segments",
-                  "features/_registry", "ops/quality_metrics", "ops/pipeline_runs"):
+    for table in (
+        "bronze/online_retail",
+        "silver/transactions",
+        "silver/transactions_quarantine",
+        "gold/customer_features",
+        "gold/credit_features",
+        "gold/customer_segments",
+        "features/_registry",
+        "ops/quality_metrics",
+        "ops/pipeline_runs",
+    ):
         assert counts.get(table, 0) > 0, f"{table} missing or empty: {sorted(counts)}"
     assert any(t.startswith("predictions/") and n > 0 for t, n in counts.items())
     assert (root / "online" / "features.db").is_file()
@@ -76,8 +101,11 @@ def test_the_pipeline_builds_every_layer_and_ends_with_the_summary(lake):
 def test_a_second_run_duplicates_nothing(lake):
     root, _, before, second = lake
     after = _row_counts(root)
-    changed = {t: (before.get(t), n) for t, n in after.items()
-               if t not in APPEND_ONLY_BY_DESIGN and before.get(t) != n}
+    changed = {
+        t: (before.get(t), n)
+        for t, n in after.items()
+        if t not in APPEND_ONLY_BY_DESIGN and before.get(t) != n
+    }
     assert changed == {}, second.stdout[-3000:]
     runs = DeltaTable(str(root / "ops" / "pipeline_runs")).to_pandas()
     assert runs["run_id"].nunique() == 2
@@ -89,16 +117,18 @@ def test_every_bronze_row_is_accounted_for(lake):
     root, *_ = lake
     bronze = DeltaTable(str(root / "bronze" / "online_retail")).to_pyarrow_table().num_rows
     silver = DeltaTable(str(root / "silver" / "transactions")).to_pyarrow_table().num_rows
-    quarantined = DeltaTable(
-        str(root / "silver" / "transactions_quarantine")).to_pyarrow_table().num_rows
+    quarantined = (
+        DeltaTable(str(root / "silver" / "transactions_quarantine")).to_pyarrow_table().num_rows
+    )
     metrics = DeltaTable(str(root / "ops" / "quality_metrics")).to_pandas()
     total = metrics[(metrics["table"] == "transactions") & (metrics["rule"] == "_total")]
     deduplicated = int(total.sort_values("measured_at").iloc[-1]["rows_deduplicated"])
     assert bronze == silver + quarantined + deduplicated
 
 
-@pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("*.ipynb")),
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "notebook", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem
+)
 def test_notebooks_execute_against_the_pipeline_output(lake, notebook, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
@@ -107,10 +137,16 @@ def test_notebooks_execute_against_the_pipeline_output(lake, notebook, monkeypat
     monkeypatch.setenv("FEATURELAKE_ROOT", str(root))
     monkeypatch.setenv("PYSPARK_PYTHON", str(ROOT / ".venv" / "bin" / "python"))
     nb = nbformat.read(notebook, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(ROOT)}}).execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if o.get("output_type") == "error"]
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    ).execute()
+    errors = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     assert errors == []
 
 

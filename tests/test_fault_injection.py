@@ -45,9 +45,18 @@ def _land(root: Path, name: str, lines: list[str]) -> None:
 
 
 def _args(root: Path, job: str) -> list[str]:
-    args = ["--conf-dir", str(ROOT / "conf"), "--conf", f"lakehouse.root={root / 'lake'}",
-            "--conf", f"lakehouse.landing={root / 'landing'}",
-            "--conf", "spark.master=local[1]", "--conf", "spark.shuffle_partitions=2"]
+    args = [
+        "--conf-dir",
+        str(ROOT / "conf"),
+        "--conf",
+        f"lakehouse.root={root / 'lake'}",
+        "--conf",
+        f"lakehouse.landing={root / 'landing'}",
+        "--conf",
+        "spark.master=local[1]",
+        "--conf",
+        "spark.shuffle_partitions=2",
+    ]
     if job == "bronze":
         return [*args, "--source", "online_retail"]
     return [*args, "--table", "transactions", "--as-of", AS_OF]
@@ -55,30 +64,42 @@ def _args(root: Path, job: str) -> list[str]:
 
 def _in_process(spark, root: Path, job: str) -> int:
     module = BRONZE if job == "bronze" else SILVER
-    return run_job(job, module.main, argv=_args(root, job), add_arguments=module.add_arguments,
-                   spark=spark)
+    return run_job(
+        job, module.main, argv=_args(root, job), add_arguments=module.add_arguments, spark=spark
+    )
 
 
 def _killed_at(root: Path, job: str, commit: int) -> int:
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
     done = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "crash_job.py"), str(commit), job,
-         *_args(root, job)],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
+        [sys.executable, str(ROOT / "tests" / "crash_job.py"), str(commit), job, *_args(root, job)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     return done.returncode
 
 
 # (commit the child dies before, what that point is)
-BRONZE_POINTS = [(1, "before the bronze commit"), (2, "between bronze and ledger"),
-                 (3, "after both commits")]
-SILVER_POINTS = [(1, "before the metrics"), (2, "between metrics and quarantine"),
-                 (3, "between quarantine and silver"), (4, "after every commit")]
+BRONZE_POINTS = [
+    (1, "before the bronze commit"),
+    (2, "between bronze and ledger"),
+    (3, "after both commits"),
+]
+SILVER_POINTS = [
+    (1, "before the metrics"),
+    (2, "between metrics and quarantine"),
+    (3, "between quarantine and silver"),
+    (4, "after every commit"),
+]
 
 
 @pytest.mark.parametrize(("commit", "point"), BRONZE_POINTS, ids=[p for _, p in BRONZE_POINTS])
 def test_bronze_killed_at_a_commit_point_then_rerun_holds_every_line_once(
-        spark, tmp_path, commit, point):
+    spark, tmp_path, commit, point
+):
     _land(tmp_path, "a.csv.gz", _lines(500000, 30))
     assert _in_process(spark, tmp_path, "bronze") == 0  # the tables exist
     _land(tmp_path, "b.csv.gz", _lines(600000, 20))
@@ -88,8 +109,9 @@ def test_bronze_killed_at_a_commit_point_then_rerun_holds_every_line_once(
     tables = DeltaTables(spark)
     bronze = tables.read(str(tmp_path / "lake" / "bronze" / "online_retail"), record=False)
     invoices = [r["InvoiceNo"] for r in bronze.collect()]
-    assert sorted(invoices) == sorted([str(500000 + i) for i in range(30)]
-                                      + [str(600000 + i) for i in range(20)])
+    assert sorted(invoices) == sorted(
+        [str(500000 + i) for i in range(30)] + [str(600000 + i) for i in range(20)]
+    )
     ledger = tables.read(str(tmp_path / "lake" / "bronze" / "_ingested_files"), record=False)
     rows = {Path(r["path"]).name: (r["rows"], r["status"]) for r in ledger.collect()}
     assert ledger.count() == 2
@@ -99,23 +121,32 @@ def test_bronze_killed_at_a_commit_point_then_rerun_holds_every_line_once(
 def _reconciles(spark, lake: Path) -> tuple[str | None, int]:
     """Check bronze (at the pair's version) = silver + quarantine; return (run, bronze v)."""
     tables = DeltaTables(spark)
-    pair = read_silver_pair(tables, str(lake / "silver" / "transactions"),
-                            str(lake / "silver" / "transactions_quarantine"))
+    pair = read_silver_pair(
+        tables,
+        str(lake / "silver" / "transactions"),
+        str(lake / "silver" / "transactions_quarantine"),
+    )
     bronze = tables.read(str(lake / "bronze" / "online_retail"), version=pair.bronze_version)
     # The generated lines hold no duplicate: every bronze row is clean or quarantined.
     assert bronze.count() == pair.silver.count() + pair.quarantine.count()
     assert pair.quarantine.where(F.col("_run_id") != pair.run_id).count() == 0
-    read_silver(tables, str(lake / "silver" / "transactions"),
-                str(lake / "silver" / "transactions_quarantine"))  # gold's read: no error
+    read_silver(
+        tables,
+        str(lake / "silver" / "transactions"),
+        str(lake / "silver" / "transactions_quarantine"),
+    )  # gold's read: no error
     metrics = tables.read(str(lake / "ops" / "quality_metrics"), record=False)
-    assert metrics.where((F.col("table") == "transactions")
-                         & (F.col("run_id") == pair.run_id)).count() > 0
+    assert (
+        metrics.where((F.col("table") == "transactions") & (F.col("run_id") == pair.run_id)).count()
+        > 0
+    )
     return pair.run_id, pair.bronze_version
 
 
 @pytest.mark.parametrize(("commit", "point"), SILVER_POINTS, ids=[p for _, p in SILVER_POINTS])
 def test_silver_killed_at_a_commit_point_keeps_its_pair_in_step_and_reruns_clean(
-        spark, tmp_path, commit, point):
+    spark, tmp_path, commit, point
+):
     lake = tmp_path / "lake"
     _land(tmp_path, "a.csv.gz", _lines(500000, 30))
     assert _in_process(spark, tmp_path, "bronze") == 0

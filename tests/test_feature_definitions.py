@@ -24,11 +24,16 @@ from pydantic import ValidationError
 
 def make_view(**overrides):
     fields = dict(
-        name="rfm", entity="customer", join_keys=["customer_id"],
+        name="rfm",
+        entity="customer",
+        join_keys=["customer_id"],
         source=SourceTable(layer="gold", table="customer_features_daily"),
-        event_timestamp_column="as_of_ts", ttl="30d",
-        features=[Feature(name="recency_days", dtype="int"),
-                  Feature(name="monetary", dtype="double", pii=False, tags=["spend"])],
+        event_timestamp_column="as_of_ts",
+        ttl="30d",
+        features=[
+            Feature(name="recency_days", dtype="int"),
+            Feature(name="monetary", dtype="double", pii=False, tags=["spend"]),
+        ],
     )
     fields.update(overrides)
     return FeatureView(**fields)
@@ -47,10 +52,17 @@ feature_views:
 """
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("30d", timedelta(days=30)), ("12h", timedelta(hours=12)), ("90m", timedelta(minutes=90)),
-    ("2w", timedelta(weeks=2)), ("1d12h", timedelta(days=1, hours=12)), (45, timedelta(seconds=45)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("30d", timedelta(days=30)),
+        ("12h", timedelta(hours=12)),
+        ("90m", timedelta(minutes=90)),
+        ("2w", timedelta(weeks=2)),
+        ("1d12h", timedelta(days=1, hours=12)),
+        (45, timedelta(seconds=45)),
+    ],
+)
 def test_durations_parse(text, expected):
     assert parse_duration(text) == expected
 

@@ -45,16 +45,28 @@ def test_age_bin_labels_reject_unsorted_edges() -> None:
 
 
 def test_with_age_bin_assigns_bins_at_edges_and_keeps_null(spark: SparkSession) -> None:
-    df = _frame(spark, [(1, 17), (2, 18), (3, 25), (4, 26), (5, 35), (6, 36), (7, 79), (8, None)],
-                "id long, age int")
+    df = _frame(
+        spark,
+        [(1, 17), (2, 18), (3, 25), (4, 26), (5, 35), (6, 36), (7, 79), (8, None)],
+        "id long, age int",
+    )
     expected = _frame(
         spark,
-        [(1, 17, "<18"), (2, 18, "18-25"), (3, 25, "18-25"), (4, 26, "26-35"), (5, 35, "26-35"),
-         (6, 36, "36+"), (7, 79, "36+"), (8, None, None)],
+        [
+            (1, 17, "<18"),
+            (2, 18, "18-25"),
+            (3, 25, "18-25"),
+            (4, 26, "26-35"),
+            (5, 35, "26-35"),
+            (6, 36, "36+"),
+            (7, 79, "36+"),
+            (8, None, None),
+        ],
         "id long, age int, age_bin string",
     )
-    assert_df_equality(with_age_bin(df, [18, 26, 36]), expected, ignore_row_order=True,
-                       ignore_nullable=True)
+    assert_df_equality(
+        with_age_bin(df, [18, 26, 36]), expected, ignore_row_order=True, ignore_nullable=True
+    )
 
 
 # ------------------------------------------------------------------ bill trend
@@ -133,8 +145,11 @@ def test_utilizations_divide_bills_by_limit(spark: SparkSession) -> None:
 
 
 def test_utilizations_are_null_for_zero_or_null_limit(spark: SparkSession) -> None:
-    df = _frame(spark, [(1, 0.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0),
-                        (2, None, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0)], UTIL_IN)
+    df = _frame(
+        spark,
+        [(1, 0.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0), (2, None, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0)],
+        UTIL_IN,
+    )
     out = with_utilizations(df).select("id", *[f"utilization_{k}" for k in MONTHS])
     expected = _frame(spark, [(1, *[None] * 6), (2, *[None] * 6)], UTIL_OUT)
     assert_df_equality(out, expected, ignore_row_order=True, ignore_nullable=True)
@@ -152,8 +167,8 @@ def test_avg_utilization_averages_non_null_months(spark: SparkSession) -> None:
 
 STATUS_SCHEMA = f"id long, {_cols('pay_status', 'int')}"
 STATUS_ROWS = [
-    (1, -2, -1, 0, 1, 2, 0),           # two late months, worst 2
-    (2, -1, -2, -1, -1, -2, -2),       # never late: 0 months, worst floored at 0
+    (1, -2, -1, 0, 1, 2, 0),  # two late months, worst 2
+    (2, -1, -2, -1, -1, -2, -2),  # never late: 0 months, worst floored at 0
     (3, None, 3, None, -1, None, None),  # nulls ignored
     (4, None, None, None, None, None, None),  # nothing known
 ]
@@ -161,7 +176,8 @@ STATUS_ROWS = [
 
 def test_delinquent_months_counts_positive_statuses(spark: SparkSession) -> None:
     out = with_delinquent_months(_frame(spark, STATUS_ROWS, STATUS_SCHEMA)).select(
-        "id", "delinquent_months")
+        "id", "delinquent_months"
+    )
     expected = _frame(spark, [(1, 2), (2, 0), (3, 1), (4, None)], "id long, delinquent_months int")
     assert_df_equality(out, expected, ignore_row_order=True, ignore_nullable=True)
 
@@ -182,14 +198,43 @@ SILVER_SCHEMA = (
 
 
 def _silver(spark: SparkSession) -> DataFrame:
-    return _frame(spark, [(7, 1000.0, 2, 1, 1, 30, 1, 0, 0, 0, 0, 0,
-                           600.0, 500.0, 400.0, 300.0, 200.0, 100.0,
-                           300.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1)], SILVER_SCHEMA)
+    return _frame(
+        spark,
+        [
+            (
+                7,
+                1000.0,
+                2,
+                1,
+                1,
+                30,
+                1,
+                0,
+                0,
+                0,
+                0,
+                0,
+                600.0,
+                500.0,
+                400.0,
+                300.0,
+                200.0,
+                100.0,
+                300.0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                1,
+            )
+        ],
+        SILVER_SCHEMA,
+    )
 
 
 def test_build_credit_features_computes_every_feature(spark: SparkSession) -> None:
-    out = build_credit_features(_silver(spark), age_bin_edges=[18, 26, 36],
-                                zero_bill_pay_ratio=1.0)
+    out = build_credit_features(_silver(spark), age_bin_edges=[18, 26, 36], zero_bill_pay_ratio=1.0)
     row = select_credit_features(out).first()
     assert row is not None
     assert (row["age_bin"], row["delinquent_months"], row["worst_delay"]) == ("26-35", 1, 1)

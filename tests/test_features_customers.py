@@ -46,11 +46,29 @@ def eod(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, 23, 59, 59, 999999, tzinfo=timezone.utc)
 
 
-def line(invoice: str, stock: str, qty: int, at: datetime, customer: str | None,
-         country: str, price: float) -> tuple:
+def line(
+    invoice: str,
+    stock: str,
+    qty: int,
+    at: datetime,
+    customer: str | None,
+    country: str,
+    price: float,
+) -> tuple:
     """A silver transaction line (derived columns filled in as silver defines them)."""
-    return (invoice, stock, f"item {stock}", qty, at, at.date(), price, customer, country,
-            invoice.startswith("C"), qty * price)
+    return (
+        invoice,
+        stock,
+        f"item {stock}",
+        qty,
+        at,
+        at.date(),
+        price,
+        customer,
+        country,
+        invoice.startswith("C"),
+        qty * price,
+    )
 
 
 # Customer A (UK): three purchases (1004 split over two minutes), one cancellation, and a
@@ -110,8 +128,9 @@ def test_as_of_points_reject_an_end_before_the_start(spark: SparkSession) -> Non
 def test_invoice_activity_splits_invoices_by_timestamp_and_flags_first_products(
     spark: SparkSession, transactions: DataFrame
 ) -> None:
-    out = invoice_activity(transactions.where(F.col("customer_id").isin("A", "C") | F.col(
-        "customer_id").isNull()))
+    out = invoice_activity(
+        transactions.where(F.col("customer_id").isin("A", "C") | F.col("customer_id").isNull())
+    )
     expected = spark.createDataFrame(
         [
             ("A", "1001", ts(2011, 1, 1, 10), False, 1, Decimal("13.0"), 3, 2, "United Kingdom"),
@@ -148,14 +167,80 @@ def test_customer_features_as_of_a_date(
             # 03-20 08:01 (11 days 16 h before t), first 01-01 10:00 (89 days); basket
             # 36 / 3 and 9 / 3; products X Y Z W; 1 of 4 invoices cancelled; 30 days = Mar 2..31
             # (C1003 and 1004, not 1002 on Mar 1); 90 days = Jan 1..Mar 31 (everything).
-            ("A", t, AS_OF, 11, 3, 31.0, 3, 5, 5, 13, 89, 12.0, 3.0, 4, 0.25,
-             13.0, 31.0, 31.0, 1, 3, 3, "United Kingdom"),
+            (
+                "A",
+                t,
+                AS_OF,
+                11,
+                3,
+                31.0,
+                3,
+                5,
+                5,
+                13,
+                89,
+                12.0,
+                3.0,
+                4,
+                0.25,
+                13.0,
+                31.0,
+                31.0,
+                1,
+                3,
+                3,
+                "United Kingdom",
+            ),
             # B: only a cancelled order: no purchase -> null recency, tenure, basket, scores.
-            ("B", t, AS_OF, None, 0, -10.0, None, None, None, None, None, None, None, 0, 1.0,
-             0.0, -10.0, -10.0, 0, 0, 0, "France"),
+            (
+                "B",
+                t,
+                AS_OF,
+                None,
+                0,
+                -10.0,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                0,
+                1.0,
+                0.0,
+                -10.0,
+                -10.0,
+                0,
+                0,
+                0,
+                "France",
+            ),
             # C: two purchases, one per country: the tie goes to the alphabetically first.
-            ("C", t, AS_OF, 0, 2, 14.0, 5, 3, 3, 11, 1, 7.0, 1.0, 1, 0.0,
-             14.0, 14.0, 14.0, 2, 2, 2, "EIRE"),
+            (
+                "C",
+                t,
+                AS_OF,
+                0,
+                2,
+                14.0,
+                5,
+                3,
+                3,
+                11,
+                1,
+                7.0,
+                1.0,
+                1,
+                0.0,
+                14.0,
+                14.0,
+                14.0,
+                2,
+                2,
+                2,
+                "EIRE",
+            ),
         ],
         FEATURES,
     )
@@ -187,8 +272,9 @@ def test_as_of_a_timestamp_sees_only_the_lines_up_to_it(
     # 08:00:30 is between the two lines of invoice 1004: its first line counts, W does not.
     t = ts(2011, 3, 20, 8, 0, 30)
     out = _features(spark, transactions.where("customer_id = 'A'"), as_of_timestamps(spark, [t]))
-    row = out.select("frequency", "monetary", "distinct_products", "recency_days",
-                     "orders_30d").first()
+    row = out.select(
+        "frequency", "monetary", "distinct_products", "recency_days", "orders_30d"
+    ).first()
     assert row is not None
     assert tuple(row) == (3, 21.0, 3, 0, 2)
 
@@ -197,12 +283,13 @@ def test_snapshots_have_one_row_per_customer_seen_by_each_date(
     spark: SparkSession, transactions: DataFrame
 ) -> None:
     points = as_of_points(spark, date(2011, 1, 1), date(2011, 3, 31), cadence_days=45)
-    out = _features(spark, transactions, points).select("customer_id", "as_of_date", "frequency",
-                                                        "spend_30d", "orders_30d")
+    out = _features(spark, transactions, points).select(
+        "customer_id", "as_of_date", "frequency", "spend_30d", "orders_30d"
+    )
     expected = spark.createDataFrame(
         [
             ("A", date(2011, 1, 1), 1, 13.0, 1),
-            ("A", date(2011, 2, 15), 1, 0.0, 0),   # no purchase in the window: 0, not null
+            ("A", date(2011, 2, 15), 1, 0.0, 0),  # no purchase in the window: 0, not null
             ("B", date(2011, 2, 15), 0, -10.0, 0),  # B appears once it has a transaction
         ],
         "customer_id string, as_of_date date, frequency long, spend_30d double, orders_30d long",
@@ -214,8 +301,9 @@ def test_aggregation_rejects_non_positive_windows(
     spark: SparkSession, transactions: DataFrame
 ) -> None:
     with pytest.raises(ValueError, match="positive numbers of days"):
-        build_customer_features(transactions, as_of_points(spark, AS_OF, AS_OF),
-                                windows=(0, 30), rfm_quantiles=5)
+        build_customer_features(
+            transactions, as_of_points(spark, AS_OF, AS_OF), windows=(0, 30), rfm_quantiles=5
+        )
 
 
 # ------------------------------------------------------------------ derived features
@@ -224,15 +312,18 @@ def test_aggregation_rejects_non_positive_windows(
 def test_recency_days_counts_whole_days_and_keeps_null(spark: SparkSession) -> None:
     schema = "id int, as_of_ts timestamp, last_purchase_ts timestamp"
     df = spark.createDataFrame(
-        [(1, eod(date(2011, 1, 10)), ts(2011, 1, 3, 10)),   # 7 days 14 h
-         (2, ts(2011, 1, 10, 9), ts(2011, 1, 9, 10)),       # 23 h -> 0
-         (3, ts(2011, 1, 10, 9), ts(2011, 1, 9, 9)),        # exactly one day
-         (4, ts(2011, 1, 10, 9), None)],
+        [
+            (1, eod(date(2011, 1, 10)), ts(2011, 1, 3, 10)),  # 7 days 14 h
+            (2, ts(2011, 1, 10, 9), ts(2011, 1, 9, 10)),  # 23 h -> 0
+            (3, ts(2011, 1, 10, 9), ts(2011, 1, 9, 9)),  # exactly one day
+            (4, ts(2011, 1, 10, 9), None),
+        ],
         schema,
     )
     out = with_recency_days(df).select("id", "recency_days")
-    expected = spark.createDataFrame([(1, 7), (2, 0), (3, 1), (4, None)],
-                                     "id int, recency_days int")
+    expected = spark.createDataFrame(
+        [(1, 7), (2, 0), (3, 1), (4, None)], "id int, recency_days int"
+    )
     assert_df_equality(out, expected, ignore_row_order=True, ignore_nullable=True)
 
 
@@ -252,17 +343,20 @@ def test_avg_basket_is_per_purchase_and_null_without_one(spark: SparkSession) ->
         "id int, frequency long, purchase_amount double, purchase_quantity long",
     )
     out = with_avg_basket(df).select("id", "avg_basket_value", "avg_basket_size")
-    expected = spark.createDataFrame([(1, 7.5, 1.5), (2, None, None)],
-                                     "id int, avg_basket_value double, avg_basket_size double")
+    expected = spark.createDataFrame(
+        [(1, 7.5, 1.5), (2, None, None)], "id int, avg_basket_value double, avg_basket_size double"
+    )
     assert_df_equality(out, expected, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_cancellation_rate_handles_all_cancelled_and_no_invoice(spark: SparkSession) -> None:
-    df = spark.createDataFrame([(1, 1, 4), (2, 2, 2), (3, 0, 0)],
-                               "id int, cancelled_invoices long, invoices long")
+    df = spark.createDataFrame(
+        [(1, 1, 4), (2, 2, 2), (3, 0, 0)], "id int, cancelled_invoices long, invoices long"
+    )
     out = with_cancellation_rate(df).select("id", "cancellation_rate")
-    expected = spark.createDataFrame([(1, 0.25), (2, 1.0), (3, None)],
-                                     "id int, cancellation_rate double")
+    expected = spark.createDataFrame(
+        [(1, 0.25), (2, 1.0), (3, None)], "id int, cancellation_rate double"
+    )
     assert_df_equality(out, expected, ignore_row_order=True, ignore_nullable=True)
 
 
@@ -273,22 +367,28 @@ RFM_ROWS = [
     ("C", eod(AS_OF), 10, 1, 20.0),
     ("D", eod(AS_OF), 30, 2, -5.0),
     ("E", eod(AS_OF), 2, 3, 50.0),
-    ("Z", eod(AS_OF), None, 0, -10.0),        # no purchase: unscored, not counted
+    ("Z", eod(AS_OF), None, 0, -10.0),  # no purchase: unscored, not counted
     ("A", eod(date(2011, 1, 1)), 0, 1, 10.0),  # alone at another as-of point
 ]
 
 
 def test_rfm_scores_are_quintiles_with_shared_scores_for_ties(spark: SparkSession) -> None:
     out = with_rfm_scores(spark.createDataFrame(RFM_ROWS, RFM_IN), 5).select(
-        "customer_id", "as_of_ts", "r_score", "f_score", "m_score", "rfm_score")
+        "customer_id", "as_of_ts", "r_score", "f_score", "m_score", "rfm_score"
+    )
     # score = ceil(5 k / n), k = customers no better (ties included), n = 5 scored customers.
     # recency worst->best: D(k1) B,C(k3) E(k4) A(k5); frequency: B,C(k2) D(k3) E(k4) A(k5);
     # monetary: D(k1) C(k2) B,E(k4) A(k5). A alone on Jan 1: k = n = 1 -> 5.
     expected = spark.createDataFrame(
-        [("A", eod(AS_OF), 5, 5, 5, 15), ("B", eod(AS_OF), 3, 2, 4, 9),
-         ("C", eod(AS_OF), 3, 2, 2, 7), ("D", eod(AS_OF), 1, 3, 1, 5),
-         ("E", eod(AS_OF), 4, 4, 4, 12), ("Z", eod(AS_OF), None, None, None, None),
-         ("A", eod(date(2011, 1, 1)), 5, 5, 5, 15)],
+        [
+            ("A", eod(AS_OF), 5, 5, 5, 15),
+            ("B", eod(AS_OF), 3, 2, 4, 9),
+            ("C", eod(AS_OF), 3, 2, 2, 7),
+            ("D", eod(AS_OF), 1, 3, 1, 5),
+            ("E", eod(AS_OF), 4, 4, 4, 12),
+            ("Z", eod(AS_OF), None, None, None, None),
+            ("A", eod(date(2011, 1, 1)), 5, 5, 5, 15),
+        ],
         "customer_id string, as_of_ts timestamp, r_score int, f_score int, m_score int, "
         "rfm_score int",
     )
@@ -299,8 +399,9 @@ def test_rfm_scores_follow_the_configured_number_of_quantiles(spark: SparkSessio
     df = spark.createDataFrame(RFM_ROWS[:5], RFM_IN)
     out = with_rfm_scores(df, 3).select("customer_id", "r_score")
     # ceil(3 k / 5): D k1 -> 1, B and C k3 -> 2, E k4 -> 3, A k5 -> 3.
-    expected = spark.createDataFrame([("A", 3), ("B", 2), ("C", 2), ("D", 1), ("E", 3)],
-                                     "customer_id string, r_score int")
+    expected = spark.createDataFrame(
+        [("A", 3), ("B", 2), ("C", 2), ("D", 1), ("E", 3)], "customer_id string, r_score int"
+    )
     assert_df_equality(out, expected, ignore_row_order=True, ignore_nullable=True)
 
 

@@ -31,8 +31,11 @@ def test_the_delta_jar_matches_the_installed_wheels():
 
 def test_a_registry_refusing_connections_is_reported_in_seconds(tmp_path):
     started = time.monotonic()
-    found = resolve_packages(["io.delta:delta-spark_4.2_2.13:4.4.0"], tmp_path,
-                             repository=f"http://127.0.0.1:{_free_port()}/maven2/")
+    found = resolve_packages(
+        ["io.delta:delta-spark_4.2_2.13:4.4.0"],
+        tmp_path,
+        repository=f"http://127.0.0.1:{_free_port()}/maven2/",
+    )
     assert not found.ok and found.jars == ()
     assert "unreachable" in found.reason
     assert time.monotonic() - started < 10
@@ -44,8 +47,12 @@ def test_a_registry_that_never_answers_is_given_up_after_the_probe_timeout(tmp_p
     listener.listen(8)  # accepts connections, never answers
     try:
         started = time.monotonic()
-        found = resolve_packages(["g:a:1"], tmp_path, probe_timeout=1.5,
-                                 repository=f"http://127.0.0.1:{listener.getsockname()[1]}/")
+        found = resolve_packages(
+            ["g:a:1"],
+            tmp_path,
+            probe_timeout=1.5,
+            repository=f"http://127.0.0.1:{listener.getsockname()[1]}/",
+        )
         elapsed = time.monotonic() - started
     finally:
         listener.close()
@@ -66,12 +73,17 @@ def test_a_coordinate_the_registry_does_not_publish_is_named(tmp_path):
     server = http.server.HTTPServer(("127.0.0.1", 0), _NotFound)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        found = resolve_packages(["io.delta:delta-spark_9.9_2.13:0.0.1"], tmp_path,
-                                 repository=f"http://127.0.0.1:{server.server_port}/")
+        found = resolve_packages(
+            ["io.delta:delta-spark_9.9_2.13:0.0.1"],
+            tmp_path,
+            repository=f"http://127.0.0.1:{server.server_port}/",
+        )
     finally:
         server.shutdown()
-    assert found.reason == (f"io.delta:delta-spark_9.9_2.13:0.0.1 is not published in "
-                            f"http://127.0.0.1:{server.server_port}/")
+    assert found.reason == (
+        f"io.delta:delta-spark_9.9_2.13:0.0.1 is not published in "
+        f"http://127.0.0.1:{server.server_port}/"
+    )
 
 
 def test_a_failure_is_remembered_and_not_retried_at_every_start(tmp_path):
@@ -105,10 +117,19 @@ def test_jars_spark_ships_are_left_out_by_artifact_name():
 
 
 def test_the_command_line_prints_no_jars_and_one_reason_when_offline(tmp_path):
-    env = {"FEATURELAKE_MAVEN_REPOSITORY": f"http://127.0.0.1:{_free_port()}/",
-           "FEATURELAKE_JAR_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-m", "featurelake.core.jvm_packages", "--delta"],
-                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    env = {
+        "FEATURELAKE_MAVEN_REPOSITORY": f"http://127.0.0.1:{_free_port()}/",
+        "FEATURELAKE_JAR_CACHE": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "featurelake.core.jvm_packages", "--delta"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and "unavailable" in done.stderr
 

@@ -35,17 +35,22 @@ from redis_server import redis_url  # noqa: F401 - pytest fixture
 
 PROJECT = Path(__file__).resolve().parents[1]
 T0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
-SCHEMA = StructType([
-    StructField("customer_id", StringType()),
-    StructField("as_of_ts", TimestampType()),
-    StructField("recency_days", IntegerType()),
-    StructField("monetary", DoubleType()),
-])
+SCHEMA = StructType(
+    [
+        StructField("customer_id", StringType()),
+        StructField("as_of_ts", TimestampType()),
+        StructField("recency_days", IntegerType()),
+        StructField("monetary", DoubleType()),
+    ]
+)
 VIEW = FeatureView(
-    name="rfm", entity="customer", join_keys=["customer_id"],
-    source=SourceTable(layer="gold", table="rfm_daily"), event_timestamp_column="as_of_ts",
-    ttl="3d", features=[Feature(name="recency_days", dtype="int"),
-                        Feature(name="monetary", dtype="double")],
+    name="rfm",
+    entity="customer",
+    join_keys=["customer_id"],
+    source=SourceTable(layer="gold", table="rfm_daily"),
+    event_timestamp_column="as_of_ts",
+    ttl="3d",
+    features=[Feature(name="recency_days", dtype="int"), Feature(name="monetary", dtype="double")],
 )
 
 
@@ -80,8 +85,13 @@ def sqlite_store(tmp_path: Path) -> OnlineStore:
     made.close()
 
 
-def write(spark: SparkSession, tables: DeltaTables, settings: Settings, rows: list[tuple],
-          mode: str = "append") -> None:
+def write(
+    spark: SparkSession,
+    tables: DeltaTables,
+    settings: Settings,
+    rows: list[tuple],
+    mode: str = "append",
+) -> None:
     tables.write(spark.createDataFrame(rows, SCHEMA), VIEW.source.path(settings), mode=mode)
 
 
@@ -92,10 +102,17 @@ def stored(store: OnlineStore, customer: str, view: str = "rfm") -> tuple[dateti
 
 def test_full_run_stores_the_latest_row_per_entity(spark, tables, settings, sqlite_store) -> None:
     store = sqlite_store
-    write(spark, tables, settings, [
-        ("a", day(0), 10, 1.0), ("a", day(2), 8, 3.0), ("a", day(1), 9, 2.0),
-        ("b", day(1), 4, 5.5),
-    ])
+    write(
+        spark,
+        tables,
+        settings,
+        [
+            ("a", day(0), 10, 1.0),
+            ("a", day(2), 8, 3.0),
+            ("a", day(1), 9, 2.0),
+            ("b", day(1), 4, 5.5),
+        ],
+    )
 
     result = materialize_view(tables, settings, VIEW, store)
 
@@ -104,10 +121,20 @@ def test_full_run_stores_the_latest_row_per_entity(spark, tables, settings, sqli
     assert stored(store, "b") == (day(1), {"recency_days": 4, "monetary": 5.5})
 
 
-def test_up_to_stores_the_latest_row_at_or_before_the_cut_off(spark, tables, settings,
-                                                              sqlite_store) -> None:
-    write(spark, tables, settings, [("a", day(0), 10, 1.0), ("a", day(1), 9, 2.0),
-                                    ("a", day(2), 8, 3.0), ("b", day(3), 1, 1.0)])
+def test_up_to_stores_the_latest_row_at_or_before_the_cut_off(
+    spark, tables, settings, sqlite_store
+) -> None:
+    write(
+        spark,
+        tables,
+        settings,
+        [
+            ("a", day(0), 10, 1.0),
+            ("a", day(1), 9, 2.0),
+            ("a", day(2), 8, 3.0),
+            ("b", day(3), 1, 1.0),
+        ],
+    )
 
     materialize_view(tables, settings, VIEW, sqlite_store, up_to=day(1))
 
@@ -116,8 +143,12 @@ def test_up_to_stores_the_latest_row_at_or_before_the_cut_off(spark, tables, set
 
 
 def test_incremental_run_offers_only_changed_entities(spark, tables, settings, store) -> None:
-    write(spark, tables, settings, [("a", day(0), 10, 1.0), ("b", day(0), 5, 2.0),
-                                    ("c", day(0), 7, 3.0)])
+    write(
+        spark,
+        tables,
+        settings,
+        [("a", day(0), 10, 1.0), ("b", day(0), 5, 2.0), ("c", day(0), 7, 3.0)],
+    )
     materialize_view(tables, settings, VIEW, store)
     write(spark, tables, settings, [("b", day(1), 4, 2.5)])
 
@@ -137,8 +168,9 @@ def test_run_without_source_changes_is_up_to_date(spark, tables, settings, sqlit
     assert (result.mode, result.entities_offered) == ("up_to_date", 0)
 
 
-def test_late_arriving_older_row_does_not_replace_the_stored_one(spark, tables, settings,
-                                                                 store) -> None:
+def test_late_arriving_older_row_does_not_replace_the_stored_one(
+    spark, tables, settings, store
+) -> None:
     write(spark, tables, settings, [("a", day(5), 1, 9.0)])
     materialize_view(tables, settings, VIEW, store)
     write(spark, tables, settings, [("a", day(3), 3, 7.0)])
@@ -150,12 +182,14 @@ def test_late_arriving_older_row_does_not_replace_the_stored_one(spark, tables, 
     assert stored(store, "a") == (day(5), {"recency_days": 1, "monetary": 9.0})
 
 
-def test_corrected_row_with_the_same_event_time_replaces_the_stored_one(spark, tables, settings,
-                                                                         sqlite_store) -> None:
+def test_corrected_row_with_the_same_event_time_replaces_the_stored_one(
+    spark, tables, settings, sqlite_store
+) -> None:
     write(spark, tables, settings, [("a", day(1), 2, 10.0), ("b", day(1), 3, 1.0)])
     materialize_view(tables, settings, VIEW, sqlite_store)
-    write(spark, tables, settings, [("a", day(1), 2, 12.0), ("b", day(1), 3, 1.0)],
-          mode="overwrite")
+    write(
+        spark, tables, settings, [("a", day(1), 2, 12.0), ("b", day(1), 3, 1.0)], mode="overwrite"
+    )
 
     result = materialize_view(tables, settings, VIEW, sqlite_store)
 
@@ -163,10 +197,15 @@ def test_corrected_row_with_the_same_event_time_replaces_the_stored_one(spark, t
     assert stored(sqlite_store, "a") == (day(1), {"recency_days": 2, "monetary": 12.0})
 
 
-def test_later_cut_off_on_the_same_version_loads_the_rows_in_between(spark, tables, settings,
-                                                                      sqlite_store) -> None:
-    write(spark, tables, settings, [("a", day(0), 10, 1.0), ("a", day(2), 8, 3.0),
-                                    ("b", day(0), 5, 1.0)])
+def test_later_cut_off_on_the_same_version_loads_the_rows_in_between(
+    spark, tables, settings, sqlite_store
+) -> None:
+    write(
+        spark,
+        tables,
+        settings,
+        [("a", day(0), 10, 1.0), ("a", day(2), 8, 3.0), ("b", day(0), 5, 1.0)],
+    )
     materialize_view(tables, settings, VIEW, sqlite_store, up_to=day(1))
 
     result = materialize_view(tables, settings, VIEW, sqlite_store, up_to=day(3))
@@ -176,10 +215,15 @@ def test_later_cut_off_on_the_same_version_loads_the_rows_in_between(spark, tabl
 
 
 def test_tie_on_event_time_is_broken_by_feature_values_in_declaration_order(
-        spark, tables, settings, sqlite_store) -> None:
+    spark, tables, settings, sqlite_store
+) -> None:
     # Same entity and event time: recency_days is compared first (7 > 6), nulls lowest.
-    write(spark, tables, settings, [("a", day(0), 6, 99.0), ("a", day(0), 7, 1.0),
-                                    ("a", day(0), None, 500.0)])
+    write(
+        spark,
+        tables,
+        settings,
+        [("a", day(0), 6, 99.0), ("a", day(0), 7, 1.0), ("a", day(0), None, 500.0)],
+    )
 
     materialize_view(tables, settings, VIEW, sqlite_store)
 
@@ -195,8 +239,12 @@ def test_nulls_and_nan_are_stored_as_json_null(spark, tables, settings, sqlite_s
 
 
 def test_rows_without_key_are_counted_not_stored(spark, tables, settings, sqlite_store) -> None:
-    write(spark, tables, settings, [(None, day(0), 1, 1.0), ("a", None, 1, 1.0),
-                                    ("b", day(0), 2, 2.0)])
+    write(
+        spark,
+        tables,
+        settings,
+        [(None, day(0), 1, 1.0), ("a", None, 1, 1.0), ("b", day(0), 2, 2.0)],
+    )
 
     result = materialize_view(tables, settings, VIEW, sqlite_store)
 
@@ -204,8 +252,7 @@ def test_rows_without_key_are_counted_not_stored(spark, tables, settings, sqlite
     assert sqlite_store.count("rfm") == 1
 
 
-def test_changed_view_definition_triggers_a_full_run(spark, tables, settings,
-                                                     sqlite_store) -> None:
+def test_changed_view_definition_triggers_a_full_run(spark, tables, settings, sqlite_store) -> None:
     write(spark, tables, settings, [("a", day(0), 10, 1.0), ("b", day(0), 5, 2.0)])
     materialize_view(tables, settings, VIEW, sqlite_store)
     fewer = VIEW.model_copy(update={"features": VIEW.features[:1]})
@@ -228,19 +275,31 @@ def test_materialize_job_loads_views_from_conf_and_reports_counts(spark, tmp_pat
     (conf / "env" / "local.yaml").write_text("{}\n", encoding="utf-8")
     (conf / "base.yaml").write_text("{}\n", encoding="utf-8")
     (conf / "features").mkdir()
-    (conf / "features" / "rfm.yaml").write_text(json.dumps(
-        {"feature_views": [VIEW.definition() | {"ttl": "3d"}]}), encoding="utf-8")
-    (conf / "serving.yaml").write_text("online_store: {type: sqlite, sqlite_path: online/f.db}\n",
-                                       encoding="utf-8")
+    (conf / "features" / "rfm.yaml").write_text(
+        json.dumps({"feature_views": [VIEW.definition() | {"ttl": "3d"}]}), encoding="utf-8"
+    )
+    (conf / "serving.yaml").write_text(
+        "online_store: {type: sqlite, sqlite_path: online/f.db}\n", encoding="utf-8"
+    )
     root = tmp_path / "lake"
     settings = Settings(lakehouse=LakehouseSettings(root=str(root)))
     tables = DeltaTables(spark, "delta-rs")
     write(spark, tables, settings, [("a", day(0), 10, 1.0), ("a", day(1), 9, 2.0)])
     job = _load_job("materialize")
 
-    code = job.run_materialize([
-        "--conf-dir", str(conf), "--conf", f"lakehouse.root={root}",
-        "--view", "rfm", "--up-to", "2024-03-01T12:00:00Z"], spark=spark)
+    code = job.run_materialize(
+        [
+            "--conf-dir",
+            str(conf),
+            "--conf",
+            f"lakehouse.root={root}",
+            "--view",
+            "rfm",
+            "--up-to",
+            "2024-03-01T12:00:00Z",
+        ],
+        spark=spark,
+    )
 
     assert code == 0
     store = SqliteOnlineStore(root / "online" / "f.db")
@@ -252,8 +311,16 @@ def test_materialize_job_loads_views_from_conf_and_reports_counts(spark, tmp_pat
 def test_materialize_job_rejects_an_unknown_view(spark, tmp_path: Path) -> None:
     job = _load_job("materialize")
 
-    code = job.run_materialize(["--conf-dir", str(PROJECT / "conf"),
-                                "--conf", f"lakehouse.root={tmp_path}", "--view", "nope"],
-                               spark=spark)
+    code = job.run_materialize(
+        [
+            "--conf-dir",
+            str(PROJECT / "conf"),
+            "--conf",
+            f"lakehouse.root={tmp_path}",
+            "--view",
+            "nope",
+        ],
+        spark=spark,
+    )
 
     assert code == 2

@@ -26,25 +26,39 @@ from pyspark.sql.types import (
 
 PROJECT = Path(__file__).resolve().parents[1]
 
-FEATURES = StructType([StructField("id", LongType()), StructField("limit_bal", DoubleType()),
-                       StructField("age", IntegerType()), StructField("age_bin", StringType())])
-LABELS = StructType([StructField("id", LongType()),
-                     StructField("default_next_month", IntegerType())])
-CUSTOMERS = StructType([StructField("customer_id", StringType()),
-                        StructField("as_of_ts", TimestampType()),
-                        StructField("recency_days", IntegerType()),
-                        StructField("monetary", DoubleType())])
+FEATURES = StructType(
+    [
+        StructField("id", LongType()),
+        StructField("limit_bal", DoubleType()),
+        StructField("age", IntegerType()),
+        StructField("age_bin", StringType()),
+    ]
+)
+LABELS = StructType(
+    [StructField("id", LongType()), StructField("default_next_month", IntegerType())]
+)
+CUSTOMERS = StructType(
+    [
+        StructField("customer_id", StringType()),
+        StructField("as_of_ts", TimestampType()),
+        StructField("recency_days", IntegerType()),
+        StructField("monetary", DoubleType()),
+    ]
+)
 
 
 def classifier(**overrides: object) -> dict:
     config = {
-        "kind": "classification", "name": "m",
+        "kind": "classification",
+        "name": "m",
         "features": {"table": "gold/credit_features", "key": "id"},
         "labels": {"table": "gold/credit_labels", "key": "id"},
         "label": "default_next_month",
-        "numeric_features": ["limit_bal", "age"], "categorical_features": ["age_bin"],
-        "algorithms": {"logistic_regression": {"params": {"maxIter": 5},
-                                               "grid": {"regParam": [0.0, 0.1]}}},
+        "numeric_features": ["limit_bal", "age"],
+        "categorical_features": ["age_bin"],
+        "algorithms": {
+            "logistic_regression": {"params": {"maxIter": 5}, "grid": {"regParam": [0.0, 0.1]}}
+        },
         "promotion": {"metric": "roc_auc", "min_metric": 0.7},
     }
     config.update(overrides)
@@ -53,10 +67,13 @@ def classifier(**overrides: object) -> dict:
 
 def segmenter(**overrides: object) -> dict:
     config = {
-        "kind": "segmentation", "name": "s",
+        "kind": "segmentation",
+        "name": "s",
         "features": {"table": "gold/customer_features", "key": "customer_id"},
-        "as_of_column": "as_of_ts", "feature_columns": ["recency_days", "monetary"],
-        "k": {"min": 2, "max": 4}, "output": "gold/customer_segments",
+        "as_of_column": "as_of_ts",
+        "feature_columns": ["recency_days", "monetary"],
+        "k": {"min": 2, "max": 4},
+        "output": "gold/customer_segments",
         "naming": {"rules": [{"name": "high-value", "above": {"monetary": 2.0}}]},
         "promotion": {"metric": "silhouette", "min_metric": 0.1},
     }
@@ -98,8 +115,9 @@ def test_unknown_feature_column_names_file_key_and_column(tmp_path: Path) -> Non
 def test_label_missing_from_label_table_is_an_error(tmp_path: Path) -> None:
     path = write(tmp_path, classifier(label="defaulted"))
     config = load_model_config(path)
-    with pytest.raises(ConfigError,
-                       match=r"label: unknown column 'defaulted' in gold/credit_labels"):
+    with pytest.raises(
+        ConfigError, match=r"label: unknown column 'defaulted' in gold/credit_labels"
+    ):
         check_columns(config, str(path), {"features": FEATURES, "labels": LABELS})
 
 
@@ -131,10 +149,12 @@ def test_no_algorithm_is_an_error(tmp_path: Path) -> None:
 
 
 def test_unknown_estimator_parameter_is_an_error(tmp_path: Path) -> None:
-    path = write(tmp_path, classifier(
-        algorithms={"random_forest": {"grid": {"numTree": [10]}}}))
-    with pytest.raises(ConfigError, match=r"algorithms\.random_forest\.grid\.numTree: not a "
-                                          r"parameter of RandomForestClassifier"):
+    path = write(tmp_path, classifier(algorithms={"random_forest": {"grid": {"numTree": [10]}}}))
+    with pytest.raises(
+        ConfigError,
+        match=r"algorithms\.random_forest\.grid\.numTree: not a "
+        r"parameter of RandomForestClassifier",
+    ):
         load_model_config(path)
 
 

@@ -42,17 +42,34 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
     log = open(root / "server.log", "wb")  # noqa: SIM115 - closed after the server stops
     process = subprocess.Popen(
-        [str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root}/server.db",
-         "--artifacts-destination", (root / "artifacts").as_uri()],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        [
+            str(MLFLOW),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{root}/server.db",
+            "--artifacts-destination",
+            (root / "artifacts").as_uri(),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + STARTUP_SECONDS
         while True:
             if process.poll() is not None:
-                pytest.fail(f"mlflow server exited with {process.returncode}: "
-                            f"{(root / 'server.log').read_text(errors='replace')[-2000:]}")
+                pytest.fail(
+                    f"mlflow server exited with {process.returncode}: "
+                    f"{(root / 'server.log').read_text(errors='replace')[-2000:]}"
+                )
             try:
                 with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
                     if response.status == 200:
@@ -75,24 +92,37 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 
 def test_train_register_and_load_through_a_real_server(
-        server: dict, spark: SparkSession, tmp_path: Path) -> None:
-    target = configure_tracking(MlflowSettings(tracking_uri=server["url"],
-                                               experiment="server-test"))
+    server: dict, spark: SparkSession, tmp_path: Path
+) -> None:
+    target = configure_tracking(
+        MlflowSettings(tracking_uri=server["url"], experiment="server-test")
+    )
     assert target.tracking_uri == server["url"]
     assert target.artifact_location.startswith("mlflow-artifacts:")  # the server decides
     path = tmp_path / "seg.yaml"
-    path.write_text(yaml.safe_dump({
-        "kind": "segmentation", "name": "server_segments",
-        "features": {"table": "gold/customer_features", "key": "customer_id"},
-        "as_of_column": "as_of_ts", "feature_columns": ["x", "y"],
-        "k": {"min": 2, "max": 2}, "max_iter": 5, "output": "gold/customer_segments",
-        "promotion": {"metric": "silhouette", "min_metric": 0.1}}), encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "kind": "segmentation",
+                "name": "server_segments",
+                "features": {"table": "gold/customer_features", "key": "customer_id"},
+                "as_of_column": "as_of_ts",
+                "feature_columns": ["x", "y"],
+                "k": {"min": 2, "max": 2},
+                "max_iter": 5,
+                "output": "gold/customer_segments",
+                "promotion": {"metric": "silhouette", "min_metric": 0.1},
+            }
+        ),
+        encoding="utf-8",
+    )
     config = load_model_config(path)
     as_of = datetime(2024, 1, 1)
     features = spark.createDataFrame(
         [(f"a{i}", as_of, float(i), 1.0) for i in range(5)]
         + [(f"b{i}", as_of, 100.0 + i, 50.0) for i in range(5)],
-        "customer_id string, as_of_ts timestamp, x double, y double")
+        "customer_id string, as_of_ts timestamp, x double, y double",
+    )
     result = train_segmentation(config, features, tags={"featurelake.test": "server"})
     client = mlflow.MlflowClient(target.tracking_uri, target.registry_uri)
     version = register_challenger(client, config.name, result.model_uri, run_id=result.run_id)

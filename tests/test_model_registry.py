@@ -15,24 +15,24 @@ POLICY = PromotionConfig(metric="roc_auc", min_metric=0.76, min_improvement=0.01
 
 
 def test_below_the_absolute_threshold_is_never_promoted() -> None:
-    promoted, reason = decide_promotion(challenger_metric=0.75, champion_metric=None,
-                                        policy=POLICY)
+    promoted, reason = decide_promotion(challenger_metric=0.75, champion_metric=None, policy=POLICY)
     assert not promoted
     assert reason == "roc_auc 0.7500 is below the minimum 0.7600"
 
 
 def test_first_model_above_threshold_is_promoted() -> None:
-    promoted, reason = decide_promotion(challenger_metric=0.77, champion_metric=None,
-                                        policy=POLICY)
+    promoted, reason = decide_promotion(challenger_metric=0.77, champion_metric=None, policy=POLICY)
     assert promoted and "there is no champion" in reason
 
 
 def test_a_gain_below_the_margin_is_rejected() -> None:
-    promoted, reason = decide_promotion(challenger_metric=0.785, champion_metric=0.78,
-                                        policy=POLICY)
+    promoted, reason = decide_promotion(
+        challenger_metric=0.785, champion_metric=0.78, policy=POLICY
+    )
     assert not promoted
-    assert "does not beat the champion's 0.7800 by the required 0.0100 (difference +0.0050)" \
-        in reason
+    assert (
+        "does not beat the champion's 0.7800 by the required 0.0100 (difference +0.0050)" in reason
+    )
 
 
 def test_a_gain_at_the_margin_is_promoted() -> None:
@@ -44,8 +44,9 @@ def test_an_equal_challenger_is_not_promoted_even_without_a_margin() -> None:
     # A retraining on unchanged data gives the champion's twin: promoting it changes nothing
     # but the version number.
     no_margin = PromotionConfig(metric="silhouette", min_metric=0.2, min_improvement=0.0)
-    promoted, reason = decide_promotion(challenger_metric=0.61, champion_metric=0.61,
-                                        policy=no_margin)
+    promoted, reason = decide_promotion(
+        challenger_metric=0.61, champion_metric=0.61, policy=no_margin
+    )
     assert not promoted and "(difference +0.0000)" in reason
     assert decide_promotion(challenger_metric=0.62, champion_metric=0.61, policy=no_margin)[0]
 
@@ -54,9 +55,13 @@ def test_an_equal_challenger_is_not_promoted_even_without_a_margin() -> None:
 def client(tmp_path_factory: pytest.TempPathFactory):
     # One database for the module (creating one costs seconds); each test uses its own model.
     root = tmp_path_factory.mktemp("registry")
-    target = configure_tracking(MlflowSettings(
-        tracking_uri=f"sqlite:///{root}/mlflow.db",
-        artifact_location=str(root / "artifacts"), experiment="registry-tests"))
+    target = configure_tracking(
+        MlflowSettings(
+            tracking_uri=f"sqlite:///{root}/mlflow.db",
+            artifact_location=str(root / "artifacts"),
+            experiment="registry-tests",
+        )
+    )
     return mlflow.MlflowClient(target.tracking_uri, target.registry_uri)
 
 
@@ -76,7 +81,8 @@ def test_registering_moves_the_challenger_alias(client, tmp_path: Path) -> None:
 
 
 def test_promote_scores_both_models_and_moves_champion_only_past_the_margin(
-        client, tmp_path: Path) -> None:
+    client, tmp_path: Path
+) -> None:
     scores = {"models:/m/1": 0.78, "models:/m/2": 0.785, "models:/m/3": 0.80}
     asked: list[str] = []
 

@@ -25,9 +25,12 @@ from redis_server import redis_url  # noqa: F401 - pytest fixture
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
 VIEW = FeatureView(
-    name="customer_rfm", entity="customer", join_keys=["customer_id"],
+    name="customer_rfm",
+    entity="customer",
+    join_keys=["customer_id"],
     source=SourceTable(layer="gold", table="customer_features_daily"),
-    event_timestamp_column="as_of_ts", ttl="3d",
+    event_timestamp_column="as_of_ts",
+    ttl="3d",
     features=[Feature(name="recency_days", dtype="int"), Feature(name="monetary", dtype="double")],
 )
 
@@ -57,16 +60,21 @@ def test_written_row_is_read_back_with_event_time_and_staleness(store: OnlineSto
 
     got = read_one(store, "c1", now=T0 + timedelta(hours=2))
 
-    assert got["recency_days"] == {"value": 3, "event_timestamp": "2024-03-01T12:00:00Z",
-                                   "staleness_seconds": 7200.0, "status": "ok"}
+    assert got["recency_days"] == {
+        "value": 3,
+        "event_timestamp": "2024-03-01T12:00:00Z",
+        "staleness_seconds": 7200.0,
+        "status": "ok",
+    }
     assert got["monetary"]["value"] == 12.5
 
 
 def test_older_row_never_replaces_a_newer_one(store: OnlineStore) -> None:
     assert store.write_rows("customer_rfm", [row("c1", T0, recency_days=1, monetary=1.0)]) == 1
 
-    written = store.write_rows("customer_rfm", [row("c1", T0 - timedelta(days=1), recency_days=9,
-                                                    monetary=9.0)])
+    written = store.write_rows(
+        "customer_rfm", [row("c1", T0 - timedelta(days=1), recency_days=9, monetary=9.0)]
+    )
 
     assert written == 0
     assert read_one(store, "c1", now=T0)["recency_days"]["value"] == 1
@@ -75,8 +83,9 @@ def test_older_row_never_replaces_a_newer_one(store: OnlineStore) -> None:
 def test_newer_row_replaces_an_older_one(store: OnlineStore) -> None:
     store.write_rows("customer_rfm", [row("c1", T0, recency_days=1, monetary=1.0)])
 
-    written = store.write_rows("customer_rfm", [row("c1", T0 + timedelta(days=1), recency_days=0,
-                                                    monetary=2.0)])
+    written = store.write_rows(
+        "customer_rfm", [row("c1", T0 + timedelta(days=1), recency_days=0, monetary=2.0)]
+    )
 
     assert written == 1
     got = read_one(store, "c1", now=T0 + timedelta(days=1))
@@ -91,11 +100,14 @@ def test_same_event_time_is_replaced_by_the_later_write(store: OnlineStore) -> N
 
 
 def test_older_row_later_in_the_same_batch_is_skipped(store: OnlineStore) -> None:
-    written = store.write_rows("customer_rfm", [
-        row("c1", T0, recency_days=1, monetary=1.0),
-        row("c1", T0 - timedelta(hours=1), recency_days=7, monetary=7.0),
-        row("c2", T0, recency_days=2, monetary=2.0),
-    ])
+    written = store.write_rows(
+        "customer_rfm",
+        [
+            row("c1", T0, recency_days=1, monetary=1.0),
+            row("c1", T0 - timedelta(hours=1), recency_days=7, monetary=7.0),
+            row("c2", T0, recency_days=2, monetary=2.0),
+        ],
+    )
 
     assert written == 2
     assert read_one(store, "c1", now=T0)["recency_days"]["value"] == 1
@@ -110,8 +122,10 @@ def test_concurrent_writers_leave_the_newest_value(store: OnlineStore) -> None:
 
     def writer(part: list[int]) -> None:
         for h in part:
-            store.write_rows("customer_rfm", [row("c1", T0 + timedelta(hours=h), recency_days=h,
-                                                  monetary=float(h))])
+            store.write_rows(
+                "customer_rfm",
+                [row("c1", T0 + timedelta(hours=h), recency_days=h, monetary=float(h))],
+            )
 
     threads = [threading.Thread(target=writer, args=(part,)) for part in slices]
     for thread in threads:
@@ -129,8 +143,12 @@ def test_value_at_exactly_ttl_age_comes_back_expired(store: OnlineStore) -> None
 
     got = read_one(store, "c1", now=T0 + timedelta(days=3))
 
-    assert got["recency_days"] == {"value": None, "event_timestamp": "2024-03-01T12:00:00Z",
-                                   "staleness_seconds": 259200.0, "status": "expired"}
+    assert got["recency_days"] == {
+        "value": None,
+        "event_timestamp": "2024-03-01T12:00:00Z",
+        "staleness_seconds": 259200.0,
+        "status": "expired",
+    }
 
 
 def test_value_just_inside_ttl_is_served(store: OnlineStore) -> None:
@@ -146,8 +164,12 @@ def test_unknown_entity_comes_back_null_not_found(store: OnlineStore) -> None:
 
     got = read_one(store, "nobody", now=T0)
 
-    assert got["monetary"] == {"value": None, "event_timestamp": None,
-                               "staleness_seconds": None, "status": "not_found"}
+    assert got["monetary"] == {
+        "value": None,
+        "event_timestamp": None,
+        "staleness_seconds": None,
+        "status": "not_found",
+    }
 
 
 def test_stored_null_comes_back_as_null_value(store: OnlineStore) -> None:
@@ -157,12 +179,18 @@ def test_stored_null_comes_back_as_null_value(store: OnlineStore) -> None:
 
 
 def test_lookup_keeps_entity_order_and_duplicates(store: OnlineStore) -> None:
-    store.write_rows("customer_rfm", [row("a", T0, recency_days=1, monetary=1.0),
-                                      row("b", T0, recency_days=2, monetary=2.0)])
+    store.write_rows(
+        "customer_rfm",
+        [row("a", T0, recency_days=1, monetary=1.0), row("b", T0, recency_days=2, monetary=2.0)],
+    )
 
-    results = lookup_features(store, VIEW, [{"customer_id": "b"}, {"customer_id": "x"},
-                                            {"customer_id": "b"}, {"customer_id": "a"}],
-                              ["recency_days"], now=T0)
+    results = lookup_features(
+        store,
+        VIEW,
+        [{"customer_id": "b"}, {"customer_id": "x"}, {"customer_id": "b"}, {"customer_id": "a"}],
+        ["recency_days"],
+        now=T0,
+    )
 
     assert [r["recency_days"].value for r in results] == [2, None, 2, 1]
 
@@ -218,12 +246,20 @@ def _conf_dir(tmp_path: Path) -> Path:
     (conf / "features").mkdir()
     (conf / "base.yaml").write_text("{}\n", encoding="utf-8")
     (conf / "env" / "local.yaml").write_text("{}\n", encoding="utf-8")
-    (conf / "features" / "rfm.yaml").write_text(json.dumps(
-        {"feature_views": [VIEW.definition() | {"ttl": "3d"}]}), encoding="utf-8")
-    (conf / "serving.yaml").write_text(json.dumps({
-        "online_store": {"type": "sqlite", "sqlite_path": "online/f.db"},
-        "access": {"roles": {"analyst": {"views": ["customer_rfm"]}, "nobody": {"views": []}}},
-    }), encoding="utf-8")
+    (conf / "features" / "rfm.yaml").write_text(
+        json.dumps({"feature_views": [VIEW.definition() | {"ttl": "3d"}]}), encoding="utf-8"
+    )
+    (conf / "serving.yaml").write_text(
+        json.dumps(
+            {
+                "online_store": {"type": "sqlite", "sqlite_path": "online/f.db"},
+                "access": {
+                    "roles": {"analyst": {"views": ["customer_rfm"]}, "nobody": {"views": []}}
+                },
+            }
+        ),
+        encoding="utf-8",
+    )
     return conf
 
 
@@ -236,18 +272,36 @@ def test_get_online_features_reads_the_configured_store(tmp_path) -> None:
     store.write_rows("customer_rfm", [row("c1", T0, recency_days=3, monetary=12.5)])
     store.close()
 
-    records = get_online_features([{"customer_id": "c1"}, {"customer_id": "zz"}],
-                                  ["customer_rfm:monetary"], settings=settings,
-                                  now=T0 + timedelta(hours=1))
+    records = get_online_features(
+        [{"customer_id": "c1"}, {"customer_id": "zz"}],
+        ["customer_rfm:monetary"],
+        settings=settings,
+        now=T0 + timedelta(hours=1),
+    )
 
     assert records == [
-        {"entity": {"customer_id": "c1"},
-         "values": {"customer_rfm:monetary": {
-             "value": 12.5, "event_timestamp": "2024-03-01T12:00:00Z",
-             "staleness_seconds": 3600.0, "status": "ok"}}},
-        {"entity": {"customer_id": "zz"},
-         "values": {"customer_rfm:monetary": {"value": None, "event_timestamp": None,
-                                              "staleness_seconds": None, "status": "not_found"}}},
+        {
+            "entity": {"customer_id": "c1"},
+            "values": {
+                "customer_rfm:monetary": {
+                    "value": 12.5,
+                    "event_timestamp": "2024-03-01T12:00:00Z",
+                    "staleness_seconds": 3600.0,
+                    "status": "ok",
+                }
+            },
+        },
+        {
+            "entity": {"customer_id": "zz"},
+            "values": {
+                "customer_rfm:monetary": {
+                    "value": None,
+                    "event_timestamp": None,
+                    "staleness_seconds": None,
+                    "status": "not_found",
+                }
+            },
+        },
     ]
 
 
@@ -260,11 +314,13 @@ def test_get_online_features_as_pandas_has_one_row_per_entity(tmp_path) -> None:
     store.write_rows("customer_rfm", [row("c1", T0, recency_days=3, monetary=12.5)])
     store.close()
 
-    frame = get_online_features([{"customer_id": "c1"}], ["customer_rfm:*"], settings=settings,
-                                now=T0, as_pandas=True)
+    frame = get_online_features(
+        [{"customer_id": "c1"}], ["customer_rfm:*"], settings=settings, now=T0, as_pandas=True
+    )
 
-    assert frame.to_dict("records") == [{"customer_id": "c1", "customer_rfm:recency_days": 3,
-                                         "customer_rfm:monetary": 12.5}]
+    assert frame.to_dict("records") == [
+        {"customer_id": "c1", "customer_rfm:recency_days": 3, "customer_rfm:monetary": 12.5}
+    ]
 
 
 def test_get_online_features_applies_a_role_when_given(tmp_path) -> None:
@@ -275,17 +331,23 @@ def test_get_online_features_applies_a_role_when_given(tmp_path) -> None:
     settings = load_settings(_conf_dir(tmp_path), "local", [f"lakehouse.root={tmp_path / 'lake'}"])
 
     with pytest.raises(AuthorizationError, match="may not read view"):
-        get_online_features([{"customer_id": "c1"}], ["customer_rfm:monetary"],
-                            settings=settings, role="nobody")
+        get_online_features(
+            [{"customer_id": "c1"}], ["customer_rfm:monetary"], settings=settings, role="nobody"
+        )
 
 
-@pytest.mark.parametrize(("url", "shown"), [
-    ("redis://app:s3cret-pw@cache.internal:6380/2", "redis://app:***@cache.internal:6380/2"),
-    ("redis://:s3cret-pw@cache.internal:6379/0", "redis://:***@cache.internal:6379/0"),
-    ("rediss://cache.internal:6379/0?password=s3cret-pw&socket_timeout=1",
-     "rediss://cache.internal:6379/0?password=***&socket_timeout=1"),
-    ("redis://cache.internal:6379/0", "redis://cache.internal:6379/0"),
-])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://app:s3cret-pw@cache.internal:6380/2", "redis://app:***@cache.internal:6380/2"),
+        ("redis://:s3cret-pw@cache.internal:6379/0", "redis://:***@cache.internal:6379/0"),
+        (
+            "rediss://cache.internal:6379/0?password=s3cret-pw&socket_timeout=1",
+            "rediss://cache.internal:6379/0?password=***&socket_timeout=1",
+        ),
+        ("redis://cache.internal:6379/0", "redis://cache.internal:6379/0"),
+    ],
+)
 def test_redis_store_shows_its_url_without_the_password(url: str, shown: str) -> None:
     store = RedisOnlineStore(url, key_prefix="fl")
 

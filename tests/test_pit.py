@@ -25,18 +25,22 @@ from pyspark.sql.types import (
 D = datetime(2024, 1, 1)  # day 0
 US = timedelta(microseconds=1)
 
-ENTITY = StructType([
-    StructField("customer_id", StringType()),
-    StructField("ts", TimestampType()),
-    StructField("label", LongType()),
-])
-FEATURES = StructType([
-    StructField("customer_id", StringType()),
-    StructField("event_ts", TimestampType()),
-    StructField("created_ts", TimestampType()),
-    StructField("x", DoubleType()),
-    StructField("y", DoubleType()),
-])
+ENTITY = StructType(
+    [
+        StructField("customer_id", StringType()),
+        StructField("ts", TimestampType()),
+        StructField("label", LongType()),
+    ]
+)
+FEATURES = StructType(
+    [
+        StructField("customer_id", StringType()),
+        StructField("event_ts", TimestampType()),
+        StructField("created_ts", TimestampType()),
+        StructField("x", DoubleType()),
+        StructField("y", DoubleType()),
+    ]
+)
 OUT = StructType([*ENTITY.fields, StructField("x", DoubleType())])
 
 
@@ -53,20 +57,27 @@ def features(spark, rows):
 
 
 def join(entity_df, feature_df, **kwargs):
-    options = dict(join_keys=["customer_id"], entity_timestamp_column="ts",
-                   event_timestamp_column="event_ts", feature_columns=["x"],
-                   created_timestamp_column="created_ts")
+    options = dict(
+        join_keys=["customer_id"],
+        entity_timestamp_column="ts",
+        event_timestamp_column="event_ts",
+        feature_columns=["x"],
+        created_timestamp_column="created_ts",
+    )
     options.update(kwargs)
     return as_of_join(entity_df, feature_df, **options)
 
 
 # A timeline for customer "a": x = 1 at day 1, 5 at day 5, 10 at day 10 (created on time).
 def timeline(spark):
-    return features(spark, [
-        ("a", day(1), day(1), 1.0, 0.0),
-        ("a", day(5), day(5), 5.0, 0.0),
-        ("a", day(10), day(10), 10.0, 0.0),
-    ])
+    return features(
+        spark,
+        [
+            ("a", day(1), day(1), 1.0, 0.0),
+            ("a", day(5), day(5), 5.0, 0.0),
+            ("a", day(10), day(10), 10.0, 0.0),
+        ],
+    )
 
 
 def test_value_at_exactly_t_is_used_and_value_after_t_is_not(spark):
@@ -100,11 +111,14 @@ def test_without_ttl_any_older_value_is_used(spark):
 
 
 def test_tie_on_event_time_goes_to_latest_created(spark):
-    feats = features(spark, [
-        ("a", day(1), day(3), 3.0, 0.0),
-        ("a", day(1), day(2), 2.0, 0.0),
-        ("a", day(1), None, 9.0, 0.0),  # unknown created time ranks lowest
-    ])
+    feats = features(
+        spark,
+        [
+            ("a", day(1), day(3), 3.0, 0.0),
+            ("a", day(1), day(2), 2.0, 0.0),
+            ("a", day(1), None, 9.0, 0.0),  # unknown created time ranks lowest
+        ],
+    )
     ents = entities(spark, [("a", day(4), 1)])
     expected = spark.createDataFrame([("a", day(4), 1, 3.0)], OUT)
     assert_df_equality(join(ents, feats), expected, ignore_row_order=True)
@@ -113,10 +127,13 @@ def test_tie_on_event_time_goes_to_latest_created(spark):
 def test_full_tie_goes_to_greatest_values_in_declaration_order_whatever_is_requested(spark):
     # Same event and created time: compare (x, y); (2, 0) beats (1, 9), so y = 0 even when
     # only y is requested.
-    feats = features(spark, [
-        ("a", day(1), day(1), 1.0, 9.0),
-        ("a", day(1), day(1), 2.0, 0.0),
-    ])
+    feats = features(
+        spark,
+        [
+            ("a", day(1), day(1), 1.0, 9.0),
+            ("a", day(1), day(1), 2.0, 0.0),
+        ],
+    )
     ents = entities(spark, [("a", day(2), 1)])
     expected = spark.createDataFrame(
         [("a", day(2), 1, 0.0)], StructType([*ENTITY.fields, StructField("y", DoubleType())])
@@ -127,10 +144,13 @@ def test_full_tie_goes_to_greatest_values_in_declaration_order_whatever_is_reque
 
 def test_late_arriving_value_is_filtered_out_at_entity_time(spark):
     # The day-2 value was only written on day 8: at t = day 5 the day-1 value is what was known.
-    feats = features(spark, [
-        ("a", day(1), day(1), 1.0, 0.0),
-        ("a", day(2), day(8), 2.0, 0.0),
-    ])
+    feats = features(
+        spark,
+        [
+            ("a", day(1), day(1), 1.0, 0.0),
+            ("a", day(2), day(8), 2.0, 0.0),
+        ],
+    )
     ents = entities(spark, [("a", day(5), 1), ("a", day(8), 2)])
     expected = spark.createDataFrame([("a", day(5), 1, 1.0), ("a", day(8), 2, 2.0)], OUT)
     result = join(ents, feats, known_at="entity_time")
@@ -138,20 +158,26 @@ def test_late_arriving_value_is_filtered_out_at_entity_time(spark):
 
 
 def test_late_arriving_value_leaks_without_the_filter(spark):
-    feats = features(spark, [
-        ("a", day(1), day(1), 1.0, 0.0),
-        ("a", day(2), day(8), 2.0, 0.0),
-    ])
+    feats = features(
+        spark,
+        [
+            ("a", day(1), day(1), 1.0, 0.0),
+            ("a", day(2), day(8), 2.0, 0.0),
+        ],
+    )
     ents = entities(spark, [("a", day(5), 1)])
     expected = spark.createDataFrame([("a", day(5), 1, 2.0)], OUT)
     assert_df_equality(join(ents, feats), expected, ignore_row_order=True)
 
 
 def test_fixed_known_time_cutoff(spark):
-    feats = features(spark, [
-        ("a", day(1), day(1), 1.0, 0.0),
-        ("a", day(2), day(8), 2.0, 0.0),
-    ])
+    feats = features(
+        spark,
+        [
+            ("a", day(1), day(1), 1.0, 0.0),
+            ("a", day(2), day(8), 2.0, 0.0),
+        ],
+    )
     ents = entities(spark, [("a", day(20), 1)])
     expected = spark.createDataFrame([("a", day(20), 1, 1.0)], OUT)
     assert_df_equality(join(ents, feats, known_at=day(7)), expected, ignore_row_order=True)
@@ -179,13 +205,23 @@ def test_event_timestamp_of_the_chosen_row_can_be_returned(spark):
 
 def test_several_views_in_one_call(spark):
     source = SourceTable(layer="gold", table="daily")
-    fast = FeatureView(name="fast", entity="customer", join_keys=["customer_id"], source=source,
-                       event_timestamp_column="event_ts", ttl="2d",
-                       features=[Feature(name="x", dtype="double")])
-    slow = FeatureView(name="slow", entity="customer", join_keys=["customer_id"],
-                       source=SourceTable(layer="gold", table="weekly"),
-                       event_timestamp_column="event_ts",
-                       features=[Feature(name="z", dtype="long")])
+    fast = FeatureView(
+        name="fast",
+        entity="customer",
+        join_keys=["customer_id"],
+        source=source,
+        event_timestamp_column="event_ts",
+        ttl="2d",
+        features=[Feature(name="x", dtype="double")],
+    )
+    slow = FeatureView(
+        name="slow",
+        entity="customer",
+        join_keys=["customer_id"],
+        source=SourceTable(layer="gold", table="weekly"),
+        event_timestamp_column="event_ts",
+        features=[Feature(name="z", dtype="long")],
+    )
     weekly = spark.createDataFrame(
         [("a", day(0), 100), ("b", day(3), 300)],
         "customer_id string, event_ts timestamp, z long",
@@ -193,8 +229,11 @@ def test_several_views_in_one_call(spark):
     daily = timeline(spark).drop("created_ts")
     ents = entities(spark, [("a", day(5.5), 1), ("a", day(8), 2), ("b", day(2), 3)])
     result = get_training_set(
-        ents, ["fast:x", "slow:z"], views={"fast": fast, "slow": slow},
-        sources={"gold/daily": daily, "gold/weekly": weekly}, entity_timestamp_column="ts",
+        ents,
+        ["fast:x", "slow:z"],
+        views={"fast": fast, "slow": slow},
+        sources={"gold/daily": daily, "gold/weekly": weekly},
+        entity_timestamp_column="ts",
     )
     expected = spark.createDataFrame(
         [("a", day(5.5), 1, 5.0, 100), ("a", day(8), 2, None, 100), ("b", day(2), 3, None, None)],
@@ -205,8 +244,9 @@ def test_several_views_in_one_call(spark):
 
 def test_join_uses_every_key_column(spark):
     schema = "store string, sku string, event_ts timestamp, created_ts timestamp, x double"
-    feats = spark.createDataFrame([("s1", "k1", day(1), day(1), 1.0),
-                                   ("s1", "k2", day(1), day(1), 2.0)], schema)
+    feats = spark.createDataFrame(
+        [("s1", "k1", day(1), day(1), 1.0), ("s1", "k2", day(1), day(1), 2.0)], schema
+    )
     ents = spark.createDataFrame([("s1", "k2", day(2))], "store string, sku string, ts timestamp")
     result = join(ents, feats, join_keys=["store", "sku"])
     assert [tuple(r) for r in result.collect()] == [("s1", "k2", day(2), 2.0)]
@@ -231,23 +271,35 @@ def test_known_time_filter_needs_created_column(spark):
 
 
 def _view(name, table, feature, created=None):
-    return FeatureView(name=name, entity="customer", join_keys=["customer_id"],
-                       source=SourceTable(layer="gold", table=table),
-                       event_timestamp_column="event_ts", created_timestamp_column=created,
-                       features=[Feature(name=feature, dtype="double")])
+    return FeatureView(
+        name=name,
+        entity="customer",
+        join_keys=["customer_id"],
+        source=SourceTable(layer="gold", table=table),
+        event_timestamp_column="event_ts",
+        created_timestamp_column=created,
+        features=[Feature(name=feature, dtype="double")],
+    )
 
 
 def test_same_feature_name_from_two_views_needs_full_feature_names(spark):
     views = {"v1": _view("v1", "t", "x"), "v2": _view("v2", "t", "x")}
     ents = entities(spark, [("a", day(5), 1)])
     with pytest.raises(FeatureViewError, match="full_feature_names=True"):
-        get_training_set(ents, ["v1:x", "v2:x"], views=views, sources={},
-                         entity_timestamp_column="ts")
+        get_training_set(
+            ents, ["v1:x", "v2:x"], views=views, sources={}, entity_timestamp_column="ts"
+        )
 
 
 def test_known_time_filter_names_views_without_created_timestamps(spark):
     views = {"v1": _view("v1", "t", "x", created="created_ts"), "v2": _view("v2", "t", "y")}
     ents = entities(spark, [("a", day(5), 1)])
     with pytest.raises(FeatureViewError, match=r"views \['v2'\] declare no created_timestamp"):
-        get_training_set(ents, ["v1:x", "v2:y"], views=views, sources={},
-                         entity_timestamp_column="ts", known_at="entity_time")
+        get_training_set(
+            ents,
+            ["v1:x", "v2:y"],
+            views=views,
+            sources={},
+            entity_timestamp_column="ts",
+            known_at="entity_time",
+        )

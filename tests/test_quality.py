@@ -269,8 +269,12 @@ def test_check_constraints_are_the_rules_in_spark_sql(spark):
     assert sql["range:age"] == ("fl_range_age", "`age` IS NULL OR (`age` >= 18 AND `age` <= 99)")
     # Each constraint accepts exactly the rows rule_passes accepts (worked out by hand).
     rows = spark.createDataFrame(
-        [(1, 30, "M", "C123", True), (None, 10, "X", "C12", False),
-         (2, None, None, None, True), (3, 19, "F", "C12a", False)],
+        [
+            (1, 30, "M", "C123", True),
+            (None, 10, "X", "C12", False),
+            (2, None, None, None, True),
+            (3, 19, "F", "C12a", False),
+        ],
         "id int, age int, sex string, code string, ok boolean",
     )
     for rule in rules[:5]:

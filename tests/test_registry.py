@@ -118,10 +118,12 @@ def test_search_by_text_tag_and_owner(spark, lake):
     store.apply(applied_by="alice")
     assert [h.view_name for h in store.search("SPENDS")] == ["spend"]
     assert [(h.view_name, h.features) for h in store.search("invoices")] == [
-        ("orders", ["orders_30d"])]
+        ("orders", ["orders_30d"])
+    ]
     assert [h.view_name for h in store.search(tag="window")] == ["spend"]
     assert [(h.view_name, h.features) for h in store.search(owner="fulfilment")] == [
-        ("orders", ["orders_30d"])]
+        ("orders", ["orders_30d"])
+    ]
     assert store.search("spend", owner="ops") == []
 
 
@@ -137,13 +139,17 @@ def test_features_job_apply_list_describe(spark, lake, capsys):
     common = ["--conf-dir", str(conf), "--conf", f"lakehouse.root={root / 'lake'}"]
     from jobs.features import add_arguments, main
 
-    assert run_job("features", main, ["apply", "--applied-by", "ci", *common],
-                   add_arguments, spark) == 0
+    assert (
+        run_job("features", main, ["apply", "--applied-by", "ci", *common], add_arguments, spark)
+        == 0
+    )
     capsys.readouterr()
     assert run_job("features", main, ["list", *common], add_arguments, spark) == 0
     listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(v["name"], v["version"], v["applied_by"]) for v in listed] == [
-        ("orders", 1, "ci"), ("spend", 1, "ci")]
+        ("orders", 1, "ci"),
+        ("spend", 1, "ci"),
+    ]
     assert run_job("features", main, ["describe", "spend", *common], add_arguments, spark) == 0
     described = json.loads(capsys.readouterr().out)
     assert described["features"][0]["owner"] == "growth"
@@ -162,16 +168,36 @@ def test_training_set_job_keeps_every_row_and_records_lineage(spark, lake, tmp_p
     entities.write.parquet(entity_file)
     from jobs.training_set import add_arguments, main
 
-    code = run_job("training-set", main, [
-        "--entity-file", entity_file, "--timestamp-column", "ts",
-        "--features", "spend:spend_30d,orders:orders_30d", "--output", "demo", *common,
-    ], add_arguments, spark)
+    code = run_job(
+        "training-set",
+        main,
+        [
+            "--entity-file",
+            entity_file,
+            "--timestamp-column",
+            "ts",
+            "--features",
+            "spend:spend_30d,orders:orders_30d",
+            "--output",
+            "demo",
+            *common,
+        ],
+        add_arguments,
+        spark,
+    )
     assert code == 0
     tables = DeltaTables(spark)
     path = settings.lakehouse.table_path("features", "demo")
     rows = sorted((tuple(r) for r in tables.read(path).collect()), key=str)
-    assert rows == sorted([("c1", D, 10.0, 1), ("c1", D, 10.0, 1), ("c9", D, None, None),
-                           ("c2", datetime(2023, 12, 31), None, None)], key=str)
+    assert rows == sorted(
+        [
+            ("c1", D, 10.0, 1),
+            ("c1", D, 10.0, 1),
+            ("c9", D, None, None),
+            ("c2", datetime(2023, 12, 31), None, None),
+        ],
+        key=str,
+    )
     lineage = json.loads(tables.history(path, limit=1)[0]["featurelake.training_set"])
     assert lineage["sources"] == {"gold/daily": 0}
     assert lineage["views"]["spend"]["registry_version"] == 1

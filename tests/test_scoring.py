@@ -201,8 +201,10 @@ def test_missing_input_columns_are_named():
 
     with pytest.raises(MissingColumnsError) as info:
         check_input_columns(Frame(), ["x1", "x2", "x3"], "models:/m@champion")
-    assert str(info.value) == ("the input of models:/m@champion: missing columns ['x2', 'x3']; "
-                               "present columns: ['id', 'x1']")
+    assert str(info.value) == (
+        "the input of models:/m@champion: missing columns ['x2', 'x3']; "
+        "present columns: ['id', 'x1']"
+    )
 
 
 def test_rows_with_null_or_nan_features_go_to_quarantine_with_reasons(spark):

@@ -44,20 +44,35 @@ OLD = NOW - timedelta(days=10)
 
 VIEWS = {
     "customer_rfm": FeatureView(
-        name="customer_rfm", entity="customer", join_keys=["customer_id"],
+        name="customer_rfm",
+        entity="customer",
+        join_keys=["customer_id"],
         source=SourceTable(layer="gold", table="customer_features_daily"),
-        event_timestamp_column="as_of_ts", ttl="3d",
-        features=[Feature(name="recency_days", dtype="int"),
-                  Feature(name="monetary", dtype="double")]),
+        event_timestamp_column="as_of_ts",
+        ttl="3d",
+        features=[
+            Feature(name="recency_days", dtype="int"),
+            Feature(name="monetary", dtype="double"),
+        ],
+    ),
     "credit_profile": FeatureView(
-        name="credit_profile", entity="credit_client", join_keys=["id"],
+        name="credit_profile",
+        entity="credit_client",
+        join_keys=["id"],
         source=SourceTable(layer="gold", table="credit_features"),
         event_timestamp_column="snapshot_ts",
-        features=[Feature(name="limit_bal", dtype="double"),
-                  Feature(name="age", dtype="int", pii=True)]),
+        features=[
+            Feature(name="limit_bal", dtype="double"),
+            Feature(name="age", dtype="int", pii=True),
+        ],
+    ),
 }
-KEYS = {"analyst": "analyst-secret-key-0001", "support": "support-secret-key-0002",
-        "scoring": "scoring-secret-key-0003", "operator": "operator-secret-key-0004"}
+KEYS = {
+    "analyst": "analyst-secret-key-0001",
+    "support": "support-secret-key-0002",
+    "scoring": "scoring-secret-key-0003",
+    "operator": "operator-secret-key-0004",
+}
 ACCESS = AccessConfig(
     roles={
         "analyst": RoleConfig(views=("customer_rfm",)),
@@ -79,11 +94,15 @@ def stored_row(key: object, at: datetime, **values: object) -> tuple[str, int, s
 
 
 def fill(store: OnlineStore) -> None:
-    store.write_rows("customer_rfm", [
-        stored_row("c1", FRESH, recency_days=3, monetary=12.5),
-        stored_row("c2", FRESH, recency_days=None, monetary=1.0),
-        stored_row("c_old", OLD, recency_days=40, monetary=2.0),
-    ] + [stored_row(f"load{i}", FRESH, recency_days=i, monetary=i / 2) for i in range(100)])
+    store.write_rows(
+        "customer_rfm",
+        [
+            stored_row("c1", FRESH, recency_days=3, monetary=12.5),
+            stored_row("c2", FRESH, recency_days=None, monetary=1.0),
+            stored_row("c_old", OLD, recency_days=40, monetary=2.0),
+        ]
+        + [stored_row(f"load{i}", FRESH, recency_days=i, monetary=i / 2) for i in range(100)],
+    )
     store.write_rows("credit_profile", [stored_row(7, FRESH, limit_bal=50000.0, age=41)])
 
 
@@ -92,9 +111,9 @@ def serving(tmp: Path, store: OnlineStore, **server_settings: Any) -> Iterator[d
     """Fill ``store`` and serve it; the base URL, a client, the audit log and ``tmp``."""
     fill(store)
     config = ServingConfig(
-        server=ServerConfig(audit_log=str(tmp / "audit.jsonl"), max_entities=50,
-                            **server_settings),
-        access=ACCESS)
+        server=ServerConfig(audit_log=str(tmp / "audit.jsonl"), max_entities=50, **server_settings),
+        access=ACCESS,
+    )
     app = create_app(config, VIEWS, store)
     with running_server(app) as url, httpx.Client(base_url=url, timeout=10) as client:
         yield {"url": url, "client": client, "audit": tmp / "audit.jsonl", "tmp": tmp}
@@ -108,8 +127,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 
 @pytest.fixture(scope="module")
-def redis_backed_server(tmp_path_factory: pytest.TempPathFactory,
-                        redis_url: str) -> Iterator[dict]:  # noqa: F811
+def redis_backed_server(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[dict]:  # noqa: F811
     tmp = tmp_path_factory.mktemp("serving-redis")
     store = RedisOnlineStore(redis_url, key_prefix=f"s{uuid.uuid4().hex[:8]}")
     with serving(tmp, store) as running:
@@ -146,8 +164,13 @@ RFM = {"entities": [{"customer_id": "c1"}], "features": ["customer_rfm:recency_d
 
 
 def test_values_come_with_event_time_staleness_and_status(server: dict) -> None:
-    response = post(server, {"entities": [{"customer_id": "c1"}],
-                             "features": ["customer_rfm:recency_days", "customer_rfm:monetary"]})
+    response = post(
+        server,
+        {
+            "entities": [{"customer_id": "c1"}],
+            "features": ["customer_rfm:recency_days", "customer_rfm:monetary"],
+        },
+    )
 
     assert response.status_code == 200
     body = response.json()
@@ -165,19 +188,29 @@ def test_values_come_with_event_time_staleness_and_status(server: dict) -> None:
 
 
 def test_unknown_entity_gets_null_values_with_not_found(server: dict) -> None:
-    response = post(server, {"entities": [{"customer_id": "nobody"}, {"customer_id": "c1"}],
-                             "features": ["customer_rfm:recency_days"]})
+    response = post(
+        server,
+        {
+            "entities": [{"customer_id": "nobody"}, {"customer_id": "c1"}],
+            "features": ["customer_rfm:recency_days"],
+        },
+    )
 
     assert response.status_code == 200
     first, second = response.json()["results"]
     assert first["values"]["customer_rfm:recency_days"] == {
-        "value": None, "event_timestamp": None, "staleness_seconds": None, "status": "not_found"}
+        "value": None,
+        "event_timestamp": None,
+        "staleness_seconds": None,
+        "status": "not_found",
+    }
     assert second["values"]["customer_rfm:recency_days"]["value"] == 3
 
 
 def test_value_older_than_ttl_is_null_with_expired(server: dict) -> None:
-    response = post(server, {"entities": [{"customer_id": "c_old"}],
-                             "features": ["customer_rfm:recency_days"]})
+    response = post(
+        server, {"entities": [{"customer_id": "c_old"}], "features": ["customer_rfm:recency_days"]}
+    )
 
     value = response.json()["results"][0]["values"]["customer_rfm:recency_days"]
     assert (value["value"], value["status"]) == (None, "expired")
@@ -185,8 +218,9 @@ def test_value_older_than_ttl_is_null_with_expired(server: dict) -> None:
 
 
 def test_stored_null_is_reported_as_null_value(server: dict) -> None:
-    response = post(server, {"entities": [{"customer_id": "c2"}],
-                             "features": ["customer_rfm:recency_days"]})
+    response = post(
+        server, {"entities": [{"customer_id": "c2"}], "features": ["customer_rfm:recency_days"]}
+    )
 
     value = response.json()["results"][0]["values"]["customer_rfm:recency_days"]
     assert value["status"] == "null_value"
@@ -199,8 +233,9 @@ def test_wildcard_reference_expands_to_every_feature(server: dict) -> None:
 
 
 def test_integer_key_is_accepted_for_an_integer_join_key(server: dict) -> None:
-    response = post(server, {"entities": [{"id": 7}], "features": ["credit_profile:limit_bal"]},
-                    key="support")
+    response = post(
+        server, {"entities": [{"id": 7}], "features": ["credit_profile:limit_bal"]}, key="support"
+    )
 
     assert response.json()["results"][0]["values"]["credit_profile:limit_bal"]["value"] == 50000.0
 
@@ -236,23 +271,26 @@ def test_view_outside_the_role_is_403(server: dict) -> None:
 
 
 def test_pii_feature_without_a_grant_is_403(server: dict) -> None:
-    response = post(server, {"entities": [{"id": 7}], "features": ["credit_profile:age"]},
-                    key="support")
+    response = post(
+        server, {"entities": [{"id": 7}], "features": ["credit_profile:age"]}, key="support"
+    )
 
     assert response.status_code == 403
     assert "no grant for PII feature(s) ['credit_profile:age']" in response.json()["detail"]
 
 
 def test_wildcard_including_pii_needs_the_grant(server: dict) -> None:
-    response = post(server, {"entities": [{"id": 7}], "features": ["credit_profile:*"]},
-                    key="support")
+    response = post(
+        server, {"entities": [{"id": 7}], "features": ["credit_profile:*"]}, key="support"
+    )
 
     assert response.status_code == 403
 
 
 def test_pii_feature_with_a_grant_is_served(server: dict) -> None:
-    response = post(server, {"entities": [{"id": 7}], "features": ["credit_profile:age"]},
-                    key="scoring")
+    response = post(
+        server, {"entities": [{"id": 7}], "features": ["credit_profile:age"]}, key="scoring"
+    )
 
     assert response.status_code == 200
     assert response.json()["results"][0]["values"]["credit_profile:age"]["value"] == 41
@@ -261,46 +299,83 @@ def test_pii_feature_with_a_grant_is_served(server: dict) -> None:
 # -- malformed requests -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ({"entities": [{"customer_id": "c1"}]}, "features: Field required"),
-    ({"entities": [], "features": ["customer_rfm:monetary"]},
-     "entities: List should have at least 1"),
-    ({"entities": [{"customer_id": 1.5}], "features": ["customer_rfm:monetary"]},
-     "entities.0.customer_id"),
-    ({"entities": [{"customer_id": "c1"}], "features": ["customer_rfm:monetary"], "x": 1},
-     "x: Extra inputs are not permitted"),
-    ({"entities": [{"customer_id": "c1"}], "features": ["monetary"]}, "must be 'view:feature'"),
-    ({"entities": [{"customer_id": "c1"}], "features": ["customer_rfm:nope"]},
-     "view 'customer_rfm' has no feature 'nope'"),
-    ({"entities": [{"customer_id": "c1"}], "features": ["nope:x"]}, "unknown feature view 'nope'"),
-    ({"entities": [{"cust": "c1"}], "features": ["customer_rfm:monetary"]},
-     "missing join key(s) ['customer_id']; unknown key(s) ['cust']"),
-    ({"entities": [{"customer_id": "c"}] * 51, "features": ["customer_rfm:monetary"]},
-     "51 entities; at most 50 per request"),
-])
-def test_malformed_request_is_422_with_a_clear_message(server: dict, body: dict,
-                                                       message: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"entities": [{"customer_id": "c1"}]}, "features: Field required"),
+        (
+            {"entities": [], "features": ["customer_rfm:monetary"]},
+            "entities: List should have at least 1",
+        ),
+        (
+            {"entities": [{"customer_id": 1.5}], "features": ["customer_rfm:monetary"]},
+            "entities.0.customer_id",
+        ),
+        (
+            {"entities": [{"customer_id": "c1"}], "features": ["customer_rfm:monetary"], "x": 1},
+            "x: Extra inputs are not permitted",
+        ),
+        ({"entities": [{"customer_id": "c1"}], "features": ["monetary"]}, "must be 'view:feature'"),
+        (
+            {"entities": [{"customer_id": "c1"}], "features": ["customer_rfm:nope"]},
+            "view 'customer_rfm' has no feature 'nope'",
+        ),
+        (
+            {"entities": [{"customer_id": "c1"}], "features": ["nope:x"]},
+            "unknown feature view 'nope'",
+        ),
+        (
+            {"entities": [{"cust": "c1"}], "features": ["customer_rfm:monetary"]},
+            "missing join key(s) ['customer_id']; unknown key(s) ['cust']",
+        ),
+        (
+            {"entities": [{"customer_id": "c"}] * 51, "features": ["customer_rfm:monetary"]},
+            "51 entities; at most 50 per request",
+        ),
+    ],
+)
+def test_malformed_request_is_422_with_a_clear_message(
+    server: dict, body: dict, message: str
+) -> None:
     response = post(server, body)
 
     assert response.status_code == 422
     assert message in response.json()["detail"]
 
 
-@pytest.mark.parametrize(("body", "location", "problem"), [
-    (rb'{"entities": [{"customer_id": "\ud800"}], "features": ["customer_rfm:monetary"]}',
-     "body.entities.0.customer_id", "a lone UTF-16 surrogate (U+D800) at character 0"),
-    (rb'{"entities": [{"customer_id": "c\udc00"}], "features": ["customer_rfm:monetary"]}',
-     "body.entities.0.customer_id", "a lone UTF-16 surrogate (U+DC00) at character 1"),
-    (rb'{"entities": [{"\ud800": "c1"}], "features": ["customer_rfm:monetary"]}',
-     "body.entities.0.", "a lone UTF-16 surrogate (U+D800) at character 0"),
-    (rb'{"entities": [{"customer_id": "c1"}], "features": ["customer_rfm:\ud800"]}',
-     "body.features.0", "a lone UTF-16 surrogate (U+D800) at character 13"),
-])
-def test_lone_surrogate_is_422_saying_where(server: dict, body: bytes, location: str,
-                                            problem: str) -> None:
-    response = server["client"].post("/features", content=body,
-                                     headers={"X-API-Key": KEYS["analyst"],
-                                              "Content-Type": "application/json"})
+@pytest.mark.parametrize(
+    ("body", "location", "problem"),
+    [
+        (
+            rb'{"entities": [{"customer_id": "\ud800"}], "features": ["customer_rfm:monetary"]}',
+            "body.entities.0.customer_id",
+            "a lone UTF-16 surrogate (U+D800) at character 0",
+        ),
+        (
+            rb'{"entities": [{"customer_id": "c\udc00"}], "features": ["customer_rfm:monetary"]}',
+            "body.entities.0.customer_id",
+            "a lone UTF-16 surrogate (U+DC00) at character 1",
+        ),
+        (
+            rb'{"entities": [{"\ud800": "c1"}], "features": ["customer_rfm:monetary"]}',
+            "body.entities.0.",
+            "a lone UTF-16 surrogate (U+D800) at character 0",
+        ),
+        (
+            rb'{"entities": [{"customer_id": "c1"}], "features": ["customer_rfm:\ud800"]}',
+            "body.features.0",
+            "a lone UTF-16 surrogate (U+D800) at character 13",
+        ),
+    ],
+)
+def test_lone_surrogate_is_422_saying_where(
+    server: dict, body: bytes, location: str, problem: str
+) -> None:
+    response = server["client"].post(
+        "/features",
+        content=body,
+        headers={"X-API-Key": KEYS["analyst"], "Content-Type": "application/json"},
+    )
 
     assert response.status_code == 422
     (reported,) = response.json()["problems"]
@@ -312,18 +387,22 @@ def test_lone_surrogate_is_422_saying_where(server: dict, body: bytes, location:
 def test_surrogate_pair_is_one_character_and_served(server: dict) -> None:
     body = rb'{"entities": [{"customer_id": "\ud83d\ude00"}], "features": ["customer_rfm:*"]}'
 
-    response = server["client"].post("/features", content=body,
-                                     headers={"X-API-Key": KEYS["analyst"],
-                                              "Content-Type": "application/json"})
+    response = server["client"].post(
+        "/features",
+        content=body,
+        headers={"X-API-Key": KEYS["analyst"], "Content-Type": "application/json"},
+    )
 
     assert response.status_code == 200
-    assert response.json()["results"][0]["entity"] == {"customer_id": "\U0001F600"}
+    assert response.json()["results"][0]["entity"] == {"customer_id": "\U0001f600"}
 
 
 def test_body_that_is_not_json_is_422(server: dict) -> None:
-    response = server["client"].post("/features", content=b"{not json",
-                                     headers={"X-API-Key": KEYS["analyst"],
-                                              "Content-Type": "application/json"})
+    response = server["client"].post(
+        "/features",
+        content=b"{not json",
+        headers={"X-API-Key": KEYS["analyst"], "Content-Type": "application/json"},
+    )
 
     assert response.status_code == 422
     assert "JSON decode error" in response.json()["detail"]
@@ -351,9 +430,15 @@ def raw_exchange(server: dict, head: list[str], body: bytes = b"") -> tuple[int,
 
 
 def test_body_declared_over_the_limit_is_413_before_it_is_sent(server: dict) -> None:
-    status, headers, body = raw_exchange(server, [
-        "POST /features HTTP/1.1", f"X-API-Key: {KEYS['analyst']}",
-        "Content-Type: application/json", f"Content-Length: {100 * MiB}"])
+    status, headers, body = raw_exchange(
+        server,
+        [
+            "POST /features HTTP/1.1",
+            f"X-API-Key: {KEYS['analyst']}",
+            "Content-Type: application/json",
+            f"Content-Length: {100 * MiB}",
+        ],
+    )
 
     assert status == 413
     assert body["detail"] == f"the request body is over the limit of {MiB} bytes"
@@ -361,9 +446,14 @@ def test_body_declared_over_the_limit_is_413_before_it_is_sent(server: dict) -> 
 
 
 def test_body_declared_over_the_limit_without_a_key_is_401_and_never_read(server: dict) -> None:
-    status, headers, _ = raw_exchange(server, [
-        "POST /features HTTP/1.1", "Content-Type: application/json",
-        f"Content-Length: {100 * MiB}"])
+    status, headers, _ = raw_exchange(
+        server,
+        [
+            "POST /features HTTP/1.1",
+            "Content-Type: application/json",
+            f"Content-Length: {100 * MiB}",
+        ],
+    )
 
     assert status == 401
     assert headers["connection"] == "close"
@@ -373,10 +463,16 @@ def test_chunked_body_over_the_limit_is_413_once_the_limit_is_passed(server: dic
     # 16 chunks of 64 KiB fill the 1 MiB limit; one more byte passes it. The body is never
     # terminated, so only a server that counts while it reads can answer.
     chunks = b"10000\r\n" + b" " * 65536 + b"\r\n"
-    status, _, body = raw_exchange(server, [
-        "POST /features HTTP/1.1", f"X-API-Key: {KEYS['analyst']}",
-        "Content-Type: application/json", "Transfer-Encoding: chunked"],
-        chunks * 16 + b"1\r\n ")
+    status, _, body = raw_exchange(
+        server,
+        [
+            "POST /features HTTP/1.1",
+            f"X-API-Key: {KEYS['analyst']}",
+            "Content-Type: application/json",
+            "Transfer-Encoding: chunked",
+        ],
+        chunks * 16 + b"1\r\n ",
+    )
 
     assert status == 413
     assert body["error"] == "payload_too_large"
@@ -386,8 +482,10 @@ def test_chunked_body_within_the_limit_is_served(server: dict) -> None:
     padded = json.dumps(RFM).encode() + b" " * (MiB - 200)
 
     response = server["client"].post(
-        "/features", content=iter([padded[:MiB // 2], padded[MiB // 2:]]),
-        headers={"X-API-Key": KEYS["analyst"], "Content-Type": "application/json"})
+        "/features",
+        content=iter([padded[: MiB // 2], padded[MiB // 2 :]]),
+        headers={"X-API-Key": KEYS["analyst"], "Content-Type": "application/json"},
+    )
 
     assert "content-length" not in response.request.headers
     assert response.status_code == 200
@@ -395,12 +493,17 @@ def test_chunked_body_within_the_limit_is_served(server: dict) -> None:
 
 
 def test_body_over_the_limit_is_audited_as_413(server: dict) -> None:
-    _, headers, _ = raw_exchange(server, [
-        "POST /features HTTP/1.1", f"X-API-Key: {KEYS['analyst']}", f"Content-Length: {2 * MiB}"])
+    _, headers, _ = raw_exchange(
+        server,
+        ["POST /features HTTP/1.1", f"X-API-Key: {KEYS['analyst']}", f"Content-Length: {2 * MiB}"],
+    )
 
     line = audit_line_of(server, headers["x-request-id"])
     assert (line["key_id"], line["status"], line["error"]) == (
-        "analyst-test", 413, f"request body over {MiB} bytes")
+        "analyst-test",
+        413,
+        f"request body over {MiB} bytes",
+    )
 
 
 # -- echoed input --------------------------------------------------------------------------------
@@ -425,8 +528,9 @@ def test_long_feature_reference_is_cut_in_the_answer_and_the_audit_line(server: 
 
 
 def test_many_feature_references_are_capped_in_the_audit_line(server: dict) -> None:
-    response = post(server, {"entities": [{"customer_id": "c1"}],
-                             "features": ["customer_rfm:monetary"] * 5000})
+    response = post(
+        server, {"entities": [{"customer_id": "c1"}], "features": ["customer_rfm:monetary"] * 5000}
+    )
 
     assert "5000 feature references; at most 200 per request" in response.json()["detail"]
     line = audit_line(server, response)
@@ -445,7 +549,8 @@ def test_invalid_body_lists_a_bounded_number_of_cut_problems(server: dict) -> No
     assert len(body["problems"]) == 20
     # "body.entities.0." + the key + ".str": 16 + 100,000 + 4 = 100,020 characters, 256 kept.
     assert body["problems"][0]["location"] == (
-        "body.entities.0." + "k" * 240 + "...[99764 more characters]")
+        "body.entities.0." + "k" * 240 + "...[99764 more characters]"
+    )
     assert "; and 1980 more problem(s)" in body["detail"]
     assert len(response.content) < 16_000
 
@@ -454,22 +559,47 @@ def test_invalid_body_lists_a_bounded_number_of_cut_problems(server: dict) -> No
 
 
 def test_successful_request_is_audited_with_who_what_and_outcome(server: dict) -> None:
-    response = post(server, {"entities": [{"customer_id": "c1"}, {"customer_id": "c2"}],
-                             "features": ["customer_rfm:monetary"]})
+    response = post(
+        server,
+        {
+            "entities": [{"customer_id": "c1"}, {"customer_id": "c2"}],
+            "features": ["customer_rfm:monetary"],
+        },
+    )
 
     line = audit_line(server, response)
-    assert {k: line[k] for k in ("key_id", "role", "views", "features", "entities", "status",
-                                 "outcome", "path", "method")} == {
-        "key_id": "analyst-test", "role": "analyst", "views": ["customer_rfm"],
-        "features": ["customer_rfm:monetary"], "entities": 2, "status": 200, "outcome": "ok",
-        "path": "/features", "method": "POST"}
+    assert {
+        k: line[k]
+        for k in (
+            "key_id",
+            "role",
+            "views",
+            "features",
+            "entities",
+            "status",
+            "outcome",
+            "path",
+            "method",
+        )
+    } == {
+        "key_id": "analyst-test",
+        "role": "analyst",
+        "views": ["customer_rfm"],
+        "features": ["customer_rfm:monetary"],
+        "entities": 2,
+        "status": 200,
+        "outcome": "ok",
+        "path": "/features",
+        "method": "POST",
+    }
     written = datetime.fromisoformat(line["time"])
     assert abs(written - datetime.now(timezone.utc)) < timedelta(minutes=5)
 
 
 def test_refused_request_is_audited_with_the_reason(server: dict) -> None:
-    response = post(server, {"entities": [{"id": 7}], "features": ["credit_profile:age"]},
-                    key="support")
+    response = post(
+        server, {"entities": [{"id": 7}], "features": ["credit_profile:age"]}, key="support"
+    )
 
     line = audit_line(server, response)
     assert (line["key_id"], line["status"], line["outcome"]) == ("support-test", 403, "error")
@@ -494,14 +624,26 @@ def test_audit_log_never_contains_a_secret(server: dict) -> None:
 
 def metric_values(server: dict) -> dict[tuple[str, tuple], float]:
     text = server["client"].get("/metrics").text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def test_metrics_count_requests_lookups_and_staleness(server: dict) -> None:
     before = metric_values(server)
-    post(server, {"entities": [{"customer_id": "c1"}, {"customer_id": "nobody"},
-                               {"customer_id": "c_old"}], "features": ["customer_rfm:monetary"]})
+    post(
+        server,
+        {
+            "entities": [
+                {"customer_id": "c1"},
+                {"customer_id": "nobody"},
+                {"customer_id": "c_old"},
+            ],
+            "features": ["customer_rfm:monetary"],
+        },
+    )
     post(server, RFM, key=None)
 
     after = metric_values(server)
@@ -556,8 +698,10 @@ def test_health_details_name_the_store_for_a_role_granted_them(server: dict) -> 
 
 def test_health_never_shows_the_redis_password(tmp_path: Path) -> None:
     password = "redis-pass-5f3a9c"
-    with running_redis_server(tmp_path / "redis", password=password) as url, \
-            serving(tmp_path, RedisOnlineStore(url, key_prefix="health")) as server:
+    with (
+        running_redis_server(tmp_path / "redis", password=password) as url,
+        serving(tmp_path, RedisOnlineStore(url, key_prefix="health")) as server,
+    ):
         public = server["client"].get("/health")
         details = server["client"].get("/health/details", headers={"X-API-Key": KEYS["operator"]})
         port = urlsplit(url).port
@@ -565,7 +709,10 @@ def test_health_never_shows_the_redis_password(tmp_path: Path) -> None:
     assert (public.status_code, details.status_code) == (200, 200)
     assert password not in public.text + details.text
     assert details.json()["store"] == {
-        "type": "redis", "url": f"redis://:***@127.0.0.1:{port}/0", "key_prefix": "health"}
+        "type": "redis",
+        "url": f"redis://:***@127.0.0.1:{port}/0",
+        "key_prefix": "health",
+    }
 
 
 @pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json"])
@@ -581,9 +728,13 @@ def test_docs_are_served_with_expose_docs(tmp_path: Path) -> None:
 
 
 def test_redis_backed_server_serves_the_same_answers(redis_backed_server: dict) -> None:
-    response = post(redis_backed_server, {"entities": [{"customer_id": "c1"}, {"customer_id": "x"},
-                                                       {"customer_id": "c_old"}],
-                                          "features": ["customer_rfm:recency_days"]})
+    response = post(
+        redis_backed_server,
+        {
+            "entities": [{"customer_id": "c1"}, {"customer_id": "x"}, {"customer_id": "c_old"}],
+            "features": ["customer_rfm:recency_days"],
+        },
+    )
 
     results = response.json()["results"]
     statuses = [r["values"]["customer_rfm:recency_days"]["status"] for r in results]
@@ -591,17 +742,22 @@ def test_redis_backed_server_serves_the_same_answers(redis_backed_server: dict) 
 
 
 def test_redis_outage_is_503_with_retry_after_and_serving_resumes_when_it_is_back(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
-    config = ServingConfig(server=ServerConfig(audit_log=str(tmp_path / "audit.jsonl"),
-                                               retry_after_seconds=7), access=ACCESS)
+    config = ServingConfig(
+        server=ServerConfig(audit_log=str(tmp_path / "audit.jsonl"), retry_after_seconds=7),
+        access=ACCESS,
+    )
     app = create_app(config, VIEWS, RedisOnlineStore(url, key_prefix="outage"))
     # The test writes through a store of its own, so only the server's requests can reconnect
     # the server's connection pool.
     writer = RedisOnlineStore(url, key_prefix="outage")
-    with running_server(app) as base, httpx.Client(
-            base_url=base, timeout=30, headers={"X-API-Key": KEYS["analyst"]}) as client:
+    with (
+        running_server(app) as base,
+        httpx.Client(base_url=base, timeout=30, headers={"X-API-Key": KEYS["analyst"]}) as client,
+    ):
         with running_redis_server(tmp_path / "up", port=port):
             fill(writer)
             before = client.post("/features", json=RFM)
@@ -616,8 +772,9 @@ def test_redis_outage_is_503_with_retry_after_and_serving_resumes_when_it_is_bac
     assert before.status_code == 200
     assert down.status_code == 503
     assert down.headers["retry-after"] == "7"
-    assert down.content == (b'{"error":"store_unavailable",'
-                            b'"detail":"the online store cannot be reached; retry later"}')
+    assert down.content == (
+        b'{"error":"store_unavailable","detail":"the online store cannot be reached; retry later"}'
+    )
     assert (health_down.status_code, health_down.json()) == (503, {"status": "unavailable"})
     assert after.status_code == 200
     assert after.json()["results"][0]["values"]["customer_rfm:recency_days"]["value"] == 3
@@ -629,45 +786,64 @@ def test_redis_outage_is_503_with_retry_after_and_serving_resumes_when_it_is_bac
 
 def load_run(server: dict, requests: int, clients: int = 4) -> dict[str, float]:
     """Send ``requests`` single-entity lookups from ``clients`` threads; return latency stats."""
+
     def worker(count: int, offset: int) -> list[tuple[int, float]]:
         out = []
-        with httpx.Client(base_url=server["url"], timeout=10,
-                          headers={"X-API-Key": KEYS["analyst"]}) as client:
+        with httpx.Client(
+            base_url=server["url"], timeout=10, headers={"X-API-Key": KEYS["analyst"]}
+        ) as client:
             for i in range(count):
-                body = {"entities": [{"customer_id": f"load{(offset + i) % 100}"}],
-                        "features": ["customer_rfm:recency_days", "customer_rfm:monetary"]}
+                body = {
+                    "entities": [{"customer_id": f"load{(offset + i) % 100}"}],
+                    "features": ["customer_rfm:recency_days", "customer_rfm:monetary"],
+                }
                 started = time.perf_counter()
                 response = client.post("/features", json=body)
                 elapsed = time.perf_counter() - started
-                ok = response.status_code == 200 and response.json()["results"][0]["values"][
-                    "customer_rfm:monetary"]["status"] == "ok"
+                ok = (
+                    response.status_code == 200
+                    and response.json()["results"][0]["values"]["customer_rfm:monetary"]["status"]
+                    == "ok"
+                )
                 out.append((200 if ok else response.status_code, elapsed))
         return out
 
     per_client = requests // clients
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        results = [r for part in pool.map(worker, [per_client] * clients,
-                                           [i * per_client for i in range(clients)]) for r in part]
+        results = [
+            r
+            for part in pool.map(
+                worker, [per_client] * clients, [i * per_client for i in range(clients)]
+            )
+            for r in part
+        ]
     wall = time.perf_counter() - started
     latencies = sorted(e for _, e in results)
     quantiles = statistics.quantiles(latencies, n=100, method="inclusive")
-    return {"requests": len(results), "errors": sum(1 for s, _ in results if s != 200),
-            "p50_ms": quantiles[49] * 1000, "p99_ms": quantiles[98] * 1000,
-            "req_per_s": len(results) / wall}
+    return {
+        "requests": len(results),
+        "errors": sum(1 for s, _ in results if s != 200),
+        "p50_ms": quantiles[49] * 1000,
+        "p99_ms": quantiles[98] * 1000,
+        "req_per_s": len(results) / wall,
+    }
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_bounded_load_run_has_zero_errors(backend: str, request: pytest.FixtureRequest,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_bounded_load_run_has_zero_errors(
+    backend: str, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> None:
     server = request.getfixturevalue("server" if backend == "sqlite" else "redis_backed_server")
 
     stats = load_run(server, 2000)
 
     with capsys.disabled():
-        print(f"\n[load {backend}] {stats['requests']} requests, {stats['errors']} errors, "
-              f"p50 {stats['p50_ms']:.2f} ms, p99 {stats['p99_ms']:.2f} ms, "
-              f"{stats['req_per_s']:.0f} req/s")
+        print(
+            f"\n[load {backend}] {stats['requests']} requests, {stats['errors']} errors, "
+            f"p50 {stats['p50_ms']:.2f} ms, p99 {stats['p99_ms']:.2f} ms, "
+            f"{stats['req_per_s']:.0f} req/s"
+        )
     assert (stats["requests"], stats["errors"]) == (2000, 0)
 
 
@@ -678,9 +854,21 @@ def test_serve_job_starts_from_conf_answers_and_stops_on_sigterm(tmp_path: Path)
     port = free_port()
     env = dict(os.environ, FEATURELAKE_ROOT=str(tmp_path / "lake"))
     process = subprocess.Popen(
-        [sys.executable, str(PROJECT / "jobs" / "serve.py"), "--conf-dir", str(PROJECT / "conf"),
-         "--conf", f"lakehouse.root={tmp_path / 'lake'}", "--port", str(port)],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            str(PROJECT / "jobs" / "serve.py"),
+            "--conf-dir",
+            str(PROJECT / "conf"),
+            "--conf",
+            f"lakehouse.root={tmp_path / 'lake'}",
+            "--port",
+            str(port),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -733,8 +921,9 @@ def test_short_api_key_is_rejected() -> None:
 def test_grant_on_a_feature_that_is_not_pii_is_rejected() -> None:
     from featurelake.feature_store.auth import Authorizer
 
-    access = AccessConfig(roles={"r": RoleConfig(views=("credit_profile",),
-                                                 pii_grants=("credit_profile:limit_bal",))})
+    access = AccessConfig(
+        roles={"r": RoleConfig(views=("credit_profile",), pii_grants=("credit_profile:limit_bal",))}
+    )
 
     with pytest.raises(ValueError, match="not PII"):
         Authorizer(access, VIEWS)
@@ -758,19 +947,31 @@ def test_serving_conf_error_names_the_file_and_key(tmp_path: Path) -> None:
         load_serving_config(Settings(), bad)
 
 
-@pytest.mark.parametrize(("text", "problem"), [
-    ("server: {max_body_bytes: 10}", "server.max_body_bytes: Input should be greater than or "
-                                     "equal to 1024"),
-    ("server: {max_body_bytes: 1073741824}", "server.max_body_bytes: Input should be less than "
-                                             "or equal to 67108864"),
-    ("server: {retry_after_seconds: 0}", "server.retry_after_seconds: Input should be greater "
-                                         "than or equal to 1"),
-    ("server: {expose_docs: maybe}", "server.expose_docs: Input should be a valid boolean"),
-    ("access: {roles: {ops: {health_details: maybe}}}",
-     "access.roles.ops.health_details: Input should be a valid boolean"),
-])
-def test_invalid_serving_setting_names_the_file_and_key(tmp_path: Path, text: str,
-                                                            problem: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "server: {max_body_bytes: 10}",
+            "server.max_body_bytes: Input should be greater than or equal to 1024",
+        ),
+        (
+            "server: {max_body_bytes: 1073741824}",
+            "server.max_body_bytes: Input should be less than or equal to 67108864",
+        ),
+        (
+            "server: {retry_after_seconds: 0}",
+            "server.retry_after_seconds: Input should be greater than or equal to 1",
+        ),
+        ("server: {expose_docs: maybe}", "server.expose_docs: Input should be a valid boolean"),
+        (
+            "access: {roles: {ops: {health_details: maybe}}}",
+            "access.roles.ops.health_details: Input should be a valid boolean",
+        ),
+    ],
+)
+def test_invalid_serving_setting_names_the_file_and_key(
+    tmp_path: Path, text: str, problem: str
+) -> None:
     from featurelake.core.config import ConfigError, Settings
     from featurelake.feature_store.online import load_serving_config
 

@@ -58,8 +58,12 @@ def test_timestamps_are_instants_naive_ones_taken_as_utc(spark):
     utc = datetime(2024, 1, 1, 0, 0, tzinfo=timezone.utc)
     paris = utc.astimezone(timezone(timedelta(hours=1)))  # the same instant, 01:00+01:00
     naive = datetime(2024, 1, 1, 0, 0)
-    got = [r[0] for r in local_frame(spark, [(utc,), (paris,), (naive,)], schema)
-           .select(F.unix_micros("at")).collect()]
+    got = [
+        r[0]
+        for r in local_frame(spark, [(utc,), (paris,), (naive,)], schema)
+        .select(F.unix_micros("at"))
+        .collect()
+    ]
     assert got == [1704067200 * 1_000_000] * 3
 
 

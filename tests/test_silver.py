@@ -412,14 +412,20 @@ def test_silver_rows_come_out_ordered_by_the_first_key_column_within_each_task(s
         for line in (1, 2)
     ]
     bronze = bronze_rows(spark, RETAIL_COLUMNS, rows)
-    confs = {"spark.sql.shuffle.partitions": "3",
-             "spark.sql.adaptive.coalescePartitions.enabled": "false"}
+    confs = {
+        "spark.sql.shuffle.partitions": "3",
+        "spark.sql.adaptive.coalescePartitions.enabled": "false",
+    }
     previous = {k: spark.conf.get(k) for k in confs}
     for k, v in confs.items():
         spark.conf.set(k, v)
     try:
         plan = build_silver(
-            bronze, SPECS["transactions"], as_of=AS_OF, run_id="r", quarantined_at=RUN_AT,
+            bronze,
+            SPECS["transactions"],
+            as_of=AS_OF,
+            run_id="r",
+            quarantined_at=RUN_AT,
             pii_key=None,
         )
         tasks = plan.silver.select("invoice_no").rdd.glom().collect()
@@ -759,10 +765,11 @@ def test_unset_pii_key_fails_with_the_variable_name(spark, tmp_path, monkeypatch
     monkeypatch.delenv("FEATURELAKE_PII_KEY", raising=False)
     capsys.readouterr()
     # no key file either (the local overlay names one for the laptop demo)
-    assert run_silver_job(spark, tmp_path, "--table", "customers",
-                          "--conf", "silver.pii_key_file=") == 2
+    assert (
+        run_silver_job(spark, tmp_path, "--table", "customers", "--conf", "silver.pii_key_file=")
+        == 2
+    )
     assert "environment variable FEATURELAKE_PII_KEY is not set" in capsys.readouterr().err
-
 
 
 def test_missing_bronze_table_says_run_bronze_first(spark, tmp_path, capsys):
@@ -1006,10 +1013,19 @@ def test_values_that_would_parse_to_something_else_are_quarantined_by_name(spark
     )
     bronze_job = load_job_module("bronze")
     lake = tmp_path / "lake"
-    argv = ["--conf-dir", str(ROOT / "conf"), "--conf", f"lakehouse.root={lake}",
-            "--conf", f"lakehouse.landing={tmp_path / 'landing'}", "--source", "online_retail"]
-    code = run_job("bronze", bronze_job.main, argv=argv,
-                   add_arguments=bronze_job.add_arguments, spark=spark)
+    argv = [
+        "--conf-dir",
+        str(ROOT / "conf"),
+        "--conf",
+        f"lakehouse.root={lake}",
+        "--conf",
+        f"lakehouse.landing={tmp_path / 'landing'}",
+        "--source",
+        "online_retail",
+    ]
+    code = run_job(
+        "bronze", bronze_job.main, argv=argv, add_arguments=bronze_job.add_arguments, spark=spark
+    )
     assert code == 0
     assert run_silver_job(spark, lake, "--table", "transactions") == 0
     tables = DeltaTables(spark)
@@ -1123,10 +1139,20 @@ def test_each_row_counts_once_for_every_rule_it_broke_whatever_its_outcome(spark
     rows = [
         (no_description, None, "f1.csv", T1, "b1"),  # a duplicate of the next row
         (no_description, None, "f2.csv", T2, "b2"),  # clean (the latest), warned
-        (("536381", "22721", "", "1", "2010-12-01 09:00:00", "2.00", None, "France"), None,
-         "f1.csv", T1, "b1"),  # rejected: no customer; warned
-        (("536382", "22722", "CLOCK", "1", "2010-12-01 09:00:00", "3.00", "13047", "France"),
-         None, "f1.csv", T1, "b1"),  # clean
+        (
+            ("536381", "22721", "", "1", "2010-12-01 09:00:00", "2.00", None, "France"),
+            None,
+            "f1.csv",
+            T1,
+            "b1",
+        ),  # rejected: no customer; warned
+        (
+            ("536382", "22722", "CLOCK", "1", "2010-12-01 09:00:00", "3.00", "13047", "France"),
+            None,
+            "f1.csv",
+            T1,
+            "b1",
+        ),  # clean
     ]
     spec = SPECS["transactions"]
     plan = build_silver(
@@ -1246,14 +1272,14 @@ def test_a_silver_table_whose_quarantine_is_of_another_run_is_refused(spark, tmp
     silver, quarantine = str(tmp_path / "t"), str(tmp_path / "t_quarantine")
     rows = spark.createDataFrame([(1,)], "id long")
     tables.write(rows, quarantine, metadata={"silver_run": "r1", "bronze_version": "3"})
-    tables.write(rows, quarantine, "overwrite",
-                 metadata={"silver_run": "r2", "bronze_version": "4"})
+    tables.write(
+        rows, quarantine, "overwrite", metadata={"silver_run": "r2", "bronze_version": "4"}
+    )
     tables.write(rows, silver, metadata={"silver_run": "r1", "bronze_version": "3"})
     # silver of run r1 goes with the quarantine's version 0, not its latest (run r2)
     pair = read_silver_pair(tables, silver, quarantine)
     assert (pair.run_id, pair.bronze_version, pair.quarantine_version) == ("r1", 3, 0)
-    tables.write(rows, silver, "overwrite",
-                 metadata={"silver_run": "r9", "bronze_version": "5"})
+    tables.write(rows, silver, "overwrite", metadata={"silver_run": "r9", "bronze_version": "5"})
     with pytest.raises(SilverPairError, match=r"no quarantine version of run r9"):
         read_silver(tables, silver, quarantine)
 

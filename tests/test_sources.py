@@ -25,8 +25,10 @@ def test_repo_declares_the_three_sources():
     assert sources["online_retail"].options.escape == '"'
 
 
-@pytest.mark.parametrize("source, file", [("online_retail", "online_retail.csv.gz"),
-                                          ("credit_clients", "uci_credit_card.csv.gz")])
+@pytest.mark.parametrize(
+    "source, file",
+    [("online_retail", "online_retail.csv.gz"), ("credit_clients", "uci_credit_card.csv.gz")],
+)
 def test_declared_columns_equal_the_real_file_header(shared_data, source, file):
     spec = load_sources(load_settings(ROOT / "conf"))[source]
     assert list(spec.column_names) == _header(shared_data / file)
@@ -46,16 +48,18 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def test_unknown_key_error_names_file_and_key(tmp_path):
-    path = _write(tmp_path, "s", "path: a/*.csv\nformat: csv\ncolumns: [{name: a}]\n"
-                                 "on_change: skip\n")
+    path = _write(
+        tmp_path, "s", "path: a/*.csv\nformat: csv\ncolumns: [{name: a}]\non_change: skip\n"
+    )
     with pytest.raises(ConfigError) as err:
         load_source_file(path)
     assert str(path) in str(err.value) and "on_change" in str(err.value)
 
 
 def test_bad_policy_error_lists_allowed_values(tmp_path):
-    path = _write(tmp_path, "s", "path: a/*.csv\nformat: csv\ncolumns: [{name: a}]\n"
-                                 "on_changed_file: ignore\n")
+    path = _write(
+        tmp_path, "s", "path: a/*.csv\nformat: csv\ncolumns: [{name: a}]\non_changed_file: ignore\n"
+    )
     with pytest.raises(ConfigError, match="on_changed_file.*reingest"):
         load_source_file(path)
 
@@ -73,8 +77,9 @@ def test_lineage_column_names_are_reserved(tmp_path):
 
 
 def test_name_must_match_file_stem(tmp_path):
-    path = _write(tmp_path, "orders", "name: sales\npath: a/*.csv\nformat: csv\n"
-                                      "columns: [{name: a}]\n")
+    path = _write(
+        tmp_path, "orders", "name: sales\npath: a/*.csv\nformat: csv\ncolumns: [{name: a}]\n"
+    )
     with pytest.raises(ConfigError, match="name: must equal the file name 'orders'"):
         load_source_file(path)
 

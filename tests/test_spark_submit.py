@@ -61,8 +61,15 @@ def test_an_invalid_declaration_is_one_line_before_spark(tmp_path):
     conf = Path(shutil.copytree(ROOT / "conf", tmp_path / "conf"))
     table = conf / "tables" / "customers.yaml"
     table.write_text(table.read_text() + "\nno_such_key: 1\n")
-    result = _run("tables", "history", "silver/customers", "--conf-dir", str(conf),
-                  "--conf", f"lakehouse.root={tmp_path / 'lake'}")
+    result = _run(
+        "tables",
+        "history",
+        "silver/customers",
+        "--conf-dir",
+        str(conf),
+        "--conf",
+        f"lakehouse.root={tmp_path / 'lake'}",
+    )
     assert result.returncode == 2
     assert result.stdout == ""
     [line] = result.stderr.splitlines()
@@ -148,8 +155,9 @@ def test_without_registry_or_cache_a_job_falls_back_to_delta_rs_and_says_why(tmp
     }
     (tmp_path / "silver").mkdir()
     started = time.monotonic()
-    result = _run("tables", "history", "silver/absent", "--conf", f"lakehouse.root={tmp_path}",
-                  env=env)
+    result = _run(
+        "tables", "history", "silver/absent", "--conf", f"lakehouse.root={tmp_path}", env=env
+    )
     elapsed = time.monotonic() - started
     output = result.stdout + result.stderr
     assert result.returncode == 2  # the table is absent: the job itself ran

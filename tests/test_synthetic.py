@@ -31,9 +31,18 @@ from featurelake.lakehouse.sources import load_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 DIRTY = SyntheticSettings(
-    seed=7, transactions=6000, customers=300, credit_clients=3000, lines_per_invoice=4,
-    missing_customer_rate=0.2, cancellation_rate=0.1, bad_price_rate=0.05, duplicate_rate=0.05,
-    malformed_rate=0.04, out_of_range_code_rate=0.1, future_date_rate=0.03,
+    seed=7,
+    transactions=6000,
+    customers=300,
+    credit_clients=3000,
+    lines_per_invoice=4,
+    missing_customer_rate=0.2,
+    cancellation_rate=0.1,
+    bad_price_rate=0.05,
+    duplicate_rate=0.05,
+    malformed_rate=0.04,
+    out_of_range_code_rate=0.1,
+    future_date_rate=0.03,
 )
 
 
@@ -109,8 +118,9 @@ def test_invoice_level_dirt_missing_customers_and_cancellations(retail):
     missing = sum(1 for r in invoices.values() if r[6] == "")
     cancelled = [r for r in rows if r[0].startswith("C")]
     assert _near(missing, invoice_count, DIRTY.missing_customer_rate)
-    assert _near(sum(1 for i in invoices if i.startswith("C")), invoice_count,
-                 DIRTY.cancellation_rate)
+    assert _near(
+        sum(1 for i in invoices if i.startswith("C")), invoice_count, DIRTY.cancellation_rate
+    )
     assert all(r[3].startswith("-") for r in cancelled if r[3].lstrip("-").isdigit())
     assert all(not r[3].startswith("-") for r in rows if not r[0].startswith("C"))
 
@@ -173,17 +183,37 @@ BRONZE = _load_job("bronze")
 
 
 def _generate(spark, out: Path, lake: Path) -> int:
-    argv = ["--conf-dir", str(ROOT / "conf"), "--conf", f"lakehouse.root={lake}",
-            "--out", str(out), "--transactions", "3000", "--customers", "200",
-            "--credit-clients", "500", "--rows-per-file", "1000", "--seed", "3",
-            "--conf", "synthetic.malformed_rate=0.02"]
-    return run_job("generate-data", GENERATE.main, argv=argv,
-                   add_arguments=GENERATE.add_arguments, spark=spark)
+    argv = [
+        "--conf-dir",
+        str(ROOT / "conf"),
+        "--conf",
+        f"lakehouse.root={lake}",
+        "--out",
+        str(out),
+        "--transactions",
+        "3000",
+        "--customers",
+        "200",
+        "--credit-clients",
+        "500",
+        "--rows-per-file",
+        "1000",
+        "--seed",
+        "3",
+        "--conf",
+        "synthetic.malformed_rate=0.02",
+    ]
+    return run_job(
+        "generate-data", GENERATE.main, argv=argv, add_arguments=GENERATE.add_arguments, spark=spark
+    )
 
 
 def _digests(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_job_writes_byte_identical_files_for_a_seed_and_bronze_keeps_every_line(spark, tmp_path):
@@ -200,10 +230,20 @@ def test_job_writes_byte_identical_files_for_a_seed_and_bronze_keeps_every_line(
     ]
     # Bronze over the generated files: every non-header line is a row.
     lake = tmp_path / "lake"
-    argv = ["--conf-dir", str(ROOT / "conf"), "--conf", f"lakehouse.root={lake}",
-            "--conf", f"lakehouse.landing={tmp_path / 'one'}", "--source", "online_retail"]
-    assert run_job("bronze", BRONZE.main, argv=argv, add_arguments=BRONZE.add_arguments,
-                   spark=spark) == 0
+    argv = [
+        "--conf-dir",
+        str(ROOT / "conf"),
+        "--conf",
+        f"lakehouse.root={lake}",
+        "--conf",
+        f"lakehouse.landing={tmp_path / 'one'}",
+        "--source",
+        "online_retail",
+    ]
+    assert (
+        run_job("bronze", BRONZE.main, argv=argv, add_arguments=BRONZE.add_arguments, spark=spark)
+        == 0
+    )
     header = ",".join(ONLINE_RETAIL_COLUMNS)
     lines, wrong_width = 0, 0
     for path in sorted((tmp_path / "one" / "online_retail").iterdir()):
@@ -218,25 +258,45 @@ def test_job_writes_byte_identical_files_for_a_seed_and_bronze_keeps_every_line(
 
 
 def _generate_if_missing(spark, landing: Path) -> int:
-    argv = ["--conf-dir", str(ROOT / "conf"), "--conf", f"lakehouse.root={landing.parent}",
-            "--conf", f"lakehouse.landing={landing}", "--transactions", "300",
-            "--customers", "50", "--credit-clients", "100", "--seed", "3", "--if-missing"]
-    return run_job("generate-data", GENERATE.main, argv=argv,
-                   add_arguments=GENERATE.add_arguments, spark=spark)
+    argv = [
+        "--conf-dir",
+        str(ROOT / "conf"),
+        "--conf",
+        f"lakehouse.root={landing.parent}",
+        "--conf",
+        f"lakehouse.landing={landing}",
+        "--transactions",
+        "300",
+        "--customers",
+        "50",
+        "--credit-clients",
+        "100",
+        "--seed",
+        "3",
+        "--if-missing",
+    ]
+    return run_job(
+        "generate-data", GENERATE.main, argv=argv, add_arguments=GENERATE.add_arguments, spark=spark
+    )
 
 
 def _mtimes(folder: Path) -> dict[str, int]:
-    return {str(p.relative_to(folder)): p.stat().st_mtime_ns
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.stat().st_mtime_ns
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_if_missing_generates_into_an_empty_landing_then_leaves_it_alone(spark, tmp_path):
     landing = tmp_path / "landing"
     assert _generate_if_missing(spark, landing) == 0
     files = sorted(_mtimes(landing))
-    assert files == ["credit_clients/credit_clients-seed3-part00000.csv.gz",
-                     "customer_profiles/customer_profiles-seed3-part00000.json.gz",
-                     "online_retail/online_retail-seed3-part00000.csv.gz"]
+    assert files == [
+        "credit_clients/credit_clients-seed3-part00000.csv.gz",
+        "customer_profiles/customer_profiles-seed3-part00000.json.gz",
+        "online_retail/online_retail-seed3-part00000.csv.gz",
+    ]
     # Back-date the files: a second run that rewrote anything would give them a new mtime.
     for path in landing.rglob("*.gz"):
         os.utime(path, ns=(1_000_000_000, 1_000_000_000))

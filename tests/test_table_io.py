@@ -83,8 +83,10 @@ KV = StructType(
 def backend(request, spark: SparkSession) -> str:
     """Each test runs on both backends."""
     if request.param == "native" and not native_delta_available(spark):
-        pytest.skip("delta-spark's jar could not be fetched: see the native_delta_unavailable "
-                    "log line of the test session")
+        pytest.skip(
+            "delta-spark's jar could not be fetched: see the native_delta_unavailable "
+            "log line of the test session"
+        )
     return request.param
 
 
@@ -483,8 +485,10 @@ def test_vacuum_removes_files_no_longer_referenced(spark, tables, tmp_path):
     tables.write(_kv(spark, [(1, "x", "a")]), path)
     old = set(DeltaTable(path).file_uris())
     tables.write(_kv(spark, [(2, "y", "a")]), path, "overwrite")
-    deleted = {os.path.join(path, u.removeprefix("file:").removeprefix("//"))
-               for u in tables.vacuum(path, retention_hours=0)}
+    deleted = {
+        os.path.join(path, u.removeprefix("file:").removeprefix("//"))
+        for u in tables.vacuum(path, retention_hours=0)
+    }
     # delta-spark also leaves (and now deletes) an empty file for each empty partition
     assert {u.removeprefix("file://") for u in old} <= {os.path.normpath(u) for u in deleted}
     assert all(not os.path.exists(u) for u in old)
@@ -633,10 +637,15 @@ def test_column_stats_combine_every_file_of_the_version_without_reading_data(
 ):
     path = str(tmp_path / "stats")
     schema = "d date, n long, s string"
-    tables.write(spark.createDataFrame([(date(2024, 3, 5), 7, None), (None, -2, None)], schema),
-                 path)
-    tables.write(spark.createDataFrame([(date(2023, 12, 31), None, "b"),
-                                        (date(2024, 1, 1), 4, "a")], schema), path)
+    tables.write(
+        spark.createDataFrame([(date(2024, 3, 5), 7, None), (None, -2, None)], schema), path
+    )
+    tables.write(
+        spark.createDataFrame(
+            [(date(2023, 12, 31), None, "b"), (date(2024, 1, 1), 4, "a")], schema
+        ),
+        path,
+    )
     stats = tables.column_stats(path, ["d", "n", "s"])
     # By hand: d over both writes 2023-12-31..2024-03-05 with one null; n -2..7 with one
     # null; s only in the second write (the first one's files hold nulls only: no min or max).
@@ -657,8 +666,11 @@ def test_column_stats_are_none_when_a_file_has_no_statistics(spark, tables, tmp_
 
     path = str(tmp_path / "nostats")
     # The first file written by delta-rs, on a table told to keep statistics for no column.
-    write_deltalake(path, pa.table({"d": pa.array([date(2025, 1, 1)]), "n": pa.array([2])}),
-                    configuration={"delta.dataSkippingNumIndexedCols": "0"})
+    write_deltalake(
+        path,
+        pa.table({"d": pa.array([date(2025, 1, 1)]), "n": pa.array([2])}),
+        configuration={"delta.dataSkippingNumIndexedCols": "0"},
+    )
     assert tables.column_stats(path, ["d"]) is None
     tables.write(spark.createDataFrame([(date(2024, 1, 1), 1)], "d date, n long"), path)
     assert tables.column_stats(path, ["n"]) is None  # one file with statistics is not enough
@@ -686,13 +698,19 @@ def test_a_job_killed_while_writing_leaves_the_previous_version_and_a_rerun_one_
     committed = _data_files(path)
 
     def written_since() -> list[Path]:
-        return [p for p in Path(path).rglob("*.parquet")
-                if str(p) not in committed and p.stat().st_size > 0]
+        return [
+            p
+            for p in Path(path).rglob("*.parquet")
+            if str(p) not in committed and p.stat().st_size > 0
+        ]
 
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
     child = subprocess.Popen(
         [sys.executable, str(Path(__file__).parent / "slow_write.py"), backend, path],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 240
