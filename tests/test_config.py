@@ -184,3 +184,10 @@ def test_an_empty_lakehouse_root_is_rejected(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_settings(_conf(tmp_path), "local", ["lakehouse.root="])
     assert (info.value.source, info.value.key) == ("--conf lakehouse.root=", "lakehouse.root")
+
+
+def test_a_date_override_is_taken_as_the_date_it_reads_as():
+    # YAML reads an unquoted 2011-12-09 as a date; the setting holds its ISO text.
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    settings = load_settings(conf, None, ["synthetic.end_date=2011-12-09"])
+    assert settings.synthetic.end_date == "2011-12-09"

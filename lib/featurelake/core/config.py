@@ -167,9 +167,11 @@ class SyntheticSettings(_Frozen):
     out_of_range_code_rate: float = Field(default=0.01, ge=0, le=1)
     future_date_rate: float = Field(default=0.001, ge=0, le=1)
 
-    @field_validator("end_date")
+    @field_validator("end_date", mode="before")
     @classmethod
-    def _resolve_end_date(cls, value: str) -> str:
+    def _resolve_end_date(cls, value: Any) -> Any:
+        if isinstance(value, date):  # YAML reads an unquoted 2011-12-09 as a date
+            return value.isoformat()
         if value == "today":
             return datetime.now(timezone.utc).date().isoformat()
         try:
