@@ -51,12 +51,15 @@ class ChildRun:
     backend: str | None
     claims_lost: int
     rows_ingested: int | None
-    stderr_tail: str
+    errors: list[str]
 
 
 def _lines(first: int, n: int) -> list[str]:
-    return [f'{first + i},85123A,"HEART, WHITE",{i % 7 + 1},2010-12-01 08:26:00,2.55,'
-            f"{17850 + i % 3},United Kingdom" for i in range(n)]
+    return [
+        f'{first + i},85123A,"HEART, WHITE",{i % 7 + 1},2010-12-01 08:26:00,2.55,'
+        f"{17850 + i % 3},United Kingdom"
+        for i in range(n)
+    ]
 
 
 def _land(root: Path, name: str, first: int) -> list[str]:
@@ -69,26 +72,50 @@ def _land(root: Path, name: str, first: int) -> list[str]:
 
 
 def _args(root: Path) -> list[str]:
-    return ["--conf-dir", str(ROOT / "conf"), "--conf", f"lakehouse.root={root / 'lake'}",
-            "--conf", f"lakehouse.landing={root / 'landing'}",
-            "--conf", "spark.master=local[1]", "--source", "online_retail"]
+    return [
+        "--conf-dir",
+        str(ROOT / "conf"),
+        "--conf",
+        f"lakehouse.root={root / 'lake'}",
+        "--conf",
+        f"lakehouse.landing={root / 'landing'}",
+        "--conf",
+        "spark.master=local[1]",
+        "--source",
+        "online_retail",
+    ]
 
 
 def _start_child(root: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
-    return subprocess.Popen([sys.executable, str(ROOT / "jobs" / "bronze.py"), *_args(root)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # JSON log lines on stderr (by default they go to a file and the terminal gets a summary).
+    env = {
+        **os.environ,
+        "PYSPARK_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "FEATURELAKE_LOG_FORMAT": "json",
+    }
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "jobs" / "bronze.py"), *_args(root)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(child: subprocess.Popen[str]) -> ChildRun:
     _, stderr = child.communicate(timeout=CHILD_TIMEOUT_S)
     events = []
+    other = []
     for line in stderr.splitlines():
-        if line.startswith("{"):
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            event = None
+        if isinstance(event, dict):
+            events.append(event)
+        elif "Stage " not in line:  # Spark's progress bar
+            other.append(line)
     summary = next((e.get("fields", {}) for e in events if e.get("event") == "run_summary"), {})
     started = next((e.get("fields", {}) for e in events if e.get("event") == "job_started"), {})
     return ChildRun(
@@ -96,7 +123,9 @@ def _finish(child: subprocess.Popen[str]) -> ChildRun:
         backend=started.get("backend"),
         claims_lost=sum(1 for e in events if e.get("event") == "bronze_claim_lost"),
         rows_ingested=summary.get("online_retail.rows_ingested"),
-        stderr_tail=stderr[-3000:],
+        # What a failed run said: its error log lines and whatever it printed besides them.
+        errors=[json.dumps(e)[:2000] for e in events if e.get("level") in ("ERROR", "CRITICAL")]
+        + other[-40:],
     )
 
 
@@ -112,8 +141,16 @@ def _overlap(runs: list[ChildRun]) -> str:
 def test_two_concurrent_bronze_processes_ingest_every_line_once_twenty_rounds(spark, tmp_path):
     lake = tmp_path / "lake"
     expected = _land(tmp_path, "seed.csv.gz", 100_000)
-    assert run_job("bronze", BRONZE.main, argv=_args(tmp_path),
-                   add_arguments=BRONZE.add_arguments, spark=spark) == 0  # the tables exist
+    assert (
+        run_job(
+            "bronze",
+            BRONZE.main,
+            argv=_args(tmp_path),
+            add_arguments=BRONZE.add_arguments,
+            spark=spark,
+        )
+        == 0
+    )  # the tables exist
     landed = [str(tmp_path / "landing" / "online_retail" / "seed.csv.gz")]
     table = []
     started_all = time.monotonic()
@@ -126,13 +163,25 @@ def test_two_concurrent_bronze_processes_ingest_every_line_once_twenty_rounds(sp
         children = [_start_child(tmp_path), _start_child(tmp_path)]
         runs = [_finish(child) for child in children]
         seconds = time.monotonic() - started
-        table.append((round_, seconds, _overlap(runs), [r.claims_lost for r in runs],
-                      [r.rows_ingested for r in runs], [r.backend for r in runs]))
+        table.append(
+            (
+                round_,
+                seconds,
+                _overlap(runs),
+                [r.claims_lost for r in runs],
+                [r.rows_ingested for r in runs],
+                [r.backend for r in runs],
+            )
+        )
 
-        assert [r.code for r in runs] == [0, 0], [r.stderr_tail for r in runs]
+        assert [r.code for r in runs] == [0, 0], f"round {round_}: " + "\n".join(
+            line for r in runs if r.code for line in r.errors
+        )
         bronze = spark.read.format("delta").load(str(lake / "bronze" / "online_retail"))
-        per_invoice = {r["InvoiceNo"]: r["n"] for r in
-                       bronze.groupBy("InvoiceNo").agg(F.count("*").alias("n")).collect()}
+        per_invoice = {
+            r["InvoiceNo"]: r["n"]
+            for r in bronze.groupBy("InvoiceNo").agg(F.count("*").alias("n")).collect()
+        }
         assert sorted(per_invoice) == sorted(expected), f"round {round_}: lines lost or foreign"
         twice = {k: n for k, n in per_invoice.items() if n != 1}
         assert not twice, f"round {round_}: lines ingested more than once: {list(twice)[:5]}"
@@ -145,6 +194,5 @@ def test_two_concurrent_bronze_processes_ingest_every_line_once_twenty_rounds(sp
     print(f"\n{ROUNDS} rounds in {total:.0f} s")
     print("round  seconds  overlap               claims lost  rows ingested  backends")
     for round_, seconds, overlap, lost, rows, backends in table:
-        print(f"{round_:5d}  {seconds:7.1f}  {overlap:20s}  {lost!s:11s}  {rows!s:13s}  "
-              f"{backends}")
+        print(f"{round_:5d}  {seconds:7.1f}  {overlap:20s}  {lost!s:11s}  {rows!s:13s}  {backends}")
     print(dict(Counter(row[2] for row in table)))
