@@ -137,7 +137,7 @@ def test_apply_rejects_a_view_that_does_not_match_its_source(spark, lake):
 def test_features_job_apply_list_describe(spark, lake, capsys):
     root, conf, _ = lake
     common = ["--conf-dir", str(conf), "--conf", f"lakehouse.root={root / 'lake'}"]
-    from jobs.features import add_arguments, main
+    from featurelake.jobs.features import add_arguments, main
 
     assert (
         run_job("features", main, ["apply", "--applied-by", "ci", *common], add_arguments, spark)
@@ -166,7 +166,7 @@ def test_training_set_job_keeps_every_row_and_records_lineage(spark, lake, tmp_p
     )
     entity_file = str(tmp_path / "entities.parquet")
     entities.write.parquet(entity_file)
-    from jobs.training_set import add_arguments, main
+    from featurelake.jobs.training_set import add_arguments, main
 
     code = run_job(
         "training-set",

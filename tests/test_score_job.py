@@ -205,7 +205,7 @@ def test_missing_input_columns_are_named(spark, scored_lake):
     outcome = _score(spark, lake, "--input", "gold/credit_thin", "--output", "predictions/thin")
     assert outcome.code == 2
     assert isinstance(outcome.error, MissingColumnsError)
-    assert "age, bill_trend" in str(outcome.error)
+    assert "missing columns ['age', 'bill_trend']" in str(outcome.error)
 
 
 def test_raw_files_are_scored_through_the_bronze_silver_and_gold_code(spark, scored_lake, tmp_path):

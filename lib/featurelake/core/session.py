@@ -113,6 +113,10 @@ def build_spark_session(
         "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(
             max(8, settings.shuffle_partitions)
         ),
+        # delta-spark leaves out a commit that adds and removes nothing (an empty quarantine
+        # overwritten by an empty one): every featurelake write is a commit, since its
+        # metadata (the run, the bronze version a silver pair was built from) is the record.
+        "spark.databricks.delta.skipRecordingEmptyCommits": "false",
     }
     options.update(settings.conf)
     for key, value in options.items():

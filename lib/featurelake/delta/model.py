@@ -105,6 +105,7 @@ class WriteRequest:
     metadata: Mapping[str, Any] | None = None
     txn: AppTransaction | None = None
     properties: Mapping[str, str] | None = None
+    constraints: Mapping[str, str] | None = None
 
 
 @dataclass

@@ -67,6 +67,8 @@ class NativeBackend:
         # writer's Hadoop configuration: the dictionary choice is made for the session (a
         # job's session has one table configuration).
         spark.conf.set("parquet.enable.dictionary", "true" if dictionary else "false")
+        # OPTIMIZE rewrites files with the session's codec, not a write option's.
+        spark.conf.set("spark.sql.parquet.compression.codec", compression)
 
     def _table(self, path: str) -> Any:
         from delta.tables import DeltaTable
@@ -247,8 +249,9 @@ class NativeBackend:
     def _checked(self, request: WriteRequest) -> DataFrame:
         """The write's rows aligned to the table's schema; raises what the write would break."""
         data = request.data
+        # Rows held by the driver are few: one data file, as delta-rs writes them.
         df = (
-            self.spark.createDataFrame(data.table, data.struct)
+            self.spark.createDataFrame(data.table, data.struct).coalesce(1)
             if isinstance(data, ArrowRows)
             else data
         )
@@ -341,6 +344,10 @@ class NativeBackend:
         if not exists:
             for key, value in (request.properties or {}).items():
                 writer = writer.option(key, value)  # delta.* options are table properties
+            # Constraints in the creating commit: no ALTER commit, no scan of the new rows
+            # (a row breaking one fails this write as it would any later one).
+            for name, expression in (request.constraints or {}).items():
+                writer = writer.option(f"delta.constraints.{name.lower()}", expression)
         if request.schema_evolution:
             writer = writer.option("mergeSchema", "true")
         if request.overwrite_schema:

@@ -91,14 +91,18 @@ def conflicts(path: str, txn: AppTransaction | None) -> Iterator[None]:
                 f"{path}: a concurrent commit conflicted with this write; nothing was "
                 f"committed (retry the job): {first_line(exc)}"
             ) from exc
+        # before the constraints: this message also says "condition or constraint"
+        if (
+            "DELTA_REPLACE_WHERE_MISMATCH" in text
+            or "does not conform to partial table overwrite" in text
+        ):
+            raise ValueError(
+                f"{path}: rows outside the partition being replaced: {first_line(exc)}"
+            ) from exc
         if "DELTA_VIOLATE_CONSTRAINT" in text or "CHECK constraint" in text:
             raise ConstraintViolationError(
                 f"{path}: rows break a CHECK constraint of the table; nothing was committed: "
                 f"{first_line(exc)}"
-            ) from exc
-        if "replaceWhere" in text or "does not conform to partial table overwrite" in text:
-            raise ValueError(
-                f"{path}: rows outside the partition being replaced: {first_line(exc)}"
             ) from exc
         if "DELTA_FAILED_TO_MERGE_FIELDS" in text or "schema mismatch" in text.lower():
             raise SchemaMismatchError(f"cannot write to {path}: {first_line(exc)}") from exc

@@ -228,6 +228,7 @@ class DeltaTables:
         metadata: Mapping[str, Any] | None,
         txn: AppTransaction | None,
         properties: Mapping[str, str] | None = None,
+        constraints: Mapping[str, str] | None = None,
     ) -> WriteRequest:
         if mode not in ("append", "overwrite"):
             raise ValueError(f"mode must be 'append' or 'overwrite', got {mode!r}")
@@ -246,6 +247,7 @@ class DeltaTables:
             self.lineage.commit_metadata(metadata),
             txn,
             properties,
+            constraints,
         )
 
     def write(
@@ -393,6 +395,7 @@ class DeltaTables:
         metadata: Mapping[str, Any] | None = None,
         txn: AppTransaction | None = None,
         properties: Mapping[str, str] | None = None,
+        constraints: Mapping[str, str] | None = None,
     ) -> StagedWrite:
         """The first half of :meth:`write`: compute ``df``'s rows, uncommitted.
 
@@ -401,7 +404,10 @@ class DeltaTables:
         here, before any Spark work. A conflicting commit landing between ``stage`` and
         ``commit`` makes ``commit`` raise :class:`ConcurrentWriteError`.
 
-        Args: as :meth:`write`.
+        Args: as :meth:`write`, and
+            constraints: Delta CHECK constraints (name -> Spark SQL) the table gets in the
+                commit that creates it (native backend; see :meth:`set_constraints` for a
+                table that exists).
 
         Returns:
             A :class:`StagedWrite` to pass to :meth:`commit` or :meth:`abort`.
@@ -417,6 +423,7 @@ class DeltaTables:
             metadata,
             txn,
             properties,
+            constraints,
         )
         return self._backend.stage(request)
 

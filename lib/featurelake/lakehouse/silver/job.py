@@ -183,6 +183,7 @@ def run_silver(
             "overwrite",
             overwrite_schema=True,
             metadata=pair,
+            constraints=silver_constraints(spec),
         )
         staged.append(silver_write)
         quarantine_write = ctx.tables.stage(
