@@ -34,7 +34,6 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pytest
 from featurelake.lakehouse.silver import build_silver, load_table_specs
 from fuzz_references import (
     reference_double,
@@ -267,7 +266,7 @@ def test_every_bronze_row_has_one_outcome_and_silver_holds_only_finite_clean_tex
 
 
 # --------------------------------------------------------------------------------------------
-# Defects found here whose fix is outside the parsing code (see the report of this suite)
+# Defects this suite found outside the parsing code, each fixed
 # --------------------------------------------------------------------------------------------
 
 
@@ -277,11 +276,6 @@ def _one_row_outcome(spark, values):
     return out[0]["table"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="build_silver flags U+FFFD only in _rescued_data: a "
-    "valid UTF-8 line spelling U+FFFD (or a Parquet value) reaches silver",
-)
 def test_a_row_holding_u_fffd_outside_a_rescued_line_is_quarantined(spark):
     values = [
         "536365",
@@ -296,11 +290,6 @@ def test_a_row_holding_u_fffd_outside_a_rescued_line_is_quarantined(spark):
     assert _one_row_outcome(spark, values) == "quarantine"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="quality.py anchors regex rules with $, which also "
-    "matches before a final line end: customer_id '17850\\n' passes [0-9]+",
-)
 def test_a_regex_rule_rejects_a_value_ending_in_a_line_end(spark):
     values = [
         "536365",

@@ -168,10 +168,40 @@ class NativeBackend:
             )
         return DataFrame(snapshot.allFiles().toDF(), self.spark)
 
+    def _checksum_stats(self, path: str, version: int | None) -> list[str | None] | None:
+        """Each data file's statistics (JSON) from the version's checksum file, when it lists
+        the files (delta-spark does for small tables): no Spark job. None otherwise."""
+        view = jvm(self.spark)
+        try:
+            if version is None:
+                snapshot = self._snapshot(path)
+            else:
+                delta_log = view.org.apache.spark.sql.delta.DeltaLog.forTable(
+                    self.spark._jsparkSession,  # noqa: SLF001
+                    path,
+                )
+                snapshot = delta_log.getSnapshotAt(
+                    version, view.scala.Option.empty(), view.scala.Option.empty(), False
+                )
+            checksum = snapshot.checksumOpt()
+            if not checksum.isDefined():
+                return None
+            listed = checksum.get().allFiles()
+            if not listed.isDefined():
+                return None
+            files = view.scala.jdk.javaapi.CollectionConverters.asJava(listed.get())
+            return [add.stats() for add in files]
+        except Exception:  # noqa: BLE001 - py4j: a delta-spark without these members
+            return None
+
     def row_count(self, path: str, version: int | None) -> int:
         """Rows of a version from its files' statistics; -1 when a file has none."""
         if not self.exists(path):
             raise TableNotFoundError(f"no Delta table at {path}")
+        stats = self._checksum_stats(path, version)
+        if stats is not None:
+            counts = [json.loads(s).get("numRecords") if s else None for s in stats]
+            return -1 if any(c is None for c in counts) else int(sum(counts))
         files = self._files(path, version).select(
             F.get_json_object("stats", "$.numRecords").cast("long").alias("n")
         )
@@ -384,10 +414,15 @@ class NativeBackend:
         )
 
     def _commit_of(self, path: str, write_id: str) -> tuple[int, dict[str, str]] | None:
-        """(version, operation metrics) of the commit carrying ``write_id``; None if skipped."""
-        for entry in self.history(path, 20):
-            if entry.get("featurelake.write_id") == write_id:
-                return int(entry["version"]), entry["operationMetrics"]
+        """(version, operation metrics) of the commit carrying ``write_id``; None if skipped.
+
+        Usually the latest commit; the 20 latest when other writers committed meanwhile (each
+        entry read is a commit file read).
+        """
+        for limit in (1, 20):
+            for entry in self.history(path, limit):
+                if entry.get("featurelake.write_id") == write_id:
+                    return int(entry["version"]), entry["operationMetrics"]
         return None
 
     def replace_rows(

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from pyspark.sql import Column, DataFrame, Observation, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from featurelake.core.errors import MissingColumnsError
 from featurelake.core.session import run_constant
@@ -313,17 +314,26 @@ class _RuleSets:
         )
 
 
-def _parser_rules(spec: SilverTableSpec) -> Column:
+def _parser_rules(spec: SilverTableSpec, text_columns: Sequence[str]) -> Column:
     """The rules the parser itself judges: a rescued line (and bytes that were not valid in
     the source's encoding), a present value that does not parse, a non-finite derived double.
+
+    U+FFFD in any text value is ``invalid_encoding`` too: it stands for bytes some earlier
+    decoding could not read (a file re-saved after a lossy conversion, a Parquet value), and
+    the value it is part of is not the one that was meant.
     """
-    rescued = F.col(RAW).getField(RESCUED)
+    raw = F.col(RAW)
+    rescued = raw.getField(RESCUED)
+    replaced = F.lit(False)
+    for name in text_columns:
+        replaced = replaced | F.coalesce(raw.getField(name).contains("\ufffd"), F.lit(False))
     malformed = (
         F.when(
             rescued.contains("\ufffd"),
             F.array(F.lit(MALFORMED_RULE), F.lit(INVALID_ENCODING_RULE)),
         )
         .when(rescued.isNotNull(), F.array(F.lit(MALFORMED_RULE)))
+        .when(replaced, F.array(F.lit(INVALID_ENCODING_RULE)))
         .otherwise(F.array().cast("array<string>"))
     )
     not_finite = compact_array(
@@ -346,6 +356,11 @@ def _parsed_and_checked(
     as_of: datetime,
 ) -> DataFrame:
     """Every bronze row: raw strings kept in a struct, typed columns, the row rules judged."""
+    text_columns = [
+        f.name
+        for f in bronze.schema.fields
+        if f.name in raw_columns and f.name != RESCUED and isinstance(f.dataType, T.StringType)
+    ]
     df = bronze.select(
         F.struct(*[quoted(c) for c in raw_columns]).alias(RAW),
         *[quoted(c) for c in LINEAGE_COLUMNS],
@@ -354,7 +369,7 @@ def _parsed_and_checked(
     df = df.transform(with_derived_columns, spec.columns)
     df = df.select(
         *[quoted(c) for c in df.columns if c != PARSE_ERRORS],
-        _parser_rules(spec).alias(FAILED_RULES),
+        _parser_rules(spec, text_columns).alias(FAILED_RULES),
     )
     return df.transform(with_rule_failures, rules.row, as_of=as_of).withColumn(
         _OK, F.size(F.col(FAILED_RULES)) == 0
