@@ -30,6 +30,7 @@ from paged_api_server import PagedApi, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 BRONZE = load_job("bronze")
+SILVER = load_job("silver")
 COLUMNS = ("id", "name", "amount")
 QUICK_RETRY = {"attempts": 4, "backoff_s": 0.01, "max_backoff_s": 0.05}
 
@@ -352,3 +353,36 @@ def test_a_token_from_the_environment_is_sent_and_never_logged(
         p.read_text() for p in (tmp_path / "lake" / "ops" / "logs").glob("*.log")
     )
     assert "HTTP 401" in logged and token not in logged and "wrong" not in logged
+
+
+def test_silver_reads_an_http_source_through_its_table_declaration(spark, tmp_path):
+    api = PagedApi(_records(50), page_size=20)
+    with serving(api) as url:
+        conf = _conf(tmp_path, url)
+        assert _run(spark, tmp_path, conf) == 0
+    (conf / "tables" / "orders.yaml").write_text(
+        json.dumps(
+            {
+                "name": "orders",
+                "source": "orders_api",
+                "columns": [
+                    {"name": "order_id", "source": "id", "type": "long"},
+                    {"name": "name", "source": "name", "type": "string"},
+                    {"name": "amount", "source": "amount", "type": "double"},
+                ],
+                "expectations": [{"type": "not_null", "column": "order_id"}],
+            }
+        )
+    )
+    argv = ["--conf-dir", str(conf), "--conf", f"lakehouse.root={tmp_path / 'lake'}",
+            "--table", "orders", "--as-of", "2030-01-01T00:00:00"]  # fmt: skip
+    assert run_job("silver", SILVER.main, argv=argv, add_arguments=SILVER.add_arguments,
+                   spark=spark) == 0  # fmt: skip
+    lake = DeltaTables(spark)
+    silver = lake.read(str(tmp_path / "lake" / "silver" / "orders"), record=False).collect()
+    quarantine = lake.read(str(tmp_path / "lake" / "silver" / "orders_quarantine"), record=False)
+    # records 17 (not an object) and 33 (an undeclared key) were rescued: quarantined, the
+    # other 48 typed
+    assert sorted(r["order_id"] for r in silver) == [i for i in range(1, 51) if i not in (17, 33)]
+    assert {r["order_id"]: r["amount"] for r in silver}[45] == 45.5
+    assert quarantine.count() == 2
