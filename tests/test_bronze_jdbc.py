@@ -212,7 +212,10 @@ def pg(postgres, spark, monkeypatch):  # noqa: F811 - the fixture imported above
             "org.postgresql.Driver", True, False
         )
     except Exception as exc:  # noqa: BLE001 - the jar could not be had: say why and skip
-        pytest.skip(f"the PostgreSQL JDBC driver is not on the classpath ({type(exc).__name__})")
+        pytest.skip(
+            f"the PostgreSQL JDBC driver is not on the classpath ({type(exc).__name__}): it could "
+            "not be fetched from Maven Central (see the jvm_packages_unavailable log line)"
+        )
     monkeypatch.setenv(USER_ENV, postgres.user)
     monkeypatch.setenv(PASSWORD_ENV, postgres.password)
     return postgres
@@ -397,6 +400,25 @@ def test_database_problems_end_in_one_line_without_traceback_or_secret(
         assert "Traceback" not in text and "JVM stacktrace" not in text
         assert pg.password not in text and WRONG_PASSWORD not in text
     assert not (tmp_path / "lake" / "bronze" / "orders_db").exists()
+
+
+def test_spark_submit_loads_the_driver_and_a_refused_login_is_one_line_without_secret(
+    tmp_path, pg, monkeypatch
+):
+    table = _table_name()
+    _create_orders(pg, table, 10)
+    conf = _conf(tmp_path, pg, table)
+    monkeypatch.setenv(PASSWORD_ENV, WRONG_PASSWORD)
+    done = subprocess.run(
+        [str(ROOT / "spark-submit.sh"), "bronze", *_args(tmp_path, conf)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output[-3000:]
+    # the driver came from the declaration: the database itself refused the login
+    assert "refused the credentials in FL_TEST_PG_USER/FL_TEST_PG_PASSWORD" in _told(output)
+    assert "Traceback" not in output and WRONG_PASSWORD not in output
+    assert pg.password not in output
 
 
 def test_silver_reads_a_jdbc_source_through_its_table_declaration(spark, tmp_path, pg):
