@@ -337,7 +337,20 @@ def _killed_at(tmp_path: Path, conf: Path, commit: int) -> int:
     return done.returncode
 
 
-def test_runs_killed_mid_way_then_rerun_hold_every_row_version_once(spark, tmp_path, pg):
+def _failing_before_the_first_commit(monkeypatch) -> None:
+    """Every table commit of this process fails (on either backend) until the patch is undone."""
+    from featurelake.delta import native, rs
+
+    def refuse(*args, **kwargs):
+        raise OSError("the process died here")
+
+    monkeypatch.setattr(rs, "_commit_adds", refuse)
+    monkeypatch.setattr(native.NativeBackend, "_save", refuse)
+
+
+def test_runs_dying_mid_way_then_rerun_hold_every_row_version_once(
+    spark, tmp_path, pg, monkeypatch
+):
     table = _table_name()
     _create_orders(pg, table, 2000)
     conf = _conf(tmp_path, pg, table)
@@ -345,10 +358,13 @@ def test_runs_killed_mid_way_then_rerun_hold_every_row_version_once(spark, tmp_p
     assert _run(spark, tmp_path, conf) == 0
     _change_orders(pg, table, 1, inserts=100, every=10)
     expected |= _versions(pg, table)
-    # killed before the bronze commit (nothing lands), then between the bronze commit and the
-    # ledger's (the next run completes the ledger from the bronze commit's metadata)
-    assert _killed_at(tmp_path, conf, 1) == 137
+    # a run dying at its bronze commit lands nothing
+    with monkeypatch.context() as dying:
+        _failing_before_the_first_commit(dying)
+        assert _run(spark, tmp_path, conf) != 0
     assert len(_bronze_versions(spark, tmp_path)) == 2000
+    # a run killed between the bronze commit and the ledger's (a separate process, killed as
+    # SIGKILL would): the next run completes the ledger from the bronze commit's metadata
     assert _killed_at(tmp_path, conf, 2) == 137
     assert len(_ledger(spark, tmp_path)) == 1
     assert _run(spark, tmp_path, conf) == 0
