@@ -100,9 +100,13 @@ except ConfigError as exc:
     sys.exit(2)
 print(settings.spark.master)
 print(settings.delta.backend)
+print(settings.spark.conf.get("spark.jars.packages", ""))
 ' "$conf_dir" "$env_name" "${overrides[@]}") || exit $?
-configured_master=${checked%%$'\n'*}
-backend=${checked##*$'\n'}
+mapfile -t checked_lines <<<"$checked"
+configured_master=${checked_lines[0]}
+backend=${checked_lines[1]}
+# JVM packages the declared sources need (JDBC drivers), comma-separated; may be empty.
+packages=${checked_lines[2]:-}
 master=${master:-$configured_master}
 case "$master" in
   local*) export SPARK_LOCAL_IP=${SPARK_LOCAL_IP:-127.0.0.1} ;;
@@ -123,13 +127,25 @@ submit=("$venv/bin/spark-submit" --master "$master" --name "featurelake-$job"
 # later starts read the cache). When they cannot be had the jobs use delta-rs, and the line
 # above the job's output says why.
 export FEATURELAKE_JAR_CACHE=${FEATURELAKE_JAR_CACHE:-$root/.cache/jars}
+jars=""
 if [ "$backend" != "delta-rs" ]; then
   delta_jars=$("$venv/bin/python" -m featurelake.core.jvm_packages --delta)
   if [ -n "$delta_jars" ]; then
-    submit+=(--jars "$delta_jars"
-             --conf "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension"
+    jars=$delta_jars
+    submit+=(--conf "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension"
              --conf "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog")
   fi
+fi
+# The sources' packages the same way; when they cannot be had the line above the job's output
+# says why, and a source needing them fails naming the reason.
+if [ -n "$packages" ]; then
+  source_jars=$("$venv/bin/python" -m featurelake.core.jvm_packages ${packages//,/ })
+  if [ -n "$source_jars" ]; then
+    jars=${jars:+$jars,}$source_jars
+  fi
+fi
+if [ -n "$jars" ]; then
+  submit+=(--jars "$jars")
 fi
 
 case "$master" in

@@ -7,6 +7,8 @@ cd "$root"
 "$root/bin/bootstrap-venv.sh" dev
 # The online-store tests run a real redis-server; without one they skip and say so.
 "$root/bin/ensure-redis.sh" || echo "featurelake: no redis-server; the Redis tests will be skipped" >&2
+# The JDBC source tests run a real PostgreSQL server; without one they skip and say so.
+"$root/bin/ensure-postgres.sh" || echo "featurelake: no PostgreSQL; the JDBC source tests will be skipped" >&2
 # delta-spark's jar: fetched from Maven Central once into this cache (tests then run on both
 # backends; without it the native ones skip and say why).
 export FEATURELAKE_JAR_CACHE=${FEATURELAKE_JAR_CACHE:-$root/.cache/jars}

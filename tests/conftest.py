@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from featurelake.core.config import DeltaSettings, SparkSettings
 from featurelake.core.session import build_spark_session
+from featurelake.lakehouse.connectors import POSTGRESQL_DRIVER_PACKAGE
 from pyspark.sql import SparkSession
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +31,9 @@ def spark() -> Iterator[SparkSession]:
             conf={
                 "spark.default.parallelism": "2",
                 "spark.sql.adaptive.coalescePartitions.enabled": "true",
+                # the JDBC source tests' driver (fetched once into the jar cache; without it
+                # they skip, saying why)
+                "spark.jars.packages": POSTGRESQL_DRIVER_PACKAGE,
             },
         ),
         DeltaSettings(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from featurelake.core.config import ConfigError, load_settings
@@ -89,3 +90,66 @@ def test_missing_sources_folder_is_a_config_error(tmp_path):
     shutil.copytree(ROOT / "conf", conf, ignore=shutil.ignore_patterns("sources"))
     with pytest.raises(ConfigError, match="no source declarations"):
         load_sources(load_settings(conf))
+
+
+# --------------------------------------------------------------------------------------------
+# Database and API sources (format jdbc, http_json)
+# --------------------------------------------------------------------------------------------
+
+JDBC_SECTION = (
+    "format: jdbc\ncolumns: [{name: id}, {name: updated_at}]\n"
+    "jdbc: {url: 'URL', table: public.orders, user_env: DB_USER, cursor: updated_at}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("jdbc:postgresql://db:5432/shop?password=Sup3r-S3cret", "Sup3r-S3cret"),
+        ("jdbc:postgresql://bob:Sup3r-S3cret@db:5432/shop", "bob:Sup3r-S3cret"),
+    ],
+    ids=["parameter", "userinfo"],
+)
+def test_a_jdbc_url_holding_credentials_is_refused_without_repeating_them(tmp_path, url, secret):
+    path = _write(tmp_path, "orders_db", JDBC_SECTION.replace("URL", url))
+    with pytest.raises(ConfigError, match="jdbc.url: .*must not contain credentials") as error:
+        load_source_file(path)
+    assert secret not in str(error.value) and "Sup3r" not in str(error.value)
+
+
+def test_an_api_credential_header_must_come_from_the_environment(tmp_path):
+    path = _write(
+        tmp_path,
+        "orders_api",
+        "format: http_json\ncolumns: [{name: id}]\nhttp_json:\n  url: https://api.example.com/o\n"
+        "  pagination: {style: page, param: page}\n  headers: {Authorization: Bearer t0k-9x}\n",
+    )
+    with pytest.raises(ConfigError, match="carry credentials: name them in headers_env") as error:
+        load_source_file(path)
+    assert "t0k-9x" not in str(error.value)
+
+
+def test_a_database_source_has_no_path_and_needs_its_section(tmp_path):
+    with_path = _write(
+        tmp_path, "a", JDBC_SECTION.replace("URL", "jdbc:postgresql://d/s") + "path: x/*\n"
+    )
+    with pytest.raises(ConfigError, match="path: .*is for files; a jdbc source has no path"):
+        load_source_file(with_path)
+    without = _write(tmp_path, "b", "format: jdbc\ncolumns: [{name: id}]\n")
+    with pytest.raises(ConfigError, match="jdbc: .*is required for format jdbc"):
+        load_source_file(without)
+
+
+def test_the_configuration_check_adds_the_declared_jdbc_driver_to_spark_packages(tmp_path):
+    from featurelake.core.validation import validate_configuration
+    from featurelake.jobs.generate_data import files_per_source
+
+    conf = Path(shutil.copytree(ROOT / "conf", tmp_path / "conf"))
+    (conf / "sources" / "orders_db.yaml").write_text(
+        JDBC_SECTION.replace("URL", "jdbc:postgresql://db:5432/shop")
+    )
+    settings = validate_configuration(conf, "local", [f"lakehouse.root={tmp_path / 'lake'}"])
+    assert settings.spark.conf["spark.jars.packages"] == "org.postgresql:postgresql:42.7.4"
+    # a source without files is not counted by generate-data --if-missing
+    counted = files_per_source(SimpleNamespace(settings=settings), str(tmp_path / "landing"))
+    assert sorted(counted) == ["credit_clients", "customer_profiles", "online_retail"]

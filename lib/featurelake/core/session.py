@@ -20,9 +20,13 @@ from pyspark.sql import types as T
 
 from featurelake.core.config import DeltaSettings, SparkSettings
 
-__all__ = ["arrow_rows", "build_spark_session", "local_frame", "run_constant"]
+__all__ = ["PACKAGES_KEY", "arrow_rows", "build_spark_session", "local_frame", "run_constant"]
 
 log = logging.getLogger(__name__)
+
+# Maven coordinates (comma-separated) in the spark settings' conf, fetched before the JVM starts.
+PACKAGES_KEY = "spark.jars.packages"
+_CLASSPATH_KEYS = frozenset({PACKAGES_KEY, "spark.jars"})
 
 
 def build_spark_session(
@@ -37,8 +41,11 @@ def build_spark_session(
     In a plain Python process (tests, notebooks, ``featurelake <job>``) that starts the JVM
     itself, delta-spark's jars are resolved from the local cache or Maven Central
     (:mod:`featurelake.core.jvm_packages`) unless ``delta.backend`` is ``delta-rs``; when they
-    cannot be had, one warning says why and the tables use delta-rs. Under ``spark-submit``
-    the JVM is already running: ``spark-submit.sh`` resolved them.
+    cannot be had, one warning says why and the tables use delta-rs. The Maven coordinates in
+    ``settings.conf["spark.jars.packages"]`` (where the configuration check puts the JDBC
+    drivers of declared sources) are resolved the same way, ahead of the JVM; packages that
+    cannot be had are left out with one warning (a JDBC source then fails saying why). Under
+    ``spark-submit`` the JVM is already running: ``spark-submit.sh`` resolved them.
 
     Args:
         app_name: shown in the Spark UI and logs; the job name.
@@ -54,8 +61,8 @@ def build_spark_session(
     starts_jvm = "PYSPARK_GATEWAY_PORT" not in os.environ and not SparkConf().contains(
         "spark.master"
     )
-    if starts_jvm and SparkSession.getActiveSession() is None and delta is not None:
-        builder = _with_delta_jars(builder, delta)
+    if starts_jvm and SparkSession.getActiveSession() is None:
+        builder = _with_jvm_packages(builder, delta, settings.conf)
     if starts_jvm:
         builder = builder.master(settings.master)
         # Python workers must run this interpreter (with pandas, mlflow...), not whatever
@@ -118,7 +125,8 @@ def build_spark_session(
         # metadata (the run, the bronze version a silver pair was built from) is the record.
         "spark.databricks.delta.skipRecordingEmptyCommits": "false",
     }
-    options.update(settings.conf)
+    # The classpath is decided above, before the JVM starts; a running JVM ignores it.
+    options.update({k: v for k, v in settings.conf.items() if k not in _CLASSPATH_KEYS})
     for key, value in options.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
@@ -127,22 +135,46 @@ def build_spark_session(
     return spark
 
 
-def _with_delta_jars(builder: SparkSession.Builder, delta: DeltaSettings) -> Any:
-    """Put delta-spark on the classpath of the JVM about to start, when it can be had."""
-    if delta.backend == "delta-rs":
-        return builder
+def _with_jvm_packages(
+    builder: SparkSession.Builder, delta: DeltaSettings | None, conf: Mapping[str, str]
+) -> Any:
+    """Put delta-spark and the configured packages on the classpath of the JVM about to start.
+
+    delta-spark's jars come when ``delta`` is given and its backend is not ``delta-rs``; the
+    coordinates of ``spark.jars.packages`` are resolved by featurelake (cache, timeouts) rather
+    than by Spark inside the JVM, and ``spark.jars`` is kept. Either set of packages that
+    cannot be had is left out with one warning saying why.
+    """
     from featurelake.core.jvm_packages import DELTA_SPARK_CONF, delta_coordinates, resolve_packages
 
-    found = resolve_packages(delta_coordinates())
-    if not found.ok:
-        log.warning(
-            "native_delta_unavailable",
-            extra={"fields": {"reason": found.reason, "using": "delta-rs"}},
-        )
-        return builder
-    builder = builder.config("spark.jars", ",".join(found.jars))
-    for key, value in DELTA_SPARK_CONF.items():
-        builder = builder.config(key, value)
+    jars = [j.strip() for j in conf.get("spark.jars", "").split(",") if j.strip()]
+    if delta is not None and delta.backend != "delta-rs":
+        found = resolve_packages(delta_coordinates())
+        if found.ok:
+            jars += found.jars
+            for key, value in DELTA_SPARK_CONF.items():
+                builder = builder.config(key, value)
+        else:
+            log.warning(
+                "native_delta_unavailable",
+                extra={"fields": {"reason": found.reason, "using": "delta-rs"}},
+            )
+    packages = [c.strip() for c in conf.get(PACKAGES_KEY, "").split(",") if c.strip()]
+    if packages:
+        try:
+            resolved = resolve_packages(packages)
+            reason = resolved.reason
+        except ValueError as exc:  # not group:artifact:version
+            reason = str(exc)
+        if reason is None:
+            jars += resolved.jars
+        else:
+            log.warning(
+                "jvm_packages_unavailable",
+                extra={"fields": {"packages": packages, "reason": reason}},
+            )
+    if jars:
+        builder = builder.config("spark.jars", ",".join(dict.fromkeys(jars)))
     return builder
 
 

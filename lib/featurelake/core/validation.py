@@ -19,6 +19,11 @@ uses:
 A part that is absent is skipped (the job that needs it says so). Every problem found is
 reported, one line each, naming the file (or ``--conf`` override) and the key.
 
+The settings returned carry, in ``spark.conf["spark.jars.packages"]``, the JVM packages the
+declared sources need (a JDBC source's driver), so that whoever starts the JVM
+(:func:`~featurelake.core.session.build_spark_session`, ``spark-submit.sh``) puts them on the
+classpath.
+
 Example:
     >>> settings = validate_configuration("conf", "local", ["lakehouse.root=/data/lake"])
     >>> settings.lakehouse.root
@@ -43,6 +48,7 @@ from featurelake.core.config import (
 
 if TYPE_CHECKING:
     from featurelake.feature_store.definitions import FeatureView
+    from featurelake.lakehouse.sources import SourceSpec
 
 __all__ = ["check_lakehouse_root", "validate_configuration"]
 
@@ -63,7 +69,8 @@ def validate_configuration(
         overrides: ``dotted.key=value`` strings.
 
     Returns:
-        The validated settings.
+        The validated settings, with the declared sources' JVM packages added to
+        ``spark.conf["spark.jars.packages"]``.
 
     Raises:
         ConfigError: the settings are invalid, ``lakehouse.root`` cannot be written, or a
@@ -81,7 +88,7 @@ def validate_configuration(
             return None
 
     attempt(check_lakehouse_root, loaded)
-    attempt(_check_sources, settings)
+    sources = attempt(_check_sources, settings)
     attempt(_check_silver_tables, settings)
     attempt(_check_gold, settings)
     views = attempt(_check_feature_views, settings)
@@ -95,7 +102,23 @@ def validate_configuration(
         raise ConfigError(
             first.source, first.key, first.problem + "".join(f"\n  {e}" for e in rest)
         )
-    return settings
+    return _with_source_packages(settings, sources or {})
+
+
+def _with_source_packages(settings: Settings, sources: Mapping[str, SourceSpec]) -> Settings:
+    """The settings with the JVM packages the sources need added to ``spark.jars.packages``."""
+    from featurelake.core.session import PACKAGES_KEY
+    from featurelake.lakehouse.sources import required_jvm_packages
+
+    needed = required_jvm_packages(sources.values())
+    if not needed:
+        return settings
+    configured = [c.strip() for c in settings.spark.conf.get(PACKAGES_KEY, "").split(",")]
+    packages = ",".join(dict.fromkeys([c for c in configured if c] + needed))
+    spark = settings.spark.model_copy(
+        update={"conf": {**settings.spark.conf, PACKAGES_KEY: packages}}
+    )
+    return settings.model_copy(update={"spark": spark})
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,11 +202,12 @@ def _has_yaml(folder: Path) -> bool:
     return folder.is_dir() and any(folder.glob("*.yaml"))
 
 
-def _check_sources(settings: Settings) -> None:
+def _check_sources(settings: Settings) -> Mapping[str, SourceSpec]:
     from featurelake.lakehouse.sources import SOURCES_DIR, load_sources
 
     if _has_yaml(settings.conf_path(SOURCES_DIR)):
-        load_sources(settings)
+        return load_sources(settings)
+    return {}
 
 
 def _check_silver_tables(settings: Settings) -> None:

@@ -1,4 +1,4 @@
-"""Bronze ingest: new raw files of each declared source into append-only Delta tables.
+"""Bronze ingest: new raw data of each declared source into append-only Delta tables.
 
     ./spark-submit.sh bronze                      # every source in conf/sources/
     ./spark-submit.sh bronze --source online_retail
@@ -9,6 +9,10 @@ append them to ``bronze/<source>`` in one commit; then record the files in the l
 are ingested concurrently (up to ``spark.concurrent_tables``). A run with no new files writes
 nothing. A run that died between the two commits is repaired by the next run from the bronze
 commit's metadata before it plans anything.
+
+A ``jdbc`` source appends the rows past its last committed cursor, an ``http_json`` source the
+new and changed pages of its API, through the same claimed commit and ledger
+(docs/SOURCES.md).
 
 Concurrent runs: the bronze commit carries a claim (a Delta application transaction
 ``featurelake.bronze.<source>`` at the table version the plan was made from, plus one). Two

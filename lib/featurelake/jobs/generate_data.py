@@ -178,15 +178,16 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
 
 
 def files_per_source(ctx: JobContext, landing: str) -> dict[str, int]:
-    """How many files match each declared source's glob under ``landing``.
+    """How many files match each declared file source's glob under ``landing``.
 
     Files are counted as bronze would list them
     (:func:`featurelake.lakehouse.bronze.list_landed_files`: regular files, names not starting
-    with ``.`` or ``_``).
+    with ``.`` or ``_``). Database and API sources have no files and are not counted.
     """
     return {
         name: len(list_landed_files(spec, landing))
         for name, spec in sorted(load_sources(ctx.settings).items())
+        if spec.is_file_source
     }
 
 

@@ -1,8 +1,11 @@
-"""Source declarations: where raw files land, how to read them, what columns they should have.
+"""Source declarations: where raw data comes from, how to read it, what columns it should have.
 
 Each ``conf/sources/<name>.yaml`` declares one source; ``<name>`` is also the bronze table's
 name. Bronze keeps every column as a string; the declared ``type`` documents what silver parses
-it to.
+it to. ``format`` says what kind of source it is: files landed under a glob (``csv``, ``json``,
+``parquet``), a database table (``jdbc``, with a ``jdbc:`` section) or a paginated JSON API
+(``http_json``, with an ``http_json:`` section); the sections are described in
+:mod:`featurelake.lakehouse.connectors`.
 
 Example (``conf/sources/credit_clients.yaml``)::
 
@@ -22,12 +25,19 @@ Example (``conf/sources/credit_clients.yaml``)::
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from featurelake.core.config import ConfigError, Settings, load_yaml_file, parse_model
+from featurelake.core.errors import UserError
+from featurelake.lakehouse.connectors import (
+    HttpJsonOptions,
+    JdbcOptions,
+    secrets_in_declaration,
+)
 
 __all__ = [
     "ColumnSpec",
@@ -35,9 +45,11 @@ __all__ = [
     "SourceSpec",
     "load_source_file",
     "load_sources",
+    "required_jvm_packages",
 ]
 
 SOURCES_DIR = "sources"
+FILE_FORMATS = ("csv", "json", "parquet")
 
 
 class _Frozen(BaseModel):
@@ -89,8 +101,10 @@ class SourceSpec(_Frozen):
     Attributes:
         name: the source name (the YAML file's stem) and the bronze table name.
         description: what the source is.
-        path: a glob; relative globs are resolved against ``lakehouse.landing``.
-        format: ``csv`` or ``json`` (JSON lines), read line by line; or ``parquet``.
+        format: ``csv`` or ``json`` (JSON lines), read line by line; ``parquet``; ``jdbc`` (a
+            database table, read incrementally) or ``http_json`` (a paginated JSON API).
+        path: a glob (file formats only); relative globs are resolved against
+            ``lakehouse.landing``.
         options: reader options (CSV only).
         on_changed_file: what bronze does when a file already ingested changed under the same
             name: ``reingest`` it as a new batch, ``skip`` it (logged), or ``fail`` the job.
@@ -98,17 +112,22 @@ class SourceSpec(_Frozen):
             or corrupt archive, a file it may not open): either way the file is recorded in the
             ingest ledger as ``failed`` with the reason and the other files are ingested;
             ``fail`` then ends the run with exit code 2, ``skip`` with a warning only.
-        columns: the expected columns, in file order.
+        columns: the expected columns, in file order (JDBC: the columns read; HTTP: the keys of
+            a record).
+        jdbc: where the table is and how it is read (``format: jdbc`` only).
+        http_json: where the API is and how its pages are read (``format: http_json`` only).
     """
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     description: str = ""
-    path: str = Field(min_length=1)
-    format: Literal["csv", "json", "parquet"]
+    format: Literal["csv", "json", "parquet", "jdbc", "http_json"]
+    path: str | None = Field(default=None, min_length=1, validate_default=True)
     options: ReaderOptions = Field(default_factory=ReaderOptions)
     on_changed_file: Literal["reingest", "skip", "fail"] = "fail"
     on_unreadable_file: Literal["fail", "skip"] = "fail"
     columns: tuple[ColumnSpec, ...] = Field(min_length=1)
+    jdbc: JdbcOptions | None = Field(default=None, validate_default=True)
+    http_json: HttpJsonOptions | None = Field(default=None, validate_default=True)
 
     @field_validator("columns")
     @classmethod
@@ -122,11 +141,39 @@ class SourceSpec(_Frozen):
             raise ValueError(f"column names starting with '_' are reserved for lineage: {reserved}")
         return columns
 
-    @model_validator(mode="after")
-    def _path_is_a_file_glob(self) -> SourceSpec:
-        if self.path.endswith("/"):
-            raise ValueError(f"path must match files, not a folder: {self.path!r} (add '*')")
-        return self
+    @field_validator("path")
+    @classmethod
+    def _path_is_a_file_glob(cls, path: str | None, info: ValidationInfo) -> str | None:
+        file_source = info.data.get("format") in FILE_FORMATS
+        if path is None and file_source:
+            raise ValueError(f"is required for {'/'.join(FILE_FORMATS)} sources")
+        if path is not None and not file_source and "format" in info.data:
+            raise ValueError(f"is for files; a {info.data['format']} source has no path")
+        if path is not None and path.endswith("/"):
+            raise ValueError(f"must match files, not a folder: {path!r} (add '*')")
+        return path
+
+    @field_validator("jdbc", "http_json")
+    @classmethod
+    def _section_of_the_format(
+        cls, section: JdbcOptions | HttpJsonOptions | None, info: ValidationInfo
+    ) -> JdbcOptions | HttpJsonOptions | None:
+        fmt = info.data.get("format")
+        if fmt is None:
+            return section
+        if section is None and fmt == info.field_name:
+            raise ValueError(f"is required for format {fmt}")
+        if section is not None and fmt != info.field_name:
+            raise ValueError(f"is only for format {info.field_name} (this source is {fmt})")
+        declared = [c.name for c in info.data.get("columns", ())]
+        if isinstance(section, JdbcOptions) and declared and section.cursor not in declared:
+            raise ValueError(f"cursor {section.cursor!r} is not a declared column: {declared}")
+        return section
+
+    @property
+    def is_file_source(self) -> bool:
+        """True for sources read from landed files (csv, json, parquet)."""
+        return self.format in FILE_FORMATS
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -141,7 +188,12 @@ class SourceSpec(_Frozen):
 
         Returns:
             An absolute, normalised glob pattern.
+
+        Raises:
+            UserError: the source is not read from files.
         """
+        if self.path is None:
+            raise UserError(f"source {self.name} is a {self.format} source: it has no files")
         raw = os.path.expanduser(self.path)
         if not os.path.isabs(raw):
             raw = os.path.join(landing, raw)
@@ -167,7 +219,17 @@ def load_source_file(path: str | Path) -> SourceSpec:
         raise ConfigError(
             str(path), "name", f"must equal the file name {stem!r}, got {data['name']!r}"
         )
-    return parse_model(SourceSpec, {**data, "name": stem}, str(path))
+    try:
+        return parse_model(SourceSpec, {**data, "name": stem}, str(path))
+    except ConfigError as exc:
+        secrets = secrets_in_declaration(data)
+        if not secrets:
+            raise
+        # The error quotes the refused values: never a credential.
+        problem = exc.problem
+        for secret in sorted(secrets, key=len, reverse=True):
+            problem = problem.replace(secret, "***").replace(repr(secret)[1:-1], "***")
+        raise ConfigError(exc.source, exc.key, problem) from None
 
 
 def load_sources(settings: Settings) -> dict[str, SourceSpec]:
@@ -187,3 +249,15 @@ def load_sources(settings: Settings) -> dict[str, SourceSpec]:
     if not files:
         raise ConfigError(str(folder), "", "no source declarations (*.yaml) found")
     return {spec.name: spec for spec in (load_source_file(f) for f in files)}
+
+
+def required_jvm_packages(sources: Iterable[SourceSpec]) -> list[str]:
+    """The Maven coordinates the sources need on Spark's classpath (JDBC drivers), sorted.
+
+    Args:
+        sources: the declared sources.
+
+    Returns:
+        Unique ``group:artifact:version`` strings; empty when no source needs one.
+    """
+    return sorted({s.jdbc.driver_coordinates for s in sources if s.jdbc is not None})

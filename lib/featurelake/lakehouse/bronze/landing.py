@@ -82,8 +82,11 @@ def list_landed_files(spec: SourceSpec, landing: str) -> list[LandedFile]:
 
     Returns:
         The matching regular files. Names starting with ``.`` or ``_`` (temporary or marker
-        files of writers still at work) are ignored.
+        files of writers still at work) are ignored. Empty for a source that is not read from
+        files (``jdbc``, ``http_json``).
     """
+    if not spec.is_file_source:
+        return []
     pattern = spec.resolve_glob(landing)
     found = []
     for path in sorted(glob.glob(pattern)):

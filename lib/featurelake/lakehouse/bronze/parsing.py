@@ -19,7 +19,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
-from featurelake.core.errors import DataError
+from featurelake.core.errors import DataError, UserError
 from featurelake.core.session import run_constant
 from featurelake.lakehouse.bronze.schema import (
     BATCH_ID,
@@ -141,7 +141,12 @@ def read_source_rows(
 
     Raises:
         DataError: no file matches ``path_or_glob``.
+        UserError: the source is not read from files (``jdbc``, ``http_json``).
     """
+    if not spec.is_file_source:
+        raise UserError(
+            f"source {spec.name} is a {spec.format} source: raw files cannot be read as it"
+        )
     paths = resolve_source_paths(path_or_glob)
     if spec.format == "parquet":
         df = spark.read.parquet(*paths).withColumn(

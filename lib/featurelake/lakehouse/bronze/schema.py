@@ -1,4 +1,9 @@
-"""Bronze's contract: lineage column names, the bronze schema and the ingest ledger's."""
+"""Bronze's contract: lineage column names, the bronze schema and the ingest ledger's.
+
+The ledger (``bronze/_ingested_files``) has one row per file, HTTP page or JDBC increment a
+bronze commit appended: ``path`` is the file's path, the page's URL (``<url>#page=<n>``) or
+``jdbc:<table>``.
+"""
 
 from __future__ import annotations
 
@@ -39,5 +44,9 @@ INGESTED_FILES_SCHEMA = StructType(
         StructField("status", StringType()),
         StructField("ingested_at", TimestampType()),
         StructField("error", StringType()),
+        # A JDBC increment's cursor range (cursor_from exclusive, cursor_to inclusive), as the
+        # database renders the cursor column; null for files and HTTP pages.
+        StructField("cursor_from", StringType()),
+        StructField("cursor_to", StringType()),
     ]
 )
