@@ -90,7 +90,8 @@ def validate_configuration(
     attempt(_check_models, settings)
     attempt(_check_pipeline, settings)
     attempt(_check_serving, settings, views)
-    attempt(_check_monitoring, settings, views)
+    # monitoring.yaml's names are checked against the other declarations: only once they parse
+    attempt(_check_monitoring, settings, None if errors else views)
     if len(errors) == 1:
         raise errors[0]
     if errors:
@@ -243,8 +244,8 @@ def _check_serving(settings: Settings, views: Mapping[str, FeatureView] | None) 
 
 
 def _check_monitoring(settings: Settings, views: Mapping[str, FeatureView] | None) -> None:
-    """``monitoring.yaml``, and its table, column, model and source names (unless the views
-    failed already)."""
+    """``monitoring.yaml``, and its table, column, model and source names (given the views, which
+    the caller passes only when every other declaration parsed)."""
     from featurelake.monitoring.catalog import check_monitoring_config
     from featurelake.monitoring.config import load_monitoring_config, monitoring_file
 
