@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from featurelake.core.config import Settings
 from featurelake.core.errors import ConfigError
@@ -329,8 +328,3 @@ def check_monitoring_config(
         return
     (key, problem), rest = problems[0], problems[1:]
     raise ConfigError(file, key, problem + "".join(f"\n  {file}: {k}: {p}" for k, p in rest))
-
-
-def default_conf_file(conf_dir: str | Path) -> Path:
-    """``<conf_dir>/monitoring.yaml``."""
-    return Path(conf_dir) / "monitoring.yaml"

@@ -27,7 +27,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, time, timedelta, timezone
 from typing import Any
 
 from pyspark.sql import DataFrame
@@ -408,8 +408,6 @@ def monitor_model(ctx: MonitorContext, name: str, watch: ModelMonitorConfig) -> 
     latest = stats_["scoring_date"].max if stats_ else None
     since = None
     if latest is not None:
-        from datetime import datetime, time, timezone
-
         since = (
             datetime.combine(latest, time.min, timezone.utc) - watch.lookback + timedelta(days=1)
         )

@@ -12,9 +12,9 @@ model monitor.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta, timezone
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -346,8 +346,6 @@ def _window_spec(
     latest = stats[spec.column].max if stats and spec.column in stats else None
     since = None
     if latest is not None:
-        from datetime import date, datetime, time, timezone
-
         if isinstance(latest, date) and not isinstance(latest, datetime):
             latest = datetime.combine(latest, time.max, timezone.utc)
         since = latest - spec.lookback + timedelta(microseconds=1)
@@ -430,12 +428,3 @@ def monitor_table(ctx: MonitorContext, config: TableMonitorConfig) -> list[Check
             reference=reference,
         ),
     ]
-
-
-def kinds_for(df: DataFrame, columns: Mapping[str, str]) -> ColumnKinds:
-    """Column kinds given explicitly (``{column: "numeric" | "categorical"}``)."""
-    present = set(df.columns)
-    return ColumnKinds(
-        tuple(c for c, k in columns.items() if k == "numeric" and c in present),
-        tuple(c for c, k in columns.items() if k == "categorical" and c in present),
-    )
