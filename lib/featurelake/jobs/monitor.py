@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from featurelake.core.errors import UserError
 from featurelake.core.runner import JobContext
 from featurelake.feature_store.definitions import load_feature_views
+from featurelake.monitoring.alerts import conditions
 from featurelake.monitoring.config import load_monitoring_config
 from featurelake.monitoring.context import MonitorContext
 from featurelake.monitoring.report import write_dashboard
@@ -81,7 +82,7 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
         d.sink: {"delivered": d.delivered, "pending": d.pending} for d in outcome.deliveries
     }
     ctx.summary["dashboard"] = outcome.dashboard
-    for result in outcome.results:
+    for result in conditions(outcome.results).values():  # one line per condition, not window
         if result.status in ("warning", "critical", "error"):
             log.warning(
                 "monitor_condition",
