@@ -67,12 +67,24 @@ def _rows(df: DataFrame) -> list[dict[str, Any]]:
 
 
 def _latest_results(ctx: MonitorContext) -> list[dict[str, Any]]:
+    """Each condition's results of its latest run.
+
+    A table's drift results older than its latest profile are left out: the table was checked
+    again without them (its reference or columns were taken out of the configuration).
+    """
     stored = ctx.read_ops(RESULTS_TABLE)
     if stored is None:
         return []
-    return _rows(
-        _latest_per(stored, ["check", "subject"], "checked_at").orderBy("check", "subject")
-    )
+    latest = _latest_per(stored, ["check", "subject"], "checked_at")
+    rows = _rows(latest.orderBy("check", "subject"))
+    profiled = {r["subject"]: r["checked_at"] for r in rows if r["check"] == "profile"}
+    return [
+        r
+        for r in rows
+        if r["check"] not in ("drift", "prediction_drift")
+        or r["table"] not in profiled
+        or r["checked_at"] >= profiled[r["table"]]
+    ]
 
 
 def _latest_windows(profiles: DataFrame) -> DataFrame:
