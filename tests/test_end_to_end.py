@@ -24,9 +24,18 @@ SMALL = [
     "--conf",
     "synthetic.credit_clients=2000",
 ]
-# Tables that grow by design on every run: the run log, the promotion decisions, and the feature
-# metadata catalog (one row per feature per gold table *version*; a rerun commits new versions).
-APPEND_ONLY_BY_DESIGN = {"ops/pipeline_runs", "ops/model_promotions", "gold/_feature_metadata"}
+# Tables that grow by design on every run: the run log, the promotion decisions, the feature
+# metadata catalog (one row per feature per gold table *version*; a rerun commits new versions),
+# the monitor's results and alerts (one set per run) and its profiles and drift (per version).
+APPEND_ONLY_BY_DESIGN = {
+    "ops/pipeline_runs",
+    "ops/model_promotions",
+    "gold/_feature_metadata",
+    "ops/monitor_results",
+    "ops/monitor_alerts",
+    "ops/profile_metrics",
+    "ops/drift_metrics",
+}
 
 
 def _pipeline(root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -73,12 +82,14 @@ def test_the_pipeline_builds_every_layer_and_ends_with_the_summary(lake):
         "bronze",
         "silver",
         "gold",
+        "monitor-gold",
         "features-apply",
         "train-segmentation",
         "train-classifier",
         "promote",
         "score",
         "materialize",
+        "monitor",
     ):
         assert f"{stage:<22}succeeded" in out, stage
     assert "run log" in out and "mlflow" in out and "predictions" in out

@@ -14,6 +14,8 @@ uses:
 ``pipeline.yaml``                      :func:`featurelake.core.pipeline.load_pipeline`
 ``serving.yaml``                       :func:`featurelake.feature_store.online.load_serving_config`,
                                        its roles checked against the feature views
+``monitoring.yaml``                    :func:`featurelake.monitoring.config.load_monitoring_config`,
+                                       its names checked against the other declarations
 =====================================  ===================================================
 
 A part that is absent is skipped (the job that needs it says so). Every problem found is
@@ -95,6 +97,8 @@ def validate_configuration(
     attempt(_check_models, settings)
     attempt(_check_pipeline, settings)
     attempt(_check_serving, settings, views)
+    # monitoring.yaml's names are checked against the other declarations: only once they parse
+    attempt(_check_monitoring, settings, None if errors else views)
     if len(errors) == 1:
         raise errors[0]
     if errors:
@@ -261,3 +265,16 @@ def _check_serving(settings: Settings, views: Mapping[str, FeatureView] | None) 
         Authorizer(serving.access, views)
     except ValueError as exc:
         raise ConfigError(str(file), "access.roles", str(exc)) from None
+
+
+def _check_monitoring(settings: Settings, views: Mapping[str, FeatureView] | None) -> None:
+    """``monitoring.yaml``, and its table, column, model and source names (given the views, which
+    the caller passes only when every other declaration parsed)."""
+    from featurelake.monitoring.catalog import check_monitoring_config
+    from featurelake.monitoring.config import load_monitoring_config, monitoring_file
+
+    if not monitoring_file(settings).is_file():
+        return
+    config = load_monitoring_config(settings)
+    if views is not None:
+        check_monitoring_config(settings, config, views)

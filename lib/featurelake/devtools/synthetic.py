@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import date, datetime, timezone
 
 from pyspark.sql import Column, DataFrame
@@ -402,7 +403,13 @@ def online_retail_lines(ids: DataFrame, *, settings: SyntheticSettings, files: i
     )
 
 
-def credit_client_lines(ids: DataFrame, *, settings: SyntheticSettings, files: int) -> DataFrame:
+def credit_client_lines(
+    ids: DataFrame,
+    *,
+    settings: SyntheticSettings,
+    files: int,
+    shift: Mapping[str, float] | None = None,
+) -> DataFrame:
     """Credit-clients CSV lines (header per file) for clients ``1 .. settings.credit_clients``.
 
     A hidden risk draw per client drives late payments (PAY_x > 0) and the default label, so
@@ -412,10 +419,21 @@ def credit_client_lines(ids: DataFrame, *, settings: SyntheticSettings, files: i
         ids: ``spark.range(0, settings.credit_clients, 1, files)``.
         settings: scale, seed and dirt rates.
         files: the number of partitions of ``ids``.
+        shift: injected drift: raw column name (``LIMIT_BAL``, ``AGE``, ``BILL_AMT1``...) ->
+            factor its values are multiplied by (rounded down), so that a later batch has one
+            feature's distribution moved and the rest unchanged.
 
     Returns:
         One string column ``value``.
+
+    Raises:
+        ValueError: ``shift`` names a column that is not a numeric credit-client column.
     """
+    shifted = dict(shift or {})
+    allowed = CREDIT_CLIENT_COLUMNS[1:-1]
+    unknown = sorted(set(shifted) - set(allowed))
+    if unknown:
+        raise ValueError(f"cannot shift {unknown}: not among {list(allowed)}")
     s, total = settings.seed, settings.credit_clients
     client = F.col("id") + 1
     u = {
@@ -500,6 +518,10 @@ def credit_client_lines(ids: DataFrame, *, settings: SyntheticSettings, files: i
         + [F.col(f"paid{m}") for m in months]
         + [default.cast("int")]
     )
+    fields = [
+        F.floor(f * shifted[name]) if name in shifted else f
+        for name, f in zip(CREDIT_CLIENT_COLUMNS, fields, strict=True)
+    ]
     texts = [f.cast("long").cast("string") for f in fields]
     staged = staged.select(
         "id",

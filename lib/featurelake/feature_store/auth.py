@@ -49,12 +49,14 @@ class RoleConfig(_Frozen):
         pii_grants: PII features the role may read, as ``"view:feature"`` or ``"view:*"``.
         health_details: the role may read ``GET /health/details`` (the online store's type and
             location, its password hidden).
+        dashboard: the role may read ``GET /dashboard`` (the monitoring dashboard).
         description: who the role is for.
     """
 
     views: tuple[str, ...] = ()
     pii_grants: tuple[str, ...] = ()
     health_details: bool = False
+    dashboard: bool = False
     description: str = ""
 
     @model_validator(mode="after")
@@ -225,6 +227,18 @@ class Authorizer:
         if config is None or not config.health_details:
             raise AuthorizationError(
                 f"role {role!r} may not read the health details (needs health_details: true)"
+            )
+
+    def authorize_dashboard(self, role: str) -> None:
+        """Check that ``role`` may read the monitoring dashboard.
+
+        Raises:
+            AuthorizationError: an unknown role, or one without ``dashboard: true``.
+        """
+        config = self.roles.get(role)
+        if config is None or not config.dashboard:
+            raise AuthorizationError(
+                f"role {role!r} may not read the dashboard (needs dashboard: true)"
             )
 
     def readable_views(self, role: str) -> list[str]:

@@ -32,10 +32,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_PROTECTED = ("/features", "/health/details")
+_PROTECTED = ("/features", "/health/details", "/dashboard")
 
 
-_KNOWN_PATHS = ("/features", "/health", "/health/details", "/metrics")
+_KNOWN_PATHS = ("/features", "/health", "/health/details", "/metrics", "/dashboard")
 
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)

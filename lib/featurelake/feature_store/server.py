@@ -12,6 +12,9 @@ Endpoints:
   so it says nothing of where the store is.
 * ``GET /health/details`` - the same and the store's type and location (its password hidden).
   Needs an API key whose role has ``health_details: true``.
+* ``GET /dashboard`` - the monitoring dashboard (``monitor`` job, docs/MONITORING.md) as one
+  self-contained HTML page. Needs an API key whose role has ``dashboard: true``; 404 until a
+  monitor run has written it.
 * ``/docs``, ``/redoc``, ``/openapi.json`` - only with ``server.expose_docs: true``.
 * ``GET /metrics`` - Prometheus text format: requests by path and status, latency histogram,
   lookups by result (hit/miss/expired) and staleness per view. No key needed (bind the server to
@@ -42,7 +45,7 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
@@ -143,6 +146,7 @@ def create_app(
     config: ServingConfig,
     views: dict[str, FeatureView],
     store: OnlineStore,
+    dashboard: str | None = None,
 ) -> FastAPI:
     """Build the serving app.
 
@@ -150,6 +154,7 @@ def create_app(
         config: ``conf/serving.yaml`` (limits, audit log, roles and keys).
         views: the declared feature views.
         store: the online store to read (closed when the app shuts down).
+        dashboard: the monitoring dashboard's HTML file served at ``/dashboard`` (None: 404).
 
     Returns:
         The FastAPI application (ASGI), ready for uvicorn.
@@ -276,6 +281,22 @@ def create_app(
             return refused("forbidden", exc, 403, request)
         return health_report(with_store=True)
 
+    @app.get("/dashboard")
+    def monitoring_dashboard(request: Request) -> Response:
+        principal: Principal = request.state.principal
+        try:
+            authorizer.authorize_dashboard(principal.role)
+        except AuthorizationError as exc:
+            return refused("forbidden", exc, 403, request)
+        if dashboard is None or not os.path.isfile(dashboard):
+            request.state.error = "no dashboard yet"
+            return JSONResponse(
+                {"error": "not_found", "detail": "no dashboard yet: run the monitor job"},
+                status_code=404,
+            )
+        with open(dashboard, encoding="utf-8") as page:
+            return HTMLResponse(page.read())
+
     @app.get("/metrics")
     def prometheus_metrics() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
@@ -295,15 +316,18 @@ def create_app(
 
 def build_app(settings: Settings) -> FastAPI:
     """The app for ``settings``: views from ``conf/features``, store and access from
-    ``conf/serving.yaml``.
+    ``conf/serving.yaml``, the dashboard from ``report.path`` of ``conf/monitoring.yaml``.
 
     Raises:
         ConfigError: a configuration file is invalid.
         ValueError: a role or grant names an undeclared view or feature.
     """
+    from featurelake.monitoring.config import load_monitoring_config, under_root
+
     config = load_serving_config(settings)
     views = load_feature_views(settings)
-    return create_app(config, views, open_online_store(config.online_store))
+    dashboard = under_root(settings, load_monitoring_config(settings).report.path)
+    return create_app(config, views, open_online_store(config.online_store), dashboard)
 
 
 def app_from_environment() -> FastAPI:

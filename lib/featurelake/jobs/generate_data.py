@@ -4,6 +4,7 @@
     ./spark-submit.sh generate-data --transactions 1000000 --customers 20000 --seed 7
     ./spark-submit.sh generate-data --out /tmp/landing --conf synthetic.malformed_rate=0.01
     ./spark-submit.sh generate-data --if-missing       # the full pipeline's first stage
+./spark-submit.sh generate-data --seed 43 --shift LIMIT_BAL=1.6 --out /tmp/batch2   # drift
 
 Writes ``<out>/online_retail/online_retail-seed<S>-part<NNNNN>.csv.gz``,
 ``<out>/credit_clients/credit_clients-seed<S>-part<NNNNN>.csv.gz`` and
@@ -16,6 +17,11 @@ With ``--if-missing`` a dataset is generated only when its source (``conf/source
 has no file matching its glob under the output folder, so real or earlier files are never
 replaced nor mixed with synthetic ones; when every declared source has files, nothing is
 written.
+
+``--shift COLUMN=FACTOR`` (repeatable) injects drift into the credit clients: the raw column
+(``LIMIT_BAL``, ``AGE``, ``BILL_AMT1``...) is multiplied by the factor and everything else is
+generated as usual. Generating a later batch with another ``--seed`` and one shift gives a
+batch where only that feature moved (docs/MONITORING.md shows the monitor catching it).
 """
 
 from __future__ import annotations
@@ -32,8 +38,10 @@ from collections.abc import Callable
 from pyspark.sql import DataFrame
 
 from featurelake.core.config import SyntheticSettings
+from featurelake.core.errors import UserError
 from featurelake.core.runner import JobContext
 from featurelake.devtools.synthetic import (
+    CREDIT_CLIENT_COLUMNS,
     credit_client_lines,
     customer_profile_lines,
     online_retail_lines,
@@ -79,6 +87,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", default=None, help="output folder (default: lakehouse.landing)")
     parser.add_argument(
+        "--shift",
+        action="append",
+        default=[],
+        metavar="COLUMN=FACTOR",
+        help="multiply a numeric credit-client column by FACTOR (injected drift; repeatable)",
+    )
+    parser.add_argument(
         "--if-missing",
         action="store_true",
         help="generate only the datasets whose source has no file in the output "
@@ -102,8 +117,33 @@ def resolve_settings(base: SyntheticSettings, args: argparse.Namespace) -> Synth
     return SyntheticSettings.model_validate({**base.model_dump(), **updates})
 
 
+def parse_shifts(texts: list[str]) -> dict[str, float]:
+    """``["LIMIT_BAL=1.6"]`` as ``{"LIMIT_BAL": 1.6}``.
+
+    Raises:
+        UserError: a text is not ``COLUMN=FACTOR`` with a positive number.
+    """
+    shifts = {}
+    for text in texts:
+        column, sep, factor = text.partition("=")
+        try:
+            value = float(factor)
+        except ValueError:
+            value = -1.0
+        if not sep or not column or value <= 0:
+            raise UserError(f"--shift {text!r}: expected COLUMN=FACTOR with a positive factor")
+        if column not in CREDIT_CLIENT_COLUMNS[1:-1]:
+            raise UserError(
+                f"--shift {text!r}: {column!r} is not a numeric credit-client column; "
+                f"columns: {', '.join(CREDIT_CLIENT_COLUMNS[1:-1])}"
+            )
+        shifts[column] = value
+    return shifts
+
+
 def main(ctx: JobContext, args: argparse.Namespace) -> None:
     settings = resolve_settings(ctx.settings.synthetic, args)
+    shifts = parse_shifts(args.shift)
     out = os.path.abspath(args.out or ctx.settings.lakehouse.landing)
     datasets: list[tuple[str, int, Generator, str]] = [
         ("online_retail", settings.transactions, online_retail_lines, "csv"),
@@ -163,8 +203,9 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
             continue
         files = max(1, -(-rows // settings.rows_per_file))
         started = time.monotonic()
+        extra = {"shift": shifts} if name == "credit_clients" and shifts else {}
         lines = ctx.spark.range(0, rows, 1, files).transform(
-            generator, settings=settings, files=files
+            generator, settings=settings, files=files, **extra
         )
         written = write_lines(lines, out, name, settings.seed, extension)
         seconds = time.monotonic() - started
