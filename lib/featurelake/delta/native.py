@@ -201,7 +201,8 @@ class NativeBackend:
         stats = self._checksum_stats(path, version)
         if stats is not None:
             counts = [json.loads(s).get("numRecords") if s else None for s in stats]
-            return -1 if any(c is None for c in counts) else int(sum(counts))
+            known = [int(c) for c in counts if c is not None]
+            return sum(known) if len(known) == len(counts) else -1
         files = self._files(path, version).select(
             F.get_json_object("stats", "$.numRecords").cast("long").alias("n")
         )

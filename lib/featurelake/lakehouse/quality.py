@@ -158,7 +158,7 @@ def rule_passes(expectation: Expectation, as_of: datetime | None = None) -> Colu
     if kind == "allowed_values":
         return col.isNull() | col.isin(*(expectation.values or ()))
     if kind == "regex":
-        return col.isNull() | col.cast("string").rlike(_whole(expectation.pattern))
+        return col.isNull() | col.cast("string").rlike(_whole(str(expectation.pattern)))
     if kind == "not_future":
         if as_of is None:
             raise ValueError(f"rule {expectation.rule}: not_future needs the run's as_of time")
@@ -196,7 +196,7 @@ def check_constraint(expectation: Expectation) -> tuple[str, str] | None:
         values = ", ".join(_sql_literal(v) for v in expectation.values or ())
         return name, f"{col} IS NULL OR {col} IN ({values})"
     if kind == "regex":
-        pattern = _sql_literal(_whole(expectation.pattern))
+        pattern = _sql_literal(_whole(str(expectation.pattern)))
         return name, f"{col} IS NULL OR CAST({col} AS STRING) RLIKE {pattern}"
     return None
 
