@@ -300,6 +300,11 @@ def test_fifty_pages_with_faults_land_every_record_exactly_once(spark, tmp_path)
     assert sum(r["rows"] for r in ledger) == 1000
     page_3 = next(r for r in ledger if r["path"].endswith("#page=3"))
     assert (page_3["rows"], page_3["status"], page_3["size"]) == (20, "ingested", len(api.body(3)))
+    # every page's body as the server sent it, once (only the answer that succeeded is kept)
+    pages = {r["page"]: r for r in _table(spark, tmp_path, "orders_api_pages").collect()}
+    assert sorted(pages) == list(range(1, 52))
+    assert bytes(pages[3]["body"]) == api.body(3) and bytes(pages[51]["body"]) == api.body(51)
+    assert pages[3]["url"] == f"{url}?per_page=20&page=3"
 
 
 def test_a_page_unavailable_after_the_retries_fails_the_run_and_commits_nothing(
@@ -333,6 +338,8 @@ def test_a_rerun_over_an_unchanged_api_writes_nothing_and_a_changed_page_is_rein
     assert sorted(r["name"] for r in rows if r["id"] == "46") == ["n46", "renamed"]
     statuses = sorted(r["status"] for r in _table(spark, tmp_path, "_ingested_files").collect())
     assert statuses == ["ingested"] * 3 + ["reingested"]
+    pages = _table(spark, tmp_path, "orders_api_pages").collect()
+    assert sorted(r["page"] for r in pages) == [1, 2, 3, 3]  # page 3's old and new bodies
 
 
 def test_a_token_from_the_environment_is_sent_and_never_logged(

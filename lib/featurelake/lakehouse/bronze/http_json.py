@@ -30,7 +30,15 @@ from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, StringType, StructField, StructType
+from pyspark.sql.types import (
+    ArrayType,
+    BinaryType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
 
 from featurelake.core.errors import UserError
 from featurelake.core.runner import JobContext
@@ -92,6 +100,41 @@ def plan_pages(
         to_ingest.append(page)
         statuses[page.path] = "ingested" if known is None else "reingested"
     return to_ingest, unchanged, statuses
+
+
+#: The raw pages of an ``http_json`` source: ``bronze/<source>_pages``, one row per distinct
+#: body of a page (its URL, number, when it was fetched, SHA-256 and the body as received).
+PAGES_SUFFIX = "_pages"
+RAW_PAGES_SCHEMA = StructType(
+    [
+        StructField(SOURCE_FILE, StringType()),
+        StructField("url", StringType()),
+        StructField("page", LongType()),
+        StructField("fetched_at", TimestampType()),
+        StructField("sha256", StringType()),
+        StructField("body", BinaryType()),
+        StructField("_batch_id", StringType()),
+    ]
+)
+
+
+def keep_raw_pages(
+    ctx: JobContext, source: str, pages: Sequence[FetchedPage], batch_id: str
+) -> None:
+    """Keep each page's body as received in ``bronze/<source>_pages``, before the records.
+
+    A page's row is keyed by its path and SHA-256: a rerun after a crash replaces the same
+    bodies (never a second copy), and a page whose body changed adds its new body beside the
+    old one, as bronze keeps both versions of its records.
+    """
+    rows = [(p.path, p.url, p.number, p.fetched_at, p.sha256, p.body, batch_id) for p in pages]
+    ctx.tables.replace_rows(
+        rows,
+        RAW_PAGES_SCHEMA,
+        ctx.path("bronze", source + PAGES_SUFFIX),
+        {SOURCE_FILE: [p.path for p in pages], "sha256": [p.sha256 for p in pages]},
+        metadata={"featurelake.source": source},
+    )
 
 
 def _ledger_order(row: dict[str, Any]) -> tuple[datetime, str]:
@@ -197,6 +240,7 @@ def ingest_http_pages(
     entries = [
         BatchEntry(p.path, len(p.body), p.fetched_at, p.sha256, statuses[p.path]) for p in to_ingest
     ]
+    keep_raw_pages(ctx, name, to_ingest, batch_id)
     rows = pages_frame(ctx.spark, to_ingest).transform(
         parse_json_pages, spec=spec, records_path=options.records
     )
