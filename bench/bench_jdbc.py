@@ -17,7 +17,9 @@ JIT). Then, ``--repeat`` times, each side going first in turn:
     local file: the database's fastest export of the same rows, as text.
 
 Printed: every run's seconds, the median per side, rows/s and the ratio bronze/copy. The
-bronze table's row count is checked against the table's.
+bronze table's row count is checked against the table's. After the last initial load, three
+incremental runs follow, each after 5,000 inserts and 1,000 updates (a later ``updated_at``):
+bronze must then hold every row version exactly once.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def write_conf(work: Path, pg: PostgresServer, table: str, partitions: int) -> P
     shutil.copytree(PROJECT / "conf", conf)
     for declaration in (conf / "sources").glob("*.yaml"):
         declaration.unlink()
+    (conf / "monitoring.yaml").unlink()  # it watches the sources removed above
     jdbc: dict[str, object] = {
         "url": pg.jdbc_url,
         "table": f"public.{table}",
@@ -108,6 +111,33 @@ def time_copy(pg: PostgresServer, target: Path) -> float:
             check=True,
         )  # fmt: skip
     return time.perf_counter() - started
+
+
+def incremental_rounds(spark, pg: PostgresServer, conf: Path, lake: Path, rows: int) -> None:
+    """Three rounds of inserts and updates, each followed by a bronze run on ``lake`` (which
+    holds the initial load); then every row version must be in bronze exactly once."""
+    inserts, updates = 5_000, 1_000
+    for r in range(1, 4):
+        base = f"timestamp '2030-01-01' + {r} * interval '1 day'"
+        first = rows + (r - 1) * inserts + 1
+        pg.sql(
+            f"insert into {TABLE} select i, 'c' || (i % 97), (i % 1000) / 4.0, "
+            f"{base} + i * interval '1 microsecond' "
+            f"from generate_series({first}, {first + inserts - 1}) i;"
+            f"update {TABLE} set amount = amount + 1, "
+            f"updated_at = {base} + id * interval '1 microsecond' "
+            f"where id <= {rows} and id % {rows // updates} = {r};",
+            timeout_s=600,
+        )
+        seconds = time_bronze(spark, conf, lake)
+        print(f"incremental run {r}: {inserts:,} inserts and {updates:,} updates, {seconds:.2f} s")
+    bronze = DeltaTables(spark).read(str(lake / "bronze" / "orders_db"), record=False)
+    expected = rows + 3 * (inserts + updates)
+    versions = bronze.select("id", "updated_at").distinct().count()
+    total = bronze.count()
+    print(f"after 3 incremental runs: {total:,} rows, {versions:,} distinct row versions")
+    if (total, versions) != (expected, expected):
+        raise SystemExit(f"bronze holds {total} rows / {versions} versions, not {expected}")
 
 
 def main() -> None:
@@ -152,6 +182,8 @@ def main() -> None:
                         landed = DeltaTables(spark).read(table, record=False).count()
                         if landed != args.rows:
                             raise SystemExit(f"bronze holds {landed} rows, not {args.rows}")
+                        if i == args.repeat - 1:
+                            incremental_rounds(spark, pg, conf, lake, args.rows)
                         shutil.rmtree(lake)
                     else:
                         target = work / "copy.txt"
