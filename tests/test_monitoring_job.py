@@ -103,7 +103,8 @@ def _conf(tmp: Path, webhook: str) -> Path:
 def _ledger(spark, root: Path) -> None:
     def row(source: str, modified: datetime) -> tuple:
         stamp = modified.replace(tzinfo=None)
-        return (source, f"/landing/{source}/f1", 10, stamp, "x", "b1", 10, "ingested", stamp, None)
+        given = (source, f"/landing/{source}/f1", 10, stamp, "x", "b1", 10, "ingested", stamp)
+        return given + (None,) * (len(INGESTED_FILES_SCHEMA) - len(given))  # error, cursors
 
     rows = [
         row("online_retail", AS_OF - timedelta(days=3)),
