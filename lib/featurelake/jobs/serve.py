@@ -25,6 +25,7 @@ from typing import Any
 import uvicorn
 
 from featurelake.core.config import ConfigError, load_settings
+from featurelake.core.console import say
 from featurelake.core.logs import configure_logging
 from featurelake.core.runner import log_dir, parse_job_args
 from featurelake.feature_store.online import load_serving_config
@@ -75,7 +76,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             target = build_app(settings)
     except (ConfigError, ValueError) as exc:
         configure_logging("serve", run_id, console=args.log_format)
-        print(f"featurelake serve: configuration error: {exc}", file=sys.stderr)
+        say(f"featurelake serve: configuration error: {exc}")
         return 2
     log.info(
         "serve_started",
