@@ -31,30 +31,17 @@ from pathlib import Path
 from featurelake.core.config import DeltaSettings, SparkSettings
 from featurelake.core.session import build_spark_session
 from featurelake.delta import DeltaTables
+from featurelake.lakehouse.feature_library.customers import customer_feature_columns
 from featurelake.monitoring.config import ProfileSettings
 from featurelake.monitoring.profile import ProfileRequest, WindowSpec, collect_profiles
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-NUMERIC = (
-    "recency_days",
-    "frequency",
-    "monetary",
-    "r_score",
-    "f_score",
-    "m_score",
-    "rfm_score",
-    "tenure_days",
-    "avg_basket_value",
-    "avg_basket_size",
-    "distinct_products",
-    "cancellation_rate",
-    "spend_30d",
-    "spend_90d",
-    "spend_365d",
-    "orders_30d",
-    "orders_90d",
-    "orders_365d",
+# The daily customer feature table's numeric features, as gold defines them.
+NUMERIC = tuple(
+    c
+    for c in customer_feature_columns((30, 90, 365))
+    if c not in ("customer_id", "as_of_ts", "as_of_date", "country")
 )
 COUNTRIES = ("United Kingdom", "Germany", "France", "EIRE", "Spain", "Netherlands", "Belgium")
 
