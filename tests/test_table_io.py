@@ -732,3 +732,24 @@ def test_a_job_killed_while_writing_leaves_the_previous_version_and_a_rerun_one_
     tables.vacuum(path, retention_hours=0)
     assert sorted(r["k"] for r in tables.read(path).collect()) == [0, 1, 2, 100, 101, 102, 103]
     assert not written_since() or all(str(p) in _data_files(path) for p in written_since())
+
+
+def test_a_relative_table_path_works_in_delta_sql(spark, tables, tmp_path, backend):
+    # The lakehouse root of the default configuration is ./lakehouse: Delta's SQL (DESCRIBE
+    # DETAIL, ALTER TABLE ... ADD CONSTRAINT) reads a relative path as a table name. Relative
+    # to the working directory the JVM and Python share.
+    import os
+
+    path = os.path.relpath(tmp_path / "kv")
+    assert not os.path.isabs(path)
+    tables.write(_kv(spark, [(1, "a", "a")]), path)
+    added = tables.set_constraints(path, {"fl_k_positive": "k > 0"})
+    if backend == "native":
+        assert added == {"added": ["fl_k_positive"], "dropped": []}
+        assert tables.set_constraints(path, {"fl_k_positive": "k > 0"}) == {
+            "added": [],
+            "dropped": [],
+        }
+    else:
+        assert added is None  # delta-rs keeps no constraints
+    assert tables.read(str(tmp_path / "kv")).count() == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from datetime import datetime
@@ -119,6 +120,13 @@ def first_line(exc: BaseException) -> str:
 
 
 def sql_path(path: str) -> str:
+    """The path as the inside of a ``delta.`...``` identifier.
+
+    Delta's SQL takes a path identifier only when it is absolute (``./lakehouse/...`` reads as
+    a table name): a local path without a scheme is made absolute first.
+    """
+    if "://" not in path and not path.startswith("file:"):
+        path = os.path.abspath(path)
     return path.replace("`", "``")
 
 
