@@ -358,7 +358,11 @@ def test_training_pipeline_trains_both_kinds_and_promotes(
     from featurelake.core.pipeline import load_job_module
 
     conf = tmp_path / "conf"
-    shutil.copytree(PROJECT / "conf", conf, ignore=shutil.ignore_patterns("models"))
+    # The shipped models (and the monitoring declarations that name them) are replaced by
+    # two tiny ones.
+    shutil.copytree(
+        PROJECT / "conf", conf, ignore=shutil.ignore_patterns("models", "monitoring.yaml")
+    )
     (conf / "models").mkdir()
     (conf / "models" / "segments.yaml").write_text(yaml.safe_dump(TINY_CONFIG), encoding="utf-8")
     classifier = {
