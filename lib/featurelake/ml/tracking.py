@@ -163,7 +163,7 @@ def pip_requirements() -> list[str]:
     """Explicit requirements for logged models (MLflow's inference is slow and guesses)."""
     from importlib.metadata import version
 
-    return [f"pyspark=={version('pyspark')}", f"mlflow=={version('mlflow')}"]
+    return [f"{name}=={version(name)}" for name in ("pyspark", "mlflow", "numpy", "pandas")]
 
 
 def lineage_tags(tables: Mapping[str, tuple[str, int]], **extra: str) -> dict[str, str]:
