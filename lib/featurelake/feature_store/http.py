@@ -32,10 +32,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_PROTECTED = ("/features", "/health/details", "/dashboard")
+_PROTECTED = ("/features", "/predict", "/health/details", "/dashboard")
 
 
-_KNOWN_PATHS = ("/features", "/health", "/health/details", "/metrics", "/dashboard")
+_KNOWN_PATHS = ("/features", "/predict", "/health", "/health/details", "/metrics", "/dashboard")
 
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -152,6 +152,12 @@ class ServingMetrics:
             ["view", "result"],
             registry=self.registry,
         )
+        self.predictions = Counter(
+            "featurelake_predictions",
+            "Online predictions by model, arm and whether they were returned (not shadow)",
+            ["model", "arm", "served"],
+            registry=self.registry,
+        )
         self.staleness = Histogram(
             "featurelake_online_staleness_seconds",
             "Age of served rows (read time minus event time) per view",
@@ -241,6 +247,7 @@ class ServingMiddleware:
         started = time.perf_counter()
         state: dict[str, Any] = scope.setdefault("state", {})
         request_id = uuid.uuid4().hex[:16]
+        state["request_id"] = request_id
         path = scope.get("path", "")
         status = {"code": 500}
 
@@ -301,6 +308,8 @@ class ServingMiddleware:
                         "client": (scope.get("client") or ("", 0))[0],
                         "key_id": principal.key_id if principal else None,
                         "role": principal.role if principal else None,
+                        "model": state.get("model"),
+                        "model_versions": state.get("model_versions"),
                         "views": state.get("views"),
                         "features": state.get("features"),
                         "entities": state.get("entities"),

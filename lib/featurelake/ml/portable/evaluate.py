@@ -55,8 +55,16 @@ class UnsupportedSpecError(ValueError):
 Columns = dict[str, np.ndarray]
 
 
-def _numeric(series: pd.Series) -> np.ndarray:
-    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+def _numeric(values: pd.Series | Sequence[Any]) -> np.ndarray:
+    if isinstance(values, pd.Series):
+        return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.fromiter(
+        (np.nan if v is None else float(v) for v in values), dtype=np.float64, count=len(values)
+    )
+
+
+def _items(values: pd.Series | Sequence[Any]) -> list[Any]:
+    return values.tolist() if isinstance(values, pd.Series) else list(values)
 
 
 def _java_double_text(value: float) -> str:
@@ -73,7 +81,7 @@ def _java_double_text(value: float) -> str:
     return f"{mantissa}E{int(exponent)}"
 
 
-def _as_text(values: pd.Series, spark_type: str) -> np.ndarray:
+def _as_text(values: pd.Series | Sequence[Any], spark_type: str) -> np.ndarray:
     """Values as Spark's ``CAST(x AS STRING)`` writes them; None for nulls."""
     out = np.empty(len(values), dtype=object)
     if spark_type in _INTEGRAL:
@@ -85,10 +93,10 @@ def _as_text(values: pd.Series, spark_type: str) -> np.ndarray:
         for i, v in enumerate(numbers):
             out[i] = None if np.isnan(v) else ("NaN" if np.isnan(v) else _java_double_text(v))
     elif spark_type == "boolean":
-        for i, v in enumerate(values.tolist()):
+        for i, v in enumerate(_items(values)):
             out[i] = None if v is None or v is pd.NA or v != v else ("true" if v else "false")
     else:
-        for i, v in enumerate(values.tolist()):
+        for i, v in enumerate(_items(values)):
             out[i] = (
                 None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v)
             )
@@ -271,25 +279,41 @@ class PortablePipeline:
         Raises:
             KeyError: an input column is missing.
         """
-        missing = [c for c in self.input_columns if c not in frame.columns]
-        if missing:
-            raise KeyError(f"missing input columns {missing}; present: {list(frame.columns)}")
-        cols: dict[str, Any] = {}
-        for name, spark_type in self._types.items():
-            if spark_type in _INTEGRAL or spark_type in _FLOATS:
-                cols[name] = _numeric(frame[name])
-            else:
-                cols[name] = frame[name]
-        n = len(frame)
-        prediction = np.full(n, np.nan)
-        probability = np.full(n, np.nan)
-        for stage in self._stages:
-            out = getattr(self, f"_{stage['type']}")(stage, cols, n)
-            if out is not None:
-                prediction, probability = out
+        prediction, probability = self.predict_columns(frame, len(frame))
         return pd.DataFrame(
             {"prediction": prediction, "probability": probability}, index=frame.index
         )
+
+    def predict_columns(
+        self, columns: Mapping[str, Any] | pd.DataFrame, rows: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Score ``rows`` rows given as columns (lists or Series; None for a null).
+
+        The serving path: no pandas frame is built for a handful of rows.
+
+        Returns:
+            (prediction, probability) arrays.
+
+        Raises:
+            KeyError: an input column is missing.
+        """
+        present = list(columns.keys())
+        missing = [c for c in self.input_columns if c not in present]
+        if missing:
+            raise KeyError(f"missing input columns {missing}; present: {present}")
+        cols: dict[str, Any] = {}
+        for name, spark_type in self._types.items():
+            if spark_type in _INTEGRAL or spark_type in _FLOATS:
+                cols[name] = _numeric(columns[name])
+            else:
+                cols[name] = columns[name]
+        prediction = np.full(rows, np.nan)
+        probability = np.full(rows, np.nan)
+        for stage in self._stages:
+            out = getattr(self, f"_{stage['type']}")(stage, cols, rows)
+            if out is not None:
+                prediction, probability = out
+        return prediction, probability
 
     # --- feature stages ------------------------------------------------------------------------
 
@@ -320,9 +344,7 @@ class PortablePipeline:
             stage["inputs"], stage["outputs"], stage["labels"], strict=True
         ):
             spark_type = stage["types"][source]
-            raw = cols[source]
-            series = raw if isinstance(raw, pd.Series) else pd.Series(raw)
-            text = _as_text(series, spark_type)
+            text = _as_text(cols[source], spark_type)
             lookup = {label: float(i) for i, label in enumerate(labels)}
             unseen = float(len(labels))
             if stage["handle_invalid"] != "keep":
