@@ -7,7 +7,6 @@ to a bounded length) and in the Prometheus metrics (:class:`ServingMetrics`).
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -61,6 +60,15 @@ _STALENESS_BUCKETS = (
 MAX_ECHO_CHARS = 256
 
 
+class FastJSONResponse(JSONResponse):
+    """A JSON answer encoded by orjson (several times faster than ``json.dumps``)."""
+
+    def render(self, content: Any) -> bytes:
+        import orjson
+
+        return orjson.dumps(content)
+
+
 def clip_text(text: str, limit: int = MAX_ECHO_CHARS) -> str:
     """``text`` cut to ``limit`` characters, with a marker saying how many were cut.
 
@@ -101,24 +109,30 @@ class AuditLog:
         self._lock = threading.Lock()
         self._file = self.path.open("a", encoding="utf-8", buffering=1)
 
+    def _text(self, value: Any) -> str:
+        if isinstance(value, str) and len(value) <= self.max_chars and value.isascii():
+            return value  # nothing to cut or escape (the common case: no copy)
+        return clip_text(str(value), self.max_chars)
+
     def _bounded(self, value: Any) -> Any:
         if value is None or isinstance(value, (bool, int, float)):
             return value
         if isinstance(value, dict):
             return {
-                clip_text(str(k), self.max_chars): self._bounded(v)
-                for k, v in list(value.items())[: self.max_items]
+                self._text(k): self._bounded(v) for k, v in list(value.items())[: self.max_items]
             }
         if isinstance(value, (list, tuple)):
             kept = [self._bounded(v) for v in value[: self.max_items]]
             if len(value) > self.max_items:
                 kept.append(f"...[{len(value) - self.max_items} more items]")
             return kept
-        return clip_text(str(value), self.max_chars)
+        return self._text(value)
 
     def write(self, entry: dict[str, Any]) -> None:
         """Append ``entry`` as one line, its strings and lists cut to the bounds."""
-        line = json.dumps(self._bounded(entry), separators=(",", ":")) + "\n"
+        import orjson
+
+        line = orjson.dumps(self._bounded(entry)).decode("utf-8") + "\n"
         with self._lock:
             self._file.write(line)
 

@@ -49,7 +49,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timezone
 from typing import Annotated, Any
@@ -59,6 +59,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from starlette.concurrency import run_in_threadpool
 
 from featurelake.core.config import Settings, load_settings
 from featurelake.core.errors import UserError
@@ -70,6 +71,7 @@ from featurelake.feature_store.auth import (
 from featurelake.feature_store.definitions import FeatureView, load_feature_views
 from featurelake.feature_store.http import (
     AuditLog,
+    FastJSONResponse,
     ServingMetrics,
     ServingMiddleware,
     clip_text,
@@ -78,6 +80,7 @@ from featurelake.feature_store.online import (
     OnlineStore,
     OnlineStoreUnavailableError,
     ServingConfig,
+    SqliteOnlineStore,
     load_serving_config,
     open_online_store,
 )
@@ -215,6 +218,15 @@ def create_app(
         else None
     )
 
+    # SQLite answers in microseconds: called inline on the event loop. A network store (Redis)
+    # may hang until its timeout, so it is called from the thread pool, never blocking the loop.
+    inline = isinstance(store, SqliteOnlineStore)
+
+    async def blocking(call: Callable[..., Any], *args: Any) -> Any:
+        if inline:
+            return call(*args[:-1], role=args[-1])
+        return await run_in_threadpool(lambda: call(*args[:-1], role=args[-1]))
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
@@ -264,15 +276,17 @@ def create_app(
             status_code=status_code,
         )
 
+    # /features and /predict are async: the lookup (an SQLite read or one Redis round trip) and
+    # the numpy scoring take less time than handing the request to a worker thread would.
     @app.post("/features")
-    def post_features(body: FeatureRequest, request: Request) -> JSONResponse:
+    async def post_features(body: FeatureRequest, request: Request) -> JSONResponse:
         principal: Principal = request.state.principal
         request.state.entities = len(body.entities)
         request.state.features = body.features
         try:
             resolved = service.resolve(body.features)
             request.state.views = sorted(resolved)
-            result = service.get(body.entities, body.features, role=principal.role)
+            result = await blocking(service.get, body.entities, body.features, principal.role)
         except FeatureRequestError as exc:
             return refused("invalid_request", exc, 422, request)
         except AuthorizationError as exc:
@@ -295,10 +309,10 @@ def create_app(
             histogram = metrics.staleness.labels(view_name)
             for seconds in stats.staleness_seconds:
                 histogram.observe(seconds)
-        return JSONResponse({"features": result.features, "results": result.to_records()})
+        return FastJSONResponse({"features": result.features, "results": result.to_records()})
 
     @app.post("/predict")
-    def post_predict(body: PredictRequest, request: Request) -> JSONResponse:
+    async def post_predict(body: PredictRequest, request: Request) -> JSONResponse:
         started = time.perf_counter()
         principal: Principal = request.state.principal
         request.state.entities = len(body.entities)
@@ -312,7 +326,7 @@ def create_app(
             name = predictor.model_name(body.model)
             request.state.model = name
             request.state.views = predictor.views(name)
-            result = predictor.predict(name, body.entities, role=principal.role)
+            result = await blocking(predictor.predict, name, body.entities, principal.role)
         except (FeatureRequestError, UserError) as exc:
             if isinstance(exc, AuthorizationError):
                 return refused("forbidden", exc, 403, request)
@@ -342,7 +356,7 @@ def create_app(
                     role=principal.role,
                 )
             )
-        return JSONResponse(
+        return FastJSONResponse(
             {
                 "model": name,
                 "mode": result.mode,
