@@ -77,7 +77,11 @@ def main() -> None:
         ),
         ((F.rand(52) * 6).cast("int") - 2).alias("status"),
     )
-    signal = F.coalesce(F.col("x1"), F.lit(0.0)) + F.col("months") / 3 + (F.col("band") == "c")
+    signal = (
+        F.coalesce(F.col("x1"), F.lit(0.0))
+        + F.col("months") / 3
+        + (F.col("band") == "c").cast("double")
+    )
     frame = frame.withColumn("label", (signal + F.randn(53) > 2.0).cast("int"))
     data = frame.repartition(8).cache()
     data.count()

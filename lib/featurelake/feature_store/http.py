@@ -7,6 +7,7 @@ to a bounded length) and in the Prometheus metrics (:class:`ServingMetrics`).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -60,13 +61,20 @@ _STALENESS_BUCKETS = (
 MAX_ECHO_CHARS = 256
 
 
+def _json_bytes(content: Any) -> bytes:
+    import orjson
+
+    try:
+        return orjson.dumps(content)
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits, which JSON allows
+        return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
 class FastJSONResponse(JSONResponse):
     """A JSON answer encoded by orjson (several times faster than ``json.dumps``)."""
 
     def render(self, content: Any) -> bytes:
-        import orjson
-
-        return orjson.dumps(content)
+        return _json_bytes(content)
 
 
 def clip_text(text: str, limit: int = MAX_ECHO_CHARS) -> str:
@@ -130,9 +138,7 @@ class AuditLog:
 
     def write(self, entry: dict[str, Any]) -> None:
         """Append ``entry`` as one line, its strings and lists cut to the bounds."""
-        import orjson
-
-        line = orjson.dumps(self._bounded(entry)).decode("utf-8") + "\n"
+        line = _json_bytes(self._bounded(entry)).decode("utf-8") + "\n"
         with self._lock:
             self._file.write(line)
 

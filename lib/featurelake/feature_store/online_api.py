@@ -92,11 +92,30 @@ class OnlineFeatures:
     lookups: dict[str, ViewLookup]
 
     def to_records(self) -> list[dict[str, Any]]:
-        """JSON-ready: ``[{"entity": {...}, "values": {"view:feature": {...}}}]``."""
-        return [
-            {"entity": entity, "values": {ref: v.as_dict() for ref, v in row.items()}}
-            for entity, row in zip(self.entities, self.values, strict=True)
-        ]
+        """JSON-ready: ``[{"entity": {...}, "values": {"view:feature": {...}}}]``.
+
+        The same as ``FeatureValue.as_dict`` for every value, with each event time written as
+        text once (a view's values of one entity share it): this runs on every request.
+        """
+        texts: dict[datetime, str] = {}
+        records = []
+        for entity, row in zip(self.entities, self.values, strict=True):
+            values = {}
+            for ref, v in row.items():
+                ts = v.event_timestamp
+                text = None
+                if ts is not None:
+                    text = texts.get(ts)
+                    if text is None:
+                        text = texts[ts] = ts.isoformat().replace("+00:00", "Z")
+                values[ref] = {
+                    "value": v.value,
+                    "event_timestamp": text,
+                    "staleness_seconds": v.staleness_seconds,
+                    "status": v.status,
+                }
+            records.append({"entity": entity, "values": values})
+        return records
 
     def to_pandas(self) -> pd.DataFrame:
         """One row per entity: the join keys, then one column per feature (values only)."""
