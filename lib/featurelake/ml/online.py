@@ -96,9 +96,19 @@ def _load_portable(client: Any, name: str, version: str) -> LoadedModel:
 
     uri = f"models:/{name}/{version}"
     try:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=uri, tracking_uri=client.tracking_uri
-        )
+        # The version's own artifacts, located through this client's stores: no process-wide
+        # MLflow URI is needed (or changed).
+        model_version = client.get_model_version(name, version)
+        source = str(model_version.source)
+        if source.startswith("models:/"):
+            model_id = getattr(model_version, "model_id", None) or source[len("models:/") :]
+            location = client.get_logged_model(model_id).artifact_location
+            local = mlflow.artifacts.download_artifacts(artifact_uri=location)
+        elif source.startswith("runs:/"):
+            run_id, _, path = source[len("runs:/") :].partition("/")
+            local = client.download_artifacts(run_id, path)
+        else:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=source)
     except Exception as exc:  # noqa: BLE001 - any store error means the version cannot be served
         raise ModelUnavailableError(f"cannot download {uri}: {exc}") from exc
     spec_path = os.path.join(local, PORTABLE_FILE)
@@ -314,8 +324,9 @@ class OnlinePredictor:
         from featurelake.feature_store.online import entity_key_from_mapping
 
         config = self.served[name]
-        champion, challenger_model = self.models.get(name)
+        # Features first: a caller without the model's views gets 403 whatever the model's state.
         looked_up = self.service.get(entities, config.features, role=role)
+        champion, challenger_model = self.models.get(name)
         first_view = self.service.views[self.views(name)[0]]
         keys = [entity_key_from_mapping(first_view, e) for e in looked_up.entities]
         mode = config.traffic.mode if challenger_model is not None else "champion"

@@ -344,21 +344,35 @@ class PortablePipeline:
             stage["inputs"], stage["outputs"], stage["labels"], strict=True
         ):
             spark_type = stage["types"][source]
-            text = _as_text(cols[source], spark_type)
             lookup = {label: float(i) for i, label in enumerate(labels)}
             unseen = float(len(labels))
-            if stage["handle_invalid"] != "keep":
-                bad = [t for t in text if t not in lookup]
-                if bad:
-                    raise ValueError(
-                        f"{source}: value {bad[0]!r} was not seen in training and the "
-                        f"indexer's handleInvalid is {stage['handle_invalid']!r}"
-                    )
-            cols[target] = np.fromiter(
-                (lookup.get(t, unseen) if t is not None else unseen for t in text),
-                dtype=np.float64,
-                count=n,
-            )
+            if spark_type in _INTEGRAL or spark_type in _FLOATS:
+                # Numbers: each distinct value written as text once, then broadcast back.
+                x = np.asarray(cols[source], dtype=np.float64)
+                index = np.full(n, unseen)
+                present = ~np.isnan(x)
+                distinct, inverse = np.unique(x[present], return_inverse=True)
+                texts = _as_text(list(distinct), spark_type)
+                index[present] = np.asarray(
+                    [lookup.get(t, unseen) for t in texts], dtype=np.float64
+                )[inverse]
+                unknown = [t for t in texts if t not in lookup]
+            else:
+                texts = _as_text(cols[source], spark_type)
+                index = np.fromiter(
+                    (lookup.get(t, unseen) if t is not None else unseen for t in texts),
+                    dtype=np.float64,
+                    count=n,
+                )
+                unknown = [t for t in texts if t not in lookup]
+                if any(t is None for t in texts):
+                    unknown.append(None)
+            if stage["handle_invalid"] != "keep" and (unknown or (index == unseen).any()):
+                raise ValueError(
+                    f"{source}: a value was not seen in training (or is null) and the "
+                    f"indexer's handleInvalid is {stage['handle_invalid']!r}"
+                )
+            cols[target] = index
 
     def _one_hot(self, stage: Mapping[str, Any], cols: dict[str, Any], n: int) -> None:
         keep = stage["handle_invalid"] == "keep"
