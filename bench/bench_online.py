@@ -8,8 +8,9 @@ For each store (a SQLite file; a real redis-server started on 127.0.0.1 on a fre
 1. writes ``--entities`` synthetic rows of a 3-feature view through the store's monotonic
    write path (batches of ``online_store.write_batch_size``), then rewrites them with older
    event times (all refused) - rows/s for both;
-2. in-process: ``--lookups`` single-entity lookups through ``OnlineFeatureService`` (what
-   ``get_online_features`` and the server call), random entities, p50/p99;
+2. in-process: ``--lookups`` single-entity lookups through a held ``OnlineFeatureService`` (what
+   the server calls), random entities, p50/p99; then the same through the public
+   ``get_online_features(..., settings=...)`` and its p50 ratio to the held service;
 3. over HTTP: starts the real ``serve`` job (jobs/serve.py, uvicorn, one worker) in its own
    process against the same store, sends ``--requests`` POST /features requests from
    ``--clients`` keep-alive httpx clients (threads), and prints p50/p99 latency, requests/s and
@@ -46,6 +47,7 @@ import httpx
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT / "tests"))
 
+from featurelake.core.config import load_settings  # noqa: E402
 from featurelake.feature_store.definitions import load_feature_views_from  # noqa: E402
 from featurelake.feature_store.online import (  # noqa: E402
     OnlineStore,
@@ -55,7 +57,11 @@ from featurelake.feature_store.online import (  # noqa: E402
     iter_batches,
     to_micros,
 )
-from featurelake.feature_store.online_api import OnlineFeatureService  # noqa: E402
+from featurelake.feature_store.online_api import (  # noqa: E402
+    OnlineFeatureService,
+    clear_online_cache,
+    get_online_features,
+)
 from redis_server import free_port, running_redis_server  # noqa: E402
 
 VIEW_YAML = """
@@ -151,6 +157,21 @@ def in_process(
         result = service.get(request, FEATURES)
         latencies.append(time.perf_counter() - started)
         assert result.values[0]["bench_customer:spend_30d"].status == "ok"
+    p50, p99 = percentiles(latencies)
+    return {"p50_ms": p50, "p99_ms": p99, "lookups_per_s": lookups / sum(latencies)}
+
+
+def public_api(settings: Any, entities: int, lookups: int, batch: int) -> dict[str, float]:
+    """``get_online_features`` (the public function, settings given) timed like in_process."""
+    rng = random.Random(1)
+    get_online_features([{"customer_id": "c0"}], FEATURES, settings=settings)  # first call
+    latencies = []
+    for _ in range(lookups):
+        request = [{"customer_id": f"c{rng.randrange(entities)}"} for _ in range(batch)]
+        started = time.perf_counter()
+        records = get_online_features(request, FEATURES, settings=settings)
+        latencies.append(time.perf_counter() - started)
+        assert records[0]["values"]["bench_customer:spend_30d"]["status"] == "ok"
     p50, p99 = percentiles(latencies)
     return {"p50_ms": p50, "p99_ms": p99, "lookups_per_s": lookups / sum(latencies)}
 
@@ -312,6 +333,20 @@ def run_store(kind: str, args: argparse.Namespace, work: Path, stack: ExitStack)
         OnlineFeatureService(views, store), args.entities, args.lookups, args.batch
     )
     store.close()
+    # The public function reads conf/serving.yaml, whose store type and URL come from these.
+    names = ("FEATURELAKE_ONLINE_STORE", "FEATURELAKE_REDIS_URL")
+    previous = {k: os.environ.get(k) for k in names}
+    os.environ.update({k: v for k, v in env.items() if k in names})
+    try:
+        settings = load_settings(conf, "local", [f"lakehouse.root={root}"])
+        result["public_api"] = public_api(settings, args.entities, args.lookups, args.batch)
+    finally:
+        clear_online_cache()
+        for k, v in previous.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     process, url = start_serve(conf, root, env)
     try:
         over_http(url, args.entities, min(500, args.requests), args.clients, args.batch)  # warm-up
@@ -372,6 +407,12 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> None:
     print(
         f"  in-process p50 {p['p50_ms']:.3f} ms  p99 {p['p99_ms']:.3f} ms  "
         f"{p['lookups_per_s']:,.0f} lookups/s ({args.lookups:,} lookups)"
+    )
+    g = r["public_api"]
+    print(
+        f"  get_online_features p50 {g['p50_ms']:.3f} ms  p99 {g['p99_ms']:.3f} ms  "
+        f"{g['lookups_per_s']:,.0f} lookups/s; p50 ratio to the held service "
+        f"{g['p50_ms'] / p['p50_ms']:.2f}x (target <= 1.5x)"
     )
     print(
         f"  HTTP       p50 {h['p50_ms']:.2f} ms  p99 {h['p99_ms']:.2f} ms  "

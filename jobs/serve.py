@@ -1,4 +1,4 @@
-"""Serve online features over HTTP (FastAPI + uvicorn); runs until stopped."""
+"""Serve online features and model predictions over HTTP (FastAPI + uvicorn); runs until stopped."""
 
 import sys
 

@@ -353,3 +353,31 @@ def test_redis_store_shows_its_url_without_the_password(url: str, shown: str) ->
 
     assert store.describe() == {"type": "redis", "url": shown, "key_prefix": "fl"}
     assert "s3cret" not in repr(store)
+
+
+def test_get_online_features_keeps_its_service_until_a_configuration_file_changes(
+    tmp_path,
+) -> None:
+    from featurelake.core.config import load_settings
+    from featurelake.feature_store.online_api import _cached_service, get_online_features
+
+    conf = _conf_dir(tmp_path)
+    settings = load_settings(conf, "local", [f"lakehouse.root={tmp_path / 'lake'}"])
+    store = SqliteOnlineStore(tmp_path / "lake" / "online" / "f.db")
+    store.write_rows("customer_rfm", [row("c1", T0, recency_days=3, monetary=12.5)])
+    store.close()
+    first = _cached_service(settings)
+    assert _cached_service(settings) is first  # no YAML read, no store opened again
+
+    # The store moves: serving.yaml changes, so the next call reads the new one.
+    serving = conf / "serving.yaml"
+    serving.write_text(serving.read_text().replace("online/f.db", "online/g.db"))
+    moved = SqliteOnlineStore(tmp_path / "lake" / "online" / "g.db")
+    moved.write_rows("customer_rfm", [row("c1", T0, recency_days=3, monetary=99.0)])
+    moved.close()
+
+    records = get_online_features(
+        [{"customer_id": "c1"}], ["customer_rfm:monetary"], settings=settings, now=T0
+    )
+    assert _cached_service(settings) is not first
+    assert records[0]["values"]["customer_rfm:monetary"]["value"] == 99.0

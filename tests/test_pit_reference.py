@@ -86,7 +86,8 @@ def frames(spark, tmp_path_factory):
     )
 
 
-def test_as_of_join_equals_merge_asof_row_for_row(frames):
+@pytest.mark.parametrize("method", ["sort_merge", "range_join"])
+def test_as_of_join_equals_merge_asof_row_for_row(frames, method):
     ents, feats, entity_df, feature_df = frames
     result = (
         as_of_join(
@@ -98,6 +99,7 @@ def test_as_of_join_equals_merge_asof_row_for_row(frames):
             feature_columns=["f1", "f2", "f3"],
             ttl=TTL,
             event_timestamp_output="matched_ts",
+            method=method,
         )
         .toPandas()
         .sort_values("row")

@@ -21,18 +21,26 @@ timestamp ``t`` and a feature view with TTL ``ttl``:
 :func:`as_of_join` is the one implementation of this rule; :func:`get_training_set` applies
 it once per requested view.
 
-Why a TTL-bounded range join (not union-and-window): the union-and-window method (sort
-entity and feature rows together per key and carry ``last(ignorenulls)`` forward) orders
-rows by one time only, so it cannot honour a per-row known-time filter (a late-arriving
-older value and an on-time newer one need both event and created time). A range join can,
-and the TTL bounds it: feature rows are bucketed by ``floor(event_time / ttl)`` and copied
-into the next bucket, entity rows join on ``(keys, floor(t / ttl))``, so each entity row meets
-at most two TTLs' worth of rows of its own key before the exact window filter - an equi-join
-Spark hashes or sort-merges, never a cross product. The latest row is chosen with
-``row_number()`` over (keys, bucket, row id), which the join's partitioning already satisfies,
-so it costs a sort within partitions and no extra shuffle; the entity columns travel through
-the left join, so there is no join back on a generated id. Without a TTL the join is on the keys
-alone, which costs (entity rows x feature rows) per key: declare a TTL for long histories.
+Two methods, the same result (tests/test_pit.py compares them on random histories):
+
+* **sort-merge** (the default when no known-time filter is asked for): entity rows and feature
+  rows of a view are put in one frame, sorted per key by time (feature rows before entity rows
+  at the same instant, then by the tie rule), and each entity row carries forward the last
+  feature row before it (``last(..., ignorenulls)`` over the sorted rows); the TTL is then one
+  comparison with that row's event time (if the latest usable-by-time row has expired, every
+  earlier one has too). One shuffle by key and one sort: the cost does not grow with the TTL or
+  with how many feature rows a key has per entity row.
+* **range join** (``known_at``): the sort orders rows by one time only, so it cannot honour a
+  per-row known-time filter (a late-arriving older value and an on-time newer one need both
+  event and created time). A range join can, and the TTL bounds it: feature rows are bucketed
+  by ``floor(event_time / ttl)`` and copied into the next bucket, entity rows join on
+  ``(keys, floor(t / ttl))``, so each entity row meets at most two TTLs' worth of rows of its
+  own key before the exact window filter - an equi-join Spark hashes or sort-merges, never a
+  cross product. The latest row is chosen with ``row_number()`` over (keys, bucket, row id),
+  which the join's partitioning already satisfies, so it costs a sort within partitions and no
+  extra shuffle; the entity columns travel through the left join, so there is no join back on
+  a generated id. Without a TTL the join is on the keys alone, which costs (entity rows x
+  feature rows) per key: declare a TTL for long histories.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ from featurelake.feature_store.definitions import (
 )
 
 __all__ = [
+    "AsOfMethod",
     "KnownAt",
     "MissingColumnsError",
     "ROW_ID",
@@ -66,6 +75,10 @@ __all__ = [
 #: a datetime: only if created at or before that cutoff; ``None``: no known-time filter.
 KnownAt = Literal["entity_time"] | datetime | None
 
+#: ``"sort_merge"``, ``"range_join"``, or ``"auto"``: sort-merge unless a known-time filter is
+#: asked for (which only the range join can apply).
+AsOfMethod = Literal["auto", "sort_merge", "range_join"]
+
 #: The private row id that keeps duplicate entity rows apart (dropped from the result).
 ROW_ID = "__fl_row_id"
 _PREFIX = "__fl_"
@@ -75,6 +88,9 @@ _CREATED = "__fl_created_ts"
 _BUCKET = "__fl_bucket"
 _LATEST = "__fl_latest"
 _ENTITY_TS = "__fl_entity_ts"
+_TIME = "__fl_time"
+_KIND = "__fl_kind"
+_FOUND = "__fl_found"
 
 
 def _require(df: DataFrame, columns: Sequence[str], what: str) -> None:
@@ -103,6 +119,7 @@ def as_of_join(
     known_at: KnownAt = None,
     output_columns: Mapping[str, str] | None = None,
     event_timestamp_output: str | None = None,
+    method: AsOfMethod = "auto",
 ) -> DataFrame:
     """Attach to each entity row the latest usable feature values (point in time).
 
@@ -128,6 +145,8 @@ def as_of_join(
             ``created_timestamp_column``.
         output_columns: rename features in the result (``{feature: output name}``).
         event_timestamp_output: also return the chosen row's event time under this name.
+        method: ``sort_merge``, ``range_join`` or ``auto`` (sort-merge unless ``known_at``);
+            see the module docstring.
 
     Returns:
         ``entity_df``'s columns followed by the feature columns (renamed as asked).
@@ -156,6 +175,10 @@ def as_of_join(
         raise FeatureViewError(
             f"known_at must be 'entity_time', a datetime or None; got {known_at!r}"
         )
+    if method == "sort_merge" and known_at is not None:
+        raise FeatureViewError("the sort-merge method cannot apply a known-time filter (known_at)")
+    if method not in ("auto", "sort_merge", "range_join"):
+        raise FeatureViewError(f"method must be auto, sort_merge or range_join; got {method!r}")
     _require(entity_df, [*keys, entity_timestamp_column], "entity rows")
     feature_needs = [*keys, event_timestamp_column, *features, *tie_break]
     if created_timestamp_column:
@@ -214,6 +237,24 @@ def as_of_join(
     if isinstance(known_at, datetime):
         right = right.where(F.col(_CREATED) <= F.lit(_epoch_micros(known_at)))
 
+    index = {c: i for i, c in enumerate(ordered_values)}
+    keep_id = [ROW_ID] if ROW_ID in entity_df.columns else []
+    if method == "sort_merge" or (method == "auto" and known_at is None):
+        return _sort_merge(
+            left,
+            right,
+            keys=keys,
+            key_alias=key_alias,
+            entity_columns=entity_columns,
+            values=len(ordered_values),
+            ttl=ttl,
+            result=[
+                *[(f"{_PREFIX}v{index[f]}", renames.get(f, f)) for f in features],
+                *([(_EVENT, event_timestamp_output)] if event_timestamp_output else []),
+            ],
+            keep_id=keep_id,
+        )
+
     # Step 2 - join on the key columns (never a concatenated string) and, with a TTL, on the
     # TTL bucket: a feature row goes to the buckets of every t it can be usable at
     # (event_time <= t <= event_time + ttl - 1us): its own and, unless it sits exactly on a
@@ -254,13 +295,82 @@ def as_of_join(
 
     # Step 5 - one row per entity row (unmatched ones came through the left join with nulls):
     # the entity columns as they came, then the features.
-    index = {c: i for i, c in enumerate(ordered_values)}
     result = [F.col(f"`{c}`") for c in entity_columns]
     result += [F.col(f"{_PREFIX}v{index[f]}").alias(renames.get(f, f)) for f in features]
     if event_timestamp_output:
         result.append(F.col(_EVENT).alias(event_timestamp_output))
-    keep_id = [ROW_ID] if ROW_ID in entity_df.columns else []
     return ranked.select(*keep_id, *result)
+
+
+def _sort_merge(
+    left: DataFrame,
+    right: DataFrame,
+    *,
+    keys: Sequence[str],
+    key_alias: Mapping[str, str],
+    entity_columns: Sequence[str],
+    values: int,
+    ttl: timedelta | None,
+    result: Sequence[tuple[str, str]],
+    keep_id: Sequence[str],
+) -> DataFrame:
+    """Steps 2-5 of :func:`as_of_join` without a known-time filter, by sorting (see the module
+    docstring). ``left`` and ``right`` are the prepared entity and feature rows of step 1."""
+    # Step 2 - one frame: entity rows (kind 1) and feature rows (kind 0) of every key, the
+    # feature row's columns packed in one struct that entity rows leave null. Feature rows with
+    # a null key can never match (a null key equals nothing), so they are dropped.
+    packed = [_EVENT, _EVENT_US, _CREATED, *[f"{_PREFIX}v{i}" for i in range(values)]]
+    features = right.where(
+        F.lit(True) if not keys else _all_not_null([key_alias[k] for k in keys])
+    ).select(
+        *[F.col(key_alias[k]).alias(k) for k in keys],
+        F.col(_EVENT_US).alias(_TIME),
+        F.lit(0).alias(_KIND),
+        F.struct(*packed).alias(_FOUND),
+        *[F.col(c) for c in packed],
+    )
+    entities = left.select(
+        *[F.col(f"`{c}`") for c in entity_columns],
+        ROW_ID,
+        F.col(_ENTITY_TS).alias(_TIME),
+        F.lit(1).alias(_KIND),
+    )
+    rows = entities.unionByName(features, allowMissingColumns=True)
+
+    # Step 3 - per key, in time order with feature rows before entity rows at the same instant
+    # (a value stamped exactly t is usable) and feature rows of equal time in the tie rule's
+    # order (created time, then values, ascending with nulls first), the last feature row up
+    # to each entity row is the latest usable one by time.
+    order = [F.col(_TIME).asc_nulls_first(), F.col(_KIND).asc()]
+    order += [F.col(c).asc_nulls_first() for c in packed[2:]]
+    window = (
+        Window.partitionBy(*[F.col(f"`{k}`") for k in keys])
+        .orderBy(*order)
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    )
+    carried = rows.withColumn(_FOUND, F.last(_FOUND, ignorenulls=True).over(window)).where(
+        F.col(_KIND) == 1
+    )
+
+    # Step 4 - the TTL: the carried row is usable only if event_time > t - ttl (an entity row
+    # without a time, or with a null key, has none).
+    usable = F.col(_TIME).isNotNull() & _all_not_null(list(keys)) & F.col(_FOUND).isNotNull()
+    if ttl is not None:
+        usable = usable & (
+            F.col(f"{_FOUND}.{_EVENT_US}") > F.col(_TIME) - F.lit(_total_micros(ttl))
+        )
+
+    # Step 5 - the entity columns as they came, then the features.
+    out = [F.col(f"`{c}`") for c in entity_columns]
+    out += [F.when(usable, F.col(f"{_FOUND}.{src}")).alias(name) for src, name in result]
+    return carried.select(*keep_id, *out)
+
+
+def _all_not_null(columns: Sequence[str]) -> Column:
+    condition = F.lit(True)
+    for c in columns:
+        condition = condition & F.col(f"`{c}`").isNotNull()
+    return condition
 
 
 def _check_types(

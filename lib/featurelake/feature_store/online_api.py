@@ -19,6 +19,8 @@ Materialisation from Python is :func:`materialize_online` (it needs a Spark sess
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,6 +55,7 @@ __all__ = [
     "FeatureRequestError",
     "OnlineFeatureService",
     "OnlineFeatures",
+    "clear_online_cache",
     "get_online_features",
     "materialize_online",
 ]
@@ -89,11 +92,30 @@ class OnlineFeatures:
     lookups: dict[str, ViewLookup]
 
     def to_records(self) -> list[dict[str, Any]]:
-        """JSON-ready: ``[{"entity": {...}, "values": {"view:feature": {...}}}]``."""
-        return [
-            {"entity": entity, "values": {ref: v.as_dict() for ref, v in row.items()}}
-            for entity, row in zip(self.entities, self.values, strict=True)
-        ]
+        """JSON-ready: ``[{"entity": {...}, "values": {"view:feature": {...}}}]``.
+
+        The same as ``FeatureValue.as_dict`` for every value, with each event time written as
+        text once (a view's values of one entity share it): this runs on every request.
+        """
+        texts: dict[datetime, str] = {}
+        records = []
+        for entity, row in zip(self.entities, self.values, strict=True):
+            values = {}
+            for ref, v in row.items():
+                ts = v.event_timestamp
+                text = None
+                if ts is not None:
+                    text = texts.get(ts)
+                    if text is None:
+                        text = texts[ts] = ts.isoformat().replace("+00:00", "Z")
+                values[ref] = {
+                    "value": v.value,
+                    "event_timestamp": text,
+                    "staleness_seconds": v.staleness_seconds,
+                    "status": v.status,
+                }
+            records.append({"entity": entity, "values": values})
+        return records
 
     def to_pandas(self) -> pd.DataFrame:
         """One row per entity: the join keys, then one column per feature (values only)."""
@@ -227,6 +249,80 @@ def _service(settings: Settings, serving: ServingConfig) -> OnlineFeatureService
     return OnlineFeatureService(views, open_online_store(serving.online_store), authorizer)
 
 
+@dataclass
+class _CachedService:
+    settings: Settings
+    files: tuple[str, ...]
+    stamp: tuple[tuple[int, int] | None, ...]
+    service: OnlineFeatureService
+
+
+# get_online_features' services, by where their configuration came from; each is rebuilt when a
+# configuration file it was built from changes (mtime or size), and its store is then closed.
+_SERVICES: dict[tuple[Any, ...], _CachedService] = {}
+_SERVICES_LOCK = threading.Lock()
+
+
+def _stamp(files: Sequence[str]) -> tuple[tuple[int, int] | None, ...]:
+    out: list[tuple[int, int] | None] = []
+    for file in files:
+        try:
+            info = os.stat(file)
+        except OSError:
+            out.append(None)
+        else:
+            out.append((info.st_mtime_ns, info.st_size))
+    return tuple(out)
+
+
+def _config_files(settings: Settings, *, with_settings_files: bool) -> tuple[str, ...]:
+    folder = settings.conf_path(settings.feature_store.definitions_dir)
+    views = sorted(str(p) for p in [*folder.glob("*.yaml"), *folder.glob("*.yml")])
+    files = [str(settings.conf_path("serving.yaml")), str(folder), *views]
+    if with_settings_files:
+        files += [
+            str(settings.conf_path("base.yaml")),
+            str(settings.conf_path("env", f"{settings.env}.yaml")),
+        ]
+    return tuple(files)
+
+
+def _cached_service(settings: Settings | None) -> OnlineFeatureService:
+    """The service for ``settings`` (default: ``load_settings()``), built once per
+    configuration: no YAML is read and no store opened while the files are unchanged."""
+    if settings is None:
+        key: tuple[Any, ...] = ("default", os.getcwd(), os.environ.get("FEATURELAKE_ENV"))
+    else:
+        key = ("given", id(settings))
+    entry = _SERVICES.get(key)
+    if (
+        entry is not None
+        and (settings is None or entry.settings is settings)
+        and _stamp(entry.files) == entry.stamp
+    ):
+        return entry.service
+    with _SERVICES_LOCK:
+        loaded = settings or load_settings()
+        files = _config_files(loaded, with_settings_files=settings is None)
+        stamp = _stamp(files)
+        service = _service(loaded, load_serving_config(loaded))
+        old = _SERVICES.get(key)
+        _SERVICES[key] = _CachedService(loaded, files, stamp, service)
+    if old is not None:
+        old.service.store.close()
+    return service
+
+
+def clear_online_cache() -> None:
+    """Close the stores :func:`get_online_features` keeps open and forget their services
+    (after changing an environment variable a configuration file reads, for example)."""
+    with _SERVICES_LOCK:
+        entries = list(_SERVICES.values())
+        _SERVICES.clear()
+    for entry in entries:
+        entry.service.store.close()
+
+
 def get_online_features(
     entities: Iterable[Mapping[str, Any]],
     features: Sequence[str],
@@ -237,6 +333,10 @@ def get_online_features(
     as_pandas: bool = False,
 ) -> list[dict[str, Any]] | pd.DataFrame:
     """Look up online features from Python (a notebook, a job), without the HTTP server.
+
+    The settings, feature views and the open store are kept between calls (keyed on where the
+    settings came from) and rebuilt only when one of their configuration files changes, so a
+    call costs about what a lookup through a held :class:`OnlineFeatureService` does.
 
     Args:
         entities: one mapping of join key to value per entity.
@@ -255,12 +355,8 @@ def get_online_features(
         FeatureRequestError: unknown features or bad entities.
         AuthorizationError: ``role`` may not read a requested view or PII feature.
     """
-    settings = settings or load_settings()
-    service = _service(settings, load_serving_config(settings))
-    try:
-        result = service.get(list(entities), features, role=role, now=now)
-    finally:
-        service.store.close()
+    service = _cached_service(settings)
+    result = service.get(list(entities), features, role=role, now=now)
     return result.to_pandas() if as_pandas else result.to_records()
 
 

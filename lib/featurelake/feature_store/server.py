@@ -7,6 +7,17 @@ Endpoints:
   ``{"features": [...], "results": [{"entity": {...}, "values": {"view:feature":
   {"value", "event_timestamp", "staleness_seconds", "status"}}}]}`` with one result per entity
   in request order. Needs an API key (header ``X-API-Key`` by default).
+* ``POST /predict`` - body ``{"model": "credit_default", "entities": [{"id": 1}, ...]}``
+  (``model`` may be left out when one model is served); answers ``{"model", "mode",
+  "results": [{"entity", "prediction", "probability", "model_version", "arm", "status"}]}``.
+  Features come from the online store (the views of ``models.<name>.features`` in
+  ``conf/serving.yaml``), the model is the registered ``champion`` or ``challenger`` (the arm an
+  entity's key hashes to in ``split`` mode; in ``shadow`` mode the champion answers and the
+  challenger is scored and logged, never returned). ``status`` is ``ok``, ``incomplete`` (some
+  views had no row: those features are imputed as in training) or ``not_found`` (no prediction).
+  Every prediction, shadow ones included, goes to the Delta prediction log
+  (:mod:`featurelake.ml.prediction_log`). The role needs the model's views and PII grants, as
+  for ``/features``; 503 while the model has no champion.
 * ``GET /health`` - whether the store answers (200 ``ok`` or 503 ``unavailable``); per view
   the bookmark of its last materialisation and whether its freshness SLA holds. No key needed,
   so it says nothing of where the store is.
@@ -38,7 +49,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timezone
 from typing import Annotated, Any
@@ -48,8 +59,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from starlette.concurrency import run_in_threadpool
 
 from featurelake.core.config import Settings, load_settings
+from featurelake.core.errors import UserError
 from featurelake.feature_store.auth import (
     AuthorizationError,
     Authorizer,
@@ -58,6 +71,7 @@ from featurelake.feature_store.auth import (
 from featurelake.feature_store.definitions import FeatureView, load_feature_views
 from featurelake.feature_store.http import (
     AuditLog,
+    FastJSONResponse,
     ServingMetrics,
     ServingMiddleware,
     clip_text,
@@ -66,10 +80,18 @@ from featurelake.feature_store.online import (
     OnlineStore,
     OnlineStoreUnavailableError,
     ServingConfig,
+    SqliteOnlineStore,
     load_serving_config,
     open_online_store,
 )
 from featurelake.feature_store.online_api import FeatureRequestError, OnlineFeatureService
+from featurelake.ml.online import (
+    ModelUnavailableError,
+    OnlineModels,
+    OnlinePredictor,
+    prediction_log_rows,
+)
+from featurelake.ml.prediction_log import PredictionLog
 
 __all__ = [
     "AuditLog",
@@ -121,6 +143,19 @@ class FeatureRequest(BaseModel):
     )
 
 
+class PredictRequest(BaseModel):
+    """The body of ``POST /predict``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: UnicodeStr | None = Field(
+        default=None, description="the served model's name (optional when one is served)"
+    )
+    entities: list[dict[UnicodeStr, KeyValue]] = Field(
+        min_length=1, description="one mapping of join key to value per entity"
+    )
+
+
 def _freshness(store: OnlineStore, views: dict[str, FeatureView]) -> dict[str, Any]:
     now = datetime.now(timezone.utc)
     report: dict[str, Any] = {}
@@ -147,14 +182,18 @@ def create_app(
     views: dict[str, FeatureView],
     store: OnlineStore,
     dashboard: str | None = None,
+    models: OnlineModels | None = None,
+    prediction_log: PredictionLog | None = None,
 ) -> FastAPI:
     """Build the serving app.
 
     Args:
-        config: ``conf/serving.yaml`` (limits, audit log, roles and keys).
+        config: ``conf/serving.yaml`` (limits, audit log, roles and keys, served models).
         views: the declared feature views.
         store: the online store to read (closed when the app shuts down).
         dashboard: the monitoring dashboard's HTML file served at ``/dashboard`` (None: 404).
+        models: the registered models ``/predict`` serves (None: ``/predict`` answers 404).
+        prediction_log: where predictions are logged (flushed and closed at shutdown).
 
     Returns:
         The FastAPI application (ASGI), ready for uvicorn.
@@ -173,10 +212,26 @@ def create_app(
     audit = AuditLog(config.server.audit_log, max_items=config.server.max_features)
     metrics = ServingMetrics()
     retry_after = {"Retry-After": str(config.server.retry_after_seconds)}
+    predictor = (
+        OnlinePredictor(service, models, config.models)
+        if models is not None and config.models
+        else None
+    )
+
+    # SQLite answers in microseconds: called inline on the event loop. A network store (Redis)
+    # may hang until its timeout, so it is called from the thread pool, never blocking the loop.
+    inline = isinstance(store, SqliteOnlineStore)
+
+    async def blocking(call: Callable[..., Any], *args: Any) -> Any:
+        if inline:
+            return call(*args[:-1], role=args[-1])
+        return await run_in_threadpool(lambda: call(*args[:-1], role=args[-1]))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        if prediction_log is not None:
+            prediction_log.close()
         audit.close()
         store.close()
 
@@ -221,15 +276,17 @@ def create_app(
             status_code=status_code,
         )
 
+    # /features and /predict are async: the lookup (an SQLite read or one Redis round trip) and
+    # the numpy scoring take less time than handing the request to a worker thread would.
     @app.post("/features")
-    def post_features(body: FeatureRequest, request: Request) -> JSONResponse:
+    async def post_features(body: FeatureRequest, request: Request) -> JSONResponse:
         principal: Principal = request.state.principal
         request.state.entities = len(body.entities)
         request.state.features = body.features
         try:
             resolved = service.resolve(body.features)
             request.state.views = sorted(resolved)
-            result = service.get(body.entities, body.features, role=principal.role)
+            result = await blocking(service.get, body.entities, body.features, principal.role)
         except FeatureRequestError as exc:
             return refused("invalid_request", exc, 422, request)
         except AuthorizationError as exc:
@@ -252,7 +309,60 @@ def create_app(
             histogram = metrics.staleness.labels(view_name)
             for seconds in stats.staleness_seconds:
                 histogram.observe(seconds)
-        return JSONResponse({"features": result.features, "results": result.to_records()})
+        return FastJSONResponse({"features": result.features, "results": result.to_records()})
+
+    @app.post("/predict")
+    async def post_predict(body: PredictRequest, request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        principal: Principal = request.state.principal
+        request.state.entities = len(body.entities)
+        if predictor is None:
+            request.state.error = "no model is served"
+            return JSONResponse(
+                {"error": "not_found", "detail": "no model is served (serving.yaml models)"},
+                status_code=404,
+            )
+        try:
+            name = predictor.model_name(body.model)
+            request.state.model = name
+            request.state.views = predictor.views(name)
+            result = await blocking(predictor.predict, name, body.entities, principal.role)
+        except (FeatureRequestError, UserError) as exc:
+            if isinstance(exc, AuthorizationError):
+                return refused("forbidden", exc, 403, request)
+            return refused("invalid_request", exc, 422, request)
+        except (ModelUnavailableError, OnlineStoreUnavailableError) as exc:
+            log.warning("predict unavailable: %s", exc)
+            request.state.error = str(exc)
+            what = "model" if isinstance(exc, ModelUnavailableError) else "store"
+            return JSONResponse(
+                {"error": f"{what}_unavailable", "detail": clip_text(str(exc), _MAX_DETAIL_CHARS)},
+                status_code=503,
+                headers=retry_after,
+            )
+        latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        request.state.model_versions = sorted({p.model_version for p in result.predictions})
+        for p in result.predictions:
+            metrics.predictions.labels(name, p.arm, "true").inc()
+            if p.shadow is not None:
+                metrics.predictions.labels(name, "challenger", "false").inc()
+        if prediction_log is not None:
+            prediction_log.append(
+                prediction_log_rows(
+                    result,
+                    request_id=request.state.request_id,
+                    latency_ms=latency_ms,
+                    key_id=principal.key_id,
+                    role=principal.role,
+                )
+            )
+        return FastJSONResponse(
+            {
+                "model": name,
+                "mode": result.mode,
+                "results": [p.as_dict() for p in result.predictions],
+            }
+        )
 
     def health_report(*, with_store: bool) -> JSONResponse:
         body: dict[str, Any] = {"status": "unavailable"}
@@ -311,6 +421,7 @@ def create_app(
     )
     app.state.metrics = metrics
     app.state.audit = audit
+    app.state.prediction_log = prediction_log
     return app
 
 
@@ -327,7 +438,30 @@ def build_app(settings: Settings) -> FastAPI:
     config = load_serving_config(settings)
     views = load_feature_views(settings)
     dashboard = under_root(settings, load_monitoring_config(settings).report.path)
-    return create_app(config, views, open_online_store(config.online_store), dashboard)
+    models, prediction_log = None, None
+    if config.models:
+        import mlflow
+
+        from featurelake.ml.tracking import store_uris
+
+        tracking_uri, registry_uri = store_uris(settings.mlflow)
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+        models = OnlineModels(client, {name: m.reload_seconds for name, m in config.models.items()})
+        log_config = config.prediction_log
+        prediction_log = PredictionLog(
+            log_config.table,
+            flush_rows=log_config.flush_rows,
+            flush_seconds=log_config.flush_seconds,
+            max_pending=log_config.max_pending,
+        )
+    return create_app(
+        config,
+        views,
+        open_online_store(config.online_store),
+        dashboard,
+        models=models,
+        prediction_log=prediction_log,
+    )
 
 
 def app_from_environment() -> FastAPI:

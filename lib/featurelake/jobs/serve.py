@@ -1,4 +1,4 @@
-"""Serve online features over HTTP (FastAPI + uvicorn); runs until stopped.
+"""Serve online features and model predictions over HTTP (FastAPI + uvicorn); runs until stopped.
 
     ./spark-submit.sh serve                      # host/port from conf/serving.yaml (server)
     ./spark-submit.sh serve --port 8080
@@ -7,6 +7,8 @@
     curl -s -H 'X-API-Key: demo-analyst-key-0001' -H 'Content-Type: application/json' \
       -d '{"entities": [{"customer_id": "17850"}], "features": ["customer_rfm:*"]}' \
       http://127.0.0.1:8000/features
+    curl -s -H 'X-API-Key: demo-scoring-key-0003' -H 'Content-Type: application/json' \
+      -d '{"model": "credit_default", "entities": [{"id": 1}]}' http://127.0.0.1:8000/predict
 
 A long-running job: it reads the online store that `materialize` fills and needs no Spark, so
 it does not start a Spark session (unlike the other jobs, it does not go through run_job's
@@ -22,14 +24,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import uvicorn
-
 from featurelake.core.config import ConfigError, load_settings
 from featurelake.core.console import say
 from featurelake.core.logs import configure_logging
 from featurelake.core.runner import log_dir, parse_job_args
 from featurelake.feature_store.online import load_serving_config
-from featurelake.feature_store.server import build_app
 
 log = logging.getLogger("featurelake.jobs.serve")
 
@@ -48,6 +47,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(argv: Sequence[str] | None = None) -> int:
     """Parse options, validate the configuration and run uvicorn until stopped."""
     args = parse_job_args("serve", argv, add_arguments)
+    try:
+        import uvicorn
+
+        from featurelake.feature_store.server import build_app
+    except ModuleNotFoundError as exc:
+        configure_logging("serve", args.run_id or "", console=args.log_format)
+        say(
+            f"featurelake serve: {exc.name} is not installed; the server needs the serving "
+            "extra: pip install 'featurelake[serving]' (./spark-submit.sh installs it)"
+        )
+        return 2
     run_id = args.run_id or os.urandom(8).hex()
     conf_dir = args.conf_dir
     try:

@@ -358,8 +358,8 @@ def _train_candidate(
     tags: Mapping[str, str],
 ) -> CandidateResult:
     import mlflow
-    from mlflow.models import infer_signature
 
+    from featurelake.ml.portable.pyfunc import log_spark_pipeline
     from featurelake.ml.tracking import pip_requirements
 
     spec = config.algorithms[algorithm]
@@ -413,15 +413,9 @@ def _train_candidate(
             "roc_curve.json",
         )
         mlflow.log_figure(roc_figure({algorithm: held_out.roc_curve}), "roc_curve.png")
+        # Spark flavour for native scoring, numpy pyfunc for spark_udf and serving.
         example = test.select(*config.feature_columns).limit(5)
-        signature = infer_signature(example, model.transform(example).select("prediction"))
-        info = mlflow.spark.log_model(
-            model,
-            "model",
-            signature=signature,
-            input_example=example.toPandas(),
-            pip_requirements=pip_requirements(),
-        )
+        info = log_spark_pipeline(model, example, pip_requirements=pip_requirements())
     log.info(
         "candidate_trained",
         extra={

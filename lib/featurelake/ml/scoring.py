@@ -1,9 +1,12 @@
 """Batch scoring with any MLflow model: pyfunc UDFs, or Spark models applied natively.
 
-``mlflow.pyfunc.spark_udf`` works for every MLflow flavour, but for a Spark ML model each
-Python worker starts a nested local Spark to load it (about 20 s before the first batch here).
-A Spark-flavoured model is therefore applied with its own ``transform`` by default; the pyfunc
-path can be forced and gives the same predictions.
+``mlflow.pyfunc.spark_udf`` works for every MLflow flavour. Models featurelake trains carry a
+numpy pyfunc beside their Spark flavour (:mod:`featurelake.ml.portable`): through it the UDF
+returns the prediction and the probability without a JVM in the Python workers. A Spark model
+logged without it (or by other tools) makes each Python worker start a nested local Spark to
+load it (about 20 s before the first batch), and its pyfunc returns the label only. A
+Spark-flavoured model is applied with its own ``transform`` by default; the pyfunc path can be
+forced and gives the same predictions.
 
 The pure parts (column checks, quarantine split, prediction columns) take and return
 DataFrames; model loading is the only I/O here.
@@ -69,6 +72,11 @@ class ResolvedModel:
     @property
     def is_spark(self) -> bool:
         return "spark" in self.flavors
+
+    @property
+    def is_portable(self) -> bool:
+        """Logged with featurelake's numpy pyfunc (prediction and probability, no JVM)."""
+        return "featurelake_portable" in self.flavors
 
 
 def resolve_model(uri: str) -> ResolvedModel:
@@ -232,8 +240,28 @@ def _predict_native(model: ResolvedModel, df: DataFrame) -> DataFrame:
 def _predict_pyfunc(spark: SparkSession, model: ResolvedModel, df: DataFrame) -> DataFrame:
     import mlflow.pyfunc
 
-    udf = mlflow.pyfunc.spark_udf(spark, model.load_uri, result_type="double", env_manager="local")
     inputs = F.struct(*[F.col(f"`{c}`") for c in model.input_columns])
+    if model.is_portable:
+        # featurelake's numpy form returns the prediction and P(class 1) (null when clustering).
+        udf = mlflow.pyfunc.spark_udf(
+            spark,
+            model.load_uri,
+            result_type="prediction double, probability double",
+            env_manager="local",
+        )
+        scored = udf(inputs)
+        segment = (
+            scored["prediction"].cast("int")
+            if model.kind in ("clustering", "segmentation")
+            else F.lit(None).cast("int")
+        )
+        return df.select(
+            "*",
+            scored["prediction"].alias("prediction"),
+            scored["probability"].alias("probability"),
+            segment.alias("segment"),
+        )
+    udf = mlflow.pyfunc.spark_udf(spark, model.load_uri, result_type="double", env_manager="local")
     value = udf(inputs)
     if model.kind in ("clustering", "segmentation"):
         return df.select(

@@ -263,8 +263,8 @@ def train_segmentation(
         ValueError: fewer rows than the largest k.
     """
     import mlflow
-    from mlflow.models import infer_signature
 
+    from featurelake.ml.portable.pyfunc import log_spark_pipeline
     from featurelake.ml.tracking import pip_requirements
 
     data = features.select(
@@ -334,15 +334,9 @@ def train_segmentation(
             )
             mlflow.log_text(_profiles_csv(profiles, config.feature_columns), "segment_profiles.csv")
             mlflow.log_figure(_profile_figure(silhouettes, profiles), "segments.png")
+            # Spark flavour for native scoring, numpy pyfunc for spark_udf and serving.
             example = data.select(*config.feature_columns).limit(5)
-            signature = infer_signature(example, model.transform(example).select(PREDICTION_COL))
-            info = mlflow.spark.log_model(
-                model,
-                "model",
-                signature=signature,
-                input_example=example.toPandas(),
-                pip_requirements=pip_requirements(),
-            )
+            info = log_spark_pipeline(model, example, pip_requirements=pip_requirements())
     finally:
         data.unpersist()
     log.info(

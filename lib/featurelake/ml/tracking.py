@@ -31,6 +31,7 @@ __all__ = [
     "configure_tracking",
     "lineage_tags",
     "pip_requirements",
+    "store_uris",
 ]
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,15 @@ def _resolve_store_uri(uri: str) -> str:
     return uri
 
 
+def store_uris(settings: MlflowSettings) -> tuple[str, str]:
+    """The resolved (tracking, registry) URIs; a relative local store is made absolute."""
+    tracking_uri = _resolve_store_uri(settings.tracking_uri)
+    registry_uri = (
+        _resolve_store_uri(settings.registry_uri) if settings.registry_uri else tracking_uri
+    )
+    return tracking_uri, registry_uri
+
+
 def configure_tracking(settings: MlflowSettings, experiment: str | None = None) -> TrackingTarget:
     """Point MLflow at the configured tracking and registry stores; create the experiment.
 
@@ -96,10 +106,7 @@ def configure_tracking(settings: MlflowSettings, experiment: str | None = None) 
 
     for key, value in _QUIET_ENV.items():
         os.environ.setdefault(key, value)
-    tracking_uri = _resolve_store_uri(settings.tracking_uri)
-    registry_uri = (
-        _resolve_store_uri(settings.registry_uri) if settings.registry_uri else tracking_uri
-    )
+    tracking_uri, registry_uri = store_uris(settings)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(registry_uri)
     name = experiment or settings.experiment
@@ -163,7 +170,7 @@ def pip_requirements() -> list[str]:
     """Explicit requirements for logged models (MLflow's inference is slow and guesses)."""
     from importlib.metadata import version
 
-    return [f"pyspark=={version('pyspark')}", f"mlflow=={version('mlflow')}"]
+    return [f"{name}=={version(name)}" for name in ("pyspark", "mlflow", "numpy", "pandas")]
 
 
 def lineage_tags(tables: Mapping[str, tuple[str, int]], **extra: str) -> dict[str, str]:
