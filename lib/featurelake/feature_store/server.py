@@ -147,6 +147,7 @@ def create_app(
     views: dict[str, FeatureView],
     store: OnlineStore,
     dashboard: str | None = None,
+    stream_progress: str | None = None,
 ) -> FastAPI:
     """Build the serving app.
 
@@ -155,6 +156,8 @@ def create_app(
         views: the declared feature views.
         store: the online store to read (closed when the app shuts down).
         dashboard: the monitoring dashboard's HTML file served at ``/dashboard`` (None: 404).
+        stream_progress: the ``stream`` job's progress file, exported at ``/metrics``
+            (``featurelake_stream_*`` gauges per query; none while the file is absent).
 
     Returns:
         The FastAPI application (ASGI), ready for uvicorn.
@@ -171,7 +174,7 @@ def create_app(
         max_features=config.server.max_features,
     )
     audit = AuditLog(config.server.audit_log, max_items=config.server.max_features)
-    metrics = ServingMetrics()
+    metrics = ServingMetrics(stream_progress)
     retry_after = {"Retry-After": str(config.server.retry_after_seconds)}
 
     @asynccontextmanager
@@ -327,7 +330,8 @@ def build_app(settings: Settings) -> FastAPI:
     config = load_serving_config(settings)
     views = load_feature_views(settings)
     dashboard = under_root(settings, load_monitoring_config(settings).report.path)
-    return create_app(config, views, open_online_store(config.online_store), dashboard)
+    progress = os.path.join(settings.lakehouse.root, settings.streaming.progress_file)
+    return create_app(config, views, open_online_store(config.online_store), dashboard, progress)
 
 
 def app_from_environment() -> FastAPI:
