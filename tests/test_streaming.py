@@ -95,7 +95,9 @@ def produce(bootstrap: str, topic: str, messages: list[str | dict[str, Any]]) ->
 class Lake:
     """A lakehouse in a temporary folder with its own copy of conf/, and the stream job."""
 
-    def __init__(self, spark: SparkSession, root: Path, topic: str, bootstrap: str) -> None:
+    def __init__(
+        self, spark: SparkSession, root: Path, topic: str, bootstrap: str, per_batch: int
+    ) -> None:
         self.spark = spark
         self.root = root
         self.conf_dir = root / "conf"
@@ -105,7 +107,7 @@ class Lake:
         stream = declaration["stream"]
         stream["files"]["max_files_per_trigger"] = 1
         stream["kafka"].update(
-            {"bootstrap_servers": bootstrap, "topic": topic, "max_offsets_per_trigger": 4}
+            {"bootstrap_servers": bootstrap, "topic": topic, "max_offsets_per_trigger": per_batch}
         )
         source.write_text(yaml.safe_dump(declaration, sort_keys=False))
         self.landing = root / "lake" / "landing" / "order_events"
@@ -161,8 +163,13 @@ class Lake:
 def make_lake(spark: SparkSession, tmp_path: Path) -> Iterator[Callable[..., Lake]]:
     made = []
 
-    def make(name: str = "lake", topic: str = "unused", bootstrap: str = "127.0.0.1:9") -> Lake:
-        lake = Lake(spark, tmp_path / name, topic, bootstrap)
+    def make(
+        name: str = "lake",
+        topic: str = "unused",
+        bootstrap: str = "127.0.0.1:9",
+        per_batch: int = 4,
+    ) -> Lake:
+        lake = Lake(spark, tmp_path / name, topic, bootstrap, per_batch)
         made.append(lake)
         return lake
 
@@ -337,41 +344,39 @@ def test_a_killed_and_restarted_stream_equals_an_uninterrupted_one(
     ]
     produce(kafka_bootstrap, topic, events)
 
-    crashed = make_lake("crashed", topic=topic, bootstrap=kafka_bootstrap)
+    crashed = make_lake("crashed", topic=topic, bootstrap=kafka_bootstrap, per_batch=10)
     env = {**os.environ, "FEATURELAKE_LOG_FORMAT": "json", "PYSPARK_PYTHON": sys.executable}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "featurelake.cli",
-            "stream",
-            *crashed.args("--transport", "kafka", "--trigger-seconds", "0"),
-        ],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its JVM too: the kill takes the whole process group
-    )
-    silver_path = crashed.path("silver", "order_events")
-    deadline = time.monotonic() + 300
+    log_path = crashed.root / "stream.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "featurelake.cli",
+                "stream",
+                *crashed.args("--transport", "kafka", "--trigger-seconds", "0"),
+            ],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its JVM too: the kill takes the whole process group
+        )
+    silver_log = Path(crashed.path("silver", "order_events"), "_delta_log")
+    gold_log = Path(crashed.path("gold", "customer_orders_1h"), "_delta_log")
+    deadline = time.monotonic() + 600
     try:
-        # Kill it mid-stream: once some micro-batches have committed, most are still to come.
+        # Kill it mid-stream: once both kinds of query have committed, with more to come.
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                pytest.fail(f"the stream job ended by itself: {process.stderr.read()[-2000:]}")
-            if os.path.isdir(os.path.join(silver_path, "_delta_log")):
-                commits = [
-                    f
-                    for f in os.listdir(os.path.join(silver_path, "_delta_log"))
-                    if f.endswith(".json")
-                ]
-                if len(commits) >= 4:
-                    break
-            time.sleep(0.2)
+                pytest.fail(f"the stream job ended by itself: {log_path.read_text()[-2000:]}")
+            if gold_log.is_dir() and len(list(silver_log.glob("*.json"))) >= 3:
+                break
+            time.sleep(0.1)
         else:
-            pytest.fail("the stream job committed nothing within 300 s")
+            pytest.fail(
+                f"the stream job committed too little in 600 s: {log_path.read_text()[-2000:]}"
+            )
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
@@ -379,7 +384,7 @@ def test_a_killed_and_restarted_stream_equals_an_uninterrupted_one(
     assert 0 < partial < len(events)
 
     crashed.stream("--transport", "kafka")  # restart from the checkpoint, to the end
-    uninterrupted = make_lake("uninterrupted", topic=topic, bootstrap=kafka_bootstrap)
+    uninterrupted = make_lake("uninterrupted", topic=topic, bootstrap=kafka_bootstrap, per_batch=10)
     uninterrupted.stream("--transport", "kafka")
 
     after_restart, reference = _snapshot(crashed), _snapshot(uninterrupted)
