@@ -12,4 +12,11 @@ cd "$root"
 # delta-spark's jar: fetched from Maven Central once into this cache (tests then run on both
 # backends; without it the native ones skip and say why).
 export FEATURELAKE_JAR_CACHE=${FEATURELAKE_JAR_CACHE:-$root/.cache/jars}
+# The streaming tests produce to a real Kafka broker (KRaft, on 127.0.0.1; its jars fetched from
+# Maven Central into the same cache once); without one they skip and say so.
+if kafka=$("$root/bin/ensure-kafka.sh"); then
+  export FEATURELAKE_KAFKA_BOOTSTRAP=$kafka
+else
+  echo "featurelake: no Kafka broker; the Kafka streaming tests will be skipped" >&2
+fi
 exec "$root/.venv/bin/python" -m pytest "$@"

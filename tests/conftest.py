@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from featurelake.core.config import DeltaSettings, SparkSettings
+from featurelake.core.jvm_packages import kafka_coordinates
 from featurelake.core.session import build_spark_session
 from featurelake.lakehouse.connectors import POSTGRESQL_DRIVER_PACKAGE
 from pyspark.sql import SparkSession
@@ -31,9 +32,9 @@ def spark() -> Iterator[SparkSession]:
             conf={
                 "spark.default.parallelism": "2",
                 "spark.sql.adaptive.coalescePartitions.enabled": "true",
-                # the JDBC source tests' driver (fetched once into the jar cache; without it
-                # they skip, saying why)
-                "spark.jars.packages": POSTGRESQL_DRIVER_PACKAGE,
+                # the JDBC source tests' driver and Spark's Kafka connector for the streaming
+                # tests (fetched once into the jar cache; without them they skip, saying why)
+                "spark.jars.packages": ",".join([POSTGRESQL_DRIVER_PACKAGE, *kafka_coordinates()]),
             },
         ),
         DeltaSettings(),

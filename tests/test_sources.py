@@ -19,9 +19,11 @@ def _header(path: Path) -> list[str]:
         return handle.readline().rstrip("\r\n").split(",")
 
 
-def test_repo_declares_the_three_sources():
+def test_repo_declares_three_batch_sources_and_one_streaming_source():
     sources = load_sources(load_settings(ROOT / "conf"))
-    assert sorted(sources) == ["credit_clients", "customer_profiles", "online_retail"]
+    batch = sorted(name for name, spec in sources.items() if not spec.is_streaming)
+    assert batch == ["credit_clients", "customer_profiles", "online_retail"]
+    assert [name for name, spec in sources.items() if spec.is_streaming] == ["order_events"]
     assert sources["customer_profiles"].format == "json"
     assert sources["online_retail"].options.escape == '"'
 

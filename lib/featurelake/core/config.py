@@ -141,6 +141,19 @@ class SilverSettings(_Frozen):
     pii_key_file: str | None = None
 
 
+class StreamingSettings(_Frozen):
+    """The ``stream`` job: where its checkpoints and progress go, how often it triggers.
+
+    Paths are relative to the lakehouse root: one checkpoint folder per query under
+    ``checkpoint_dir`` (``<source>-ingest``, ``<view>``); ``progress_file`` holds the latest
+    progress of every query (the serving API exports it at ``/metrics``).
+    """
+
+    checkpoint_dir: str = Field(default="_checkpoints/stream", min_length=1)
+    trigger_seconds: float = Field(default=2.0, ge=0)
+    progress_file: str = Field(default="ops/stream_progress.json", min_length=1)
+
+
 class SyntheticSettings(_Frozen):
     """The synthetic data generator (job ``generate-data``): scale, seed and dirt rates.
 
@@ -208,6 +221,7 @@ class Settings(_Frozen):
     silver: SilverSettings = Field(default_factory=SilverSettings)
     synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
     feature_store: FeatureStoreSettings = Field(default_factory=FeatureStoreSettings)
+    streaming: StreamingSettings = Field(default_factory=StreamingSettings)
 
     @model_validator(mode="before")
     @classmethod

@@ -44,7 +44,9 @@ __all__ = [
     "Resolution",
     "default_cache_dir",
     "delta_coordinates",
+    "kafka_coordinates",
     "resolve_packages",
+    "standalone_classpath",
     "spark_home",
 ]
 
@@ -121,6 +123,30 @@ def delta_coordinates() -> list[str]:
     return [f"io.delta:delta-spark_{major_minor}_2.13:{delta_version}"]
 
 
+def kafka_coordinates() -> list[str]:
+    """Spark's Kafka connector matching the installed pyspark wheel.
+
+    Raises:
+        RuntimeError: the pyspark wheel is not installed.
+    """
+    try:
+        spark_version = metadata.version("pyspark")
+    except metadata.PackageNotFoundError as exc:
+        raise RuntimeError("pyspark is not installed; install featurelake's dependencies") from exc
+    return [f"org.apache.spark:spark-sql-kafka-0-10_2.13:{spark_version}"]
+
+
+def standalone_classpath(found: Resolution) -> list[str]:
+    """The classpath of a JVM of its own from a ``standalone`` resolution.
+
+    Spark's resolver leaves ``scala-library`` out of every resolution (Spark brings its own);
+    the installed pyspark's copy (Scala 2.13, binary compatible across 2.13 releases) is
+    added for Scala programs such as the Kafka broker.
+    """
+    scala = sorted(str(p) for p in (spark_home() / "jars").glob("scala-library-2.13*.jar"))
+    return [*found.jars, *scala]
+
+
 def resolve_packages(
     coordinates: Sequence[str],
     cache_dir: Path | None = None,
@@ -128,6 +154,7 @@ def resolve_packages(
     probe_timeout: float = 5.0,
     resolve_timeout: float = 300.0,
     repository: str | None = None,
+    standalone: bool = False,
 ) -> Resolution:
     """Local jars for Maven ``coordinates`` and their dependencies; from the cache when there.
 
@@ -141,6 +168,9 @@ def resolve_packages(
         resolve_timeout: seconds for Spark's resolver to fetch everything.
         repository: the Maven repository (default ``$FEATURELAKE_MAVEN_REPOSITORY``, else
             Maven Central).
+        standalone: the jars are for a JVM of their own (a Kafka broker), not for Spark's
+            classpath: keep the ones Spark ships too. Spark's resolver never fetches
+            ``scala-library`` (see :func:`standalone_classpath`).
 
     Returns:
         A :class:`Resolution`; ``reason`` says in one line why it failed.
@@ -153,8 +183,9 @@ def resolve_packages(
     if bad:
         raise ValueError(f"Maven coordinates must be group:artifact:version, got {bad}")
     repository = repository or os.environ.get(MAVEN_REPOSITORY_ENV) or MAVEN_CENTRAL
-    cache = (cache_dir or default_cache_dir()).expanduser()
-    key = hashlib.sha256("\n".join([repository, *coordinates]).encode()).hexdigest()[:16]
+    cache = (cache_dir or default_cache_dir()).expanduser().absolute()  # Ivy wants absolute
+    parts = [repository, *coordinates] + (["standalone"] if standalone else [])
+    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
     manifest = cache / f"manifest-{key}.json"
     cached = _read_manifest(manifest)
     if cached is not None:
@@ -165,7 +196,7 @@ def resolve_packages(
     reason = _probe(coordinates, repository, probe_timeout)
     if reason is None:
         jars, reason = _resolve_with_spark(
-            coordinates, repository, cache / f"ivy-{key}", resolve_timeout
+            coordinates, repository, cache / f"ivy-{key}", resolve_timeout, standalone
         )
     if reason is not None:
         cache.mkdir(parents=True, exist_ok=True)
@@ -214,7 +245,7 @@ def _probe(coordinates: Sequence[str], repository: str, timeout: float) -> str |
 
 
 def _resolve_with_spark(
-    coordinates: Sequence[str], repository: str, ivy: Path, timeout: float
+    coordinates: Sequence[str], repository: str, ivy: Path, timeout: float, standalone: bool
 ) -> tuple[list[str], str | None]:
     """Run Spark's resolver (``spark-submit --packages``) into ``ivy``; the jars it fetched."""
     ivy.mkdir(parents=True, exist_ok=True)
@@ -256,7 +287,7 @@ def _resolve_with_spark(
         detail = f"unresolved: {', '.join(unresolved)}" if unresolved else _last_line(done.stderr)
         return [], f"Spark could not resolve {', '.join(coordinates)} ({detail})"
     fetched = sorted(str(p) for p in (ivy / "jars").glob("*.jar"))
-    shipped = _spark_artifacts(home)
+    shipped = frozenset() if standalone else _spark_artifacts(home)
     jars = [j for j in fetched if _artifact_name(Path(j).name, grouped=True) not in shipped]
     if not jars:
         return [], f"Spark's resolver fetched no jar for {', '.join(coordinates)}"
@@ -296,7 +327,7 @@ def _spark_artifacts(home: Path) -> frozenset[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m featurelake.core.jvm_packages [--delta] [coordinate...]``: print the jars.
+    """``python -m featurelake.core.jvm_packages [--delta] [--kafka] [coordinate...]``: the jars.
 
     Prints the resolved jars comma-separated on stdout (nothing when unavailable) and one
     line on stderr saying why they are unavailable. Exit code 0 either way: the caller
@@ -306,17 +337,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="featurelake.core.jvm_packages")
     parser.add_argument("--delta", action="store_true", help="the delta-spark jar")
+    parser.add_argument("--kafka", action="store_true", help="Spark's Kafka connector")
+    parser.add_argument(
+        "--standalone",
+        action="store_true",
+        help="jars for a JVM of their own: printed as a classpath (':'), scala-library added",
+    )
     parser.add_argument("coordinates", nargs="*")
     parser.add_argument("--cache-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     coordinates = list(args.coordinates) + (delta_coordinates() if args.delta else [])
+    coordinates += kafka_coordinates() if args.kafka else []
     if not coordinates:
         return 0
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         sys.stderr.write("featurelake: no Java runtime: JVM packages not resolved\n")
         return 0
-    found = resolve_packages(coordinates, args.cache_dir)
-    if found.ok:
+    found = resolve_packages(coordinates, args.cache_dir, standalone=args.standalone)
+    if found.ok and args.standalone:
+        sys.stdout.write(":".join(standalone_classpath(found)) + "\n")
+    elif found.ok:
         sys.stdout.write(",".join(found.jars) + "\n")
     else:
         sys.stderr.write(f"featurelake: {', '.join(coordinates)} unavailable: {found.reason}\n")

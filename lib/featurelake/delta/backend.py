@@ -13,7 +13,14 @@ from typing import Any, Protocol
 
 from pyspark.sql import DataFrame
 
-from featurelake.delta.model import ArrowRows, ColumnStats, StagedWrite, WriteRequest, WriteResult
+from featurelake.delta.model import (
+    AppTransaction,
+    ArrowRows,
+    ColumnStats,
+    StagedWrite,
+    WriteRequest,
+    WriteResult,
+)
 
 __all__ = ["TableBackend"]
 
@@ -67,8 +74,9 @@ class TableBackend(Protocol):
         keys: Sequence[str],
         schema_evolution: bool,
         metadata: Mapping[str, str],
+        txn: AppTransaction | None = None,
     ) -> WriteResult:
-        """MERGE ``df`` into the existing table on ``keys``."""
+        """MERGE ``df`` into the existing table on ``keys`` (with ``txn``'s claim, if any)."""
 
     def partition_columns(self, path: str) -> list[str]:
         """The table's partition columns."""

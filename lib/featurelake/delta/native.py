@@ -27,6 +27,7 @@ from featurelake.delta.errors import (
     TableNotFoundError,
 )
 from featurelake.delta.model import (
+    AppTransaction,
     ArrowRows,
     ColumnStats,
     StagedWrite,
@@ -452,6 +453,7 @@ class NativeBackend:
         keys: Sequence[str],
         schema_evolution: bool,
         metadata: Mapping[str, str],
+        txn: AppTransaction | None = None,
     ) -> WriteResult:
         write_id = uuid.uuid4().hex
         condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
@@ -465,17 +467,31 @@ class NativeBackend:
         if schema_evolution:
             merge = merge.withSchemaEvolution()
         conf = self.spark.conf
-        with SESSION_METADATA_LOCK, conflicts(path, None):
-            conf.set(
-                "spark.databricks.delta.commitInfo.userMetadata",
-                json.dumps({**metadata, "featurelake.write_id": write_id}),
+        # A MERGE takes no writer options: its commit metadata and claim are session settings
+        # (delta-spark's idempotent DML), held only while it runs.
+        settings = {
+            "spark.databricks.delta.commitInfo.userMetadata": json.dumps(
+                {**metadata, "featurelake.write_id": write_id}
             )
+        }
+        if txn is not None:
+            settings["spark.databricks.delta.write.txnAppId"] = txn.app_id
+            settings["spark.databricks.delta.write.txnVersion"] = str(txn.version)
+        with SESSION_METADATA_LOCK, conflicts(path, txn):
+            for key, value in settings.items():
+                conf.set(key, value)
             try:
                 merge.execute()
             finally:
-                conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+                for key in settings:
+                    conf.unset(key)
         commit = self._commit_of(path, write_id)
-        assert commit is not None  # a MERGE is never skipped
+        if commit is None:  # only a MERGE carrying a claim that was already made is skipped
+            raise AlreadyCommittedError(
+                f"{path}: {txn.app_id if txn else 'the merge'} already reached version "
+                f"{txn.version if txn else '?'}; delta-spark skipped this merge and nothing of "
+                "it was committed"
+            )
         version, metrics = commit
         rows = int(metrics.get("numTargetRowsInserted", 0)) + int(
             metrics.get("numTargetRowsUpdated", 0)

@@ -320,6 +320,7 @@ class RsBackend:
         keys: Sequence[str],
         schema_evolution: bool,
         metadata: Mapping[str, str],
+        txn: AppTransaction | None = None,
     ) -> WriteResult:
         # delta-rs has MERGE, but not over a Spark frame: the kept rows and the new ones are
         # written as an overwrite - of the touched partitions only, when the partition
@@ -341,6 +342,7 @@ class RsBackend:
                 replace_partitions=replace,
                 schema_evolution=schema_evolution,
                 metadata=metadata,
+                txn=txn,
             )
         )
         return WriteResult(path, result.version, result.rows_written, result.files_added, "upsert")

@@ -477,6 +477,7 @@ class DeltaTables:
         partition_by: Sequence[str] | None = None,
         schema_evolution: bool = False,
         metadata: Mapping[str, Any] | None = None,
+        txn: AppTransaction | None = None,
     ) -> WriteResult:
         """Insert rows of ``df`` whose keys are new; replace rows whose keys exist (MERGE).
 
@@ -490,10 +491,14 @@ class DeltaTables:
             partition_by: partition columns when the table is created.
             schema_evolution: allow new columns.
             metadata: extra commit metadata.
+            txn: an application transaction committed with the merge (as :meth:`write`):
+                a merge whose claim was already made is skipped - a streaming query replaying
+                a micro-batch it had committed before a crash changes nothing.
 
         Raises:
             ValueError: ``keys`` empty, not columns of ``df``, or duplicated in ``df``.
             SchemaMismatchError: as :meth:`write`.
+            AlreadyCommittedError: ``txn``'s claim was already made; nothing was committed.
         """
         keys = list(keys)
         if not keys:
@@ -508,7 +513,9 @@ class DeltaTables:
                 f"upsert into {path}: keys {keys} repeat in the new rows, e.g. {shown}"
             )
         if not self.exists(path):
-            result = self.write(df, path, "overwrite", partition_by=partition_by, metadata=metadata)
+            result = self.write(
+                df, path, "overwrite", partition_by=partition_by, metadata=metadata, txn=txn
+            )
             return WriteResult(
                 path, result.version, result.rows_written, result.files_added, "upsert"
             )
@@ -516,7 +523,7 @@ class DeltaTables:
             table_schema = self.read(path, record=False).schema
             resolve_schema(nullable(df.schema), table_schema, False, False, path)
         meta = self.lineage.commit_metadata({"operation": "upsert", **(metadata or {})})
-        return self._committed(self._backend.upsert(df, path, keys, schema_evolution, meta))
+        return self._committed(self._backend.upsert(df, path, keys, schema_evolution, meta, txn))
 
     def changes(self, path: str, start_version: int) -> DataFrame | None:
         """Rows inserted, updated or deleted from ``start_version`` to the latest version.

@@ -51,12 +51,16 @@ from featurelake.core.errors import UserError
 
 __all__ = [
     "FEATURE_DTYPES",
+    "WINDOW_END",
+    "WINDOW_START",
+    "Aggregation",
     "Feature",
     "FeatureRef",
     "FeatureView",
     "FeatureViewError",
     "SourceTable",
     "UnknownFeatureError",
+    "WindowSpec",
     "definition_hash",
     "load_feature_views",
     "load_feature_views_from",
@@ -133,6 +137,29 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Aggregation(_Frozen):
+    """How a windowed view computes a feature from the events of one window.
+
+    Args:
+        function: ``sum``, ``count`` (rows; of non-null values when ``column`` is given),
+            ``min`` or ``max`` - aggregates Spark keeps in streaming state and whose batch and
+            streaming results agree exactly.
+        column: the events' column aggregated (not needed for ``count``).
+
+    Raises:
+        pydantic.ValidationError: ``column`` missing for a function other than ``count``.
+    """
+
+    function: Literal["sum", "count", "min", "max"]
+    column: str | None = None
+
+    @model_validator(mode="after")
+    def _column_given(self) -> Aggregation:
+        if self.function != "count" and self.column is None:
+            raise ValueError(f"aggregation {self.function} needs a column")
+        return self
+
+
 class Feature(_Frozen):
     """One feature of a view: a column of the source table.
 
@@ -143,6 +170,7 @@ class Feature(_Frozen):
         tags: free-form labels for search.
         owner: who answers for it; defaults to the view's owner in the catalog.
         pii: personal data; serving requires an explicit grant.
+        aggregation: in a windowed view, how the value is computed from a window's events.
 
     Raises:
         pydantic.ValidationError: a bad name or dtype, or an unknown key.
@@ -154,6 +182,7 @@ class Feature(_Frozen):
     tags: tuple[str, ...] = ()
     owner: str | None = None
     pii: bool = False
+    aggregation: Aggregation | None = None
 
     @field_validator("name")
     @classmethod
@@ -179,6 +208,61 @@ class SourceTable(_Frozen):
         return f"{self.layer}/{self.table}"
 
 
+class WindowSpec(_Frozen):
+    """The event-time windows of a windowed (streaming) view.
+
+    The view's rows are one per entity and window: the join keys, ``window_start``,
+    ``window_end`` (exclusive), each feature's aggregate over the window's events, and the
+    view's ``event_timestamp_column`` holding the window's latest event time. The ``stream``
+    job keeps them up to date from ``events`` as events arrive; the ``gold`` job
+    (``--windowed-views``) computes the same rows from the same table in one batch.
+
+    Args:
+        events: the table of events (a silver table a streaming source feeds).
+        event_time: the events' time column.
+        size: the window length (``"1h"``).
+        slide: how far consecutive windows start apart (``"5m"``); none: tumbling windows.
+        watermark: how long a window stays open for late events after the greatest event time
+            seen; at least the source's watermark (events later than that are routed to the
+            late-events table before they reach a view).
+
+    Raises:
+        pydantic.ValidationError: an unparsable duration, or a slide that is longer than the
+            window or does not divide it.
+    """
+
+    events: SourceTable
+    event_time: str
+    size: timedelta
+    slide: timedelta | None = None
+    watermark: timedelta
+
+    @field_validator("size", "slide", "watermark", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("P"):
+            return value
+        return None if value is None else parse_duration(value)
+
+    @model_validator(mode="after")
+    def _slide_fits(self) -> WindowSpec:
+        if self.slide is not None and (
+            self.slide > self.size or self.size % self.slide != timedelta(0)
+        ):
+            raise ValueError(f"slide {self.slide} must divide the window size {self.size}")
+        return self
+
+    @property
+    def tumbling(self) -> bool:
+        """True when windows do not overlap (no slide, or a slide equal to the size)."""
+        return self.slide is None or self.slide == self.size
+
+
+#: The window bounds of every windowed view's rows.
+WINDOW_START = "window_start"
+WINDOW_END = "window_end"
+
+
 class FeatureView(_Frozen):
     """A named group of features from one source table, keyed and time-stamped.
 
@@ -201,7 +285,11 @@ class FeatureView(_Frozen):
         owner: the team or person that answers for the view.
         tags: free-form labels for search.
         description: what the view is for.
-        online: whether ``materialize`` loads it into the online store.
+        online: whether ``materialize`` (and, for a windowed view, ``stream``) loads it into
+            the online store.
+        window: makes the view windowed: its features are aggregates of ``window.events``
+            over event-time windows, kept up to date by the ``stream`` job (the source table
+            holds one row per entity and window).
 
     Raises:
         pydantic.ValidationError: bad names, duplicates, a feature that is also a key or a
@@ -222,6 +310,7 @@ class FeatureView(_Frozen):
     tags: tuple[str, ...] = ()
     description: str = ""
     online: bool = True
+    window: WindowSpec | None = None
 
     @field_validator("name", "entity", "event_timestamp_column", "created_timestamp_column")
     @classmethod
@@ -269,6 +358,23 @@ class FeatureView(_Frozen):
             )
         if self.created_timestamp_column == self.event_timestamp_column:
             raise ValueError("created_timestamp_column must differ from event_timestamp_column")
+        aggregated = [f.name for f in self.features if f.aggregation is not None]
+        if self.window is None and aggregated:
+            raise ValueError(f"features {aggregated} have an aggregation but the view no window")
+        if self.window is not None:
+            plain = [f.name for f in self.features if f.aggregation is None]
+            if plain:
+                raise ValueError(
+                    f"windowed view {self.name!r}: features {plain} need an aggregation"
+                )
+            clash = sorted({WINDOW_START, WINDOW_END} & (reserved | set(names)))
+            if clash:
+                raise ValueError(f"{clash} are the window bounds of a windowed view")
+            if self.event_timestamp_value is not None or self.created_timestamp_column:
+                raise ValueError(
+                    "a windowed view's event time is its windows' latest event: no "
+                    "event_timestamp_value or created_timestamp_column"
+                )
         return self
 
     @property
@@ -290,12 +396,14 @@ class FeatureView(_Frozen):
         )
 
     def source_columns(self) -> list[str]:
-        """The source columns the view reads: keys, timestamps, then features."""
+        """The source columns the view reads: keys, timestamps (window bounds), then features."""
         columns = list(self.join_keys)
         if self.event_timestamp_value is None:
             columns.append(self.event_timestamp_column)
         if self.created_timestamp_column:
             columns.append(self.created_timestamp_column)
+        if self.window is not None:
+            columns += [WINDOW_START, WINDOW_END]
         return columns + self.feature_names
 
     def definition(self) -> dict[str, Any]:

@@ -148,11 +148,30 @@ class AuditLog:
             self._file.close()
 
 
-class ServingMetrics:
-    """The server's Prometheus metrics, in a registry of its own (one per app)."""
+class _StreamProgressCollector:
+    """The ``stream`` job's latest progress, read from its file at every scrape."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def collect(self) -> Any:
+        from featurelake.streaming.progress import stream_metric_families
+
+        return stream_metric_families(self.path)
+
+
+class ServingMetrics:
+    """The server's Prometheus metrics, in a registry of its own (one per app).
+
+    Args:
+        stream_progress: the ``stream`` job's progress file; its figures are exported as
+            ``featurelake_stream_*`` gauges (None: not exported).
+    """
+
+    def __init__(self, stream_progress: str | None = None) -> None:
         self.registry = CollectorRegistry()
+        if stream_progress:
+            self.registry.register(_StreamProgressCollector(stream_progress))
         self.requests = Counter(
             "featurelake_serving_requests",
             "HTTP requests by path and status code",

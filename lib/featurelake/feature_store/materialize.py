@@ -44,7 +44,7 @@ from pyspark.sql.types import DoubleType, FloatType
 
 from featurelake.core.config import Settings
 from featurelake.delta import DeltaTables, TableNotFoundError
-from featurelake.feature_store.definitions import FeatureView
+from featurelake.feature_store.definitions import WINDOW_END, FeatureView
 from featurelake.feature_store.offline import view_frame
 from featurelake.feature_store.online import (
     OnlineStore,
@@ -167,8 +167,9 @@ def with_online_payload(df: DataFrame, view: FeatureView) -> DataFrame:
 def latest_per_entity(df: DataFrame, view: FeatureView) -> DataFrame:
     """One row per entity: the latest by the point-in-time tie rule, with unservable counts.
 
-    Greatest event time, then greatest created time (when the view has one), then the greatest
-    feature values compared in declaration order (null lowest) - the rule of
+    Greatest event time, then (a windowed view) the window ending first, then greatest created
+    time (when the view has one), then the greatest feature values compared in declaration
+    order (null lowest) - the rule of
     :func:`~.offline.as_of_join`, so the online value is the one a training row at the same
     time would get. Rows that cannot be served (a null join key or a null event time) are not
     chosen; ``_unservable`` counts them per group, in the same pass (a null key forms its own
@@ -188,8 +189,15 @@ def latest_per_entity(df: DataFrame, view: FeatureView) -> DataFrame:
         if view.created_timestamp_column
         else F.lit(None).cast("long")
     )
+    # A windowed view's rows of one entity share the latest event time across every sliding
+    # window holding that event: the window ending first is the trailing one (the value over
+    # the last `size` up to that event), so it wins the tie.
+    trailing = (
+        -F.unix_micros(F.col(WINDOW_END)) if view.window is not None else F.lit(None).cast("long")
+    )
     ordering = F.struct(
         F.col(EVENT_MICROS).alias("event"),
+        trailing.alias("trailing"),
         created.alias("created"),
         *[F.col(f"`{n}`").alias(f"v{i}") for i, n in enumerate(view.feature_names)],
         F.col(PAYLOAD).alias("payload"),

@@ -184,6 +184,7 @@ def create_app(
     dashboard: str | None = None,
     models: OnlineModels | None = None,
     prediction_log: PredictionLog | None = None,
+    stream_progress: str | None = None,
 ) -> FastAPI:
     """Build the serving app.
 
@@ -194,6 +195,8 @@ def create_app(
         dashboard: the monitoring dashboard's HTML file served at ``/dashboard`` (None: 404).
         models: the registered models ``/predict`` serves (None: ``/predict`` answers 404).
         prediction_log: where predictions are logged (flushed and closed at shutdown).
+        stream_progress: the ``stream`` job's progress file, exported at ``/metrics``
+            (``featurelake_stream_*`` gauges per query; none while the file is absent).
 
     Returns:
         The FastAPI application (ASGI), ready for uvicorn.
@@ -210,7 +213,7 @@ def create_app(
         max_features=config.server.max_features,
     )
     audit = AuditLog(config.server.audit_log, max_items=config.server.max_features)
-    metrics = ServingMetrics()
+    metrics = ServingMetrics(stream_progress)
     retry_after = {"Retry-After": str(config.server.retry_after_seconds)}
     predictor = (
         OnlinePredictor(service, models, config.models)
@@ -461,6 +464,7 @@ def build_app(settings: Settings) -> FastAPI:
         dashboard,
         models=models,
         prediction_log=prediction_log,
+        stream_progress=os.path.join(settings.lakehouse.root, settings.streaming.progress_file),
     )
 
 

@@ -40,6 +40,7 @@ _MODULES = {
     "score": "score",
     "inference-pipeline": "inference_pipeline",
     "materialize": "materialize",
+    "stream": "stream",
     "monitor": "monitor",
     "serve": "serve",
     "tables": "tables",

@@ -56,12 +56,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(ctx: JobContext, args: argparse.Namespace) -> None:
     sources = load_sources(ctx.settings)
-    names = args.source or sorted(sources)
+    names = args.source or sorted(n for n, s in sources.items() if not s.is_streaming)
     unknown = [n for n in names if n not in sources]
     if unknown:
         raise UserError(
             f"unknown source(s) {unknown}; declared in "
             f"{ctx.settings.conf_path('sources')}: {sorted(sources)}"
+        )
+    streaming = [n for n in names if sources[n].is_streaming]
+    if streaming:
+        raise UserError(
+            f"source(s) {streaming} are streaming sources: the stream job reads them "
+            "(./spark-submit.sh stream)"
         )
     ledger_path = ctx.path("bronze", INGESTED_FILES_TABLE)
     unreadable: dict[str, dict[str, str]] = {}

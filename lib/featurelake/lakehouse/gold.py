@@ -75,6 +75,10 @@ log = logging.getLogger(__name__)
 #: The preprocessing configuration file, relative to the configuration directory.
 GOLD_CONFIG_FILE = "features_gold.yaml"
 PARTS = ("credit", "customers")
+#: ``--only windowed``: the windowed (streaming) views' tables recomputed in one batch from
+#: their events - the same rows the stream job keeps up to date (not part of a default run:
+#: the stream job owns those tables).
+WINDOWED = "windowed"
 _METADATA_LOCK = threading.Lock()  # serialises appends to gold/_feature_metadata
 
 
@@ -226,7 +230,7 @@ class GoldRunOptions:
     """What one gold run builds.
 
     Attributes:
-        parts: ``credit`` and/or ``customers``.
+        parts: ``credit``, ``customers`` and/or ``windowed``.
         as_of: the latest snapshot's as-of timestamp; None = end of the snapshot end date.
         snapshot_start: first daily as-of date; None = conf, else the first transaction date.
         snapshot_end: last daily as-of date; None = conf, else the last transaction date.
@@ -244,10 +248,11 @@ def add_gold_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the gold options (``--only``, ``--as-of``, ``--snapshot-start/-end``, ``--no-daily``)."""
     parser.add_argument(
         "--only",
-        choices=PARTS,
+        choices=(*PARTS, WINDOWED),
         action="append",
         default=None,
-        help="build only these gold tables (repeatable; default: all)",
+        help="build only these gold tables (repeatable; default: credit and customers); "
+        "windowed: recompute the windowed views' tables from their events",
     )
     parser.add_argument(
         "--as-of",
@@ -459,6 +464,21 @@ def _in_lineage_scope(ctx: JobContext, part: Callable[[], None]) -> None:
         part()
 
 
+def _run_windowed_views(ctx: JobContext) -> None:
+    """Every windowed view's table, recomputed from all of its events (overwrite)."""
+    from featurelake.feature_store.definitions import load_feature_views
+    from featurelake.feature_store.windows import window_aggregates
+
+    for view in load_feature_views(ctx.settings).values():
+        if view.window is None:
+            continue
+        events = ctx.tables.read(view.window.events.path(ctx.settings))
+        rows = events.transform(window_aggregates, view)
+        path = view.source.path(ctx.settings)
+        ctx.tables.write(rows, path, "overwrite", metadata={"windowed_view": view.name})
+        ctx.summary.setdefault("windowed_views", []).append(view.name)
+
+
 def run_gold(ctx: JobContext, options: GoldRunOptions | None = None) -> None:
     """Build the gold tables from silver and write them with their feature metadata.
 
@@ -480,6 +500,8 @@ def run_gold(ctx: JobContext, options: GoldRunOptions | None = None) -> None:
         parts.append(functools.partial(_run_credit, ctx, config))
     if "customers" in options.parts:
         parts.append(functools.partial(_run_customers, ctx, config, options))
+    if WINDOWED in options.parts:
+        parts.append(functools.partial(_run_windowed_views, ctx))
     # Independent tables, built at once; each part's commits name only the silver it read.
     run_concurrently(
         [functools.partial(_in_lineage_scope, ctx, part) for part in parts],

@@ -1,8 +1,9 @@
 """Expectations engine: declared row rules and table checks, with quarantine and counts.
 
 Row rules (:class:`Expectation`): ``not_null``, ``unique``, ``range``, ``allowed_values``,
-``regex``, ``expression`` (Spark SQL, must be true) and ``not_future`` (not after the run's
-as-of time). Each has a severity:
+``regex``, ``expression`` (Spark SQL, must be true), ``not_future`` (not after the run's
+as-of time) and ``in_reference`` (the value is a key of another table, such as a known
+customer: the caller passes that table, :func:`with_reference_flags`). Each has a severity:
 
 * ``drop`` - the row goes to quarantine; its ``_failed_rules`` lists *every* drop rule it broke;
 * ``fail`` - the job must stop before committing anything (``_fatal_rules`` marks the rows);
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -54,12 +55,20 @@ __all__ = [
     "rule_passes",
     "table_check_aggregates",
     "validate",
+    "with_reference_flags",
     "with_rule_failures",
 ]
 
 Severity = Literal["drop", "fail", "warn"]
 RuleType = Literal[
-    "not_null", "unique", "range", "allowed_values", "regex", "expression", "not_future"
+    "not_null",
+    "unique",
+    "range",
+    "allowed_values",
+    "regex",
+    "expression",
+    "not_future",
+    "in_reference",
 ]
 
 FAILED_RULES = "_failed_rules"  # drop rules broken -> quarantine
@@ -79,7 +88,12 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "regex": ("column", "pattern"),
     "expression": ("expr", "name"),
     "not_future": ("column",),
+    "in_reference": ("column", "reference", "key"),
 }
+
+
+class MissingReferenceError(ValueError):
+    """An ``in_reference`` rule's table was not passed to :func:`with_reference_flags`."""
 
 
 class Expectation(BaseModel):
@@ -96,6 +110,9 @@ class Expectation(BaseModel):
         values: ``allowed_values``: the allowed values.
         pattern: ``regex``: a Java regular expression the whole value must match.
         expr: ``expression``: a Spark SQL boolean expression that must be true.
+        reference: ``in_reference``: the table holding the known keys, ``<layer>/<table>``
+            (e.g. ``silver/customers``).
+        key: ``in_reference``: the key column of ``reference`` the value must be one of.
         description: why the rule exists (documentation only).
 
     Raises:
@@ -113,6 +130,8 @@ class Expectation(BaseModel):
     values: tuple[Any, ...] | None = None
     pattern: str | None = None
     expr: str | None = None
+    reference: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_]+/[A-Za-z0-9_]+$")
+    key: str | None = None
     description: str | None = None
 
     @model_validator(mode="after")
@@ -120,6 +139,8 @@ class Expectation(BaseModel):
         missing = [f for f in _NEEDS[self.type] if getattr(self, f) is None]
         if missing:
             raise ValueError(f"{self.type} rule needs {', '.join(missing)}")
+        if self.type != "in_reference" and (self.reference or self.key):
+            raise ValueError("reference and key are for in_reference rules")
         if self.type == "range" and self.min is None and self.max is None:
             raise ValueError(f"range rule on {self.column!r} needs min or max")
         return self
@@ -128,6 +149,58 @@ class Expectation(BaseModel):
     def rule(self) -> str:
         """The rule's name: ``name`` or ``<type>:<column>``."""
         return self.name or f"{self.type}:{self.column}"
+
+    @property
+    def reference_flag(self) -> str:
+        """``in_reference``: the column :func:`with_reference_flags` adds (true: key known)."""
+        return f"_known|{self.rule}"
+
+
+def with_reference_flags(
+    df: DataFrame, expectations: Sequence[Expectation], references: Mapping[str, DataFrame]
+) -> DataFrame:
+    """Add, for each ``in_reference`` rule, a boolean column: the value is a key of its table.
+
+    The reference's distinct keys are broadcast (a reference is a dimension: customers,
+    products) and joined on the value compared as text, so ``17850`` and ``"17850"`` match.
+    ``rule_passes`` then reads the column; other rules are untouched.
+
+    Args:
+        df: the rows to check.
+        expectations: the rules; only ``in_reference`` ones add a column.
+        references: ``<layer>/<table>`` -> that table's rows (at least the key column).
+
+    Returns:
+        ``df`` plus one ``_known|<rule>`` column per ``in_reference`` rule.
+
+    Raises:
+        MissingReferenceError: a rule's reference is not in ``references``.
+    """
+    for exp in expectations:
+        if exp.type != "in_reference":
+            continue
+        if exp.reference not in references:
+            raise MissingReferenceError(
+                f"rule {exp.rule} needs the table {exp.reference}; given: {sorted(references)}"
+            )
+        matched = "__fl_reference_key"
+        keys = (
+            references[str(exp.reference)]
+            .select(quoted(str(exp.key)).cast("string").alias(matched))
+            .where(F.col(matched).isNotNull())
+            .distinct()
+            .withColumn(exp.reference_flag, F.lit(True))
+        )
+        df = (
+            df.join(
+                F.broadcast(keys),
+                quoted(str(exp.column)).cast("string") == F.col(matched),
+                "left",
+            )
+            .drop(matched)
+            .withColumn(exp.reference_flag, F.coalesce(F.col(exp.reference_flag), F.lit(False)))
+        )
+    return df
 
 
 def rule_passes(expectation: Expectation, as_of: datetime | None = None) -> Column:
@@ -159,6 +232,8 @@ def rule_passes(expectation: Expectation, as_of: datetime | None = None) -> Colu
         return col.isNull() | col.isin(*(expectation.values or ()))
     if kind == "regex":
         return col.isNull() | col.cast("string").rlike(_whole(str(expectation.pattern)))
+    if kind == "in_reference":
+        return col.isNull() | F.coalesce(quoted(expectation.reference_flag), F.lit(False))
     if kind == "not_future":
         if as_of is None:
             raise ValueError(f"rule {expectation.rule}: not_future needs the run's as_of time")
@@ -170,7 +245,8 @@ def check_constraint(expectation: Expectation) -> tuple[str, str] | None:
     """The rule as a Delta CHECK constraint: (constraint name, Spark SQL), as ``rule_passes``.
 
     Only rules that judge one row by its own values, the same way at every run: ``unique``
-    (needs the other rows) and ``not_future`` (needs the run's time) have none.
+    (needs the other rows), ``not_future`` (needs the run's time) and ``in_reference`` (needs
+    another table) have none.
 
     Returns:
         The name (``fl_`` and the rule name in lower-case identifier characters) and the
@@ -180,7 +256,7 @@ def check_constraint(expectation: Expectation) -> tuple[str, str] | None:
     name = "fl_" + re.sub(r"[^a-z0-9_]", "_", expectation.rule.lower())
     if kind == "expression":
         return name, f"COALESCE(CAST(({expectation.expr}) AS BOOLEAN), false)"
-    if kind in ("unique", "not_future") or expectation.column is None:
+    if kind in ("unique", "not_future", "in_reference") or expectation.column is None:
         return None
     col = "`" + expectation.column.replace("`", "``") + "`"
     if kind == "not_null":

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from featurelake.core.config import ConfigError, Settings, load_yaml_file, parse_model
 from featurelake.core.errors import UserError
@@ -43,6 +44,9 @@ __all__ = [
     "ColumnSpec",
     "ReaderOptions",
     "SourceSpec",
+    "KafkaStreamOptions",
+    "FileStreamOptions",
+    "StreamOptions",
     "load_source_file",
     "load_sources",
     "required_jvm_packages",
@@ -95,6 +99,73 @@ class ReaderOptions(_Frozen):
     fallback_encoding: Literal["iso-8859-1", "windows-1252"] | None = None
 
 
+class KafkaStreamOptions(_Frozen):
+    """Where a streaming source's events are published in Kafka (one JSON object a message).
+
+    Attributes:
+        bootstrap_servers: ``host:port[,host:port]`` of the brokers.
+        topic: the topic read.
+        starting_offsets: where a query without a checkpoint starts: ``earliest`` or
+            ``latest``.
+        max_offsets_per_trigger: at most this many messages per micro-batch (None: all
+            available).
+        options: further ``kafka.*`` consumer options (security, timeouts), passed as they are.
+    """
+
+    bootstrap_servers: str = Field(min_length=1)
+    topic: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    starting_offsets: Literal["earliest", "latest"] = "earliest"
+    max_offsets_per_trigger: int | None = Field(default=None, gt=0)
+    options: dict[str, str] = Field(default_factory=dict)
+
+
+class FileStreamOptions(_Frozen):
+    """How the stream job reads new files landed under the source's ``path`` (JSON lines).
+
+    Attributes:
+        max_files_per_trigger: at most this many new files per micro-batch (None: all).
+    """
+
+    max_files_per_trigger: int | None = Field(default=None, gt=0)
+
+
+class StreamOptions(_Frozen):
+    """A streaming source: events read by the ``stream`` job, never by ``bronze``.
+
+    The events are JSON objects with the source's declared columns, parsed and validated by
+    the silver table declared for this source (the same code as batch silver). Events whose
+    ``event_time`` is behind the watermark (the greatest event time of the earlier
+    micro-batches minus ``watermark``) are late: they go to ``<silver table>_late``.
+
+    Attributes:
+        transport: where the job reads by default: ``kafka`` or ``files`` (new files under
+            the source's ``path``); ``stream --transport`` overrides it.
+        event_time: the silver column holding each event's time (a timestamp).
+        watermark: how late an event may arrive and still count (``"10m"``).
+        kafka: the Kafka topic (required for ``transport: kafka``).
+        files: how new landing files are read.
+    """
+
+    transport: Literal["kafka", "files"] = "kafka"
+    event_time: str = Field(min_length=1)
+    watermark: timedelta
+    kafka: KafkaStreamOptions | None = None
+    files: FileStreamOptions = Field(default_factory=FileStreamOptions)
+
+    @field_validator("watermark", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        from featurelake.feature_store.definitions import parse_duration
+
+        return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _transport_configured(self) -> StreamOptions:
+        if self.transport == "kafka" and self.kafka is None:
+            raise ValueError("transport kafka needs a kafka: section (bootstrap_servers, topic)")
+        return self
+
+
 class SourceSpec(_Frozen):
     """A declared source: a file glob, its format and its expected columns.
 
@@ -116,6 +187,8 @@ class SourceSpec(_Frozen):
             a record).
         jdbc: where the table is and how it is read (``format: jdbc`` only).
         http_json: where the API is and how its pages are read (``format: http_json`` only).
+        stream: makes this a streaming source (``format: json``; ``path`` is the landing
+            glob of the file transport): read by the ``stream`` job, not by ``bronze``.
     """
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -128,6 +201,7 @@ class SourceSpec(_Frozen):
     columns: tuple[ColumnSpec, ...] = Field(min_length=1)
     jdbc: JdbcOptions | None = Field(default=None, validate_default=True)
     http_json: HttpJsonOptions | None = Field(default=None, validate_default=True)
+    stream: StreamOptions | None = None
 
     @field_validator("columns")
     @classmethod
@@ -169,6 +243,19 @@ class SourceSpec(_Frozen):
         if isinstance(section, JdbcOptions) and declared and section.cursor not in declared:
             raise ValueError(f"cursor {section.cursor!r} is not a declared column: {declared}")
         return section
+
+    @model_validator(mode="after")
+    def _stream_events_are_json(self) -> SourceSpec:
+        if self.stream is not None and self.format != "json":
+            raise ValueError(
+                f"a streaming source's events are JSON objects: format json, got {self.format}"
+            )
+        return self
+
+    @property
+    def is_streaming(self) -> bool:
+        """True for sources the ``stream`` job reads (they have a ``stream:`` section)."""
+        return self.stream is not None
 
     @property
     def is_file_source(self) -> bool:
@@ -252,7 +339,9 @@ def load_sources(settings: Settings) -> dict[str, SourceSpec]:
 
 
 def required_jvm_packages(sources: Iterable[SourceSpec]) -> list[str]:
-    """The Maven coordinates the sources need on Spark's classpath (JDBC drivers), sorted.
+    """The Maven coordinates the sources need on Spark's classpath, sorted.
+
+    JDBC drivers, and Spark's Kafka connector for a streaming source with a Kafka topic.
 
     Args:
         sources: the declared sources.
@@ -260,4 +349,10 @@ def required_jvm_packages(sources: Iterable[SourceSpec]) -> list[str]:
     Returns:
         Unique ``group:artifact:version`` strings; empty when no source needs one.
     """
-    return sorted({s.jdbc.driver_coordinates for s in sources if s.jdbc is not None})
+    from featurelake.core.jvm_packages import kafka_coordinates
+
+    sources = list(sources)
+    needed = {s.jdbc.driver_coordinates for s in sources if s.jdbc is not None}
+    if any(s.stream is not None and s.stream.kafka is not None for s in sources):
+        needed.update(kafka_coordinates())
+    return sorted(needed)

@@ -9,10 +9,13 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from pyspark.sql import DataFrame
+
 from featurelake.core.concurrency import run_concurrently
+from featurelake.core.config import Settings
 from featurelake.core.errors import DataError, UserError
 from featurelake.core.runner import JobContext
-from featurelake.delta import StagedWrite, TableNotFoundError
+from featurelake.delta import DeltaTables, StagedWrite, TableNotFoundError
 from featurelake.lakehouse.pii import (
     load_pii_key,
 )
@@ -40,6 +43,37 @@ def _select(
     if unknown:
         raise UserError(f"unknown silver table(s) {unknown}; declared: {sorted(specs)}")
     return [specs[n] for n in names]
+
+
+def streaming_tables(ctx: JobContext) -> set[str]:
+    """Names of the silver tables fed by a streaming source (the stream job writes them)."""
+    from featurelake.lakehouse.sources import load_sources
+
+    streaming = {name for name, source in load_sources(ctx.settings).items() if source.is_streaming}
+    specs = load_table_specs(ctx.settings.conf_path(ctx.settings.silver.tables_dir))
+    return {spec.name for spec in specs.values() if spec.source in streaming}
+
+
+def read_references(
+    tables: DeltaTables, settings: Settings, spec: SilverTableSpec
+) -> dict[str, DataFrame]:
+    """The tables the declaration's ``in_reference`` rules check against, at their latest version.
+
+    Raises:
+        DataError: a reference table does not exist.
+    """
+    references = {}
+    for name in spec.references:
+        layer, table = name.split("/")
+        path = settings.lakehouse.table_path(layer, table)
+        try:
+            references[name] = tables.read(path)
+        except TableNotFoundError as exc:
+            raise DataError(
+                f"silver table {spec.name}: its in_reference rules need {name}, which does not "
+                f"exist at {path}"
+            ) from exc
+    return references
 
 
 def _utc(value: datetime) -> datetime:
@@ -136,7 +170,16 @@ def run_silver(
         ConfigError: an invalid declaration. PiiKeyError: the PII key variable is unset.
     """
     settings = ctx.settings.silver
-    specs = _select(load_table_specs(ctx.settings.conf_path(settings.tables_dir)), tables)
+    declared = load_table_specs(ctx.settings.conf_path(settings.tables_dir))
+    streamed = streaming_tables(ctx)
+    if tables:
+        named = sorted(streamed & set(tables))
+        if named:
+            raise UserError(
+                f"silver table(s) {named} are fed by a streaming source: the stream job writes "
+                "them (./spark-submit.sh stream)"
+            )
+    specs = _select({n: s for n, s in declared.items() if n not in streamed}, tables)
     started = datetime.now(timezone.utc)
     as_of = _utc(as_of or settings.as_of or started)
     needs_key = any(p.action == "hash" for spec in specs for p in spec.pii)
@@ -175,6 +218,7 @@ def run_silver(
             quarantined_at=started,
             pii_key=pii_key,
             observe=True,
+            references=read_references(ctx.tables, ctx.settings, spec),
         )
         pair = {_PAIR_RUN: ctx.run_id, _PAIR_BRONZE: str(bronze_version)}
         silver_write = ctx.tables.stage(

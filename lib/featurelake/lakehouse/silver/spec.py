@@ -127,6 +127,16 @@ class SilverTableSpec(BaseModel):
         return f"{self.name}_quarantine"
 
     @property
+    def late_name(self) -> str:
+        """The late-events table's name (tables fed by a stream)."""
+        return f"{self.name}_late"
+
+    @property
+    def references(self) -> list[str]:
+        """The tables (``<layer>/<table>``) the ``in_reference`` rules read, sorted."""
+        return sorted({str(e.reference) for e in self.expectations if e.reference})
+
+    @property
     def source_columns(self) -> list[str]:
         """The bronze columns the declaration parses."""
         return [c.source for c in self.columns if c.source is not None]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -32,6 +32,7 @@ from featurelake.lakehouse.quality import (
     Severity,
     rule_failure_aggregates,
     table_check_aggregates,
+    with_reference_flags,
     with_rule_failures,
 )
 from featurelake.lakehouse.silver.counts import SilverCounts, summarize_counts
@@ -202,6 +203,7 @@ def build_silver(
     quarantined_at: datetime,
     pii_key: bytes | None,
     observe: bool = False,
+    references: Mapping[str, DataFrame] | None = None,
 ) -> SilverPlan:
     """Build the silver table, its quarantine and the classified rows from one bronze snapshot.
 
@@ -216,6 +218,8 @@ def build_silver(
             observations while ``silver`` and ``quarantine`` are computed, so that writing them
             needs no extra pass over the data; read them with :meth:`SilverPlan.counts` after
             the first action on each.
+        references: the tables ``in_reference`` rules name (``<layer>/<table>`` -> rows;
+            :attr:`SilverTableSpec.references`).
 
     Returns:
         A :class:`SilverPlan`.
@@ -223,11 +227,12 @@ def build_silver(
     Raises:
         BronzeSchemaError: the bronze table lacks a declared column (names missing and present).
         PiiKeyError: a PII column is hashed and ``pii_key`` is missing.
+        MissingReferenceError: an ``in_reference`` rule's table is not in ``references``.
     """
     _check_bronze_schema(bronze, spec)
     raw_columns = [c for c in bronze.columns if c not in LINEAGE_COLUMNS]
     rules = _RuleSets.of(spec)
-    checked = _parsed_and_checked(bronze, spec, raw_columns, rules, as_of)
+    checked = _parsed_and_checked(bronze, spec, raw_columns, rules, as_of, references or {})
 
     def with_unique_rules(rows: DataFrame, scope: Column) -> DataFrame:
         return rows.transform(with_rule_failures, rules.unique, as_of=as_of, scope=scope)
@@ -354,6 +359,7 @@ def _parsed_and_checked(
     raw_columns: Sequence[str],
     rules: _RuleSets,
     as_of: datetime,
+    references: Mapping[str, DataFrame],
 ) -> DataFrame:
     """Every bronze row: raw strings kept in a struct, typed columns, the row rules judged."""
     text_columns = [
@@ -371,6 +377,9 @@ def _parsed_and_checked(
         *[quoted(c) for c in df.columns if c != PARSE_ERRORS],
         _parser_rules(spec, text_columns).alias(FAILED_RULES),
     )
+    # in_reference rules read a flag column joined from their table (dropped with the other
+    # helper columns when silver and quarantine select their columns).
+    df = df.transform(with_reference_flags, rules.row, references)
     return df.transform(with_rule_failures, rules.row, as_of=as_of).withColumn(
         _OK, F.size(F.col(FAILED_RULES)) == 0
     )
