@@ -232,6 +232,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if models is not None and config.models:
+            # Models load in the background: the server answers /health and /features at once.
+            threading.Thread(
+                target=models.warm, args=(list(config.models),), name="models-warm", daemon=True
+            ).start()
         yield
         if prediction_log is not None:
             prediction_log.close()
@@ -443,13 +448,19 @@ def build_app(settings: Settings) -> FastAPI:
     dashboard = under_root(settings, load_monitoring_config(settings).report.path)
     models, prediction_log = None, None
     if config.models:
-        import mlflow
 
-        from featurelake.ml.tracking import store_uris
+        def mlflow_client() -> Any:
+            # Imported on first use (MLflow takes seconds to import): see OnlineModels.warm.
+            import mlflow
 
-        tracking_uri, registry_uri = store_uris(settings.mlflow)
-        client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
-        models = OnlineModels(client, {name: m.reload_seconds for name, m in config.models.items()})
+            from featurelake.ml.tracking import store_uris
+
+            tracking_uri, registry_uri = store_uris(settings.mlflow)
+            return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+
+        models = OnlineModels(
+            mlflow_client, {name: m.reload_seconds for name, m in config.models.items()}
+        )
         log_config = config.prediction_log
         prediction_log = PredictionLog(
             log_config.table,

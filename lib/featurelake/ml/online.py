@@ -19,10 +19,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from featurelake.core.errors import TransientError, UserError
-from featurelake.ml.portable.evaluate import PortablePipeline
+
+if TYPE_CHECKING:
+    from featurelake.ml.portable.evaluate import PortablePipeline
 
 __all__ = [
     "Arm",
@@ -92,6 +94,7 @@ class LoadedModel:
 def _load_portable(client: Any, name: str, version: str) -> LoadedModel:
     import mlflow.artifacts
 
+    from featurelake.ml.portable.evaluate import PortablePipeline
     from featurelake.ml.portable.pyfunc import PORTABLE_FILE
 
     uri = f"models:/{name}/{version}"
@@ -125,7 +128,9 @@ class OnlineModels:
     """The champion and challenger of each served model, loaded once per version.
 
     Args:
-        client: an ``mlflow.MlflowClient`` (its tracking and registry URIs are used).
+        client: an ``mlflow.MlflowClient`` (its tracking and registry URIs are used), or a
+            function making one - called on first use, so a server starts without importing
+            MLflow and loads its models in the background (:meth:`warm`).
         reload_seconds: per model name, how often the aliases are looked up again.
         loader: ``(client, name, version) -> LoadedModel`` (tests may count calls).
     """
@@ -136,13 +141,34 @@ class OnlineModels:
         reload_seconds: Mapping[str, float],
         loader: Callable[[Any, str, str], LoadedModel] = _load_portable,
     ) -> None:
-        self.client = client
+        self._client = client
         self.reload_seconds = dict(reload_seconds)
         self._loader = loader
         self._lock = threading.Lock()
+        self._client_lock = threading.Lock()
         self._versions: dict[tuple[str, str], LoadedModel] = {}
         self._aliases: dict[tuple[str, Arm], str | None] = {}
         self._checked: dict[str, float] = {}
+
+    @property
+    def client(self) -> Any:
+        if callable(self._client) and not hasattr(self._client, "get_model_version_by_alias"):
+            with self._client_lock:  # not self._lock: _refresh holds it while using the client
+                if not hasattr(self._client, "get_model_version_by_alias"):
+                    self._client = self._client()
+        return self._client
+
+    def warm(self, names: Sequence[str]) -> None:
+        """Load the champion and challenger of every model now (a server's start-up, in a
+        background thread); a model that cannot be loaded yet is logged and tried again on
+        its first request."""
+        for name in names:
+            try:
+                self.get(name)
+            except ModelUnavailableError as exc:
+                log.warning(
+                    "model_not_loaded", extra={"fields": {"model": name, "error": str(exc)}}
+                )
 
     def _alias_version(self, name: str, alias: Arm) -> str | None:
         from mlflow.exceptions import MlflowException
