@@ -200,6 +200,9 @@ def run_stream(ctx: JobContext, options: StreamOptions) -> dict[str, Any]:
         )
     plan = plan_stream(ctx, options)
     settings = ctx.settings
+    # Taken by queries starting without a checkpoint; a restarted query keeps its own.
+    batch_partitions = ctx.spark.conf.get("spark.sql.shuffle.partitions")
+    ctx.spark.conf.set("spark.sql.shuffle.partitions", str(settings.streaming.shuffle_partitions))
     root = settings.lakehouse.root
     board = ProgressBoard(os.path.join(root, settings.streaming.progress_file))
     listener = QueryProgressListener(board)
@@ -284,6 +287,7 @@ def run_stream(ctx: JobContext, options: StreamOptions) -> dict[str, Any]:
         for query in list(ctx.spark.streams.active):
             query.stop()
         ctx.spark.streams.removeListener(listener)
+        ctx.spark.conf.set("spark.sql.shuffle.partitions", str(batch_partitions))
         if store is not None:
             store.close()
     return board.snapshot()
