@@ -39,7 +39,7 @@ from featurelake.streaming.ingest import EventIngest
 from featurelake.streaming.progress import ProgressBoard, QueryProgressListener
 from featurelake.streaming.views import WindowedViewSink
 
-__all__ = ["StreamOptions", "StreamPlan", "plan_stream", "run_stream"]
+__all__ = ["StreamRunOptions", "StreamPlan", "plan_stream", "run_stream"]
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ _DELTA_FILES_PER_TRIGGER = 100_000
 
 
 @dataclass(frozen=True)
-class StreamOptions:
+class StreamRunOptions:
     """What a ``stream`` run does (the job's command-line options).
 
     Attributes:
@@ -81,7 +81,7 @@ class StreamPlan:
     views: list[FeatureView] = field(default_factory=list)
 
 
-def plan_stream(ctx: JobContext, options: StreamOptions) -> StreamPlan:
+def plan_stream(ctx: JobContext, options: StreamRunOptions) -> StreamPlan:
     """The run's sources, their silver tables and the windowed views over them.
 
     Raises:
@@ -185,7 +185,7 @@ def _empty_silver(ctx: JobContext, source: SourceSpec, spec: SilverTableSpec) ->
     return plan.silver
 
 
-def run_stream(ctx: JobContext, options: StreamOptions) -> dict[str, Any]:
+def run_stream(ctx: JobContext, options: StreamRunOptions) -> dict[str, Any]:
     """Run the queries of :func:`plan_stream`; their last figures by query name.
 
     Raises:
