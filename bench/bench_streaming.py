@@ -60,9 +60,10 @@ class Lake:
         shutil.copytree(PROJECT / "conf", self.conf)
         source = self.conf / "sources" / "order_events.yaml"
         declaration = yaml.safe_load(source.read_text())
-        declaration["stream"]["kafka"].update(
-            {"bootstrap_servers": bootstrap, "topic": topic, "starting_offsets": "latest"}
-        )
+        kafka = {"topic": topic, "starting_offsets": "latest"}
+        if bootstrap:  # without a broker (files only) the declared address stays
+            kafka["bootstrap_servers"] = bootstrap
+        declaration["stream"]["kafka"].update(kafka)
         source.write_text(yaml.safe_dump(declaration, sort_keys=False))
         self.customers = [str(10_000 + i) for i in range(customers)]
         self.landing = self.root / "landing" / "order_events"
