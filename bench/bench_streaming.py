@@ -60,9 +60,10 @@ class Lake:
         shutil.copytree(PROJECT / "conf", self.conf)
         source = self.conf / "sources" / "order_events.yaml"
         declaration = yaml.safe_load(source.read_text())
-        declaration["stream"]["kafka"].update(
-            {"bootstrap_servers": bootstrap, "topic": topic, "starting_offsets": "latest"}
-        )
+        kafka = {"topic": topic, "starting_offsets": "latest"}
+        if bootstrap:  # without a broker (files only) the declared address stays
+            kafka["bootstrap_servers"] = bootstrap
+        declaration["stream"]["kafka"].update(kafka)
         source.write_text(yaml.safe_dump(declaration, sort_keys=False))
         self.customers = [str(10_000 + i) for i in range(customers)]
         self.landing = self.root / "landing" / "order_events"
@@ -255,12 +256,15 @@ def run_transport(transport: str, args: argparse.Namespace, bootstrap: str) -> l
     results = []
     try:
         # Warm-up: until a first order shows in the store (the JVM and both queries started).
-        deadline = time.time() + 300
+        deadline = time.time() + args.start_timeout
         while time.time() < deadline and not seen.visible:
             produce_steadily(transport, lake, seen, 20, 1.0, bootstrap, topic)
             time.sleep(1)
         if not seen.visible:
-            raise RuntimeError(f"nothing became visible within 300 s; see {base / 'stream.log'}")
+            raise RuntimeError(
+                f"nothing became visible within {args.start_timeout:.0f} s; "
+                f"see {base / 'stream.log'} (kept with --keep)"
+            )
         produce_steadily(transport, lake, seen, 200, 10.0, bootstrap, topic)  # JIT warm-up
         end = time.time() + args.drain
         while time.time() < end and not seen.all_visible():
@@ -321,6 +325,9 @@ def main() -> int:
     parser.add_argument("--drain", type=float, default=60.0, help="wait for the last events")
     parser.add_argument("--customers", type=int, default=1000)
     parser.add_argument("--keep", action="store_true", help="keep the temporary lakehouse")
+    parser.add_argument(
+        "--start-timeout", type=float, default=600.0, help="for the first order to show"
+    )
     args = parser.parse_args()
     bootstrap = ""
     if "kafka" in args.transports:

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 from featurelake.core import jvm_packages
-from featurelake.core.jvm_packages import delta_coordinates, resolve_packages
+from featurelake.core.jvm_packages import (
+    Resolution,
+    delta_coordinates,
+    kafka_coordinates,
+    resolve_packages,
+    standalone_classpath,
+)
 
 
 def _free_port() -> int:
@@ -27,6 +33,18 @@ def test_the_delta_jar_matches_the_installed_wheels():
     spark = metadata.version("pyspark").split(".")
     expected = f"io.delta:delta-spark_{spark[0]}.{spark[1]}_2.13:{metadata.version('delta-spark')}"
     assert delta_coordinates() == [expected]
+
+
+def test_the_kafka_connector_matches_the_installed_pyspark():
+    expected = f"org.apache.spark:spark-sql-kafka-0-10_2.13:{metadata.version('pyspark')}"
+    assert kafka_coordinates() == [expected]
+
+
+def test_a_standalone_classpath_adds_sparks_scala_library():
+    found = Resolution(("g:a:1",), ("/cache/g_a-1.jar",))
+    classpath = standalone_classpath(found)
+    assert classpath[0] == "/cache/g_a-1.jar"
+    assert [p for p in classpath[1:] if "scala-library-2.13" in p] == classpath[1:] != []
 
 
 def test_a_registry_refusing_connections_is_reported_in_seconds(tmp_path):

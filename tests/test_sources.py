@@ -143,6 +143,7 @@ def test_a_database_source_has_no_path_and_needs_its_section(tmp_path):
 
 
 def test_the_configuration_check_adds_the_declared_jdbc_driver_to_spark_packages(tmp_path):
+    from featurelake.core.jvm_packages import kafka_coordinates
     from featurelake.core.validation import validate_configuration
     from featurelake.jobs.generate_data import files_per_source
 
@@ -151,7 +152,9 @@ def test_the_configuration_check_adds_the_declared_jdbc_driver_to_spark_packages
         JDBC_SECTION.replace("URL", "jdbc:postgresql://db:5432/shop")
     )
     settings = validate_configuration(conf, "local", [f"lakehouse.root={tmp_path / 'lake'}"])
-    assert settings.spark.conf["spark.jars.packages"] == "org.postgresql:postgresql:42.7.4"
+    # the shipped order_events source reads a Kafka topic: Spark's connector comes too
+    packages = settings.spark.conf["spark.jars.packages"].split(",")
+    assert packages == sorted(["org.postgresql:postgresql:42.7.4", *kafka_coordinates()])
     # a source without files is not counted by generate-data --if-missing
     counted = files_per_source(SimpleNamespace(settings=settings), str(tmp_path / "landing"))
     assert sorted(counted) == ["credit_clients", "customer_profiles", "online_retail"]

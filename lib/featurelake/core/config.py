@@ -145,12 +145,16 @@ class StreamingSettings(_Frozen):
     """The ``stream`` job: where its checkpoints and progress go, how often it triggers.
 
     Paths are relative to the lakehouse root: one checkpoint folder per query under
-    ``checkpoint_dir`` (``<source>-ingest``, ``<view>``); ``progress_file`` holds the latest
-    progress of every query (the serving API exports it at ``/metrics``).
+    ``checkpoint_dir`` (``<source>-<transport>``, ``<view>``); ``progress_file`` holds the
+    latest progress of every query (the serving API exports it at ``/metrics``).
+    ``shuffle_partitions`` is ``spark.sql.shuffle.partitions`` of a query's first start (its
+    checkpoint keeps it): each micro-batch is small, and every partition of a view's state is
+    one more state file written per batch.
     """
 
     checkpoint_dir: str = Field(default="_checkpoints/stream", min_length=1)
     trigger_seconds: float = Field(default=2.0, ge=0)
+    shuffle_partitions: int = Field(default=2, ge=1)
     progress_file: str = Field(default="ops/stream_progress.json", min_length=1)
 
 

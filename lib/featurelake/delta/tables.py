@@ -478,6 +478,7 @@ class DeltaTables:
         schema_evolution: bool = False,
         metadata: Mapping[str, Any] | None = None,
         txn: AppTransaction | None = None,
+        keys_unique: bool = False,
     ) -> WriteResult:
         """Insert rows of ``df`` whose keys are new; replace rows whose keys exist (MERGE).
 
@@ -494,6 +495,8 @@ class DeltaTables:
             txn: an application transaction committed with the merge (as :meth:`write`):
                 a merge whose claim was already made is skipped - a streaming query replaying
                 a micro-batch it had committed before a crash changes nothing.
+            keys_unique: the caller guarantees each key once in ``df`` (an aggregation's
+                output): the check, a Spark job of its own, is skipped.
 
         Raises:
             ValueError: ``keys`` empty, not columns of ``df``, or duplicated in ``df``.
@@ -506,7 +509,9 @@ class DeltaTables:
         absent = [k for k in keys if k not in df.columns]
         if absent:
             raise ValueError(f"upsert keys {absent} are not columns of the data ({df.columns})")
-        dupes = df.groupBy(*keys).count().filter("count > 1").limit(3).collect()
+        dupes = (
+            [] if keys_unique else df.groupBy(*keys).count().filter("count > 1").limit(3).collect()
+        )
         if dupes:
             shown = [{k: row[k] for k in keys} for row in dupes]
             raise ValueError(

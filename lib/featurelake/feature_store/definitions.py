@@ -407,8 +407,18 @@ class FeatureView(_Frozen):
         return columns + self.feature_names
 
     def definition(self) -> dict[str, Any]:
-        """The declaration as plain JSON-able data (durations in seconds)."""
-        return self.model_dump(mode="json")
+        """The declaration as plain JSON-able data (durations in seconds).
+
+        ``window`` and a feature's ``aggregation`` appear only when set, so the definition
+        (and hash) of a view without them is what it was before windowed views existed.
+        """
+        data = self.model_dump(mode="json")
+        if data.get("window") is None:
+            data.pop("window", None)
+        for feature in data["features"]:
+            if feature.get("aggregation") is None:
+                feature.pop("aggregation", None)
+        return data
 
     def definition_hash(self) -> str:
         """SHA-256 of the canonical JSON of the declaration; changes iff the definition does."""

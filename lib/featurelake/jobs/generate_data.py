@@ -223,12 +223,13 @@ def files_per_source(ctx: JobContext, landing: str) -> dict[str, int]:
 
     Files are counted as bronze would list them
     (:func:`featurelake.lakehouse.bronze.list_landed_files`: regular files, names not starting
-    with ``.`` or ``_``). Database and API sources have no files and are not counted.
+    with ``.`` or ``_``). Database and API sources have no files and are not counted, nor are
+    streaming sources (the generator writes none; the stream job reads them).
     """
     return {
         name: len(list_landed_files(spec, landing))
         for name, spec in sorted(load_sources(ctx.settings).items())
-        if spec.is_file_source
+        if spec.is_file_source and not spec.is_streaming
     }
 
 

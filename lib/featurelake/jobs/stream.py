@@ -14,7 +14,7 @@ See featurelake.streaming and docs/STREAMING.md.
 import argparse
 
 from featurelake.core.runner import JobContext
-from featurelake.streaming.runner import StreamOptions, run_stream
+from featurelake.streaming.runner import StreamRunOptions, run_stream
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(ctx: JobContext, args: argparse.Namespace) -> None:
-    options = StreamOptions(
+    options = StreamRunOptions(
         sources=tuple(args.source),
         views=tuple(args.view),
         transport=args.transport,

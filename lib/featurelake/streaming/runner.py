@@ -39,7 +39,7 @@ from featurelake.streaming.ingest import EventIngest
 from featurelake.streaming.progress import ProgressBoard, QueryProgressListener
 from featurelake.streaming.views import WindowedViewSink
 
-__all__ = ["StreamOptions", "StreamPlan", "plan_stream", "run_stream"]
+__all__ = ["StreamRunOptions", "StreamPlan", "plan_stream", "run_stream"]
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ _DELTA_FILES_PER_TRIGGER = 100_000
 
 
 @dataclass(frozen=True)
-class StreamOptions:
+class StreamRunOptions:
     """What a ``stream`` run does (the job's command-line options).
 
     Attributes:
@@ -81,7 +81,7 @@ class StreamPlan:
     views: list[FeatureView] = field(default_factory=list)
 
 
-def plan_stream(ctx: JobContext, options: StreamOptions) -> StreamPlan:
+def plan_stream(ctx: JobContext, options: StreamRunOptions) -> StreamPlan:
     """The run's sources, their silver tables and the windowed views over them.
 
     Raises:
@@ -185,7 +185,7 @@ def _empty_silver(ctx: JobContext, source: SourceSpec, spec: SilverTableSpec) ->
     return plan.silver
 
 
-def run_stream(ctx: JobContext, options: StreamOptions) -> dict[str, Any]:
+def run_stream(ctx: JobContext, options: StreamRunOptions) -> dict[str, Any]:
     """Run the queries of :func:`plan_stream`; their last figures by query name.
 
     Raises:
@@ -200,6 +200,9 @@ def run_stream(ctx: JobContext, options: StreamOptions) -> dict[str, Any]:
         )
     plan = plan_stream(ctx, options)
     settings = ctx.settings
+    # Taken by queries starting without a checkpoint; a restarted query keeps its own.
+    batch_partitions = ctx.spark.conf.get("spark.sql.shuffle.partitions")
+    ctx.spark.conf.set("spark.sql.shuffle.partitions", str(settings.streaming.shuffle_partitions))
     root = settings.lakehouse.root
     board = ProgressBoard(os.path.join(root, settings.streaming.progress_file))
     listener = QueryProgressListener(board)
@@ -284,6 +287,7 @@ def run_stream(ctx: JobContext, options: StreamOptions) -> dict[str, Any]:
         for query in list(ctx.spark.streams.active):
             query.stop()
         ctx.spark.streams.removeListener(listener)
+        ctx.spark.conf.set("spark.sql.shuffle.partitions", str(batch_partitions))
         if store is not None:
             store.close()
     return board.snapshot()

@@ -105,6 +105,7 @@ class WindowedViewSink:
                         window_keys(self.view),
                         txn=claim,
                         metadata={"stream_view": self.view.name, "stream_batch": str(batch_id)},
+                        keys_unique=True,  # one row per key and window: an aggregation's output
                     ).rows_written
                 except AlreadyCommittedError:
                     log.info(

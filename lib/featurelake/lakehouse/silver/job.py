@@ -45,12 +45,11 @@ def _select(
     return [specs[n] for n in names]
 
 
-def streaming_tables(ctx: JobContext) -> set[str]:
+def _streaming_tables(ctx: JobContext, specs: dict[str, SilverTableSpec]) -> set[str]:
     """Names of the silver tables fed by a streaming source (the stream job writes them)."""
     from featurelake.lakehouse.sources import load_sources
 
     streaming = {name for name, source in load_sources(ctx.settings).items() if source.is_streaming}
-    specs = load_table_specs(ctx.settings.conf_path(ctx.settings.silver.tables_dir))
     return {spec.name for spec in specs.values() if spec.source in streaming}
 
 
@@ -171,7 +170,7 @@ def run_silver(
     """
     settings = ctx.settings.silver
     declared = load_table_specs(ctx.settings.conf_path(settings.tables_dir))
-    streamed = streaming_tables(ctx)
+    streamed = _streaming_tables(ctx, declared)
     if tables:
         named = sorted(streamed & set(tables))
         if named:
