@@ -62,7 +62,8 @@ def test_the_pipeline_runs_through_spark_submit_on_a_standalone_cluster(tmp_path
             text=True,
             capture_output=True,
             timeout=1500,
-            env={**os.environ, "FL_TEST_KEY": "cluster-test-key"},
+            # JSON lines on the console: the assertions below read the job_started events.
+            env={**os.environ, "FL_TEST_KEY": "cluster-test-key", "FEATURELAKE_LOG_FORMAT": "json"},
         )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
