@@ -64,7 +64,7 @@ def test_the_pipeline_runs_through_spark_submit_on_a_standalone_cluster(tmp_path
         "gold",
         "features-apply",
         "train-segmentation",
-        "train-classifier",
+        "retrain-check",
         "promote",
         "score",
         "materialize",

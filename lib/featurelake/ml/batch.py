@@ -52,6 +52,8 @@ class ScoreOptions:
         output: ``<layer>/<table>`` for predictions (default ``predictions/<model name>``).
         scoring_date: the partition (default: today, UTC).
         batch_id: identifies the batch (default: derived from the input and its version).
+        shadow: also score the model's waiting ``challenger`` (when it has one besides the
+            champion) on the same rows, as ``role = shadow`` rows of the same batch.
     """
 
     model_uri: str
@@ -62,6 +64,7 @@ class ScoreOptions:
     output: str | None = None
     scoring_date: date | None = None
     batch_id: str | None = None
+    shadow: bool = False
 
 
 def _is_table(ref: str) -> bool:
@@ -192,9 +195,27 @@ def run_score(ctx: JobContext, options: ScoreOptions) -> dict[str, Any]:
         inference_ts=F.lit(now),
         feature_table_version=feature_version,
     )
+    shadow = _shadow_model(model) if options.shadow else None
+    shadow_rows = 0
+    if shadow is not None:
+        check_input_columns(features, [key, *shadow.input_columns], shadow.uri)
+        shadow_scorable, _ = split_scorable(features, shadow.input_columns)
+        shadowed = with_prediction_metadata(
+            predict(ctx.spark, shadow, shadow_scorable, options.path)[0],
+            shadow,
+            keys=[key],
+            batch_id=batch_id,
+            scoring_date=F.lit(scoring_date),
+            inference_ts=F.lit(now),
+            feature_table_version=feature_version,
+            role="shadow",
+        ).cache()
+        shadow_rows = shadowed.count()
+        # One batch, one commit: the champion's rows and the shadow's together.
+        predictions = predictions.unionByName(shadowed)
     layer, _, table = (options.output or f"predictions/{model.name}").partition("/")
     out_path = ctx.path(layer, table)
-    written = _replace_batch(ctx, predictions, out_path, batch_id, scoring_date)
+    written = _replace_batch(ctx, predictions, out_path, batch_id, scoring_date) - shadow_rows
     quarantine_rows = quarantined.select(
         F.col(f"`{key}`").cast("string").alias("key"),
         "_failed_rules",
@@ -215,6 +236,8 @@ def run_score(ctx: JobContext, options: ScoreOptions) -> dict[str, Any]:
         "rows_scored": written,
         "rows_quarantined": q_written,
     }
+    if shadow is not None:
+        summary["shadow"] = {"model": shadow.load_uri, "rows_scored": shadow_rows}
     ctx.summary.setdefault("score", {})[model.name] = summary
     log.info("scored", extra={"fields": summary})
     return summary
@@ -237,10 +260,33 @@ def _replace_batch(
         (F.col("scoring_date") == F.lit(scoring_date)) & (F.col("batch_id") != batch_id)
     )
     kept = others.count()
+    # A table written before a column was added (``role``) gets it; its old rows read null.
     result = ctx.tables.write(
-        others.unionByName(rows),
+        others.unionByName(rows, allowMissingColumns=True),
         path,
         "overwrite",
         replace_partitions={"scoring_date": scoring_date.isoformat()},
+        schema_evolution=True,
     )
     return result.rows_written - kept
+
+
+def _shadow_model(model: ResolvedModel) -> ResolvedModel | None:
+    """The registered model's waiting challenger, when ``model`` is its champion."""
+    import mlflow
+
+    from featurelake.ml.registry import CHALLENGER, CHAMPION, alias_version
+
+    if model.version is None:
+        return None
+    client = mlflow.MlflowClient()
+    champion = alias_version(client, model.name, CHAMPION)
+    challenger = alias_version(client, model.name, CHALLENGER)
+    if (
+        champion is None
+        or challenger is None
+        or str(champion.version) != model.version
+        or challenger.version == champion.version
+    ):
+        return None
+    return resolve_model(f"models:/{model.name}@{CHALLENGER}")
