@@ -45,8 +45,8 @@ def main() -> int:
     from featurelake.core.config import MlflowSettings
     from featurelake.core.session import build_spark_session
     from featurelake.core.validation import validate_configuration
-    from featurelake.lakehouse import bronze, gold, silver
-    from featurelake.lakehouse.sources import load_sources
+    from featurelake.lakehouse import gold
+    from featurelake.ml.batch import raw_to_silver
     from featurelake.ml.classification import prepare_training_frame, train_classifier
     from featurelake.ml.config import ClassificationConfig, load_model_config
     from featurelake.ml.tracking import configure_tracking
@@ -63,20 +63,16 @@ def main() -> int:
         )
     )
     try:
-        now = datetime.now(timezone.utc)
-        spec = load_sources(settings)["credit_clients"]
-        rows = bronze.with_lineage(
-            bronze.read_source_rows(spark, spec, str(args.data)),
-            spec=spec,
-            batch_id="bench",
-            ingested_at=now,
-        )
-        table = silver.load_table_specs(settings.conf_path("tables"))["credit_clients"]
-        plan = silver.build_silver(
-            rows, table, as_of=now, run_id="bench", quarantined_at=now, pii_key=None
+        clients = raw_to_silver(
+            spark,
+            settings,
+            "credit_clients",
+            str(args.data),
+            as_of=datetime.now(timezone.utc),
+            run_id="bench",
         )
         features, labels = gold.build_credit_gold(
-            plan.silver, gold.load_gold_config(settings.conf_path(gold.GOLD_CONFIG_FILE)).credit
+            clients, gold.load_gold_config(settings.conf_path(gold.GOLD_CONFIG_FILE)).credit
         )
         features, labels = features.cache(), labels.cache()
         declared = load_model_config(args.config)

@@ -34,8 +34,8 @@ from featurelake.core.validation import validate_configuration
 from featurelake.delta import DeltaTables
 from featurelake.devtools.synthetic import credit_client_lines
 from featurelake.jobs import load_job
-from featurelake.lakehouse import bronze, gold, silver
-from featurelake.lakehouse.sources import load_sources
+from featurelake.lakehouse import gold
+from featurelake.ml.batch import raw_to_silver
 from pyspark.sql import functions as F
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -136,20 +136,16 @@ def _landing_file(spark, landing: Path, period: int) -> Path:
 
 def _rebuild_gold(spark, settings, root: Path, files: list[Path]) -> None:
     """Gold from every period's raw file so far, through the bronze, silver and gold code."""
-    spec = load_sources(settings)["credit_clients"]
-    now = datetime.now(timezone.utc)
-    rows = bronze.with_lineage(
-        bronze.read_source_rows(spark, spec, [str(f) for f in files]),
-        spec=spec,
-        batch_id="scenario",
-        ingested_at=now,
-    )
-    table = silver.load_table_specs(settings.conf_path("tables"))["credit_clients"]
-    plan = silver.build_silver(
-        rows, table, as_of=now, run_id="scenario", quarantined_at=now, pii_key=None
+    clients = raw_to_silver(
+        spark,
+        settings,
+        "credit_clients",
+        [str(f) for f in files],
+        as_of=datetime.now(timezone.utc),
+        run_id="scenario",
     )
     config = gold.load_gold_config(settings.conf_path(gold.GOLD_CONFIG_FILE))
-    features, labels = gold.build_credit_gold(plan.silver, config.credit)
+    features, labels = gold.build_credit_gold(clients, config.credit)
     tables = DeltaTables(spark)
     tables.write(features, str(root / "gold" / "credit_features"), "overwrite")
     tables.write(labels, str(root / "gold" / "credit_labels"), "overwrite")

@@ -17,20 +17,12 @@ import logging
 from datetime import datetime, timezone
 
 from featurelake.core.config import ConfigError
-from featurelake.core.runner import JobContext
+from featurelake.core.runner import JobContext, instant_argument
 from featurelake.ml.config import ClassificationConfig, find_model_configs
 from featurelake.ml.retrain_check import check_model, check_tables
 from featurelake.ml.tracking import configure_tracking
 
 log = logging.getLogger("featurelake.jobs.retrain_check")
-
-
-def _instant(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO date or time: {text!r}") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--as-of",
-        type=_instant,
+        type=instant_argument,
         default=None,
         help="the time the check is made at (UTC unless given; default: now)",
     )

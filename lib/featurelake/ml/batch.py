@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from featurelake.core.config import Settings
 from featurelake.core.errors import UserError
 from featurelake.core.runner import JobContext
 from featurelake.ml.scoring import (
@@ -31,7 +33,7 @@ from featurelake.ml.scoring import (
     with_prediction_metadata,
 )
 
-__all__ = ["ScoreOptions", "build_features_for", "run_score"]
+__all__ = ["ScoreOptions", "build_features_for", "raw_to_silver", "run_score"]
 
 log = logging.getLogger(__name__)
 
@@ -127,24 +129,54 @@ def _silver_to_features(
 
 
 def _raw_to_silver(ctx: JobContext, options: ScoreOptions, as_of: datetime) -> DataFrame:
-    """Raw files through the bronze parser and the silver rules, in memory."""
+    if not options.source:
+        raise UserError("raw input needs --source (a declaration in conf/sources)")
+    return raw_to_silver(
+        ctx.spark, ctx.settings, options.source, options.input, as_of=as_of, run_id=ctx.run_id
+    )
+
+
+def raw_to_silver(
+    spark: SparkSession,
+    settings: Settings,
+    source: str,
+    paths: str | Sequence[str],
+    *,
+    as_of: datetime,
+    run_id: str,
+) -> DataFrame:
+    """Raw files of a source through the bronze parser and its silver table's rules, in memory.
+
+    What the bronze and silver jobs would make of the files (without PII keys: a table that
+    hashes PII needs the silver job), for scoring raw input and for building gold from files
+    in tests and benchmarks.
+
+    Args:
+        spark: the session.
+        settings: the validated settings (source and silver table declarations).
+        source: the source declaration's name.
+        paths: a file path or glob, or several.
+        as_of: the ingest and as-of time.
+        run_id: written to quarantined rows.
+
+    Raises:
+        UserError: the source or its silver table is not declared.
+    """
     from featurelake.lakehouse import bronze, silver
     from featurelake.lakehouse.sources import load_sources
 
-    if not options.source:
-        raise UserError("raw input needs --source (a declaration in conf/sources)")
-    sources = load_sources(ctx.settings)
-    if options.source not in sources:
-        raise UserError(f"unknown source {options.source!r}; sources: {sorted(sources)}")
-    spec = sources[options.source]
-    parsed = bronze.read_source_rows(ctx.spark, spec, options.input)
+    sources = load_sources(settings)
+    if source not in sources:
+        raise UserError(f"unknown source {source!r}; sources: {sorted(sources)}")
+    spec = sources[source]
+    parsed = bronze.read_source_rows(spark, spec, paths)
     rows = bronze.with_lineage(parsed, spec=spec, batch_id="score", ingested_at=as_of)
-    specs = silver.load_table_specs(ctx.settings.conf_path(ctx.settings.silver.tables_dir))
-    table = next((s for s in specs.values() if s.source == options.source), None)
+    specs = silver.load_table_specs(settings.conf_path(settings.silver.tables_dir))
+    table = next((s for s in specs.values() if s.source == source), None)
     if table is None:
-        raise UserError(f"no silver table declared for source {options.source!r}")
+        raise UserError(f"no silver table declared for source {source!r}")
     plan = silver.build_silver(
-        rows, table, as_of=as_of, run_id=ctx.run_id, quarantined_at=as_of, pii_key=None
+        rows, table, as_of=as_of, run_id=run_id, quarantined_at=as_of, pii_key=None
     )
     return plan.silver
 

@@ -23,7 +23,7 @@ from featurelake.delta import DeltaTables
 from featurelake.ml.classification import SPLIT_COL, prepare_training_frame
 from featurelake.ml.config import ClassificationConfig
 
-__all__ = ["LoggedFrame", "logged_frame", "new_rows", "row_columns"]
+__all__ = ["LoggedFrame", "describe_versions", "logged_frame", "new_rows", "row_columns"]
 
 
 @dataclass(frozen=True)
@@ -102,3 +102,10 @@ def new_rows(current: DataFrame, earlier: DataFrame, columns: list[str], key: st
     """
     changed = current.select(*columns).subtract(earlier.select(*columns))
     return current.join(changed.select(key), on=key, how="left_semi")
+
+
+def describe_versions(versions: dict[str, int], root: str) -> str:
+    """``gold/credit_features@3, gold/credit_labels@3``: table versions, in words."""
+    from featurelake.monitoring.references import table_name_of
+
+    return ", ".join(f"{table_name_of(p, root)}@{v}" for p, v in sorted(versions.items()))

@@ -29,7 +29,7 @@ from pyspark.sql import DataFrame
 from featurelake.core.errors import UserError
 from featurelake.ml.config import ClassificationConfig, ModelConfig, SegmentationConfig
 from featurelake.ml.ledger import promotion_rows, record_promotions
-from featurelake.ml.lineage import logged_frame, new_rows, row_columns
+from featurelake.ml.lineage import describe_versions, logged_frame, new_rows, row_columns
 from featurelake.ml.registry import (
     CHALLENGER,
     CHAMPION,
@@ -59,12 +59,6 @@ class EvaluationRows:
     count: int
 
 
-def _short(versions: dict[str, int], root: str) -> str:
-    from featurelake.monitoring.references import table_name_of
-
-    return ", ".join(f"{table_name_of(p, root)}@{v}" for p, v in sorted(versions.items()))
-
-
 def comparison_rows(
     ctx: Any, config: ClassificationConfig, challenger_run: Any, champion_run: Any | None
 ) -> EvaluationRows:
@@ -92,8 +86,8 @@ def comparison_rows(
         held_out, champion.labelled(), row_columns(config), config.features.key
     ).cache()
     count = recent.count()
-    since = _short(champion.versions, root)
-    now = _short(challenger.versions, root)
+    since = describe_versions(champion.versions, root)
+    now = describe_versions(challenger.versions, root)
     if count >= config.promotion.recent_min_rows:
         return EvaluationRows(
             recent,

@@ -31,7 +31,7 @@ from pyspark.sql import functions as F
 from featurelake.ml.classification import prepare_training_frame
 from featurelake.ml.config import ClassificationConfig, check_columns
 from featurelake.ml.importance import read_importances
-from featurelake.ml.lineage import logged_frame, new_rows, row_columns
+from featurelake.ml.lineage import describe_versions, logged_frame, new_rows, row_columns
 from featurelake.ml.registry import CHALLENGER, CHAMPION, alias_version, training_run
 from featurelake.ml.retraining import (
     BatchScore,
@@ -165,8 +165,6 @@ def _performance_outcome(ctx: Any, config: ClassificationConfig, champion: Any) 
 
 
 def _new_data_outcome(ctx: Any, config: ClassificationConfig, champion_run: Any) -> TriggerOutcome:
-    from featurelake.monitoring.references import table_name_of
-
     assert config.retraining is not None and config.retraining.triggers.new_data is not None
     spec = config.retraining.triggers.new_data
     champion_data = logged_frame(ctx.tables, config, champion_run)
@@ -179,10 +177,7 @@ def _new_data_outcome(ctx: Any, config: ClassificationConfig, champion_run: Any)
         current, champion_data.labelled(), row_columns(config), config.features.key
     ).count()
     trained_rows = int(champion_run.data.params.get("train_rows", 0))
-    root = ctx.settings.lakehouse.root
-    since = ", ".join(
-        f"{table_name_of(p, root)}@{v}" for p, v in sorted(champion_data.versions.items())
-    )
+    since = describe_versions(champion_data.versions, ctx.settings.lakehouse.root)
     return check_new_data(added, trained_rows, spec, since=since)
 
 
