@@ -25,7 +25,7 @@ STAGES = (
     "gold",
     "features-apply",
     "train-segmentation",
-    "train-classifier",
+    "retrain-check",
     "promote",
     "score",
     "materialize",

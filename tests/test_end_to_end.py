@@ -24,12 +24,14 @@ SMALL = [
     "--conf",
     "synthetic.credit_clients=2000",
 ]
-# Tables that grow by design on every run: the run log, the promotion decisions, the feature
-# metadata catalog (one row per feature per gold table *version*; a rerun commits new versions),
-# the monitor's results and alerts (one set per run) and its profiles and drift (per version).
+# Tables that grow by design on every run: the run log, the promotion and retraining decisions
+# (one set per check), the feature metadata catalog (one row per feature per gold table
+# *version*; a rerun commits new versions), the monitor's results and alerts (one set per run)
+# and its profiles and drift (per version).
 APPEND_ONLY_BY_DESIGN = {
     "ops/pipeline_runs",
     "ops/model_promotions",
+    "ops/retraining_decisions",
     "gold/_feature_metadata",
     "ops/monitor_results",
     "ops/monitor_alerts",
@@ -85,7 +87,7 @@ def test_the_pipeline_builds_every_layer_and_ends_with_the_summary(lake):
         "monitor-gold",
         "features-apply",
         "train-segmentation",
-        "train-classifier",
+        "retrain-check",
         "promote",
         "score",
         "materialize",

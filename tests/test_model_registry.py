@@ -8,7 +8,13 @@ import mlflow
 import pytest
 from featurelake.core.config import MlflowSettings
 from featurelake.ml.config import PromotionConfig
-from featurelake.ml.registry import decide_promotion, promote, register_challenger
+from featurelake.ml.registry import (
+    decide_promotion,
+    promote,
+    register_challenger,
+    replace_challenger,
+    rollback,
+)
 from featurelake.ml.tracking import configure_tracking
 
 POLICY = PromotionConfig(metric="roc_auc", min_metric=0.76, min_improvement=0.01)
@@ -49,6 +55,29 @@ def test_an_equal_challenger_is_not_promoted_even_without_a_margin() -> None:
     )
     assert not promoted and "(difference +0.0000)" in reason
     assert decide_promotion(challenger_metric=0.62, champion_metric=0.61, policy=no_margin)[0]
+
+
+def test_a_regression_on_the_champions_held_out_rows_beyond_the_bound_is_rejected() -> None:
+    policy = PromotionConfig(
+        metric="roc_auc", min_metric=0.7, min_improvement=0.01, max_regression=0.02
+    )
+    # +0.05 on the recent rows, but 0.84 - 0.81 = 0.03 lost on the champion's held-out rows
+    promoted, reason = decide_promotion(
+        challenger_metric=0.80,
+        champion_metric=0.75,
+        policy=policy,
+        challenger_holdout=0.81,
+        champion_holdout=0.84,
+    )
+    assert not promoted and "a regression of 0.0300 beyond the allowed 0.0200" in reason
+    promoted, reason = decide_promotion(
+        challenger_metric=0.80,
+        champion_metric=0.75,
+        policy=policy,
+        challenger_holdout=0.825,
+        champion_holdout=0.84,
+    )
+    assert promoted and "regression +0.0150, allowed 0.0200" in reason
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +138,59 @@ def test_promote_scores_both_models_and_moves_champion_only_past_the_margin(
 def test_promote_without_a_challenger_is_an_error(client) -> None:
     with pytest.raises(LookupError, match="has no 'challenger' alias"):
         promote(client, "nothing", POLICY, lambda uri: 1.0)
+
+
+def _aliases(client, name: str) -> dict[str, str]:
+    return {a: str(v) for a, v in client.get_registered_model(name).aliases.items()}
+
+
+def test_lifecycle_keeps_the_previous_champion_for_one_step_rollback(client, tmp_path: Path):
+    scores = {"models:/life/1": 0.78, "models:/life/2": 0.80, "models:/life/3": 0.82}
+    _register(client, tmp_path, "life")
+    first = promote(client, "life", POLICY, scores.__getitem__)
+    assert [(t.action, t.version, t.alias) for t in first.transitions] == [
+        ("promoted", "1", "champion")
+    ]
+    _register(client, tmp_path, "life")
+    promote(client, "life", POLICY, scores.__getitem__)
+    assert _aliases(client, "life") == {"champion": "2", "previous": "1"}
+    _register(client, tmp_path, "life")
+    third = promote(client, "life", POLICY, scores.__getitem__)
+    # 3 is champion, 2 previous; 1 (the previous before) is retired, with why and when
+    assert _aliases(client, "life") == {"champion": "3", "previous": "2"}
+    assert [(t.action, t.version) for t in third.transitions] == [
+        ("promoted", "3"),
+        ("retired", "1"),
+        ("previous", "2"),
+    ]
+    retired = client.get_model_version("life", "1").tags
+    assert retired["lifecycle.stage"] == "retired"
+    assert retired["lifecycle.retired_reason"].startswith("superseded: version 2")
+    assert client.get_model_version("life", "3").tags["lifecycle.stage"] == "production"
+    assert client.get_model_version("life", "2").tags["lifecycle.stage"] == "previous"
+
+    moves = rollback(client, "life", "alerts from production")
+    assert _aliases(client, "life") == {"champion": "2"}
+    assert [(t.action, t.version, t.alias) for t in moves] == [
+        ("rolled_back", "2", "champion"),
+        ("retired", "3", None),
+    ]
+    assert (
+        "alerts from production"
+        in client.get_model_version("life", "3").tags["lifecycle.retired_reason"]
+    )
+    with pytest.raises(LookupError, match="no 'previous' alias"):
+        rollback(client, "life", "again")
+
+
+def test_a_challenger_replaced_before_promotion_is_retired(client, tmp_path: Path):
+    _register(client, tmp_path, "replaced")
+    source = tmp_path / "model-next"
+    source.mkdir()
+    registration = replace_challenger(client, "replaced", source.as_uri())
+    assert [(t.action, t.version) for t in registration.transitions] == [
+        ("registered", "2"),
+        ("retired", "1"),
+    ]
+    assert client.get_model_version("replaced", "1").tags["lifecycle.stage"] == "retired"
+    assert _aliases(client, "replaced") == {"challenger": "2"}

@@ -244,4 +244,5 @@ def test_prediction_metadata_columns(spark, spark_model):
         "batch_id": "b1",
         "inference_ts": datetime(2024, 5, 1, 8),
         "scoring_date": date(2024, 5, 1),
+        "role": "champion",
     }

@@ -157,6 +157,57 @@ def test_credit_codes_out_of_range_at_rate_and_default_share(credit):
     assert sorted(int(r[0]) for r in rows if r[0].isdigit()) == list(range(1, 3001))
 
 
+def _clean_clients(spark, **settings):
+    """Parsed clean credit-client rows: (ID, LIMIT_BAL, AGE, late months, utilisation, label)."""
+    config = SyntheticSettings(
+        credit_clients=6000, duplicate_rate=0, malformed_rate=0, out_of_range_code_rate=0,
+        **settings,
+    )  # fmt: skip
+    rows = []
+    for line in _lines(spark, credit_client_lines, config, config.credit_clients):
+        r = line.split(",")
+        if r[0] == "ID":
+            continue
+        values = [int(v) for v in r]
+        late = sum(1 for v in values[6:12] if v > 0)
+        bills = values[12:18]
+        utilization = sum(bills) / 6 / values[1]
+        rows.append((values[0], values[1], values[5], late, utilization, values[24]))
+    return rows
+
+
+def _default_rate(rows, keep) -> float:
+    chosen = [r[5] for r in rows if keep(r)]
+    return sum(chosen) / len(chosen)
+
+
+def test_the_baseline_label_follows_late_payments(spark):
+    rows = _clean_clients(spark, seed=11, end_date="2026-01-31", concept_drift_from="2026-02-01")
+    # CREDIT_CONCEPTS["baseline"]: +1.0 log-odds per late month, +2.0 per unit of utilisation
+    never_late = _default_rate(rows, lambda r: r[3] == 0)
+    often_late = _default_rate(rows, lambda r: r[3] >= 3)
+    assert often_late - never_late > 0.4
+    assert 0.15 <= _default_rate(rows, lambda r: True) <= 0.3
+
+
+def test_from_the_drift_date_utilisation_drives_the_label_instead(spark):
+    rows = _clean_clients(
+        spark,
+        seed=11,
+        end_date="2026-02-01",
+        concept_drift_from="2026-02-01",
+        credit_first_id=10_001,
+    )
+    # CREDIT_CONCEPTS["drifted"]: +0.3 per late month, +4.0 per unit of utilisation
+    late_gap = _default_rate(rows, lambda r: r[3] >= 3) - _default_rate(rows, lambda r: r[3] == 0)
+    high_use = _default_rate(rows, lambda r: r[4] > 0.8)
+    low_use = _default_rate(rows, lambda r: r[4] < 0.2)
+    assert late_gap < 0.2  # the baseline's is above 0.4
+    assert high_use - low_use > 0.3
+    # a later batch adds clients: its IDs start past the first batch's
+    assert min(r[0] for r in rows) == 10_001 and max(r[0] for r in rows) == 16_000
+
+
 def test_profiles_are_json_lines_with_ids_matching_transactions(spark):
     lines = _lines(spark, customer_profile_lines, DIRTY, DIRTY.customers)
     parsed, broken = [], 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -183,6 +184,11 @@ class SyntheticSettings(_Frozen):
     malformed_rate: float = Field(default=0.001, ge=0, le=1)
     out_of_range_code_rate: float = Field(default=0.01, ge=0, le=1)
     future_date_rate: float = Field(default=0.001, ge=0, le=1)
+    # The first credit client's ID: a later batch with new clients starts past the earlier ones.
+    credit_first_id: int = Field(default=1, ge=1)
+    # Concept drift: a batch whose end_date is on or after this ISO date draws its default
+    # labels from the "drifted" relationship (devtools/synthetic.py); null = never.
+    concept_drift_from: str | None = None
 
     @field_validator("end_date", mode="before")
     @classmethod
@@ -198,6 +204,26 @@ class SyntheticSettings(_Frozen):
                 f"must be an ISO date (YYYY-MM-DD) or 'today', got {value!r}"
             ) from None
         return value
+
+    @field_validator("concept_drift_from", mode="before")
+    @classmethod
+    def _iso_date(cls, value: Any) -> Any:
+        if value is None or value == "":
+            return None
+        if isinstance(value, date):
+            return value.isoformat()
+        try:
+            date.fromisoformat(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"must be an ISO date (YYYY-MM-DD) or null, got {value!r}") from None
+        return value
+
+    @property
+    def credit_concept(self) -> str:
+        """The label relationship: ``drifted`` from ``concept_drift_from`` on, else ``baseline``."""
+        if self.concept_drift_from is not None and self.end_date >= self.concept_drift_from:
+            return "drifted"
+        return "baseline"
 
 
 class FeatureStoreSettings(_Frozen):
@@ -455,7 +481,15 @@ def _allowed_keys(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
         if not fields or part not in fields:
             return []
         annotation = fields[part].annotation
-        current = annotation if isinstance(annotation, type) else None
+        if not isinstance(annotation, type):
+            # an optional section (``Section | None``): the one model among the union's members
+            members = [
+                a
+                for a in typing.get_args(annotation)
+                if isinstance(a, type) and issubclass(a, BaseModel)
+            ]
+            annotation = members[0] if len(members) == 1 else None
+        current = annotation
         if current is None:
             return []
     fields = getattr(current, "model_fields", None)

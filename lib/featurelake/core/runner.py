@@ -18,6 +18,7 @@ import uuid
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ __all__ = [
     "JobContext",
     "JobOutcome",
     "execute_job",
+    "instant_argument",
     "log_dir",
     "parse_job_args",
     "run_job",
@@ -65,6 +67,17 @@ class JobContext:
     def path(self, layer: str, table: str) -> str:
         """The storage path of ``table`` in ``layer`` under the configured lakehouse root."""
         return self.settings.lakehouse.table_path(layer, table)
+
+
+def instant_argument(text: str) -> datetime:
+    """An ``argparse`` type: an ISO-8601 date or time (``Z`` allowed), UTC when naive."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO-8601 date or time such as 2011-12-09T00:00:00Z, got {text!r}"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def _tell_user(message: str) -> None:

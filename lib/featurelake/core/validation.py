@@ -237,10 +237,19 @@ def _check_feature_views(settings: Settings) -> Mapping[str, FeatureView]:
 
 
 def _check_models(settings: Settings) -> None:
-    from featurelake.ml.config import load_model_config
+    """Every model config, and the columns it names against the declared silver/gold tables."""
+    from featurelake.ml.config import check_against_catalog, load_model_config
+    from featurelake.monitoring.catalog import declared_columns
 
-    for file in sorted(settings.conf_path("models").glob("*.yaml")):
-        load_model_config(file)
+    files = sorted(settings.conf_path("models").glob("*.yaml"))
+    if not files:
+        return
+    try:
+        catalog = declared_columns(settings)
+    except ConfigError:  # reported by the silver or gold check; models are checked alone
+        catalog = {}
+    for file in files:
+        check_against_catalog(load_model_config(file), str(file), catalog)
 
 
 def _check_pipeline(settings: Settings) -> None:

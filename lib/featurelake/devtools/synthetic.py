@@ -14,6 +14,10 @@ Dirt, at the rates of :class:`~featurelake.core.config.SyntheticSettings`:
   descriptions with commas and quotes (properly CSV-quoted).
 * credit clients: out-of-range codes (EDUCATION 0/5/6, MARRIAGE 0), duplicated and malformed
   lines.
+
+The credit default label follows a documented relationship with the clients' traits
+(:data:`CREDIT_CONCEPTS`, :func:`credit_client_lines`), so a classifier can learn it; a batch
+dated on or after ``concept_drift_from`` follows a changed one (concept drift).
 * customer profiles (JSON lines): missing emails, duplicated and truncated (invalid JSON) lines.
 
 Example:
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 from pyspark.sql import Column, DataFrame
@@ -34,6 +39,8 @@ from featurelake.core.config import SyntheticSettings
 
 __all__ = [
     "CREDIT_CLIENT_COLUMNS",
+    "CREDIT_CONCEPTS",
+    "CreditConcept",
     "CUSTOMER_PROFILE_COLUMNS",
     "FIRST_CUSTOMER_ID",
     "FIRST_INVOICE_NO",
@@ -403,6 +410,47 @@ def online_retail_lines(ids: DataFrame, *, settings: SyntheticSettings, files: i
     )
 
 
+@dataclass(frozen=True)
+class CreditConcept:
+    """How a synthetic client's default depends on its traits.
+
+    ``P(default) = 1 / (1 + exp(-z))`` with
+    ``z = intercept + late_months * L + utilization * (U - 0.5) + thrift * (T - 0.5)
+    + youth * (40 - AGE) / 15 + limit * ln(LIMIT_BAL / 100000)``, where
+
+    * ``L`` (0..6): months with a late payment (``PAY_x`` > 0; gold ``delinquent_months``);
+    * ``U`` in [0, 1): the client's utilisation level; each month's bill is
+      ``LIMIT_BAL * U * (0.7 .. 1.3)`` (gold ``utilization_k``, ``avg_utilization``);
+    * ``T`` in [0, 1): thrift, the share of a bill the client tends to repay; each month's
+      payment is ``bill * (0.02 + 0.4 * (0.7 T + 0.3 noise))`` (gold ``pay_ratio_k``);
+    * ``AGE`` and ``LIMIT_BAL`` as written.
+
+    Every trait is visible, with noise, in the written columns; the label is drawn from the
+    probability, so no model ranks perfectly (the baseline's Bayes ROC AUC is about 0.85).
+    """
+
+    intercept: float
+    late_months: float
+    utilization: float
+    thrift: float
+    youth: float
+    limit: float
+
+
+#: ``baseline``: late payments dominate, high utilisation and low repayment add risk (about
+#: 20% default). ``drifted`` (a batch dated on or after ``concept_drift_from``): late payments
+#: matter little; utilisation, youth and a high limit drive defaults (a model of the baseline
+#: ranks these clients at a ROC AUC near 0.6).
+CREDIT_CONCEPTS: dict[str, CreditConcept] = {
+    "baseline": CreditConcept(
+        intercept=-3.0, late_months=1.0, utilization=2.0, thrift=-1.8, youth=0.0, limit=-0.4
+    ),
+    "drifted": CreditConcept(
+        intercept=-2.4, late_months=0.3, utilization=4.0, thrift=0.0, youth=1.2, limit=0.4
+    ),
+}
+
+
 def credit_client_lines(
     ids: DataFrame,
     *,
@@ -410,14 +458,17 @@ def credit_client_lines(
     files: int,
     shift: Mapping[str, float] | None = None,
 ) -> DataFrame:
-    """Credit-clients CSV lines (header per file) for clients ``1 .. settings.credit_clients``.
+    """Credit-clients CSV lines (header per file) for ``settings.credit_clients`` clients.
 
-    A hidden risk draw per client drives late payments (PAY_x > 0) and the default label, so
-    the label is learnable (about a quarter of clients default).
+    Client IDs run from ``settings.credit_first_id``. Each client's hidden traits (risk,
+    utilisation, thrift) drive what is written (late payments, bills, payments) and the
+    default label through :data:`CREDIT_CONCEPTS` - ``settings.credit_concept`` picks the
+    relationship: ``drifted`` when the batch's ``end_date`` is on or after
+    ``concept_drift_from``, else ``baseline``.
 
     Args:
         ids: ``spark.range(0, settings.credit_clients, 1, files)``.
-        settings: scale, seed and dirt rates.
+        settings: scale, seed, first ID, concept and dirt rates.
         files: the number of partitions of ``ids``.
         shift: injected drift: raw column name (``LIMIT_BAL``, ``AGE``, ``BILL_AMT1``...) ->
             factor its values are multiplied by (rounded down), so that a later batch has one
@@ -435,7 +486,8 @@ def credit_client_lines(
     if unknown:
         raise ValueError(f"cannot shift {unknown}: not among {list(allowed)}")
     s, total = settings.seed, settings.credit_clients
-    client = F.col("id") + 1
+    concept = CREDIT_CONCEPTS[settings.credit_concept]
+    client = F.col("id") + settings.credit_first_id
     u = {
         name: uniform(s, "client", name)
         for name in (
@@ -481,8 +533,10 @@ def credit_client_lines(
         .alias("education"),
         F.when(out_of_range & ~odd_education, F.lit(0)).otherwise(marriage).alias("marriage"),
         (F.lit(21) + _below(F.pow(u["age"], 1.5), 55)).alias("age"),
-        F.pow(u["risk"], 3).alias("risk"),
+        # The chance of a late payment in any month: 3% to 53%, most clients near the bottom.
+        (F.lit(0.03) + F.lit(0.5) * F.pow(u["risk"], 2)).alias("risk"),
         uniform(s, "client", "util").alias("util"),
+        uniform(s, "client", "thrift").alias("thrift"),
         u["default"].alias("u_default"),
     )
     client, limit_bal = F.col("client"), F.col("limit_bal")
@@ -499,18 +553,34 @@ def credit_client_lines(
             uniform(s, "client", f"refund{month}") < 0.02, -_below(u_bill, 2000)
         ).otherwise(F.floor(limit_bal * F.col("util") * (F.lit(0.7) + F.lit(0.6) * u_bill)))
     staged = staged.withColumns(month_columns)
-    # A month's payment settles part of the previous month's bill (month 6: its own).
+    # A month's payment settles part of the previous month's bill (month 6: its own): a share
+    # set mostly by the client's thrift.
     staged = staged.withColumns(
         {
             f"paid{month}": F.floor(
                 F.greatest(F.col(f"bill{min(month + 1, 6)}"), F.lit(0))
-                * (F.lit(0.02) + F.lit(0.4) * uniform(s, "client", f"paid{month}"))
+                * (
+                    F.lit(0.02)
+                    + F.lit(0.4)
+                    * (
+                        F.lit(0.7) * F.col("thrift")
+                        + F.lit(0.3) * uniform(s, "client", f"paid{month}")
+                    )
+                )
             )
             for month in months
         }
     )
     late_months = sum((F.col(f"late{m}") for m in months[1:]), F.col("late1"))
-    default = F.col("u_default") < (F.lit(0.12) + F.lit(0.55) * late_months / 6)
+    z = (
+        F.lit(concept.intercept)
+        + F.lit(concept.late_months) * late_months
+        + F.lit(concept.utilization) * (F.col("util") - F.lit(0.5))
+        + F.lit(concept.thrift) * (F.col("thrift") - F.lit(0.5))
+        + F.lit(concept.youth) * (F.lit(40.0) - F.col("age")) / F.lit(15.0)
+        + F.lit(concept.limit) * F.log(limit_bal / F.lit(100_000.0))
+    )
+    default = F.col("u_default") < F.lit(1.0) / (F.lit(1.0) + F.exp(-z))
     fields = (
         [client, limit_bal, F.col("sex"), F.col("education"), F.col("marriage"), F.col("age")]
         + [F.col(f"pay{m}") for m in months]

@@ -35,6 +35,7 @@ _MODULES = {
     "training-set": "training_set",
     "train-segmentation": "train_segmentation",
     "train-classifier": "train_classifier",
+    "retrain-check": "retrain_check",
     "promote": "promote",
     "training-pipeline": "training_pipeline",
     "score": "score",

@@ -4,7 +4,9 @@
     ./spark-submit.sh generate-data --transactions 1000000 --customers 20000 --seed 7
     ./spark-submit.sh generate-data --out /tmp/landing --conf synthetic.malformed_rate=0.01
     ./spark-submit.sh generate-data --if-missing       # the full pipeline's first stage
-./spark-submit.sh generate-data --seed 43 --shift LIMIT_BAL=1.6 --out /tmp/batch2   # drift
+    ./spark-submit.sh generate-data --seed 43 --shift LIMIT_BAL=1.6 --out /tmp/batch2   # drift
+    ./spark-submit.sh generate-data --datasets credit_clients --seed 2 --credit-clients 5000 \
+        --first-client-id 30001 --end-date 2026-03-31 --concept-drift-from 2026-03-01
 
 Writes ``<out>/online_retail/online_retail-seed<S>-part<NNNNN>.csv.gz``,
 ``<out>/credit_clients/credit_clients-seed<S>-part<NNNNN>.csv.gz`` and
@@ -22,6 +24,11 @@ written.
 (``LIMIT_BAL``, ``AGE``, ``BILL_AMT1``...) is multiplied by the factor and everything else is
 generated as usual. Generating a later batch with another ``--seed`` and one shift gives a
 batch where only that feature moved (docs/MONITORING.md shows the monitor catching it).
+
+``--concept-drift-from DATE`` changes how the credit default label depends on the features
+(``featurelake.devtools.synthetic.CREDIT_CONCEPTS``) for a batch whose ``--end-date`` is on or
+after DATE; ``--first-client-id`` starts a later batch's client IDs past the earlier ones, so
+it adds clients instead of replacing them (docs/RETRAINING.md).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from pydantic import ValidationError
 from pyspark.sql import DataFrame
 
 from featurelake.core.config import SyntheticSettings
@@ -57,6 +65,7 @@ log = logging.getLogger("featurelake.jobs.generate_data")
 _GZIP_LEVEL_OPTION = ("zlib.compress.level", "BEST_SPEED")
 
 Generator = Callable[..., DataFrame]
+DATASETS = ("online_retail", "credit_clients", "customer_profiles")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +103,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="multiply a numeric credit-client column by FACTOR (injected drift; repeatable)",
     )
     parser.add_argument(
+        "--first-client-id",
+        type=int,
+        default=None,
+        help="the first credit client's ID (default: synthetic.credit_first_id)",
+    )
+    parser.add_argument(
+        "--end-date",
+        default=None,
+        help="the batch's last day, YYYY-MM-DD (default: synthetic.end_date)",
+    )
+    parser.add_argument(
+        "--concept-drift-from",
+        default=None,
+        metavar="DATE",
+        help="credit labels follow the drifted relationship when the batch's end date is on "
+        "or after DATE (default: synthetic.concept_drift_from)",
+    )
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        choices=DATASETS,
+        default=list(DATASETS),
+        help="generate only these datasets (default: all three)",
+    )
+    parser.add_argument(
         "--if-missing",
         action="store_true",
         help="generate only the datasets whose source has no file in the output "
@@ -111,10 +145,19 @@ def resolve_settings(base: SyntheticSettings, args: argparse.Namespace) -> Synth
             "credit_clients": args.credit_clients,
             "seed": args.seed,
             "rows_per_file": args.rows_per_file,
+            "credit_first_id": args.first_client_id,
+            "end_date": args.end_date,
+            "concept_drift_from": args.concept_drift_from,
         }.items()
         if value is not None
     }
-    return SyntheticSettings.model_validate({**base.model_dump(), **updates})
+    try:
+        return SyntheticSettings.model_validate({**base.model_dump(), **updates})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise UserError(f"invalid generate-data option: {problems}") from None
 
 
 def parse_shifts(texts: list[str]) -> dict[str, float]:
@@ -150,8 +193,10 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
         ("credit_clients", settings.credit_clients, credit_client_lines, "csv"),
         ("customer_profiles", settings.customers, customer_profile_lines, "json"),
     ]
+    datasets = [d for d in datasets if d[0] in args.datasets]
     ctx.summary["out"] = out
     ctx.summary["seed"] = settings.seed
+    ctx.summary["credit_concept"] = settings.credit_concept
     if args.if_missing:
         landed = files_per_source(ctx, out)
         ctx.summary["files_found"] = landed

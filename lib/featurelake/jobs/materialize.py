@@ -11,25 +11,14 @@ only loads rows added or changed since; see featurelake.feature_store.materializ
 
 import argparse
 from collections.abc import Sequence
-from datetime import datetime, timezone
 
 from pyspark.sql import SparkSession
 
 from featurelake.core.errors import UserError
-from featurelake.core.runner import JobContext, run_job
+from featurelake.core.runner import JobContext, instant_argument, run_job
 from featurelake.feature_store.definitions import load_feature_views
 from featurelake.feature_store.materialize import materialize_view
 from featurelake.feature_store.online import load_serving_config, open_online_store
-
-
-def _timestamp(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an ISO-8601 time such as 2011-12-09T00:00:00Z, got {text!r}"
-        ) from None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--up-to",
-        type=_timestamp,
+        type=instant_argument,
         default=None,
         metavar="TIMESTAMP",
         help="only rows with event time at or before this time (UTC if no zone)",

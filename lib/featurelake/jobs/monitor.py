@@ -17,7 +17,7 @@ import logging
 from datetime import datetime, timezone
 
 from featurelake.core.errors import UserError
-from featurelake.core.runner import JobContext
+from featurelake.core.runner import JobContext, instant_argument
 from featurelake.feature_store.definitions import load_feature_views
 from featurelake.monitoring.alerts import conditions
 from featurelake.monitoring.config import load_monitoring_config
@@ -26,14 +26,6 @@ from featurelake.monitoring.report import write_dashboard
 from featurelake.monitoring.run import CHECKS, run_monitor
 
 log = logging.getLogger("featurelake.jobs.monitor")
-
-
-def _instant(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO date or time: {text!r}") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--as-of",
-        type=_instant,
+        type=instant_argument,
         default=None,
         help="the time checks are made at (UTC unless given; default: now)",
     )

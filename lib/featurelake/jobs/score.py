@@ -4,6 +4,9 @@
 ./spark-submit.sh score --input silver/credit_clients --path pyfunc
 ./spark-submit.sh score --input new_clients.csv --source credit_clients
 ./spark-submit.sh score --all --if-champion       # every model that has a champion
+
+While a challenger waits for promotion, the champion's batch also gets the challenger's
+predictions as ``role = shadow`` rows (``retraining.shadow`` of the model config; ``--no-shadow``).
 """
 
 import argparse
@@ -49,12 +52,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default=None, help="<layer>/<table> for predictions")
     parser.add_argument("--scoring-date", type=date.fromisoformat, default=None)
     parser.add_argument("--batch-id", default=None)
+    parser.add_argument(
+        "--no-shadow",
+        action="store_true",
+        help="do not score a waiting challenger beside the champion (default: as the model "
+        "config's retraining.shadow says)",
+    )
 
 
 def _config_names(ctx: JobContext, args: argparse.Namespace) -> list[str]:
     if args.all:
         return sorted(p.stem for p in Path(ctx.settings.conf_path("models")).glob("*.yaml"))
     return args.model_config or ["credit_default"]
+
+
+def _shadows(config, args: argparse.Namespace) -> bool:
+    """A waiting challenger is scored in shadow beside the champion alias, if its config says."""
+    retraining = getattr(config, "retraining", None)
+    return bool(
+        retraining is not None and retraining.shadow and not args.model and not args.no_shadow
+    )
 
 
 def main(ctx: JobContext, args: argparse.Namespace) -> None:
@@ -96,6 +113,7 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
                 output=args.output,
                 scoring_date=args.scoring_date,
                 batch_id=args.batch_id,
+                shadow=_shadows(config, args),
             ),
         )
     ctx.summary["skipped"] = skipped

@@ -13,7 +13,8 @@ from featurelake.core.config import ConfigError
 from featurelake.core.errors import DataError
 from featurelake.core.runner import JobContext
 from featurelake.ml.config import SegmentationConfig, check_columns, find_model_configs
-from featurelake.ml.registry import register_challenger
+from featurelake.ml.ledger import promotion_rows, record_promotions
+from featurelake.ml.registry import replace_challenger
 from featurelake.ml.segmentation import assign_segments, train_segmentation
 from featurelake.ml.tracking import configure_tracking, lineage_tags
 
@@ -71,7 +72,7 @@ def segment_one(
     import mlflow
 
     client = mlflow.MlflowClient(target.tracking_uri, target.registry_uri)
-    model_version = register_challenger(
+    registration = replace_challenger(
         client,
         config.name,
         result.model_uri,
@@ -87,6 +88,8 @@ def segment_one(
         },
         description=f"{config.algorithm} k={result.k} from run {result.run_id}",
     )
+    record_promotions(ctx, promotion_rows(ctx.run_id, transitions=registration.transitions))
+    model_version = registration.version
     segments = assign_segments(
         result.model, features, config, result.names, str(model_version.version)
     )

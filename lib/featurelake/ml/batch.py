@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from featurelake.core.config import Settings
 from featurelake.core.errors import UserError
 from featurelake.core.runner import JobContext
 from featurelake.ml.scoring import (
@@ -31,7 +33,7 @@ from featurelake.ml.scoring import (
     with_prediction_metadata,
 )
 
-__all__ = ["ScoreOptions", "build_features_for", "run_score"]
+__all__ = ["ScoreOptions", "build_features_for", "raw_to_silver", "run_score"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ class ScoreOptions:
         output: ``<layer>/<table>`` for predictions (default ``predictions/<model name>``).
         scoring_date: the partition (default: today, UTC).
         batch_id: identifies the batch (default: derived from the input and its version).
+        shadow: also score the model's waiting ``challenger`` (when it has one besides the
+            champion) on the same rows, as ``role = shadow`` rows of the same batch.
     """
 
     model_uri: str
@@ -62,6 +66,7 @@ class ScoreOptions:
     output: str | None = None
     scoring_date: date | None = None
     batch_id: str | None = None
+    shadow: bool = False
 
 
 def _is_table(ref: str) -> bool:
@@ -124,24 +129,54 @@ def _silver_to_features(
 
 
 def _raw_to_silver(ctx: JobContext, options: ScoreOptions, as_of: datetime) -> DataFrame:
-    """Raw files through the bronze parser and the silver rules, in memory."""
+    if not options.source:
+        raise UserError("raw input needs --source (a declaration in conf/sources)")
+    return raw_to_silver(
+        ctx.spark, ctx.settings, options.source, options.input, as_of=as_of, run_id=ctx.run_id
+    )
+
+
+def raw_to_silver(
+    spark: SparkSession,
+    settings: Settings,
+    source: str,
+    paths: str | Sequence[str],
+    *,
+    as_of: datetime,
+    run_id: str,
+) -> DataFrame:
+    """Raw files of a source through the bronze parser and its silver table's rules, in memory.
+
+    What the bronze and silver jobs would make of the files (without PII keys: a table that
+    hashes PII needs the silver job), for scoring raw input and for building gold from files
+    in tests and benchmarks.
+
+    Args:
+        spark: the session.
+        settings: the validated settings (source and silver table declarations).
+        source: the source declaration's name.
+        paths: a file path or glob, or several.
+        as_of: the ingest and as-of time.
+        run_id: written to quarantined rows.
+
+    Raises:
+        UserError: the source or its silver table is not declared.
+    """
     from featurelake.lakehouse import bronze, silver
     from featurelake.lakehouse.sources import load_sources
 
-    if not options.source:
-        raise UserError("raw input needs --source (a declaration in conf/sources)")
-    sources = load_sources(ctx.settings)
-    if options.source not in sources:
-        raise UserError(f"unknown source {options.source!r}; sources: {sorted(sources)}")
-    spec = sources[options.source]
-    parsed = bronze.read_source_rows(ctx.spark, spec, options.input)
+    sources = load_sources(settings)
+    if source not in sources:
+        raise UserError(f"unknown source {source!r}; sources: {sorted(sources)}")
+    spec = sources[source]
+    parsed = bronze.read_source_rows(spark, spec, paths)
     rows = bronze.with_lineage(parsed, spec=spec, batch_id="score", ingested_at=as_of)
-    specs = silver.load_table_specs(ctx.settings.conf_path(ctx.settings.silver.tables_dir))
-    table = next((s for s in specs.values() if s.source == options.source), None)
+    specs = silver.load_table_specs(settings.conf_path(settings.silver.tables_dir))
+    table = next((s for s in specs.values() if s.source == source), None)
     if table is None:
-        raise UserError(f"no silver table declared for source {options.source!r}")
+        raise UserError(f"no silver table declared for source {source!r}")
     plan = silver.build_silver(
-        rows, table, as_of=as_of, run_id=ctx.run_id, quarantined_at=as_of, pii_key=None
+        rows, table, as_of=as_of, run_id=run_id, quarantined_at=as_of, pii_key=None
     )
     return plan.silver
 
@@ -192,9 +227,27 @@ def run_score(ctx: JobContext, options: ScoreOptions) -> dict[str, Any]:
         inference_ts=F.lit(now),
         feature_table_version=feature_version,
     )
+    shadow = _shadow_model(model) if options.shadow else None
+    shadow_rows = 0
+    if shadow is not None:
+        check_input_columns(features, [key, *shadow.input_columns], shadow.uri)
+        shadow_scorable, _ = split_scorable(features, shadow.input_columns)
+        shadowed = with_prediction_metadata(
+            predict(ctx.spark, shadow, shadow_scorable, options.path)[0],
+            shadow,
+            keys=[key],
+            batch_id=batch_id,
+            scoring_date=F.lit(scoring_date),
+            inference_ts=F.lit(now),
+            feature_table_version=feature_version,
+            role="shadow",
+        ).cache()
+        shadow_rows = shadowed.count()
+        # One batch, one commit: the champion's rows and the shadow's together.
+        predictions = predictions.unionByName(shadowed)
     layer, _, table = (options.output or f"predictions/{model.name}").partition("/")
     out_path = ctx.path(layer, table)
-    written = _replace_batch(ctx, predictions, out_path, batch_id, scoring_date)
+    written = _replace_batch(ctx, predictions, out_path, batch_id, scoring_date) - shadow_rows
     quarantine_rows = quarantined.select(
         F.col(f"`{key}`").cast("string").alias("key"),
         "_failed_rules",
@@ -215,6 +268,8 @@ def run_score(ctx: JobContext, options: ScoreOptions) -> dict[str, Any]:
         "rows_scored": written,
         "rows_quarantined": q_written,
     }
+    if shadow is not None:
+        summary["shadow"] = {"model": shadow.load_uri, "rows_scored": shadow_rows}
     ctx.summary.setdefault("score", {})[model.name] = summary
     log.info("scored", extra={"fields": summary})
     return summary
@@ -237,10 +292,33 @@ def _replace_batch(
         (F.col("scoring_date") == F.lit(scoring_date)) & (F.col("batch_id") != batch_id)
     )
     kept = others.count()
+    # A table written before a column was added (``role``) gets it; its old rows read null.
     result = ctx.tables.write(
-        others.unionByName(rows),
+        others.unionByName(rows, allowMissingColumns=True),
         path,
         "overwrite",
         replace_partitions={"scoring_date": scoring_date.isoformat()},
+        schema_evolution=True,
     )
     return result.rows_written - kept
+
+
+def _shadow_model(model: ResolvedModel) -> ResolvedModel | None:
+    """The registered model's waiting challenger, when ``model`` is its champion."""
+    import mlflow
+
+    from featurelake.ml.registry import CHALLENGER, CHAMPION, alias_version
+
+    if model.version is None:
+        return None
+    client = mlflow.MlflowClient()
+    champion = alias_version(client, model.name, CHAMPION)
+    challenger = alias_version(client, model.name, CHALLENGER)
+    if (
+        champion is None
+        or challenger is None
+        or str(champion.version) != model.version
+        or challenger.version == champion.version
+    ):
+        return None
+    return resolve_model(f"models:/{model.name}@{CHALLENGER}")

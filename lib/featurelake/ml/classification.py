@@ -6,15 +6,18 @@ The flow (:func:`train_classifier`), given a frame built by :func:`prepare_train
    every run with the same seed, whatever the partitioning) - :func:`with_hash_split`;
 2. class weights from the training rows (``balanced``: n / (2 * n_class)) -
    :func:`with_class_weight`;
-3. feature preprocessing fitted once on the training rows (median imputation of numeric
+3. optional feature selection on the training rows (:mod:`featurelake.ml.selection`); the
+   chosen list is logged and is the models' input (their signature), so scoring uses it;
+4. feature preprocessing fitted once on the training rows (median imputation of numeric
    columns; string index with unseen values kept + one-hot encoding of categorical columns;
    assembly into one vector);
-4. per candidate algorithm, one nested MLflow run: the estimator (after a scaler for logistic
+5. per candidate algorithm, one nested MLflow run: the estimator (after a scaler for logistic
    regression) searched over its grid by cross-validation (folds from a second hash of the key)
    or train-validation split; the best is refit on all training rows, joined with the
    preprocessing into one PipelineModel (raw columns in, ``probability``/``prediction`` out),
-   evaluated on the held-out rows and logged with its signature and an input example;
-5. the candidate with the best validation metric is the run's best.
+   evaluated on the held-out rows and logged with its signature, an input example and its
+   feature importances (a table and a plot, :mod:`featurelake.ml.importance`);
+6. the candidate with the best validation metric is the run's best.
 
 Example:
     >>> data = prepare_training_frame(features_df, labels_df, config)
@@ -54,6 +57,16 @@ from featurelake.ml.evaluation import (
     evaluate_binary,
     roc_figure,
 )
+from featurelake.ml.importance import (
+    IMPORTANCE_ARTIFACT,
+    IMPORTANCE_PLOT,
+    FeatureImportance,
+    importance_figure,
+    importance_rows,
+    model_importances,
+    vector_slots,
+)
+from featurelake.ml.selection import select_features
 
 __all__ = [
     "BinaryMetrics",
@@ -294,6 +307,7 @@ class CandidateResult:
         validation_metric: the search's best metric (cross-validation mean or validation split).
         best_params: the grid values chosen.
         test_metrics: held-out metrics.
+        importances: per feature, largest first.
     """
 
     algorithm: str
@@ -302,17 +316,25 @@ class CandidateResult:
     validation_metric: float
     best_params: dict[str, Any]
     test_metrics: BinaryMetrics
+    importances: list[FeatureImportance]
 
 
 @dataclass(frozen=True)
 class ClassificationResult:
-    """A training run: the parent run, every candidate and the best one."""
+    """A training run: the parent run, every candidate and the best one.
+
+    Attributes:
+        features: the models' input features (after selection, when configured).
+        dropped: the features selection dropped, with the reason.
+    """
 
     parent_run_id: str
     candidates: list[CandidateResult]
     best: CandidateResult
     train_rows: int
     test_rows: int
+    features: list[str]
+    dropped: dict[str, str]
 
 
 def _search(
@@ -356,6 +378,7 @@ def _train_candidate(
     test: DataFrame,
     use_weights: bool,
     tags: Mapping[str, str],
+    slots: list[str],
 ) -> CandidateResult:
     import mlflow
 
@@ -413,6 +436,11 @@ def _train_candidate(
             "roc_curve.json",
         )
         mlflow.log_figure(roc_figure({algorithm: held_out.roc_curve}), "roc_curve.png")
+        importances = model_importances(fitted.bestModel.stages[-1], slots, config.feature_columns)
+        mlflow.log_table(importance_rows(importances), IMPORTANCE_ARTIFACT)
+        mlflow.log_figure(
+            importance_figure(importances, f"{algorithm}: feature importance"), IMPORTANCE_PLOT
+        )
         # Spark flavour for native scoring, numpy pyfunc for spark_udf and serving.
         example = test.select(*config.feature_columns).limit(5)
         info = log_spark_pipeline(model, example, pip_requirements=pip_requirements())
@@ -425,6 +453,7 @@ def _train_candidate(
                 "best_params": best_params,
                 f"validation_{config.metric}": float(metrics[best_index]),
                 **held_out.as_metrics(),
+                "top_features": [i.feature for i in importances[:5]],
             }
         },
     )
@@ -435,6 +464,7 @@ def _train_candidate(
         float(metrics[best_index]),
         best_params,
         held_out,
+        importances,
     )
 
 
@@ -477,6 +507,10 @@ def train_classifier(
     weights = balanced_weights(class_counts) if use_weights else {0: 1.0, 1: 1.0}
     train = train.transform(with_class_weight, config.label, weights).cache()
     test = test.cache()
+    declared = config
+    # Selection sees the training rows only; the models then take the chosen features alone.
+    selection = select_features(config, train, use_weights=use_weights)
+    config = config.with_features(selection.selected)
     # Medians and category indexes come from the training rows only (never the held-out ones);
     # fitted once, so the search fits only the estimators, on a cached vector.
     preprocessing = build_preprocessing(config).fit(train)
@@ -485,7 +519,8 @@ def train_classifier(
         .select(RAW_FEATURES_COL, config.label, WEIGHT_COL, FOLD_COL)
         .cache()
     )
-    columns = [config.features.key, *config.feature_columns, config.label]
+    slots = vector_slots(vectors.schema[RAW_FEATURES_COL])
+    columns = [config.features.key, *declared.feature_columns, config.label]
     stats = {}
     for side, frame in (("train", train), ("test", test)):
         row = frame.agg(F.count(F.lit(1)).alias("rows"), fingerprint(columns).alias("fp")).first()
@@ -498,11 +533,14 @@ def train_classifier(
             mlflow.set_tags(
                 {**tags, "featurelake.model": config.name, "featurelake.kind": "classification"}
             )
+            mlflow.set_tag("featurelake.selected_features", ",".join(selection.selected))
             mlflow.log_params(
                 {
                     "label": config.label,
-                    "numeric_features": ",".join(config.numeric_features),
-                    "categorical_features": ",".join(config.categorical_features),
+                    "numeric_features": ",".join(declared.numeric_features),
+                    "categorical_features": ",".join(declared.categorical_features),
+                    "selection": ",".join(selection.steps) or "none",
+                    "selected_features_count": len(selection.selected),
                     "split.test_fraction": config.split.test_fraction,
                     "split.seed": config.split.seed,
                     "split.key": config.features.key,
@@ -520,9 +558,13 @@ def train_classifier(
                     "test_fingerprint": stats["test"][1],
                 }
             )
-            mlflow.log_dict(config.model_dump(mode="json"), "model_config.json")
+            mlflow.log_dict(declared.model_dump(mode="json"), "model_config.json")
+            mlflow.log_dict(selection.as_dict(), "feature_selection.json")
+            candidate_tags = {**tags, "featurelake.selected_features": ",".join(selection.selected)}
             candidates = [
-                _train_candidate(config, algo, preprocessing, vectors, test, use_weights, tags)
+                _train_candidate(
+                    config, algo, preprocessing, vectors, test, use_weights, candidate_tags, slots
+                )
                 for algo in config.algorithms
             ]
             best = max(candidates, key=lambda c: c.validation_metric)
@@ -546,6 +588,7 @@ def train_classifier(
                             f"validation_{config.metric}": c.validation_metric,
                             "best_params": c.best_params,
                             **{f"test_{k}": v for k, v in c.test_metrics.as_metrics().items()},
+                            "top_features": [i.feature for i in c.importances[:10]],
                         }
                         for c in candidates
                     ]
@@ -561,7 +604,13 @@ def train_classifier(
         train.unpersist()
         test.unpersist()
     return ClassificationResult(
-        parent.info.run_id, candidates, best, stats["train"][0], stats["test"][0]
+        parent.info.run_id,
+        candidates,
+        best,
+        stats["train"][0],
+        stats["test"][0],
+        list(selection.selected),
+        dict(selection.dropped),
     )
 
 

@@ -24,7 +24,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -32,20 +32,30 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pyspark.sql.types import NumericType, StringType, StructType
 
 from featurelake.core.config import ConfigError, load_yaml_file, parse_model
+from featurelake.monitoring.config import Duration
 
 __all__ = [
     "AlgorithmConfig",
     "ClassificationConfig",
+    "DriftTrigger",
     "ModelConfig",
     "NamingRule",
+    "NewDataTrigger",
+    "PerformanceTrigger",
     "PromotionConfig",
+    "RetrainingConfig",
+    "RetrainingTriggers",
+    "ScheduleTrigger",
     "SearchConfig",
     "SegmentationConfig",
+    "SelectionConfig",
     "SplitConfig",
     "TableRef",
+    "check_against_catalog",
     "check_columns",
     "find_model_configs",
     "load_model_config",
+    "named_features",
 ]
 
 GridValue = float | int | str | bool
@@ -127,12 +137,177 @@ class PromotionConfig(_Frozen):
         metric: the metric compared (``roc_auc``/``pr_auc`` for classifiers, ``silhouette``
             for segmentation).
         min_metric: the challenger must reach at least this value.
-        min_improvement: and beat the current champion by at least this much on the same data.
+        min_improvement: and beat the current champion by at least this much on the same data
+            (for classifiers: the most recent labelled window, docs/RETRAINING.md).
+        max_regression: classifiers: and score at most this much below the champion on the
+            champion's own held-out rows (null: not checked).
+        recent_min_rows: classifiers: the recent window needs this many labelled rows; with
+            fewer, both models are compared on the challenger's held-out rows instead.
     """
 
     metric: Literal["roc_auc", "pr_auc", "f1", "silhouette"]
     min_metric: float
-    min_improvement: float = Field(default=0.0, ge=0.0)
+    min_improvement: float = Field(default=0.0, ge=0.0, le=1.0)
+    max_regression: float | None = Field(default=None, ge=0.0, le=1.0)
+    recent_min_rows: int = Field(default=100, ge=1)
+
+
+class DriftTrigger(_Frozen):
+    """Retrain when a top feature drifted from the champion's training rows.
+
+    Read from ``ops/drift_metrics`` (the ``monitor`` job's comparison of the feature table with
+    its ``champion`` reference).
+
+    Attributes:
+        metric: the drift metric compared (``psi``, ``js`` or ``ks``).
+        threshold: fires when the metric reaches this on any of the watched features
+            (``psi`` in (0, 10]; ``js`` and ``ks`` in (0, 1]).
+        top_features: the champion's N most important features are watched.
+        features: watch these features instead of the most important ones.
+    """
+
+    metric: Literal["psi", "js", "ks"] = "psi"
+    threshold: float = Field(gt=0.0, le=10.0)
+    top_features: int = Field(default=5, ge=1, le=1000)
+    features: list[str] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _bounded_distance(self) -> DriftTrigger:
+        if self.metric in ("js", "ks") and self.threshold > 1.0:
+            raise ValueError(f"threshold of {self.metric} must be in (0, 1], got {self.threshold}")
+        return self
+
+
+class PerformanceTrigger(_Frozen):
+    """Retrain when the champion's promotion metric dropped on labelled scoring batches.
+
+    Read from ``ops/monitor_results`` (the ``monitor`` job's ``performance`` check), only
+    for batches the champion itself scored.
+
+    Attributes:
+        max_relative_drop: fires when (promoted value - batch value) / promoted value reaches
+            this, on the mean of the latest ``batches``; in (0, 1).
+        batches: the latest labelled batches averaged.
+    """
+
+    max_relative_drop: float = Field(gt=0.0, lt=1.0)
+    batches: int = Field(default=1, ge=1, le=1000)
+
+
+class ScheduleTrigger(_Frozen):
+    """Retrain when the champion is older than ``max_age`` (``30d``, ``12h``...)."""
+
+    max_age: Duration
+
+
+class NewDataTrigger(_Frozen):
+    """Retrain when enough labelled rows arrived since the champion's training data.
+
+    New rows are those of the feature and label tables (joined) that are not in the Delta
+    versions the champion's training run logged - added or changed.
+
+    Attributes:
+        min_rows: fires at this many new labelled rows.
+        min_fraction: fires at this share of the champion's training rows, in (0, 100].
+    """
+
+    min_rows: int | None = Field(default=None, ge=1)
+    min_fraction: float | None = Field(default=None, gt=0.0, le=100.0)
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> NewDataTrigger:
+        if self.min_rows is None and self.min_fraction is None:
+            raise ValueError("give min_rows, min_fraction or both")
+        return self
+
+
+class RetrainingTriggers(_Frozen):
+    """The triggers of a model; a trigger left out is never evaluated."""
+
+    drift: DriftTrigger | None = None
+    performance: PerformanceTrigger | None = None
+    schedule: ScheduleTrigger | None = None
+    new_data: NewDataTrigger | None = None
+
+
+class RetrainingConfig(_Frozen):
+    """When ``retrain-check`` retrains a classifier (docs/RETRAINING.md).
+
+    Attributes:
+        triggers: at least one of ``drift``, ``performance``, ``schedule``, ``new_data``.
+        shadow: while a challenger waits for promotion, ``score`` also scores it, as
+            ``role = shadow`` rows of the predictions table.
+    """
+
+    triggers: RetrainingTriggers
+    shadow: bool = True
+
+    @model_validator(mode="after")
+    def _some_trigger(self) -> RetrainingConfig:
+        if not any(getattr(self.triggers, n) for n in RetrainingTriggers.model_fields):
+            raise ValueError(
+                "declare at least one trigger: " + ", ".join(RetrainingTriggers.model_fields)
+            )
+        return self
+
+
+class UnivariateSelection(_Frozen):
+    """Keep features associated with the label on the training rows.
+
+    The score is |Pearson correlation| with the label for a numeric feature, Cramer's V for a
+    categorical one (both in [0, 1]).
+
+    Attributes:
+        min_score: drop features scoring below this, in [0, 1).
+        max_features: then keep at most this many, best first (features under ``keep``
+            take their places first).
+    """
+
+    min_score: float = Field(default=0.0, ge=0.0, lt=1.0)
+    max_features: int | None = Field(default=None, ge=1)
+
+
+class CorrelationSelection(_Frozen):
+    """Of two numeric features correlated beyond ``max_abs``, drop the one scoring lower.
+
+    Attributes:
+        max_abs: |Pearson correlation| above which a pair is redundant, in (0, 1).
+    """
+
+    max_abs: float = Field(gt=0.0, lt=1.0)
+
+
+class ImportanceSelection(_Frozen):
+    """Drop features whose share of a quick random forest's importance is below a threshold.
+
+    Attributes:
+        min_importance: share of the total importance (one-hot columns summed per feature),
+            in (0, 1).
+        num_trees, max_depth: the forest fitted on the training rows.
+    """
+
+    min_importance: float = Field(gt=0.0, lt=1.0)
+    num_trees: int = Field(default=40, ge=1, le=1000)
+    max_depth: int = Field(default=6, ge=1, le=30)
+
+
+class SelectionConfig(_Frozen):
+    """Feature selection before the search, on the training rows only (docs/RETRAINING.md).
+
+    Steps run in this order, each on what the previous kept: ``univariate``, ``correlation``,
+    ``importance``. ``keep`` lists features no step drops.
+    """
+
+    univariate: UnivariateSelection | None = None
+    correlation: CorrelationSelection | None = None
+    importance: ImportanceSelection | None = None
+    keep: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _some_step(self) -> SelectionConfig:
+        if not (self.univariate or self.correlation or self.importance):
+            raise ValueError("declare at least one step: univariate, correlation, importance")
+        return self
 
 
 class ClassificationConfig(_Frozen):
@@ -153,6 +328,8 @@ class ClassificationConfig(_Frozen):
         metric: the metric that picks the best candidate (from the search's validation data).
         threshold: probability of class 1 at or above which the prediction is 1.
         promotion: champion rule.
+        selection: optional feature selection before the search.
+        retraining: when ``retrain-check`` retrains the model (absent: every run).
     """
 
     kind: Literal["classification"]
@@ -172,10 +349,22 @@ class ClassificationConfig(_Frozen):
     metric: Literal["roc_auc", "pr_auc"] = "roc_auc"
     threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
     promotion: PromotionConfig
+    selection: SelectionConfig | None = None
+    retraining: RetrainingConfig | None = None
 
     @property
     def feature_columns(self) -> list[str]:
         return [*self.numeric_features, *self.categorical_features]
+
+    def with_features(self, features: Sequence[str]) -> ClassificationConfig:
+        """This configuration narrowed to ``features`` (each list keeps its order)."""
+        chosen = set(features)
+        return self.model_copy(
+            update={
+                "numeric_features": [c for c in self.numeric_features if c in chosen],
+                "categorical_features": [c for c in self.categorical_features if c in chosen],
+            }
+        )
 
     @model_validator(mode="after")
     def _has_features(self) -> ClassificationConfig:
@@ -332,6 +521,18 @@ def _check_static(config: ModelConfig, source: str) -> None:
                         )
         if config.promotion.metric == "silhouette":
             raise ConfigError(source, "promotion.metric", "silhouette is for segmentation")
+        for key_path, listed in (
+            ("selection.keep", config.selection.keep if config.selection else []),
+            (
+                "retraining.triggers.drift.features",
+                (config.retraining.triggers.drift.features or [])
+                if config.retraining and config.retraining.triggers.drift
+                else [],
+            ),
+        ):
+            dupes = _duplicates(listed)
+            if dupes:
+                raise ConfigError(source, key_path, f"columns listed more than once: {dupes}")
     else:
         dupes = _duplicates(config.feature_columns)
         if dupes:
@@ -354,6 +555,12 @@ def _check_static(config: ModelConfig, source: str) -> None:
                         )
         if config.promotion.metric != "silhouette":
             raise ConfigError(source, "promotion.metric", "segmentation is promoted on silhouette")
+        if config.promotion.max_regression is not None:
+            raise ConfigError(
+                source,
+                "promotion.max_regression",
+                "applies to classifiers only (segmentation has no held-out labels)",
+            )
 
 
 def load_model_config(path: str | Path) -> ModelConfig:
@@ -406,6 +613,82 @@ def _check_table(
             )
 
 
+def named_features(config: ClassificationConfig) -> dict[str, str]:
+    """The features a classifier's ``selection`` and ``retraining`` sections name, by key path."""
+    named: dict[str, str] = {}
+    if config.selection:
+        named.update({f"selection.keep[{i}]": c for i, c in enumerate(config.selection.keep)})
+    drift = config.retraining.triggers.drift if config.retraining else None
+    if drift and drift.features:
+        named.update(
+            {f"retraining.triggers.drift.features[{i}]": c for i, c in enumerate(drift.features)}
+        )
+    return named
+
+
+def _check_named_features(
+    config: ClassificationConfig, source: str, table_columns: set[str] | None
+) -> None:
+    """Every feature ``selection``/``retraining`` name is a column of the table and a feature."""
+    for key_path, column in named_features(config).items():
+        if table_columns is not None and column not in table_columns:
+            raise ConfigError(
+                source,
+                key_path,
+                f"{config.features.table} has no column {column!r} "
+                f"(columns: {', '.join(sorted(table_columns))})",
+            )
+        if column not in config.feature_columns:
+            raise ConfigError(
+                source,
+                key_path,
+                f"{column!r} is not one of this model's features "
+                "(numeric_features, categorical_features)",
+            )
+
+
+def check_against_catalog(
+    config: ModelConfig, source: str, catalog: Mapping[str, set[str]]
+) -> None:
+    """Check the columns a configuration names against the columns ``conf/`` declares.
+
+    Run at start-up, before Spark: tables the catalog does not know are checked later, against
+    their schemas (:func:`check_columns`).
+
+    Args:
+        config: a validated model configuration.
+        source: the configuration file, for messages.
+        catalog: ``<layer>/<table>`` -> the columns its declarations give it.
+
+    Raises:
+        ConfigError: a feature, label or named column is not a column of its table.
+    """
+    known = catalog.get(config.features.table)
+    if isinstance(config, ClassificationConfig):
+        listed = {
+            **{f"numeric_features[{i}]": c for i, c in enumerate(config.numeric_features)},
+            **{f"categorical_features[{i}]": c for i, c in enumerate(config.categorical_features)},
+        }
+    else:
+        listed = {f"feature_columns[{i}]": c for i, c in enumerate(config.feature_columns)}
+    if known is not None:
+        for key_path, column in listed.items():
+            if column not in known:
+                raise ConfigError(
+                    source,
+                    key_path,
+                    f"{config.features.table} has no column {column!r} "
+                    f"(columns: {', '.join(sorted(known))})",
+                )
+    if isinstance(config, ClassificationConfig):
+        labels = catalog.get(config.labels.table)
+        if labels is not None and config.label not in labels:
+            raise ConfigError(
+                source, "label", f"{config.labels.table} has no column {config.label!r}"
+            )
+        _check_named_features(config, source, known)
+
+
 def check_columns(config: ModelConfig, source: str, schemas: Mapping[str, StructType]) -> None:
     """Check every column the configuration names against the tables' schemas.
 
@@ -449,6 +732,7 @@ def check_columns(config: ModelConfig, source: str, schemas: Mapping[str, Struct
                     f"column {column!r} is {dtype.simpleString()}; "
                     "expected string or numeric codes",
                 )
+        _check_named_features(config, source, set(schemas["features"].fieldNames()))
     else:
         columns = {"features.key": config.features.key, "as_of_column": config.as_of_column}
         columns.update({f"feature_columns[{i}]": c for i, c in enumerate(config.feature_columns)})

@@ -286,8 +286,13 @@ def with_prediction_metadata(
     scoring_date: Column,
     inference_ts: Column,
     feature_table_version: int | None,
+    role: str = "champion",
 ) -> DataFrame:
-    """The predictions table's columns: keys, outputs, model identity, batch and time."""
+    """The predictions table's columns: keys, outputs, model identity, batch, time and role.
+
+    ``role`` is ``champion`` for the model the batch is scored with and ``shadow`` for a
+    waiting challenger scored beside it (docs/RETRAINING.md).
+    """
     return scored.select(
         *[F.col(f"`{k}`") for k in keys],
         F.col("prediction").cast("double").alias("prediction"),
@@ -300,4 +305,5 @@ def with_prediction_metadata(
         F.lit(batch_id).alias("batch_id"),
         inference_ts.cast("timestamp").alias("inference_ts"),
         scoring_date.cast("date").alias("scoring_date"),
+        F.lit(role).alias("role"),
     )

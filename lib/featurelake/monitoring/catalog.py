@@ -31,6 +31,7 @@ __all__ = [
     "PREDICTION_COLUMNS",
     "build_catalog",
     "check_monitoring_config",
+    "declared_columns",
     "monitored_columns",
 ]
 
@@ -46,6 +47,7 @@ PREDICTION_COLUMNS = (
     "batch_id",
     "inference_ts",
     "scoring_date",
+    "role",
 )
 _SEGMENT_COLUMNS = ("customer_id", "segment_id", "segment_name", "model_version", "as_of_ts")
 
@@ -100,6 +102,15 @@ def _model_columns(settings: Settings) -> dict[str, set[str]]:
         if isinstance(config, ClassificationConfig):
             tables.setdefault(config.labels.table, set()).update({config.labels.key, config.label})
     return tables
+
+
+def declared_columns(settings: Settings) -> dict[str, set[str]]:
+    """The columns of the silver and gold tables, from their declarations alone.
+
+    Unlike :func:`build_catalog`, no model or monitoring declaration contributes, so a model
+    configuration can be checked against it.
+    """
+    return {**_silver_columns(settings), **_gold_columns(settings)}
 
 
 def build_catalog(

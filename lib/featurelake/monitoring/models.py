@@ -404,6 +404,9 @@ def monitor_model(ctx: MonitorContext, name: str, watch: ModelMonitorConfig) -> 
     predictions = ctx.tables.read(path, version=version).withColumn(
         "prediction", F.col("prediction").cast("string")
     )
+    if "role" in predictions.columns:
+        # A waiting challenger's shadow predictions are not the champion's.
+        predictions = predictions.filter(F.coalesce(F.col("role"), F.lit("champion")) != "shadow")
     stats_ = ctx.tables.column_stats(path, ["scoring_date"], version)
     latest = stats_["scoring_date"].max if stats_ else None
     since = None

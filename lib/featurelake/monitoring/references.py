@@ -93,16 +93,12 @@ def champion_run(client: Any, model: str) -> tuple[Any, Any]:
     Raises:
         ReferenceUnavailable: the model has no champion.
     """
-    from featurelake.ml.registry import CHAMPION, alias_version
+    from featurelake.ml.registry import CHAMPION, alias_version, training_run
 
     version = alias_version(client, model, CHAMPION)
     if version is None:
         raise ReferenceUnavailable(f"model {model!r} has no champion yet")
-    run = client.get_run(version.run_id)
-    parent = run.data.tags.get("mlflow.parentRunId")
-    if "split.seed" not in run.data.params and parent:
-        run = client.get_run(parent)
-    return version, run
+    return version, training_run(client, version)
 
 
 def classifier_split_rows(
@@ -111,7 +107,7 @@ def classifier_split_rows(
     """A classifier's feature rows and labelled frame on one side of its run's split.
 
     Rebuilt from the Delta versions the run logged, with the split parameters it used (they
-    may predate a configuration change).
+    may predate a configuration change; :func:`featurelake.ml.lineage.logged_frame`).
 
     Args:
         tables: table I/O.
@@ -123,32 +119,13 @@ def classifier_split_rows(
         (feature table rows of that side's labelled entities, the prepared frame of that side
         - key, features, label -, table -> version read).
     """
-    from featurelake.ml.classification import SPLIT_COL, prepare_training_frame
+    from featurelake.ml.lineage import logged_frame
 
-    tags, params = run.data.tags, run.data.params
-    features_path, labels_path = tags["featurelake.features.path"], tags["featurelake.labels.path"]
-    versions = {
-        features_path: int(tags["featurelake.features.version"]),
-        labels_path: int(tags["featurelake.labels.version"]),
-    }
-    features = tables.read(features_path, version=versions[features_path])
-    labels = tables.read(labels_path, version=versions[labels_path])
-    logged = config.model_copy(
-        update={
-            "split": config.split.model_copy(
-                update={
-                    "test_fraction": float(params["split.test_fraction"]),
-                    "seed": int(params["split.seed"]),
-                }
-            )
-        }
-    )
-    prepared = prepare_training_frame(features, labels, logged).filter(
-        (F.col(SPLIT_COL) == side) & F.col(config.label).isNotNull()
-    )
+    logged = logged_frame(tables, config, run)
+    prepared = logged.side(side)
     key = config.features.key
-    rows = features.join(prepared.select(key), on=key, how="left_semi")
-    return rows, prepared, versions
+    rows = logged.features.join(prepared.select(key), on=key, how="left_semi")
+    return rows, prepared, logged.versions
 
 
 def _champion(tables: DeltaTables, settings: Settings, model: str, root: str) -> Reference:
