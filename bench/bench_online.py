@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
@@ -95,6 +96,12 @@ access:
 API_KEY = "bench-key-0123456789"
 FEATURES = ["bench_customer:spend_30d", "bench_customer:orders_30d", "bench_customer:country"]
 COUNTRIES = ["United Kingdom", "France", "Germany", "EIRE", "Spain", "Netherlands"]
+EntityRow = Callable[[int], dict[str, Any]]
+
+
+def customer_row(i: int) -> dict[str, Any]:
+    """The entity row of the ``i``-th synthetic customer of ``bench_customer``."""
+    return {"customer_id": f"c{i}"}
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -103,14 +110,15 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return q[49] * 1000, q[98] * 1000
 
 
-def make_conf(root: Path) -> Path:
+def make_conf(root: Path, view_yaml: str = VIEW_YAML, serving_yaml: str = SERVING_YAML) -> Path:
+    """A conf directory under ``root`` with one feature view file and ``serving.yaml``."""
     conf = root / "conf"
     (conf / "env").mkdir(parents=True)
     (conf / "features").mkdir()
     (conf / "base.yaml").write_text("{}\n", encoding="utf-8")
     (conf / "env" / "local.yaml").write_text("{}\n", encoding="utf-8")
-    (conf / "features" / "bench.yaml").write_text(VIEW_YAML, encoding="utf-8")
-    (conf / "serving.yaml").write_text(SERVING_YAML, encoding="utf-8")
+    (conf / "features" / "bench.yaml").write_text(view_yaml, encoding="utf-8")
+    (conf / "serving.yaml").write_text(serving_yaml, encoding="utf-8")
     return conf
 
 
@@ -147,36 +155,54 @@ def fill_store(store: OnlineStore, entities: int, batch: int) -> dict[str, float
 
 
 def in_process(
-    service: OnlineFeatureService, entities: int, lookups: int, batch: int
+    service: OnlineFeatureService,
+    entities: int,
+    lookups: int,
+    batch: int,
+    *,
+    features: Sequence[str] = FEATURES,
+    entity: EntityRow = customer_row,
 ) -> dict[str, float]:
+    """Lookups of ``batch`` random entities through a held service; p50/p99 and lookups/s."""
     rng = random.Random(1)
     latencies = []
     for _ in range(lookups):
-        request = [{"customer_id": f"c{rng.randrange(entities)}"} for _ in range(batch)]
+        request = [entity(rng.randrange(entities)) for _ in range(batch)]
         started = time.perf_counter()
-        result = service.get(request, FEATURES)
+        result = service.get(request, features)
         latencies.append(time.perf_counter() - started)
-        assert result.values[0]["bench_customer:spend_30d"].status == "ok"
+        assert result.values[0][features[0]].status == "ok"
     p50, p99 = percentiles(latencies)
     return {"p50_ms": p50, "p99_ms": p99, "lookups_per_s": lookups / sum(latencies)}
 
 
-def public_api(settings: Any, entities: int, lookups: int, batch: int) -> dict[str, float]:
+def public_api(
+    settings: Any,
+    entities: int,
+    lookups: int,
+    batch: int,
+    *,
+    features: Sequence[str] = FEATURES,
+    entity: EntityRow = customer_row,
+) -> dict[str, float]:
     """``get_online_features`` (the public function, settings given) timed like in_process."""
     rng = random.Random(1)
-    get_online_features([{"customer_id": "c0"}], FEATURES, settings=settings)  # first call
+    get_online_features([entity(0)], features, settings=settings)  # first call
     latencies = []
     for _ in range(lookups):
-        request = [{"customer_id": f"c{rng.randrange(entities)}"} for _ in range(batch)]
+        request = [entity(rng.randrange(entities)) for _ in range(batch)]
         started = time.perf_counter()
-        records = get_online_features(request, FEATURES, settings=settings)
+        records = get_online_features(request, features, settings=settings)
         latencies.append(time.perf_counter() - started)
-        assert records[0]["values"]["bench_customer:spend_30d"]["status"] == "ok"
+        assert records[0]["values"][features[0]]["status"] == "ok"
     p50, p99 = percentiles(latencies)
     return {"p50_ms": p50, "p99_ms": p99, "lookups_per_s": lookups / sum(latencies)}
 
 
-def start_serve(conf: Path, root: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+def start_serve(
+    conf: Path, root: Path, env: dict[str, str], workers: int = 1
+) -> tuple[subprocess.Popen, str]:
+    """Start the real ``serve`` job with ``workers`` uvicorn workers; its process and URL."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -188,6 +214,8 @@ def start_serve(conf: Path, root: Path, env: dict[str, str]) -> tuple[subprocess
             f"lakehouse.root={root}",
             "--port",
             str(port),
+            "--workers",
+            str(workers),
         ],
         env=env,
         stdout=subprocess.DEVNULL,
