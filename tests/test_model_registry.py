@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import mlflow
@@ -194,3 +195,22 @@ def test_a_challenger_replaced_before_promotion_is_retired(client, tmp_path: Pat
     ]
     assert client.get_model_version("replaced", "1").tags["lifecycle.stage"] == "retired"
     assert _aliases(client, "replaced") == {"challenger": "2"}
+
+
+def test_configuring_tracking_leaves_the_environment_for_child_processes_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A job started from this process (spark-submit from a test, a notebook, a scheduler) must
+    # read its own configuration, not the store this process was pointed at.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "sqlite:////elsewhere/registry.db")
+    target = configure_tracking(
+        MlflowSettings(
+            tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+            artifact_location=str(tmp_path / "artifacts"),
+            experiment="environment-test",
+        )
+    )
+    assert mlflow.get_tracking_uri() == target.tracking_uri == f"sqlite:///{tmp_path}/mlflow.db"
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert os.environ["MLFLOW_REGISTRY_URI"] == "sqlite:////elsewhere/registry.db"

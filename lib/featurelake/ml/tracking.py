@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -90,6 +91,20 @@ def store_uris(settings: MlflowSettings) -> tuple[str, str]:
     return tracking_uri, registry_uri
 
 
+@contextmanager
+def _environment_kept(*names: str) -> Iterator[None]:
+    """Restore the environment variables ``names`` to their values on entry."""
+    before = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def configure_tracking(settings: MlflowSettings, experiment: str | None = None) -> TrackingTarget:
     """Point MLflow at the configured tracking and registry stores; create the experiment.
 
@@ -107,8 +122,11 @@ def configure_tracking(settings: MlflowSettings, experiment: str | None = None) 
     for key, value in _QUIET_ENV.items():
         os.environ.setdefault(key, value)
     tracking_uri, registry_uri = store_uris(settings)
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(registry_uri)
+    with _environment_kept("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        # MLflow also exports the URIs for child processes; a job started from here (a test,
+        # a notebook, a scheduler) reads its own configuration instead.
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(registry_uri)
     name = experiment or settings.experiment
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
     found = client.get_experiment_by_name(name)
