@@ -259,8 +259,15 @@ def replace_challenger(
     except MlflowException:
         client.create_registered_model(name)
     replaced = alias_version(client, name, CHALLENGER)
+    # A tracking server takes a logged model's URI only with the model's id beside it.
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
     version = client.create_model_version(
-        name, model_uri, run_id=run_id, tags=dict(tags or {}), description=description
+        name,
+        model_uri,
+        run_id=run_id,
+        tags=dict(tags or {}),
+        description=description,
+        model_id=model_id,
     )
     number = str(version.version)
     _move_alias(client, name, CHALLENGER, number)
