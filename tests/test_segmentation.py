@@ -255,8 +255,7 @@ def test_segments_table_carries_model_version_and_as_of(segmented: dict) -> None
     values = df.select("model_version", "as_of_ts").distinct().collect()
     assert [(r["model_version"], r["as_of_ts"]) for r in values] == [("1", AS_OF)]
     client = segmented["client"]
-    version = client.get_model_version_by_alias("tiny_segments", "challenger")
-    assert str(version.version) == "1"
+    version = client.get_model_version("tiny_segments", "1")  # promoted: no longer challenger
     names = json.loads(version.tags["featurelake.segment_names"])
     by_id = {
         str(r["segment_id"]): r["segment_name"]
@@ -370,8 +369,8 @@ def test_training_pipeline_trains_both_kinds_and_promotes(
         "name": "tiny_credit",
         "features": {"table": "gold/credit_features", "key": "id"},
         "labels": {"table": "gold/credit_labels", "key": "id"},
-        "label": "y",
-        "numeric_features": ["x"],
+        "label": "default_next_month",
+        "numeric_features": ["limit_bal"],
         "search": {"method": "train_validation_split"},
         "algorithms": {
             "logistic_regression": {"params": {"maxIter": 5}, "grid": {"regParam": [0.0]}}
@@ -381,13 +380,15 @@ def test_training_pipeline_trains_both_kinds_and_promotes(
     (conf / "models" / "credit.yaml").write_text(yaml.safe_dump(classifier), encoding="utf-8")
     tables = DeltaTables(spark)
     tables.write(spark.createDataFrame(customers(), SCHEMA), f"{tmp_path}/gold/customer_features")
-    # y = 1 exactly when x > 50: a separable problem, so the challenger clears 0.9.
+    # The label is 1 exactly when limit_bal > 50: a separable problem, so the challenger clears 0.9.
     tables.write(
-        spark.createDataFrame([(i, float(i)) for i in range(100)], "id long, x double"),
+        spark.createDataFrame([(i, float(i)) for i in range(100)], "id long, limit_bal double"),
         f"{tmp_path}/gold/credit_features",
     )
     tables.write(
-        spark.createDataFrame([(i, int(i > 50)) for i in range(100)], "id long, y int"),
+        spark.createDataFrame(
+            [(i, int(i > 50)) for i in range(100)], "id long, default_next_month int"
+        ),
         f"{tmp_path}/gold/credit_labels",
     )
     job = load_job_module("training-pipeline")
