@@ -21,6 +21,8 @@ from featurelake.delta import DeltaTables
 from featurelake.lakehouse.silver import read_silver, read_silver_pair
 from pyspark.sql import functions as F
 
+pytestmark = pytest.mark.scenario  # about six minutes of child processes: opt-in
+
 ROOT = Path(__file__).resolve().parents[1]
 BRONZE = load_job_module("bronze")
 SILVER = load_job_module("silver")

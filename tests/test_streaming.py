@@ -412,6 +412,7 @@ def test_progress_of_every_query_is_written_for_the_metrics(make_lake) -> None:
     assert "end_to_end_lag_seconds" in progress["order_events-files"]
 
 
+@pytest.mark.scenario  # a continuous query signalled mid-batch (minutes): opt-in
 def test_sigterm_lets_the_running_micro_batch_finish_and_ends_the_job(make_lake) -> None:
     lake = make_lake()
     for i in range(6):
