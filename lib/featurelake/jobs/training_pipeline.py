@@ -9,6 +9,7 @@ config in conf/models; the first failure stops the pipeline.
 
 import argparse
 import dataclasses
+from types import ModuleType
 
 from featurelake.core.pipeline import load_job_module
 from featurelake.core.runner import JobContext
@@ -31,9 +32,16 @@ def main(ctx: JobContext, args: argparse.Namespace) -> None:
         if step == "promote" and args.no_promote:
             continue
         module = load_job_module(step)
-        step_args = argparse.Namespace(
-            model_config=None, no_register=False, features_version=args.features_version
-        )
+        step_args = _defaults(module)  # each step's own options, as on its command line
+        if hasattr(step_args, "features_version"):
+            step_args.features_version = args.features_version
         step_ctx = dataclasses.replace(ctx, summary={})
         module.main(step_ctx, step_args)
         ctx.summary[step] = step_ctx.summary
+
+
+def _defaults(module: ModuleType) -> argparse.Namespace:
+    """The options of a job module with their defaults (the job run without arguments)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    module.add_arguments(parser)
+    return parser.parse_args([])
