@@ -16,9 +16,8 @@ import argparse
 import logging
 from datetime import datetime, timezone
 
-from featurelake.core.config import ConfigError
 from featurelake.core.runner import JobContext, instant_argument
-from featurelake.ml.config import ClassificationConfig, find_model_configs
+from featurelake.ml.config import ClassificationConfig, required_model_configs
 from featurelake.ml.retrain_check import check_model, check_tables
 from featurelake.ml.tracking import configure_tracking
 
@@ -49,15 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(ctx: JobContext, args: argparse.Namespace) -> None:
     import mlflow
 
-    configs = find_model_configs(
-        ctx.settings.conf_path("models"), args.model_config, ClassificationConfig
+    configs = required_model_configs(
+        ctx.settings.conf_path("models"), args.model_config, ClassificationConfig, "classification"
     )
-    if not configs:
-        raise ConfigError(
-            str(ctx.settings.conf_path("models")),
-            "",
-            "no classification model config (kind: classification) found",
-        )
     # Every configuration against its tables before MLflow is touched or a trigger evaluated.
     for source, config in configs:
         check_tables(ctx, source, config)

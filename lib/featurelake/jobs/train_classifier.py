@@ -11,9 +11,8 @@ Trains whatever the retraining triggers say; ``retrain-check`` trains only when 
 import argparse
 import logging
 
-from featurelake.core.config import ConfigError
 from featurelake.core.runner import JobContext
-from featurelake.ml.config import ClassificationConfig, find_model_configs
+from featurelake.ml.config import ClassificationConfig, required_model_configs
 from featurelake.ml.training import train_and_register
 
 log = logging.getLogger("featurelake.jobs.train_classifier")
@@ -42,15 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(ctx: JobContext, args: argparse.Namespace) -> None:
-    configs = find_model_configs(
-        ctx.settings.conf_path("models"), args.model_config, ClassificationConfig
+    configs = required_model_configs(
+        ctx.settings.conf_path("models"), args.model_config, ClassificationConfig, "classification"
     )
-    if not configs:
-        raise ConfigError(
-            str(ctx.settings.conf_path("models")),
-            "",
-            "no classification model config (kind: classification) found",
-        )
     for source, config in configs:
         ctx.summary[config.name] = train_and_register(
             ctx,

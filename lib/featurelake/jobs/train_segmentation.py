@@ -9,10 +9,9 @@ import argparse
 import json
 import logging
 
-from featurelake.core.config import ConfigError
 from featurelake.core.errors import DataError
 from featurelake.core.runner import JobContext
-from featurelake.ml.config import SegmentationConfig, check_columns, find_model_configs
+from featurelake.ml.config import SegmentationConfig, check_columns, required_model_configs
 from featurelake.ml.ledger import promotion_rows, record_promotions
 from featurelake.ml.registry import replace_challenger
 from featurelake.ml.segmentation import assign_segments, train_segmentation
@@ -123,14 +122,8 @@ def segment_one(
 
 
 def main(ctx: JobContext, args: argparse.Namespace) -> None:
-    configs = find_model_configs(
-        ctx.settings.conf_path("models"), args.model_config, SegmentationConfig
+    configs = required_model_configs(
+        ctx.settings.conf_path("models"), args.model_config, SegmentationConfig, "segmentation"
     )
-    if not configs:
-        raise ConfigError(
-            str(ctx.settings.conf_path("models")),
-            "",
-            "no segmentation model config (kind: segmentation) found",
-        )
     for source, config in configs:
         ctx.summary[config.name] = segment_one(ctx, source, config, args)

@@ -54,6 +54,7 @@ __all__ = [
     "check_against_catalog",
     "check_columns",
     "find_model_configs",
+    "required_model_configs",
     "load_model_config",
     "named_features",
 ]
@@ -774,3 +775,21 @@ def find_model_configs(
         return loaded  # type: ignore[return-value]
     found = [(str(p), load_model_config(p)) for p in sorted(Path(models_dir).glob("*.yaml"))]
     return [(f, c) for f, c in found if isinstance(c, kind)]
+
+
+def required_model_configs(
+    models_dir: str | Path, files: list[str] | None, kind: type[ModelConfigT], label: str
+) -> list[tuple[str, ModelConfigT]]:
+    """:func:`find_model_configs`, and an error naming the folder when there is none.
+
+    Args:
+        models_dir, files, kind: as for :func:`find_model_configs`.
+        label: the model kind as the configs spell it (``classification``, ``segmentation``).
+
+    Raises:
+        ConfigError: as :func:`find_model_configs`, or no config of ``kind`` was found.
+    """
+    configs = find_model_configs(models_dir, files, kind)
+    if not configs:
+        raise ConfigError(str(models_dir), "", f"no {label} model config (kind: {label}) found")
+    return configs
