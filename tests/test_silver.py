@@ -389,6 +389,24 @@ def test_every_bronze_row_has_exactly_one_outcome(spark):
     assert counts == {"clean": 3, "quarantined": 6, "duplicate": 1}
 
 
+@pytest.mark.parametrize("plan_of", ["retail", "customers", "accounts_unique_email"])
+def test_silver_and_quarantine_from_the_classified_rows_equal_those_from_bronze(spark, plan_of):
+    # The stream persists the classified rows once and takes both outputs from them.
+    plan = {
+        "retail": _retail_plan,
+        "customers": _customers_plan,  # PII hashed in silver and in the quarantine's raw values
+        "accounts_unique_email": lambda s: _accounts_plan(s, "email")[1],  # a unique rule
+    }[plan_of](spark)
+    classified = plan.classified.persist()
+    try:
+        silver, quarantine = plan.split(classified)
+        assert_df_equality(silver, plan.silver, ignore_row_order=True, ignore_nullable=True)
+        assert_df_equality(quarantine, plan.quarantine, ignore_row_order=True, ignore_nullable=True)
+        assert quarantine.count() > 0
+    finally:
+        classified.unpersist()
+
+
 def test_dedup_keeps_the_latest_ingestion(spark):
     first, again = RETAIL[1], RETAIL[1]
     later = (first[0], None, "f3.csv", datetime(2024, 1, 5), "b3")

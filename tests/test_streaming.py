@@ -311,6 +311,70 @@ def test_bad_kafka_messages_are_quarantined_and_later_ones_processed(
 
 
 # --------------------------------------------------------------------------------------------
+# The ingest sink's reference tables: cached between micro-batches, re-read when they change
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_customer_added_to_the_reference_table_mid_stream_is_accepted_from_the_next_batch(
+    make_lake, tmp_path
+) -> None:
+    from featurelake.core.config import load_settings
+    from featurelake.core.runner import JobContext
+    from featurelake.lakehouse.silver import load_table_specs
+    from featurelake.lakehouse.sources import load_sources
+    from featurelake.streaming.ingest import EventIngest
+    from featurelake.streaming.progress import ProgressBoard
+
+    lake = make_lake()
+    settings = load_settings(lake.conf_dir, "local", [f"lakehouse.root={lake.root / 'lake'}"])
+    ctx = JobContext(
+        job="stream", run_id="r", settings=settings, spark=lake.spark, tables=lake.tables
+    )
+    checkpoint = tmp_path / "checkpoint"  # what the sink reads of it: the query id
+    checkpoint.mkdir()
+    (checkpoint / "metadata").write_text(json.dumps({"id": str(uuid.uuid4())}) + "\n")
+    board = ProgressBoard(None)
+    sink = EventIngest(
+        ctx,
+        load_sources(settings)["order_events"],
+        load_table_specs(lake.conf_dir / "tables")["order_events"],
+        str(checkpoint),
+        None,
+        board,
+        "ingest",
+    )
+
+    def batch(*events: dict[str, Any]) -> DataFrame:
+        """One micro-batch as the query hands it to the sink."""
+        return lake.spark.createDataFrame(
+            [(json.dumps(e), f"test:{e['order_id']}", datetime.now()) for e in events],
+            "value string, _source_file string, _produced_at timestamp",
+        )
+
+    try:
+        sink(batch(order("m1", "2001", 1.0, at(10, 0)), order("m2", "1001", 2.0, at(10, 1))), 0)
+        sink(batch(order("m3", "1002", 3.0, at(10, 2))), 1)
+        assert sink.references.reads == 1  # the table did not change: its cached rows served
+        newcomer = [("2001", "GB")]
+        lake.tables.write(
+            lake.spark.createDataFrame(newcomer, "customer_id string, country string"),
+            lake.path("silver", "customers"),
+            "append",
+        )
+        sink(batch(order("m4", "2001", 4.0, at(10, 3))), 2)
+        assert sink.references.reads == 2
+        figures = board.snapshot()["ingest"]
+        assert (figures["silver_rows"], figures["quarantined_rows"]) == (1, 0)
+        sink(batch(order("m4", "2001", 4.0, at(10, 3))), 2)  # a replay commits nothing again
+    finally:
+        sink.close()
+    assert rows_of(lake.read("silver", "order_events"), "order_id") == [("m2",), ("m3",), ("m4",)]
+    quarantine = lake.read("silver", "order_events_quarantine")
+    assert rows_of(quarantine, "order_id", "_failed_rules") == [("m1", ["known_customer"])]
+    assert set(board.snapshot()["ingest"]["sink_phase_seconds"]) >= {"classify", "silver_commit"}
+
+
+# --------------------------------------------------------------------------------------------
 # (a) kill -9 and restart == an uninterrupted run
 # --------------------------------------------------------------------------------------------
 

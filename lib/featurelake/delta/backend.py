@@ -33,6 +33,9 @@ class TableBackend(Protocol):
     def exists(self, path: str) -> bool:
         """True when ``path`` holds a Delta table."""
 
+    def version(self, path: str) -> int:
+        """The latest version, from the log alone (no Spark job)."""
+
     def history(self, path: str, limit: int | None) -> list[dict[str, Any]]:
         """Commits newest first: version, timestamp (ms), operation, ``featurelake.*`` keys."""
 
@@ -75,8 +78,13 @@ class TableBackend(Protocol):
         schema_evolution: bool,
         metadata: Mapping[str, str],
         txn: AppTransaction | None = None,
+        lower_bounds: Mapping[str, Any] | None = None,
     ) -> WriteResult:
-        """MERGE ``df`` into the existing table on ``keys`` (with ``txn``'s claim, if any)."""
+        """MERGE ``df`` into the existing table on ``keys`` (with ``txn``'s claim, if any).
+
+        ``lower_bounds`` (key column -> the least value in ``df``) may limit which of the
+        table's files are read; it never changes the result.
+        """
 
     def partition_columns(self, path: str) -> list[str]:
         """The table's partition columns."""

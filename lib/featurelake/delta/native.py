@@ -94,6 +94,12 @@ class NativeBackend:
 
         return bool(DeltaTable.isDeltaTable(self.spark, path))
 
+    def version(self, path: str) -> int:
+        # The log's latest version from a listing of _delta_log: no Spark job (history is one).
+        if not self.exists(path):
+            raise TableNotFoundError(f"no Delta table at {path}")
+        return int(self._snapshot(path).version())
+
     def history(self, path: str, limit: int | None) -> list[dict[str, Any]]:
         if not self.exists(path):
             raise TableNotFoundError(f"no Delta table at {path}")
@@ -418,13 +424,56 @@ class NativeBackend:
     def _commit_of(self, path: str, write_id: str) -> tuple[int, dict[str, str]] | None:
         """(version, operation metrics) of the commit carrying ``write_id``; None if skipped.
 
-        Usually the latest commit; the 20 latest when other writers committed meanwhile (each
-        entry read is a commit file read).
+        Usually the latest commit, whose file is read directly (``history`` would run a Spark
+        job: 0.5-0.9 s a write on two busy cores against 0.02-0.07 s); the 20 latest when
+        other writers committed meanwhile (each entry read is a commit file read).
         """
+        latest = self._latest_commit_info(path)
+        if latest is not None:
+            version, info = latest
+            user = info.get("userMetadata")
+            with contextlib.suppress(TypeError, ValueError):
+                if user and json.loads(user).get("featurelake.write_id") == write_id:
+                    metrics = info.get("operationMetrics") or {}
+                    return version, {str(k): str(v) for k, v in metrics.items()}
         for limit in (1, 20):
             for entry in self.history(path, limit):
                 if entry.get("featurelake.write_id") == write_id:
                     return int(entry["version"]), entry["operationMetrics"]
+        return None
+
+    def _latest_commit_info(self, path: str) -> tuple[int, dict[str, Any]] | None:
+        """(version, commitInfo) of the table's latest commit, read from its log file.
+
+        None when it cannot be read that way (no such file: a commit not yet written back to
+        the log by a commit coordinator; an unexpected object store); callers then ask
+        ``history``.
+        """
+        from py4j.protocol import Py4JError
+
+        view = jvm(self.spark)
+        try:
+            delta_log = view.org.apache.spark.sql.delta.DeltaLog.forTable(
+                self.spark._jsparkSession,  # noqa: SLF001
+                path,
+            )
+            snapshot = delta_log.update(False, view.scala.Option.empty(), view.scala.Option.empty())
+            version = int(snapshot.version())
+            if version < 0:
+                return None
+            commit = view.org.apache.hadoop.fs.Path(delta_log.logPath(), f"{version:020d}.json")
+            stream = commit.getFileSystem(delta_log.newDeltaHadoopConf()).open(commit)
+            try:
+                text = view.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+            finally:
+                stream.close()
+        except Py4JError:
+            return None
+        for line in str(text).splitlines():
+            with contextlib.suppress(ValueError):
+                action = json.loads(line)
+                if isinstance(action, dict) and isinstance(action.get("commitInfo"), dict):
+                    return version, action["commitInfo"]
         return None
 
     def replace_rows(
@@ -454,9 +503,14 @@ class NativeBackend:
         schema_evolution: bool,
         metadata: Mapping[str, str],
         txn: AppTransaction | None = None,
+        lower_bounds: Mapping[str, Any] | None = None,
     ) -> WriteResult:
         write_id = uuid.uuid4().hex
         condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        # A target row below a key's bound matches no new row: the condition says so, and
+        # delta-spark skips the files whose statistics lie wholly below it.
+        for column, bound in (lower_bounds or {}).items():
+            condition += f" AND (t.`{column}` >= {sql_literal(bound)} OR t.`{column}` IS NULL)"
         merge = (
             self._table(path)
             .alias("t")

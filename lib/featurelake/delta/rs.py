@@ -92,6 +92,9 @@ class RsBackend:
 
         return bool(DeltaTable.is_deltatable(local_path(path)))
 
+    def version(self, path: str) -> int:
+        return int(self.open(path, None, None).version())
+
     def history(self, path: str, limit: int | None) -> list[dict[str, Any]]:
         table = self.open(path, None, None)
         return sorted(table.history(limit), key=lambda e: -int(e["version"]))
@@ -321,7 +324,9 @@ class RsBackend:
         schema_evolution: bool,
         metadata: Mapping[str, str],
         txn: AppTransaction | None = None,
+        lower_bounds: Mapping[str, Any] | None = None,
     ) -> WriteResult:
+        # lower_bounds: only a hint for a MERGE's file pruning; not used here.
         # delta-rs has MERGE, but not over a Spark frame: the kept rows and the new ones are
         # written as an overwrite - of the touched partitions only, when the partition
         # columns are among the keys.

@@ -119,8 +119,12 @@ class DeltaTables:
         return self._backend.exists(path)
 
     def version(self, path: str) -> int:
-        """The latest version of the table at ``path``."""
-        return int(self.history(path, limit=1)[0]["version"])
+        """The latest version of the table at ``path`` (read from the log; no Spark job).
+
+        Raises:
+            TableNotFoundError: no table at ``path``.
+        """
+        return self._backend.version(path)
 
     def transaction_version(self, path: str, app_id: str) -> int | None:
         """The latest version committed for ``app_id`` (:class:`AppTransaction`); None if none.
@@ -479,6 +483,7 @@ class DeltaTables:
         metadata: Mapping[str, Any] | None = None,
         txn: AppTransaction | None = None,
         keys_unique: bool = False,
+        key_lower_bounds: Mapping[str, Any] | None = None,
     ) -> WriteResult:
         """Insert rows of ``df`` whose keys are new; replace rows whose keys exist (MERGE).
 
@@ -497,9 +502,16 @@ class DeltaTables:
                 a micro-batch it had committed before a crash changes nothing.
             keys_unique: the caller guarantees each key once in ``df`` (an aggregation's
                 output): the check, a Spark job of its own, is skipped.
+            key_lower_bounds: key column -> a value no row of ``df`` is below (its least
+                non-null value): the native MERGE then reads only the table's files that can
+                hold a matching row (their statistics reach the bound), not the whole table -
+                a streaming view merging recent windows into a table of all past ones. The
+                caller vouches for the bounds; rows of the table below them are left as they
+                are.
 
         Raises:
-            ValueError: ``keys`` empty, not columns of ``df``, or duplicated in ``df``.
+            ValueError: ``keys`` empty, not columns of ``df``, or duplicated in ``df``; a
+                bound on a column that is not a key.
             SchemaMismatchError: as :meth:`write`.
             AlreadyCommittedError: ``txn``'s claim was already made; nothing was committed.
         """
@@ -509,6 +521,9 @@ class DeltaTables:
         absent = [k for k in keys if k not in df.columns]
         if absent:
             raise ValueError(f"upsert keys {absent} are not columns of the data ({df.columns})")
+        not_keys = [c for c in key_lower_bounds or {} if c not in keys]
+        if not_keys:
+            raise ValueError(f"upsert bounds on {not_keys}, which are not keys ({keys})")
         dupes = (
             [] if keys_unique else df.groupBy(*keys).count().filter("count > 1").limit(3).collect()
         )
@@ -528,7 +543,10 @@ class DeltaTables:
             table_schema = self.read(path, record=False).schema
             resolve_schema(nullable(df.schema), table_schema, False, False, path)
         meta = self.lineage.commit_metadata({"operation": "upsert", **(metadata or {})})
-        return self._committed(self._backend.upsert(df, path, keys, schema_evolution, meta, txn))
+        bounds = {k: v for k, v in (key_lower_bounds or {}).items() if v is not None}
+        return self._committed(
+            self._backend.upsert(df, path, keys, schema_evolution, meta, txn, bounds)
+        )
 
     def changes(self, path: str, start_version: int) -> DataFrame | None:
         """Rows inserted, updated or deleted from ``start_version`` to the latest version.

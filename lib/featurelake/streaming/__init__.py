@@ -9,8 +9,8 @@ Two kinds of query, one checkpoint folder each under ``streaming.checkpoint_dir`
   (events behind the source's watermark);
 * a **view** query per windowed feature view (:mod:`.views`): the silver table as a Delta
   stream -> :func:`~featurelake.feature_store.windows.window_aggregates` with the view's
-  watermark (Spark's stateful aggregation, update mode) -> MERGE into ``gold/<view table>``
-  and guarded upserts into the online store.
+  watermark (Spark's stateful aggregation, update mode) -> guarded upserts into the online
+  store, then a MERGE into ``gold/<view table>``.
 
 Every write of a micro-batch carries a Delta application transaction keyed by the query id
 and the batch id, so a batch replayed after a crash commits nothing twice; online upserts

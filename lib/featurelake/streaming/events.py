@@ -23,6 +23,7 @@ __all__ = [
     "PRODUCED_AT",
     "Transport",
     "as_bronze_rows",
+    "is_late",
     "late_events",
     "on_time_events",
     "read_event_lines",
@@ -124,8 +125,11 @@ def as_bronze_rows(
     )
 
 
-def _is_late(event_time: str, watermark: datetime | None) -> Column:
-    # Spark's rule for its own state: a row at or before the watermark is late.
+def is_late(event_time: str, watermark: datetime | None) -> Column:
+    """True where the row's ``event_time`` is at or before ``watermark`` (never null).
+
+    Spark's rule for its own state; no row is late when ``watermark`` is None.
+    """
     if watermark is None:
         return F.lit(False)
     return F.coalesce(F.col(f"`{event_time}`") <= run_constant(watermark), F.lit(False))
@@ -133,9 +137,9 @@ def _is_late(event_time: str, watermark: datetime | None) -> Column:
 
 def late_events(silver: DataFrame, event_time: str, watermark: datetime | None) -> DataFrame:
     """The rows whose event time is at or before ``watermark`` (none when it is None)."""
-    return silver.where(_is_late(event_time, watermark))
+    return silver.where(is_late(event_time, watermark))
 
 
 def on_time_events(silver: DataFrame, event_time: str, watermark: datetime | None) -> DataFrame:
     """The rows after ``watermark`` (all when it is None)."""
-    return silver.where(~_is_late(event_time, watermark))
+    return silver.where(~is_late(event_time, watermark))

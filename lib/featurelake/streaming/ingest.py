@@ -5,44 +5,56 @@ For micro-batch ``n`` of a query, :class:`EventIngest`
 1. parses the raw lines with the bronze parser and validates them with
    :func:`~featurelake.lakehouse.silver.build_silver` and the source's silver declaration -
    the very code the batch silver job runs, its ``not_future`` rules judged at the batch's
-   recorded time and its ``in_reference`` rules against the reference tables' latest versions;
-2. splits the clean events at the watermark: the greatest event time of the on-time events of
+   recorded time and its ``in_reference`` rules against the reference tables' latest versions
+   (kept in Spark's cache between batches while their Delta version is unchanged:
+   :class:`ReferenceCache`);
+2. classifies every event once - its outcome (clean, quarantined, duplicate) and, for a clean
+   one, whether it is late - into a persisted frame, and counts the outcomes and the greatest
+   on-time event time in the same single action; silver, quarantine and late events are then
+   projections of that frame (no rule is judged twice);
+3. splits the clean events at the watermark: the greatest event time of the on-time events of
    batches ``< n`` minus the source's ``watermark`` (Spark's own definition; none before the
    first event). An event at or before it is late;
-3. appends the quarantined rows (with the rules they broke) to ``<table>_quarantine``, the late
+4. appends the quarantined rows (with the rules they broke) to ``<table>_quarantine``, the late
    events to ``<table>_late`` (with the watermark they missed) and the on-time events to
    ``silver/<table>`` - each commit claiming (``featurelake.stream.<query id>``, ``n``), so
-   a batch replayed after a crash commits nothing twice. The silver commit comes last and
-   records the running greatest event time: a restarted query reads the watermark of batch
-   ``n`` back from the silver table's history.
+   a batch replayed after a crash commits nothing twice; an empty quarantine or late table is
+   not committed to. The silver commit comes last and records the running greatest event
+   time: a restarted query reads the watermark of batch ``n`` back from the silver table's
+   history.
 
 Every raw event lands in exactly one place: silver, quarantine, late, or (an exact repeat of
-another event of the same micro-batch) counted as a duplicate.
+another event of the same micro-batch) counted as a duplicate. The progress record of a batch
+says how long each step took (``sink_phase_seconds``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from featurelake.core.concurrency import run_concurrently
+from featurelake.core.config import Settings
+from featurelake.core.errors import DataError
 from featurelake.core.runner import JobContext
 from featurelake.core.session import run_constant
 from featurelake.delta import DeltaTables
-from featurelake.delta.errors import AlreadyCommittedError
+from featurelake.delta.errors import AlreadyCommittedError, TableNotFoundError
 from featurelake.delta.model import AppTransaction, Lineage
-from featurelake.lakehouse.silver import SilverTableSpec, build_silver
-from featurelake.lakehouse.silver.job import read_references
+from featurelake.lakehouse.silver import OUTCOME, SilverTableSpec, build_silver
 from featurelake.lakehouse.sources import SourceSpec
 from featurelake.streaming.checkpoints import batch_time, query_id
-from featurelake.streaming.events import as_bronze_rows, late_events, on_time_events
+from featurelake.streaming.events import as_bronze_rows, is_late, late_events, on_time_events
 from featurelake.streaming.progress import ProgressBoard
 
-__all__ = ["EventIngest", "LATE_COLUMNS", "stream_claim"]
+__all__ = ["EventIngest", "LATE_COLUMNS", "Phases", "ReferenceCache", "stream_claim"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +69,85 @@ _MAX_EVENT_KEY = "stream_max_event_time"
 def stream_claim(checkpoint: str, batch_id: int) -> AppTransaction:
     """The claim every write of micro-batch ``batch_id`` of the query at ``checkpoint`` carries."""
     return AppTransaction(f"featurelake.stream.{query_id(checkpoint)}", batch_id)
+
+
+class ReferenceCache:
+    """The tables of a declaration's ``in_reference`` rules, kept between micro-batches.
+
+    Each batch asks each table's log for its latest version (a listing of ``_delta_log``, no
+    Spark job). While that is the version held, the batch joins the held rows (the rules' key
+    columns, in Spark's cache); when it changed, that version is read and cached instead and
+    the old one released - so a customer added to ``silver/customers`` mid-stream is known
+    from the next micro-batch on. (Reading the table every batch cost a file listing and scan
+    planning each time, and scanning its files twice: once per pass of the rules.)
+
+    Args:
+        settings: where the tables are (``lakehouse``).
+        spec: the silver declaration whose rules read them.
+    """
+
+    def __init__(self, settings: Settings, spec: SilverTableSpec) -> None:
+        self.settings = settings
+        self.spec = spec
+        self._keys = {
+            name: sorted({str(e.key) for e in spec.expectations if str(e.reference) == name})
+            for name in spec.references
+        }
+        self._held: dict[str, tuple[int, DataFrame]] = {}
+        #: versions read so far (a table whose version changed is read again)
+        self.reads = 0
+
+    def current(self, tables: DeltaTables) -> dict[str, DataFrame]:
+        """``<layer>/<table>`` -> the table's rules' key columns at its latest version.
+
+        Raises:
+            DataError: a reference table does not exist.
+        """
+        frames = {}
+        for name, keys in self._keys.items():
+            layer, table = name.split("/")
+            path = self.settings.lakehouse.table_path(layer, table)
+            try:
+                version = tables.version(path)
+                held = self._held.get(name)
+                if held is None or held[0] != version:
+                    rows = tables.read(path, version=version)
+                    cached = rows.select(*[F.col(f"`{k}`") for k in keys]).persist()
+                    if held is not None:
+                        held[1].unpersist()
+                    self._held[name] = held = (version, cached)
+                    self.reads += 1
+                    log.info(
+                        "stream_reference_cached",
+                        extra={"fields": {"table": path, "version": version}},
+                    )
+            except TableNotFoundError as exc:
+                raise DataError(
+                    f"silver table {self.spec.name}: its in_reference rules need {name}, which "
+                    f"does not exist at {path}"
+                ) from exc
+            frames[name] = held[1]
+        return frames
+
+    def release(self) -> None:
+        """Drop the cached rows."""
+        for _, rows in self._held.values():
+            rows.unpersist()
+        self._held.clear()
+
+
+class Phases:
+    """Seconds spent in each step of a micro-batch, in order (``sink_phase_seconds``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def done(self, name: str) -> None:
+        """The step ``name`` ended now: it took the time since the previous one ended."""
+        now = time.monotonic()
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._last, 3)
+        self._last = now
 
 
 class EventIngest:
@@ -98,6 +189,7 @@ class EventIngest:
         # batch id -> greatest on-time event time after it (None: no event yet)
         self._max_after: dict[int, datetime | None] = {}
         self._tables: DeltaTables | None = None
+        self.references = ReferenceCache(ctx.settings, spec)
 
     def _tables_for(self, batch: DataFrame) -> DeltaTables:
         # The query's own (cloned) session: settings a write makes for itself stay in it.
@@ -142,59 +234,88 @@ class EventIngest:
             )
             return 0
 
+    def close(self) -> None:
+        """Release what the sink keeps between micro-batches (the cached reference tables)."""
+        self.references.release()
+
     def __call__(self, lines: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
+        phases = Phases()
         tables = self._tables_for(lines)
         claim = stream_claim(self.checkpoint, batch_id)
         received_at = batch_time(self.checkpoint, batch_id)
         latest_before = self.latest_before(tables, batch_id)
         watermark = latest_before - self.lateness if latest_before else None
-        lines = lines.persist()
-        clean: DataFrame | None = None
+        references = self.references.current(tables)
+        phases.done("prepare")
+        plan = build_silver(
+            as_bronze_rows(
+                lines, spec=self.source, batch_id=f"stream-{batch_id}", ingested_at=received_at
+            ),
+            self.spec,
+            as_of=received_at,
+            run_id=self.ctx.run_id,
+            quarantined_at=received_at,
+            pii_key=self.pii_key,
+            references=references,
+        )
+        phases.done("plan")
+        # Every event once, with its outcome: the rules, the reference joins and the dedup
+        # window run here, in the one action below; the writes read the cached rows.
+        classified = plan.classified.persist()
         try:
-            rows_in = lines.count()
-            bronze = as_bronze_rows(
-                lines,
-                spec=self.source,
-                batch_id=f"stream-{batch_id}",
-                ingested_at=received_at,
+            event_time = F.col(f"`{self.event_time}`")
+            clean = F.col(OUTCOME) == "clean"
+            # The flag in a projection: the watermark is a run constant, which an aggregate
+            # function may not hold.
+            flags = classified.select(
+                F.col(OUTCOME).alias("outcome"),
+                (clean & is_late(self.event_time, watermark)).alias("late"),
+                F.when(clean, event_time).alias("event_time"),
             )
-            plan = build_silver(
-                bronze,
-                self.spec,
-                as_of=received_at,
-                run_id=self.ctx.run_id,
-                quarantined_at=received_at,
-                pii_key=self.pii_key,
-                references=read_references(tables, self.ctx.settings, self.spec),
-            )
-            clean = plan.silver.persist()
-            late = late_events(clean, self.event_time, watermark).select(
-                *[F.col(f"`{c}`") for c in clean.columns],
-                run_constant(watermark or received_at).alias("_watermark"),
-                F.lit(self.ctx.run_id).alias("_run_id"),
-            )
-            on_time = on_time_events(clean, self.event_time, watermark)
-            stats = on_time.agg(F.max(F.col(f"`{self.event_time}`")).alias("latest")).first()
-            batch_latest = _utc(stats["latest"]) if stats else None
+            on_time = (F.col("outcome") == "clean") & ~F.col("late")
+            stats = flags.agg(
+                F.count(F.lit(1)).alias("events"),
+                F.count(F.when(F.col("outcome") == "quarantined", True)).alias("quarantined"),
+                F.count(F.when(F.col("outcome") == "duplicate", True)).alias("duplicates"),
+                F.count(F.when(F.col("late"), True)).alias("late"),
+                F.max(F.when(on_time, F.col("event_time"))).alias("latest"),
+            ).first()
+            assert stats is not None
+            phases.done("classify")
+            batch_latest = _utc(stats["latest"])
             latest = max((t for t in (latest_before, batch_latest) if t), default=None)
-            # Quarantine and late events first, silver (which the views read) last; an empty
+            silver, quarantine = plan.split(classified)
+            # Quarantine and late events first (at once: two tables, each commit mostly
+            # delta-spark's fixed cost), silver (which the views read) last; an empty
             # quarantine or late table is not committed to.
-            quarantined = late_rows = 0
-            if not plan.quarantine.isEmpty():
-                quarantined = self._append(tables, plan.quarantine, self.quarantine_path, claim)
-            if watermark is not None and not late.isEmpty():
-                late_rows = self._append(tables, late, self.late_path, claim)
+            side: dict[str, Callable[[], int]] = {}
+            if stats["quarantined"]:
+                side["quarantine"] = functools.partial(
+                    self._append, tables, quarantine, self.quarantine_path, claim
+                )
+            if watermark is not None and stats["late"]:
+                late = late_events(silver, self.event_time, watermark).select(
+                    *[F.col(f"`{c}`") for c in silver.columns],
+                    run_constant(watermark).alias("_watermark"),
+                    F.lit(self.ctx.run_id).alias("_run_id"),
+                )
+                side["late"] = functools.partial(self._append, tables, late, self.late_path, claim)
+            done = run_concurrently(list(side.values()), max_workers=2)
+            committed = dict(zip(side, done, strict=True))
+            quarantined, late_rows = committed.get("quarantine", 0), committed.get("late", 0)
+            if side:
+                phases.done("_and_".join(side) + "_commit")
             meta = {
                 _QUERY_KEY: query_id(self.checkpoint),
                 _BATCH_KEY: str(batch_id),
                 _MAX_EVENT_KEY: latest.isoformat() if latest else "",
             }
-            written = self._append(tables, on_time.coalesce(1), self.silver_path, claim, **meta)
+            on_time_rows = on_time_events(silver, self.event_time, watermark).coalesce(1)
+            written = self._append(tables, on_time_rows, self.silver_path, claim, **meta)
+            phases.done("silver_commit")
         finally:
-            if clean is not None:
-                clean.unpersist()
-            lines.unpersist()
+            classified.unpersist()
         self._max_after[batch_id] = latest
         self._max_after.pop(batch_id - 2, None)
         now = datetime.now(timezone.utc)
@@ -202,16 +323,17 @@ class EventIngest:
             self.query_name,
             {
                 "batch_id": batch_id,
-                "input_rows": rows_in,
+                "input_rows": int(stats["events"]),
                 "silver_rows": written,
                 "quarantined_rows": quarantined,
                 "late_rows": late_rows,
-                "duplicate_rows": max(rows_in - written - quarantined - late_rows, 0),
+                "duplicate_rows": int(stats["duplicates"]),
                 "watermark_timestamp_seconds": watermark.timestamp() if watermark else None,
                 "end_to_end_lag_seconds": round((now - batch_latest).total_seconds(), 3)
                 if batch_latest
                 else None,
                 "sink_seconds": round(time.monotonic() - started, 3),
+                "sink_phase_seconds": phases.seconds,
             },
             log_event="stream_ingest_batch",
         )

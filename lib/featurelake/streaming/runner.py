@@ -200,9 +200,25 @@ def run_stream(ctx: JobContext, options: StreamRunOptions) -> dict[str, Any]:
         )
     plan = plan_stream(ctx, options)
     settings = ctx.settings
-    # Taken by queries starting without a checkpoint; a restarted query keeps its own.
-    batch_partitions = ctx.spark.conf.get("spark.sql.shuffle.partitions")
-    ctx.spark.conf.set("spark.sql.shuffle.partitions", str(settings.streaming.shuffle_partitions))
+    # For the run's session (the queries clone it as they start):
+    # * shuffle partitions: taken by queries starting without a checkpoint (a restarted query
+    #   keeps its own);
+    # * delta-spark rebuilds a table's state (a stage of snapshotPartitions tasks) before every
+    #   commit carrying a claim - up to four a micro-batch: the stream's small tables take the
+    #   stream's small number too (a claimed append of 1,000 rows on two busy cores: 6.4-9.0 s
+    #   with 8 tasks, 3.1-4.8 s with 2);
+    # * a view's stateful query would run an extra micro-batch without new data whenever its
+    #   watermark moves, only to drop expired windows from its state: in update mode it outputs
+    #   nothing, yet each held up the next batch with data (0.5-2.5 s of sink time alone at
+    #   1,000 events/s on two busy cores). The next batch with data drops them instead.
+    streaming_conf = {
+        "spark.sql.shuffle.partitions": str(settings.streaming.shuffle_partitions),
+        "spark.databricks.delta.snapshotPartitions": str(settings.streaming.shuffle_partitions),
+        "spark.sql.streaming.noDataMicroBatches.enabled": "false",
+    }
+    batch_conf = {key: ctx.spark.conf.get(key, None) for key in streaming_conf}
+    for key, value in streaming_conf.items():
+        ctx.spark.conf.set(key, value)
     root = settings.lakehouse.root
     board = ProgressBoard(os.path.join(root, settings.streaming.progress_file))
     listener = QueryProgressListener(board)
@@ -212,6 +228,14 @@ def run_stream(ctx: JobContext, options: StreamRunOptions) -> dict[str, Any]:
     key_file = settings.silver.pii_key_file
     if key_file and not os.path.isabs(key_file):
         key_file = os.path.join(root, key_file)
+
+    sinks: list[EventIngest] = []
+    started: list[StreamingQuery] = []
+
+    def started_query(writer: Any) -> StreamingQuery:
+        query = writer.start()
+        started.append(query)
+        return query
 
     def trigger(writer: Any) -> Any:
         if options.available_now:
@@ -232,13 +256,14 @@ def run_stream(ctx: JobContext, options: StreamRunOptions) -> dict[str, Any]:
         if not ctx.tables.exists(silver):  # the views' Delta stream needs the table
             ctx.tables.write(_empty_silver(ctx, source, spec), silver, "append")
         sink = EventIngest(ctx, source, spec, checkpoint, pii, board, name)
+        sinks.append(sink)
         lines = read_event_lines(ctx.spark, source, transport, settings.lakehouse.landing)
         writer = (
             lines.writeStream.queryName(name)
             .foreachBatch(sink)
             .option("checkpointLocation", checkpoint)
         )
-        return trigger(writer).start()
+        return started_query(trigger(writer))
 
     def start_view(view: FeatureView) -> StreamingQuery:
         assert view.window is not None
@@ -258,7 +283,7 @@ def run_stream(ctx: JobContext, options: StreamRunOptions) -> dict[str, Any]:
             .foreachBatch(sink)
             .option("checkpointLocation", checkpoint)
         )
-        return trigger(writer).start()
+        return started_query(trigger(writer))
 
     log.info(
         "stream_plan",
@@ -286,8 +311,15 @@ def run_stream(ctx: JobContext, options: StreamRunOptions) -> dict[str, Any]:
     finally:
         for query in list(ctx.spark.streams.active):
             query.stop()
+        listener.catch_up(started)
         ctx.spark.streams.removeListener(listener)
-        ctx.spark.conf.set("spark.sql.shuffle.partitions", str(batch_partitions))
+        for sink in sinks:
+            sink.close()
+        for key, previous in batch_conf.items():
+            if previous is None:
+                ctx.spark.conf.unset(key)
+            else:
+                ctx.spark.conf.set(key, previous)
         if store is not None:
             store.close()
     return board.snapshot()

@@ -99,12 +99,16 @@ class SilverPlan:
         observations: with ``observe=True``, the Spark observations that measure the counts
             while ``silver`` and ``quarantine`` are computed; read them with :meth:`counts`.
         classify: builds :attr:`classified`.
+        silver_of: ``silver`` from (a copy of) :attr:`classified`: see :meth:`split`.
+        quarantine_of: ``quarantine`` from (a copy of) :attr:`classified`.
     """
 
     silver: DataFrame
     quarantine: DataFrame
     classify: Callable[[], DataFrame] = field(repr=False)
     observations: SilverObservations | None = None
+    silver_of: Callable[[DataFrame], DataFrame] | None = field(default=None, repr=False)
+    quarantine_of: Callable[[DataFrame], DataFrame] | None = field(default=None, repr=False)
 
     @functools.cached_property
     def classified(self) -> DataFrame:
@@ -114,6 +118,20 @@ class SilverPlan:
         it, so its plan (a second ranking window) is built only when asked for.
         """
         return self.classify()
+
+    def split(self, classified: DataFrame) -> tuple[DataFrame, DataFrame]:
+        """``(silver, quarantine)`` computed from ``classified`` instead of from bronze.
+
+        ``classified`` is :attr:`classified`, or rows of it (persisted, filtered, with extra
+        columns): its ``clean`` rows in the silver schema (PII pseudonymised) and its
+        ``quarantined`` rows as the quarantine holds them - the rows :attr:`silver` and
+        :attr:`quarantine` would hold. A caller that persists :attr:`classified` computes the
+        rules and the dedup window once for both (two plans from bronze compute them twice);
+        the counts are then its own (no observations).
+        """
+        if self.silver_of is None or self.quarantine_of is None:
+            raise TypeError("this SilverPlan was built without silver_of/quarantine_of")
+        return self.silver_of(classified), self.quarantine_of(classified)
 
     def counts(self, spec: SilverTableSpec) -> SilverCounts:
         """The counts measured while ``silver`` and ``quarantine`` were written.
@@ -281,6 +299,17 @@ def build_silver(
         quarantine=quarantine,
         classify=lambda: classify_rows().drop(_OK),
         observations=observations,
+        silver_of=lambda rows: _silver_columns(
+            rows.filter(F.col(OUTCOME) == "clean"), spec, pii_key
+        ),
+        quarantine_of=lambda rows: _quarantine_rows(
+            rows.filter(F.col(OUTCOME) == "quarantined"),
+            spec,
+            raw_columns,
+            pii_key,
+            run_id,
+            quarantined_at,
+        ),
     )
 
 
@@ -422,6 +451,11 @@ def _silver_rows(
         clean = clean.observe(
             observations.clean, *table_check_aggregates(spec.checks, rows="clean")
         )
+    return _silver_columns(clean, spec, pii_key)
+
+
+def _silver_columns(clean: DataFrame, spec: SilverTableSpec, pii_key: bytes | None) -> DataFrame:
+    """Clean rows in the silver schema: declared columns, PII pseudonymised, lineage."""
     return (
         clean.select(*[quoted(c.name) for c in spec.columns], *[quoted(c) for c in LINEAGE_COLUMNS])
         .transform(with_pseudonymised_columns, spec.pii, pii_key)
