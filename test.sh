@@ -19,4 +19,6 @@ if kafka=$("$root/bin/ensure-kafka.sh"); then
 else
   echo "featurelake: no Kafka broker; the Kafka streaming tests will be skipped" >&2
 fi
-exec "$root/.venv/bin/python" -m pytest "$@"
+# Two worker processes, each running whole test files (module fixtures are built once);
+# FEATURELAKE_TEST_WORKERS=0 runs everything in this process.
+exec "$root/.venv/bin/python" -m pytest -n "${FEATURELAKE_TEST_WORKERS:-2}" --dist loadfile "$@"

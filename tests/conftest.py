@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,14 @@ from pyspark.sql import SparkSession
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+# In a pytest-xdist worker, __main__ is the bootstrap code the worker was started with (no
+# __spec__, no __file__). pyspark.sql.connect takes such a process for a doctest run and calls
+# sys.exit(0) on import when Spark Connect's optional packages are absent - which MLflow's Spark
+# flavour imports when it saves a model. Name the worker's __main__ as a script's would be.
+_main = sys.modules["__main__"]
+if getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
+    _main.__file__ = "<pytest worker>"
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,10 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
+# Two runs of the whole pipeline through spark-submit (about sixteen minutes here): opt-in with
+# -m scenario, which CI runs after the default suite.
+pytestmark = pytest.mark.scenario
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SMALL = [

@@ -38,6 +38,8 @@ from featurelake.lakehouse import gold
 from featurelake.ml.batch import raw_to_silver
 from pyspark.sql import functions as F
 
+pytestmark = pytest.mark.scenario  # three periods of jobs in one lake (about three minutes): opt-in
+
 CONF = Path(__file__).resolve().parents[1] / "conf"
 DRIFT_FROM = "2026-02-01"
 # (seed, clients, first client id, the batch's end date)

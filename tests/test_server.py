@@ -10,8 +10,10 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -693,6 +695,7 @@ def test_health_details_name_the_store_for_a_role_granted_them(server: dict) -> 
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
     assert response.json()["store"] == {"type": "sqlite", "path": str(server["tmp"] / "online.db")}
+    assert response.json()["worker_pid"] == os.getpid()  # the in-process server
     assert audit_line(server, response)["key_id"] == "operator-test"
 
 
@@ -850,8 +853,12 @@ def test_bounded_load_run_has_zero_errors(
 # -- the serve job ------------------------------------------------------------------------------
 
 
-def test_serve_job_starts_from_conf_answers_and_stops_on_sigterm(tmp_path: Path) -> None:
-    port = free_port()
+@contextmanager
+def serve_job(tmp_path: Path, port: int, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``jobs/serve.py`` on the project's configuration, answering ``/health``; SIGTERM at exit.
+
+    The process's exit code is in ``returncode`` afterwards.
+    """
     env = dict(os.environ, FEATURELAKE_ROOT=str(tmp_path / "lake"))
     process = subprocess.Popen(
         [
@@ -863,6 +870,7 @@ def test_serve_job_starts_from_conf_answers_and_stops_on_sigterm(tmp_path: Path)
             f"lakehouse.root={tmp_path / 'lake'}",
             "--port",
             str(port),
+            *extra,
         ],
         cwd=tmp_path,
         env=env,
@@ -873,22 +881,82 @@ def test_serve_job_starts_from_conf_answers_and_stops_on_sigterm(tmp_path: Path)
         deadline = time.monotonic() + 60
         while True:
             try:
-                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
                 break
             except httpx.TransportError:
                 assert process.poll() is None, process.stderr.read().decode()
                 assert time.monotonic() < deadline, "serve did not start within 60 s"
                 time.sleep(0.2)
-        refused = httpx.post(f"http://127.0.0.1:{port}/features", json=RFM, timeout=5)
+        yield process
     finally:
         process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=30)
+        process.wait(timeout=30)
+
+
+def test_serve_job_starts_from_conf_answers_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    with serve_job(tmp_path, port) as process:
+        health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+        refused = httpx.post(f"http://127.0.0.1:{port}/features", json=RFM, timeout=5)
 
     assert health.status_code == 200
     assert refused.status_code == 401
     # uvicorn shuts down gracefully, then re-raises the signal so supervisors see it.
-    assert code in (0, -signal.SIGTERM)
+    assert process.returncode in (0, -signal.SIGTERM)
     assert (tmp_path / "lake" / "ops" / "serving_audit.jsonl").is_file()
+
+
+def test_serve_job_workers_each_accept_a_share_of_new_connections(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/health/details"
+    admin = {"X-API-Key": "demo-admin-key-00004"}
+    clients = 64
+    opened_together = threading.Barrier(clients)
+
+    def which_worker(_: int) -> int:
+        with httpx.Client(timeout=10) as client:  # one connection of a pool opened at once
+            opened_together.wait()
+            return int(client.get(url, headers=admin).json()["worker_pid"])
+
+    with serve_job(tmp_path, port, "--workers", "2") as process:
+        with ThreadPoolExecutor(clients) as pool:
+            per_worker = Counter(pool.map(which_worker, range(clients)))
+
+    assert len(per_worker) == 2 and process.pid not in per_worker, per_worker
+    # Placed by a hash of each connection's ports, 64 connections split 32/32 on average; fewer
+    # than 16 on one worker is 4 standard deviations out (p < 1e-4).
+    assert min(per_worker.values()) >= 16, per_worker
+    assert process.returncode == 0, process.stderr.read().decode()[-2000:]
+
+
+def test_serve_job_says_so_when_the_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(PROJECT / "jobs" / "serve.py"),
+                "--conf-dir",
+                str(PROJECT / "conf"),
+                "--conf",
+                f"lakehouse.root={tmp_path / 'lake'}",
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+            ],
+            cwd=tmp_path,
+            env=dict(os.environ, FEATURELAKE_ROOT=str(tmp_path / "lake")),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert done.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
 
 
 # -- access configuration -----------------------------------------------------------------------

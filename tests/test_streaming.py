@@ -393,6 +393,7 @@ def _snapshot(lake: Lake) -> dict[str, Any]:
     return snap
 
 
+@pytest.mark.scenario  # a query killed with SIGKILL mid-run and restarted (minutes): opt-in
 def test_a_killed_and_restarted_stream_equals_an_uninterrupted_one(
     make_lake, kafka_bootstrap, kafka_connector
 ) -> None:

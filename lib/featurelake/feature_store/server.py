@@ -21,8 +21,9 @@ Endpoints:
 * ``GET /health`` - whether the store answers (200 ``ok`` or 503 ``unavailable``); per view
   the bookmark of its last materialisation and whether its freshness SLA holds. No key needed,
   so it says nothing of where the store is.
-* ``GET /health/details`` - the same and the store's type and location (its password hidden).
-  Needs an API key whose role has ``health_details: true``.
+* ``GET /health/details`` - the same, the store's type and location (its password hidden)
+  and the process id of the worker that answered. Needs an API key whose role has
+  ``health_details: true``.
 * ``GET /dashboard`` - the monitoring dashboard (``monitor`` job, docs/MONITORING.md) as one
   self-contained HTML page. Needs an API key whose role has ``dashboard: true``; 404 until a
   monitor run has written it.
@@ -376,6 +377,7 @@ def create_app(
         body: dict[str, Any] = {"status": "unavailable"}
         if with_store:
             body["store"] = store.describe()
+            body["worker_pid"] = os.getpid()  # which of the serve job's workers answered
         try:
             if store.ping():
                 body["views"] = _freshness(store, views)

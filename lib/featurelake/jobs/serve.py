@@ -13,7 +13,9 @@
 A long-running job: it reads the online store that `materialize` fills and needs no Spark, so
 it does not start a Spark session (unlike the other jobs, it does not go through run_job's
 session set-up; it takes the same --env/--conf/--conf-dir options). Stop it with Ctrl-C or
-SIGTERM; uvicorn finishes the requests in flight.
+SIGTERM; uvicorn finishes the requests in flight. With several workers each listens on its own
+socket on the port (``SO_REUSEPORT``, featurelake.feature_store.workers), so the kernel spreads
+new connections over them evenly.
 """
 
 import argparse
@@ -29,6 +31,7 @@ from featurelake.core.console import say
 from featurelake.core.logs import configure_logging
 from featurelake.core.runner import log_dir, parse_job_args
 from featurelake.feature_store.online import load_serving_config
+from featurelake.feature_store.workers import REUSE_PORT, serve_workers
 
 log = logging.getLogger("featurelake.jobs.serve")
 
@@ -107,6 +110,15 @@ def run(argv: Sequence[str] | None = None) -> int:
             + (f"; log: {log_file}" if log_file else "")
             + "; stop with Ctrl-C\n"
         )
+    if workers > 1 and REUSE_PORT:
+        # One listening socket per worker: connections spread over the workers evenly.
+        try:
+            code = serve_workers(target, host, port, workers)
+        except OSError as exc:
+            say(f"featurelake serve: cannot listen on {host}:{port}: {exc.strerror or exc}")
+            return 2
+        log.info("serve_stopped", extra={"fields": {"code": code}})
+        return code
     # The audit log records every request; uvicorn's access log would only duplicate it.
     uvicorn.run(
         target,
