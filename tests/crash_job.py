@@ -36,7 +36,7 @@ def main() -> int:
 
         return commit_or_die
 
-    rs._commit_adds = die_at_the_nth(rs._commit_adds)
+    rs.commit_adds = die_at_the_nth(rs.commit_adds)
     native.NativeBackend._save = die_at_the_nth(native.NativeBackend._save)
     module = load_job_module(job)
     return run_job(job, module.main, argv=argv, add_arguments=module.add_arguments)

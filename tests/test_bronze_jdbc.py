@@ -344,7 +344,7 @@ def _failing_before_the_first_commit(monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise OSError("the process died here")
 
-    monkeypatch.setattr(rs, "_commit_adds", refuse)
+    monkeypatch.setattr(rs, "commit_adds", refuse)
     monkeypatch.setattr(native.NativeBackend, "_save", refuse)
 
 

@@ -24,6 +24,7 @@ from pyspark.sql.types import StructType
 from featurelake.core.config import DeltaSettings, ParquetCodec
 from featurelake.core.session import arrow_rows
 from featurelake.delta.backend import TableBackend
+from featurelake.delta.checks import check_rows_within, check_upsert, check_write_mode
 from featurelake.delta.model import (
     AppTransaction,
     ArrowRows,
@@ -234,12 +235,7 @@ class DeltaTables:
         properties: Mapping[str, str] | None = None,
         constraints: Mapping[str, str] | None = None,
     ) -> WriteRequest:
-        if mode not in ("append", "overwrite"):
-            raise ValueError(f"mode must be 'append' or 'overwrite', got {mode!r}")
-        if replace_partitions is not None and mode != "overwrite":
-            raise ValueError("replace_partitions needs mode='overwrite'")
-        if overwrite_schema and (mode != "overwrite" or replace_partitions is not None):
-            raise ValueError("overwrite_schema needs a full overwrite (mode='overwrite')")
+        check_write_mode(mode, replace_partitions, overwrite_schema)
         return WriteRequest(
             data,
             path,
@@ -374,13 +370,7 @@ class DeltaTables:
             ValueError: a new row does not match ``where``.
         """
         table, struct = arrow_rows(rows, schema)
-        for column, values in where.items():
-            outside = [v for v in table.column(column).to_pylist() if v not in values]
-            if outside:
-                raise ValueError(
-                    f"{path}: rows to write hold {column}={outside[0]!r}, outside "
-                    f"the rows they replace ({column} in {list(values)})"
-                )
+        check_rows_within(table, path, where)
         meta = self.lineage.commit_metadata(metadata)
         return self._committed(
             self._backend.replace_rows(ArrowRows(table, struct), path, where, meta)
@@ -515,23 +505,7 @@ class DeltaTables:
             SchemaMismatchError: as :meth:`write`.
             AlreadyCommittedError: ``txn``'s claim was already made; nothing was committed.
         """
-        keys = list(keys)
-        if not keys:
-            raise ValueError("upsert needs at least one key column")
-        absent = [k for k in keys if k not in df.columns]
-        if absent:
-            raise ValueError(f"upsert keys {absent} are not columns of the data ({df.columns})")
-        not_keys = [c for c in key_lower_bounds or {} if c not in keys]
-        if not_keys:
-            raise ValueError(f"upsert bounds on {not_keys}, which are not keys ({keys})")
-        dupes = (
-            [] if keys_unique else df.groupBy(*keys).count().filter("count > 1").limit(3).collect()
-        )
-        if dupes:
-            shown = [{k: row[k] for k in keys} for row in dupes]
-            raise ValueError(
-                f"upsert into {path}: keys {keys} repeat in the new rows, e.g. {shown}"
-            )
+        keys = check_upsert(df, path, keys, key_lower_bounds, keys_unique)
         if not self.exists(path):
             result = self.write(
                 df, path, "overwrite", partition_by=partition_by, metadata=metadata, txn=txn
