@@ -348,6 +348,7 @@ def _failing_before_the_first_commit(monkeypatch) -> None:
     monkeypatch.setattr(native.NativeBackend, "_save", refuse)
 
 
+@pytest.mark.scenario  # kills child jobs and reruns them (CI runs the scenario tier)
 def test_runs_dying_mid_way_then_rerun_hold_every_row_version_once(
     spark, tmp_path, pg, monkeypatch
 ):

@@ -6,6 +6,7 @@ import json
 import pickle
 import random
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -355,7 +356,7 @@ def test_redis_store_shows_its_url_without_the_password(url: str, shown: str) ->
     assert "s3cret" not in repr(store)
 
 
-def test_get_online_features_keeps_its_service_until_a_configuration_file_changes(
+def test_get_online_features_keeps_its_service_until_a_configuration_file_changes_within_a_second(
     tmp_path,
 ) -> None:
     from featurelake.core.config import load_settings
@@ -376,6 +377,9 @@ def test_get_online_features_keeps_its_service_until_a_configuration_file_change
     moved.write_rows("customer_rfm", [row("c1", T0, recency_days=3, monetary=99.0)])
     moved.close()
 
+    # The files are looked at once a second at most: the change is seen after that.
+    assert _cached_service(settings) is first
+    time.sleep(1.1)
     records = get_online_features(
         [{"customer_id": "c1"}], ["customer_rfm:monetary"], settings=settings, now=T0
     )

@@ -713,6 +713,7 @@ def test_column_stats_of_an_empty_table_and_a_missing_table(spark, tables, tmp_p
         tables.column_stats(str(tmp_path / "absent"), ["d"])
 
 
+@pytest.mark.scenario  # kills child jobs and reruns them (CI runs the scenario tier)
 def test_a_job_killed_while_writing_leaves_the_previous_version_and_a_rerun_one_copy(
     spark, tables, tmp_path, backend
 ):

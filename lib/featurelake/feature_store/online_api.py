@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -255,10 +256,14 @@ class _CachedService:
     files: tuple[str, ...]
     stamp: tuple[tuple[int, int] | None, ...]
     service: OnlineFeatureService
+    checked_at: float = 0.0  # time.monotonic() of the last look at the files
 
 
 # get_online_features' services, by where their configuration came from; each is rebuilt when a
 # configuration file it was built from changes (mtime or size), and its store is then closed.
+# The files are looked at no more often than every _RECHECK_SECONDS: a call between two looks
+# costs the lookup alone (a look is a stat per file: as long as a lookup when there are several).
+_RECHECK_SECONDS = 1.0
 _SERVICES: dict[tuple[Any, ...], _CachedService] = {}
 _SERVICES_LOCK = threading.Lock()
 
@@ -295,19 +300,20 @@ def _cached_service(settings: Settings | None) -> OnlineFeatureService:
     else:
         key = ("given", id(settings))
     entry = _SERVICES.get(key)
-    if (
-        entry is not None
-        and (settings is None or entry.settings is settings)
-        and _stamp(entry.files) == entry.stamp
-    ):
-        return entry.service
+    if entry is not None and (settings is None or entry.settings is settings):
+        now = time.monotonic()
+        if now - entry.checked_at < _RECHECK_SECONDS:
+            return entry.service
+        if _stamp(entry.files) == entry.stamp:
+            entry.checked_at = now
+            return entry.service
     with _SERVICES_LOCK:
         loaded = settings or load_settings()
         files = _config_files(loaded, with_settings_files=settings is None)
         stamp = _stamp(files)
         service = _service(loaded, load_serving_config(loaded))
         old = _SERVICES.get(key)
-        _SERVICES[key] = _CachedService(loaded, files, stamp, service)
+        _SERVICES[key] = _CachedService(loaded, files, stamp, service, time.monotonic())
     if old is not None:
         old.service.store.close()
     return service
@@ -335,8 +341,9 @@ def get_online_features(
     """Look up online features from Python (a notebook, a job), without the HTTP server.
 
     The settings, feature views and the open store are kept between calls (keyed on where the
-    settings came from) and rebuilt only when one of their configuration files changes, so a
-    call costs about what a lookup through a held :class:`OnlineFeatureService` does.
+    settings came from) and rebuilt when one of their configuration files changes - seen
+    within a second: the files are looked at no more than once a second - so a call costs
+    about what a lookup through a held :class:`OnlineFeatureService` does.
 
     Args:
         entities: one mapping of join key to value per entity.
