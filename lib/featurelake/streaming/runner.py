@@ -26,6 +26,7 @@ from pyspark.sql.streaming import StreamingQuery
 from featurelake.core.config import ConfigError
 from featurelake.core.errors import UserError
 from featurelake.core.runner import JobContext
+from featurelake.delta.native_support import first_line
 from featurelake.feature_store.definitions import FeatureView, load_feature_views
 from featurelake.feature_store.online import OnlineStore, load_serving_config, open_online_store
 from featurelake.feature_store.windows import window_aggregates
@@ -345,10 +346,19 @@ def _watch(
     while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
         if ctx.spark.streams.awaitAnyTermination(1):
             break
+    # A query that failed on its own fails the job. One stopped here may end with an error
+    # raised by the interruption itself (an idle query interrupted while asking its source
+    # for offsets): its batches are all committed, so that is logged, not raised.
+    failed = [q for q in queries if not q.isActive and q.exception() is not None]
     for query in queries:
         if query.isActive:
             _stop_between_batches(query)
     for query in queries:
         error = query.exception()
-        if error is not None:
-            raise error
+        if error is not None and query not in failed:
+            log.warning(
+                "stream_query_stop_error",
+                extra={"fields": {"query": query.name, "error": first_line(error)}},
+            )
+    if failed:
+        raise failed[0].exception()  # type: ignore[misc]
