@@ -58,3 +58,27 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real datasets not found at {SHARED_DATA} (see ../shared/data/README.md)")
     return SHARED_DATA
+
+
+# The test files that take longest in all (minutes each on two cores), slowest first. Under
+# `./test.sh` each file runs whole in one of two workers, handed out in collection order as
+# workers free up: starting with these, the workers end together instead of one running a long
+# file alone at the end.
+_LONGEST_FILES = (
+    "test_streaming.py",
+    "test_segmentation.py",
+    "test_monitoring_job.py",
+    "test_classification.py",
+    "test_silver.py",
+    "test_spark_submit.py",
+    "test_bronze_jdbc.py",
+    "test_scoring.py",
+    "test_bronze.py",
+    "test_fuzz_silver.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put the longest test files first (a stable sort: the order within a file is kept)."""
+    rank = {name: index for index, name in enumerate(_LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
