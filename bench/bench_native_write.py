@@ -11,7 +11,6 @@ Then reads (sum and count) of the Parquet and Delta tables: ``load()``, ``versio
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -19,13 +18,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from featurelake.core.config import DeltaSettings, SparkSettings
-from featurelake.core.session import build_spark_session
+from featurelake.core.config import DeltaSettings
 from featurelake.delta import DeltaTables, native_delta_available
 from pyspark.sql import functions as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_table_io import make_frame  # noqa: E402
+from bench_table_io import make_frame, rows_repeat_and_session  # noqa: E402
 
 
 def best_of(repeat: int, run: Callable[[int], object]) -> float:
@@ -39,15 +37,7 @@ def best_of(repeat: int, run: Callable[[int], object]) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=5_000_000)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    spark = build_spark_session(
-        "bench-native-write",
-        SparkSettings(master="local[*]", shuffle_partitions=8),
-        DeltaSettings(backend="native"),
-    )
+    args, spark = rows_repeat_and_session("bench-native-write", DeltaSettings(backend="native"))
     if not native_delta_available(spark):
         print("native Delta unavailable: delta-spark's jar could not be had (see the log)")
         return 1

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from featurelake.core.config import DeltaSettings, SparkSettings
 from featurelake.core.session import build_spark_session
@@ -42,14 +43,18 @@ def make_frame(spark, rows: int):
     )
 
 
-def main() -> None:
+def rows_repeat_and_session(app: str, delta: DeltaSettings) -> tuple[argparse.Namespace, Any]:
+    """``--rows`` and ``--repeat`` from the command line, and the benchmark's session."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    spark = build_spark_session(
-        "bench-table-io", SparkSettings(master="local[*]", shuffle_partitions=8), DeltaSettings()
-    )
+    spark = build_spark_session(app, SparkSettings(master="local[*]", shuffle_partitions=8), delta)
+    return args, spark
+
+
+def main() -> None:
+    args, spark = rows_repeat_and_session("bench-table-io", DeltaSettings())
     # Materialise the input once so every writer times only the write.
     df = make_frame(spark, args.rows).repartition(8).cache()
     df.count()

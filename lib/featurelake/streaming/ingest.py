@@ -42,13 +42,13 @@ from pyspark.sql import functions as F
 
 from featurelake.core.concurrency import run_concurrently
 from featurelake.core.config import Settings
-from featurelake.core.errors import DataError
 from featurelake.core.runner import JobContext
 from featurelake.core.session import run_constant
 from featurelake.delta import DeltaTables
 from featurelake.delta.errors import AlreadyCommittedError, TableNotFoundError
 from featurelake.delta.model import AppTransaction, Lineage
 from featurelake.lakehouse.silver import OUTCOME, SilverTableSpec, build_silver
+from featurelake.lakehouse.silver.job import missing_reference
 from featurelake.lakehouse.sources import SourceSpec
 from featurelake.streaming.checkpoints import batch_time, query_id
 from featurelake.streaming.events import as_bronze_rows, is_late, late_events, on_time_events
@@ -122,10 +122,7 @@ class ReferenceCache:
                         extra={"fields": {"table": path, "version": version}},
                     )
             except TableNotFoundError as exc:
-                raise DataError(
-                    f"silver table {self.spec.name}: its in_reference rules need {name}, which "
-                    f"does not exist at {path}"
-                ) from exc
+                raise missing_reference(self.spec, name, path) from exc
             frames[name] = held[1]
         return frames
 

@@ -68,11 +68,16 @@ def read_references(
         try:
             references[name] = tables.read(path)
         except TableNotFoundError as exc:
-            raise DataError(
-                f"silver table {spec.name}: its in_reference rules need {name}, which does not "
-                f"exist at {path}"
-            ) from exc
+            raise missing_reference(spec, name, path) from exc
     return references
+
+
+def missing_reference(spec: SilverTableSpec, name: str, path: str) -> DataError:
+    """The error for an ``in_reference`` rule whose table ``name`` is not at ``path``."""
+    return DataError(
+        f"silver table {spec.name}: its in_reference rules need {name}, which does not "
+        f"exist at {path}"
+    )
 
 
 def _utc(value: datetime) -> datetime:
